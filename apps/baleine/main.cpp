@@ -1,0 +1,74 @@
+// apps/baleine/main.cpp — the `baleine` executable: git-style subcommands, one file each (cmd_*.cpp).
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdio>
+
+#include "apps/baleine/command.h"
+#include "core/check.h"
+#include "core/threadpool.h"
+
+namespace baleine::app {
+
+std::vector<Command>& commands() {
+  static std::vector<Command> list;
+  return list;
+}
+
+std::vector<int32_t> parse_int_list(const std::string& text, const std::string& flag) {
+  std::vector<int32_t> out;
+  size_t i = 0;
+  while (i < text.size()) {
+    while (i < text.size() && (text[i] == ' ' || text[i] == ',')) ++i;
+    if (i >= text.size()) break;
+    size_t j = i;
+    if (text[j] == '-') ++j;
+    while (j < text.size() && text[j] >= '0' && text[j] <= '9') ++j;
+    BALEINE_CHECK(j > i && (j == text.size() || text[j] == ',' || text[j] == ' ') && !(j == i + 1 && text[i] == '-'),
+                  "{}: expected comma-separated integers, got '{}'", flag, text);
+    long long v = std::stoll(text.substr(i, j - i));
+    BALEINE_CHECK(v >= INT32_MIN && v <= INT32_MAX, "{}: {} is out of range", flag, v);
+    out.push_back(int32_t(v));
+    i = j;
+  }
+  BALEINE_CHECK(!out.empty(), "{}: no integers given", flag);
+  return out;
+}
+
+}  // namespace baleine::app
+
+int main(int argc, char** argv) {
+  using namespace baleine::app;
+  CLI::App app{"baleine: DeepSeek-V3-architecture models, from pretraining to serving"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "baleine 0.1.0");
+  int threads = 0;
+  app.add_option("--threads", threads, "Worker threads (0 = every core)")->check(CLI::NonNegativeNumber);
+
+  auto& list = commands();
+  std::sort(list.begin(), list.end(), [](const Command& a, const Command& b) { return a.name < b.name; });
+  std::function<int()> action;
+  std::vector<std::pair<CLI::App*, std::function<int()>>> actions;
+  for (auto& c : list) {
+    CLI::App* sub = app.add_subcommand(c.name, c.description);
+    actions.emplace_back(sub, c.setup(*sub));
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    if (threads > 0) baleine::ThreadPool::set_global_threads(threads);
+    for (auto& [sub, fn] : actions)
+      if (sub->parsed()) return fn();
+  } catch (const baleine::Error& e) {
+    fmt::print(stderr, "error: {}\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "error: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}

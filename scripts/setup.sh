@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs every Debian package baleine needs to build, test and run. Idempotent:
+# packages already installed are skipped, `apt-get update` runs at most once.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config git
+  libfmt-dev libcli11-dev nlohmann-json3-dev libopenblas-dev libgtest-dev
+  libpcre2-dev libsqlite3-dev libcpp-httplib-dev
+)
+# Only needed to regenerate the PyTorch parity fixtures (tests/reference/), never by CI.
+OPTIONAL_PACKAGES=(python3-torch python3-numpy)
+
+want_optional=0
+if [[ "${1:-}" == "--with-torch" ]]; then want_optional=1; fi
+
+missing=()
+is_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+for p in "${PACKAGES[@]}"; do is_installed "$p" || missing+=("$p"); done
+if (( want_optional )); then
+  for p in "${OPTIONAL_PACKAGES[@]}"; do is_installed "$p" || missing+=("$p"); done
+fi
+
+if (( ${#missing[@]} == 0 )); then
+  echo "[setup] all ${#PACKAGES[@]} required Debian packages are installed"
+  exit 0
+fi
+
+echo "[setup] installing: ${missing[*]}"
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then
+  if command -v sudo >/dev/null; then SUDO="sudo"; else
+    echo "[setup] error: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+if ! $SUDO apt-get update -qq; then
+  echo "[setup] error: 'apt-get update' failed; check the Debian mirror is reachable" >&2; exit 1
+fi
+if ! $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/tmp/baleine-setup-apt.log 2>&1; then
+  echo "[setup] error: could not install: ${missing[*]} (see /tmp/baleine-setup-apt.log)" >&2
+  tail -5 /tmp/baleine-setup-apt.log >&2
+  exit 1
+fi
+echo "[setup] done"
