@@ -1,0 +1,90 @@
+// baleine info --model PATH: architecture, parameter counts, KV-cache size per token.
+#include <fmt/format.h>
+
+#include <nlohmann/json.hpp>
+
+#include "apps/baleine/command.h"
+#include "models/config.h"
+
+namespace baleine::app {
+namespace {
+
+std::string human_params(double n) {
+  if (n >= 1e9) return fmt::format("{:.2f}B", n / 1e9);
+  if (n >= 1e6) return fmt::format("{:.2f}M", n / 1e6);
+  if (n >= 1e3) return fmt::format("{:.2f}K", n / 1e3);
+  return fmt::format("{:.0f}", n);
+}
+
+std::string human_bytes(double b) {
+  if (b >= 1024.0 * 1024) return fmt::format("{:.2f} MiB", b / 1024 / 1024);
+  if (b >= 1024.0) return fmt::format("{:.1f} KiB", b / 1024);
+  return fmt::format("{:.0f} B", b);
+}
+
+int run_info(const std::string& model_path, bool as_json) {
+  ModelConfig c = load_model_config(model_path);
+  ModelStats s = model_stats(c);
+  int64_t moe_layers = 0;
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) moe_layers += c.is_moe_layer(l);
+  if (as_json) {
+    nlohmann::json j = {
+        {"architecture", architecture_name(c.architecture)},
+        {"layers", c.num_hidden_layers},
+        {"dense_layers", c.num_hidden_layers - moe_layers},
+        {"moe_layers", moe_layers},
+        {"hidden_size", c.hidden_size},
+        {"vocab_size", c.vocab_size},
+        {"attention_heads", c.num_attention_heads},
+        {"routed_experts", c.n_routed_experts},
+        {"shared_experts", c.n_shared_experts},
+        {"experts_per_token", c.num_experts_per_tok},
+        {"mtp_modules", c.num_nextn_predict_layers},
+        {"total_params", s.total_params},
+        {"active_params", s.active_params},
+        {"mtp_params", s.mtp_params},
+        {"kv_bytes_per_token", s.kv_bytes_per_token},
+        {"kv_bytes_per_token_mha", s.kv_bytes_per_token_mha},
+    };
+    fmt::print("{}\n", j.dump());
+    return 0;
+  }
+  fmt::print("architecture  {}\n", architecture_name(c.architecture));
+  fmt::print("layers        {} ({} dense + {} MoE), hidden {}, vocab {}, context {}\n", c.num_hidden_layers,
+             c.num_hidden_layers - moe_layers, moe_layers, c.hidden_size, c.vocab_size, c.max_position_embeddings);
+  if (c.is_deepseek()) {
+    fmt::print("attention     MLA, {} heads, q_lora_rank {}, kv_lora_rank {}, qk {}+{} (rope), v {}, softmax scale {:.5f}\n",
+               c.num_attention_heads, c.q_lora_rank > 0 ? std::to_string(c.q_lora_rank) : "none (no compression)",
+               c.kv_lora_rank, c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim, c.attention_scale());
+    if (c.n_routed_experts > 0) {
+      const char* scoring = c.scoring_func == ScoringFunc::Sigmoid ? "sigmoid" : "softmax";
+      const char* method = c.topk_method == TopkMethod::NoAuxTc ? "noaux_tc"
+                           : c.topk_method == TopkMethod::GroupLimitedGreedy ? "group_limited_greedy" : "greedy";
+      fmt::print("experts       {} routed (top-{}, {} groups keep {}, {}, {}) + {} shared, expert width {}\n",
+                 c.n_routed_experts, c.num_experts_per_tok, c.n_group, c.topk_group, scoring, method,
+                 c.n_shared_experts, c.moe_intermediate_size);
+    }
+  } else {
+    fmt::print("attention     GQA, {} heads, {} KV heads, head dim {}{}\n", c.num_attention_heads,
+               c.num_key_value_heads, c.head_dim, c.attention_bias ? ", q/k/v bias" : "");
+  }
+  fmt::print("parameters    {} total, {} active per token", human_params(s.total_params), human_params(s.active_params));
+  if (c.num_nextn_predict_layers > 0) fmt::print(" (+{} in {} MTP module)", human_params(s.mtp_params), c.num_nextn_predict_layers);
+  fmt::print("\n");
+  fmt::print("kv cache      {} per token ({}, bf16) vs {} for the equivalent full multi-head cache ({:.1f}x smaller)\n",
+             human_bytes(s.kv_bytes_per_token), c.is_deepseek() ? "MLA latent" : "GQA",
+             human_bytes(s.kv_bytes_per_token_mha), s.kv_bytes_per_token_mha / s.kv_bytes_per_token);
+  return 0;
+}
+
+CommandRegistration reg{{"info", "Show a model's architecture, parameter counts and KV-cache size",
+                         [](CLI::App& sub) -> std::function<int()> {
+                           auto model = std::make_shared<std::string>();
+                           auto as_json = std::make_shared<bool>(false);
+                           sub.add_option("--model", *model, "Model directory or config.json")->required();
+                           sub.add_flag("--json", *as_json, "Print one JSON object");
+                           return [=] { return run_info(*model, *as_json); };
+                         }}};
+
+}  // namespace
+}  // namespace baleine::app

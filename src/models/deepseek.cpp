@@ -1,0 +1,438 @@
+// models/deepseek.cpp — DeepSeek-V2 / V3 forward pass, written to read like the papers:
+//   V2 §2.1 / V3 §2.1.1 (MLA, eqs. 1–11), V3 §2.1.2 (DeepSeekMoE, eqs. 12–16), V3 §2.2 (MTP).
+// Both MLA forms live side by side in attention_forward and are tested equal.
+#include "models/deepseek.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <numeric>
+
+#include "core/check.h"
+
+namespace baleine {
+
+namespace {
+
+struct DeepSeekSequence final : Sequence {
+  std::vector<Tensor> latent;  // per layer [capacity, R + Dr]: normalised c^KV ‖ roped k_pe
+};
+
+}  // namespace
+
+ops::RopeTable make_rope_table(const ModelConfig& c, int dim) {
+  const RopeScaling& s = c.rope_scaling;
+  switch (s.type) {
+    case RopeScalingType::Yarn:
+      return ops::rope_table_yarn(dim, c.rope_theta, s.factor, s.original_max_position_embeddings, s.beta_fast,
+                                  s.beta_slow, s.mscale, s.mscale_all_dim);
+    case RopeScalingType::Llama3:
+      return ops::rope_table_llama3(dim, c.rope_theta, s.factor, s.low_freq_factor, s.high_freq_factor,
+                                    s.original_max_position_embeddings);
+    case RopeScalingType::Linear: {
+      ops::RopeTable t = ops::rope_table_default(dim, c.rope_theta);
+      for (float& f : t.inv_freq) f = float(f / s.factor);
+      return t;
+    }
+    case RopeScalingType::None: break;
+  }
+  return ops::rope_table_default(dim, c.rope_theta);
+}
+
+namespace {
+
+// A row-slice view of a weight matrix: rows [row0, row0 + rows) of W (any dtype).
+ops::WeightRef weight_rows(const Tensor& w, int64_t row0, int64_t rows) {
+  ops::WeightRef r = nn::weight_ref(w);
+  r.data = static_cast<const char*>(r.data) + size_t(row0 * r.cols) * dtype_size(r.dtype);
+  r.rows = rows;
+  return r;
+}
+
+}  // namespace
+
+
+DeepSeekModel::DeepSeekModel(const ModelConfig& config) : cfg_(config), arena_(1 << 22) {
+  BALEINE_CHECK(cfg_.is_deepseek(), "not a DeepSeek config: {}", cfg_.model_type);
+  rope_ = make_rope_table(cfg_, int(cfg_.qk_rope_head_dim));
+  attn_scale_ = float(cfg_.attention_scale());
+  embed_tokens_.init(cfg_.vocab_size, cfg_.hidden_size);
+  layers_.resize(size_t(cfg_.num_hidden_layers));
+  for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) init_block(layers_[size_t(l)], l);
+  norm_.init(cfg_.hidden_size, cfg_.rms_norm_eps);
+  lm_head_.init(cfg_.hidden_size, cfg_.vocab_size, false);
+  mtp_.resize(size_t(cfg_.num_nextn_predict_layers));
+  for (int64_t k = 0; k < cfg_.num_nextn_predict_layers; ++k) {
+    Mtp& m = mtp_[size_t(k)];
+    m.enorm.init(cfg_.hidden_size, cfg_.rms_norm_eps);
+    m.hnorm.init(cfg_.hidden_size, cfg_.rms_norm_eps);
+    m.eh_proj.init(2 * cfg_.hidden_size, cfg_.hidden_size, false);
+    init_block(m.block, cfg_.num_hidden_layers + k);
+    m.head_norm.init(cfg_.hidden_size, cfg_.rms_norm_eps);
+    m.embed.init(cfg_.vocab_size, cfg_.hidden_size);
+    m.head.init(cfg_.hidden_size, cfg_.vocab_size, false);
+  }
+  has_mtp_ = !mtp_.empty();
+}
+
+void DeepSeekModel::init_block(Block& b, int64_t layer) {
+  const ModelConfig& c = cfg_;
+  const int64_t d = c.hidden_size, H = c.num_attention_heads, R = c.kv_lora_rank;
+  b.input_layernorm.init(d, c.rms_norm_eps);
+  b.post_attention_layernorm.init(d, c.rms_norm_eps);
+  Attention& a = b.attn;
+  a.q_compressed = c.q_lora_rank > 0;
+  if (a.q_compressed) {
+    a.q_a_proj.init(d, c.q_lora_rank, false);
+    a.q_a_layernorm.init(c.q_lora_rank, c.rms_norm_eps);
+    a.q_b_proj.init(c.q_lora_rank, H * c.qk_head_dim(), false);
+  } else {
+    a.q_proj.init(d, H * c.qk_head_dim(), false);
+  }
+  a.kv_a_proj_with_mqa.init(d, R + c.qk_rope_head_dim, false);
+  a.kv_a_layernorm.init(R, c.rms_norm_eps);
+  a.kv_b_proj.init(R, H * (c.qk_nope_head_dim + c.v_head_dim), false);
+  a.o_proj.init(H * c.v_head_dim, d, false);
+  // MTP blocks use the MoE structure of the main model's deep layers.
+  b.is_moe = layer >= c.num_hidden_layers ? c.n_routed_experts > 0 : c.is_moe_layer(layer);
+  if (b.is_moe) {
+    b.moe.gate.init(d, c.n_routed_experts, false);
+    b.moe.experts.resize(size_t(c.n_routed_experts));
+    for (auto& e : b.moe.experts) e.init(d, c.moe_intermediate_size);
+    b.moe.has_shared = c.n_shared_experts > 0;
+    if (b.moe.has_shared) b.moe.shared_experts.init(d, c.n_shared_experts * c.moe_intermediate_size);
+  } else {
+    b.mlp.init(d, c.intermediate_size);
+  }
+}
+
+void DeepSeekModel::visit_block(Block& b, const std::string& p, const nn::ParamVisitor& v, bool optional) {
+  auto visit = [&](nn::Param& prm) { prm.optional = prm.optional || optional; v(prm); };
+  b.input_layernorm.visit(p + "input_layernorm.weight", visit);
+  Attention& a = b.attn;
+  if (a.q_compressed) {
+    a.q_a_proj.visit(p + "self_attn.q_a_proj", visit);
+    a.q_a_layernorm.visit(p + "self_attn.q_a_layernorm.weight", visit);
+    a.q_b_proj.visit(p + "self_attn.q_b_proj", visit);
+  } else {
+    a.q_proj.visit(p + "self_attn.q_proj", visit);
+  }
+  a.kv_a_proj_with_mqa.visit(p + "self_attn.kv_a_proj_with_mqa", visit);
+  a.kv_a_layernorm.visit(p + "self_attn.kv_a_layernorm.weight", visit);
+  a.kv_b_proj.visit(p + "self_attn.kv_b_proj", visit);
+  a.o_proj.visit(p + "self_attn.o_proj", visit);
+  b.post_attention_layernorm.visit(p + "post_attention_layernorm.weight", visit);
+  if (b.is_moe) {
+    b.moe.gate.visit(p + "mlp.gate", visit);
+    if (cfg_.topk_method == TopkMethod::NoAuxTc) {
+      nn::Param bias{p + "mlp.gate.e_score_correction_bias", {cfg_.n_routed_experts}, nn::ParamKind::Vector,
+                     &b.moe.e_score_correction_bias, optional};
+      v(bias);
+    }
+    for (size_t e = 0; e < b.moe.experts.size(); ++e)
+      b.moe.experts[e].visit(p + "mlp.experts." + std::to_string(e), visit);
+    if (b.moe.has_shared) b.moe.shared_experts.visit(p + "mlp.shared_experts", visit);
+  } else {
+    b.mlp.visit(p + "mlp", visit);
+  }
+}
+
+void DeepSeekModel::for_each_param(const nn::ParamVisitor& v) {
+  embed_tokens_.visit("model.embed_tokens.weight", v);
+  for (size_t l = 0; l < layers_.size(); ++l) visit_block(layers_[l], "model.layers." + std::to_string(l) + ".", v, false);
+  norm_.visit("model.norm.weight", v);
+  if (!cfg_.tie_word_embeddings) lm_head_.visit("lm_head", v);
+  // MTP tensors are optional as a group: many exported checkpoints drop layer num_hidden_layers.
+  for (size_t k = 0; k < mtp_.size(); ++k) {
+    Mtp& m = mtp_[k];
+    std::string p = "model.layers." + std::to_string(cfg_.num_hidden_layers + int64_t(k)) + ".";
+    auto opt = [&](nn::Param& prm) { prm.optional = true; v(prm); };
+    m.enorm.visit(p + "enorm.weight", opt);
+    m.hnorm.visit(p + "hnorm.weight", opt);
+    m.eh_proj.visit(p + "eh_proj", opt);
+    visit_block(m.block, p, v, true);
+    m.head_norm.visit(p + "shared_head.norm.weight", opt);
+    m.embed.visit(p + "embed_tokens.weight", opt);
+    m.head.visit(p + "shared_head.head", opt);
+  }
+}
+
+void DeepSeekModel::prepare() {
+  if (cfg_.tie_word_embeddings) lm_head_.weight = embed_tokens_.weight;
+  auto derive_absorbed = [&](Attention& a) {
+    // W^UK_h is rows [h·(Dn+Dv), h·(Dn+Dv)+Dn) of kv_b_proj, shape [Dn, R]; store its transpose [R, Dn] so
+    // q̃_h = W^UK_hᵀ q_nope_h is an ordinary linear over q_nope_h.
+    const int64_t H = cfg_.num_attention_heads, R = cfg_.kv_lora_rank, Dn = cfg_.qk_nope_head_dim;
+    const int64_t Dv = cfg_.v_head_dim;
+    Tensor kvb = a.kv_b_proj.weight.to_f32();  // [H·(Dn+Dv), R]
+    a.w_uk_t = Tensor::empty(DType::F32, {H, R, Dn});
+    const float* src = kvb.f32();
+    float* dst = a.w_uk_t.f32();
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t n = 0; n < Dn; ++n)
+        for (int64_t r = 0; r < R; ++r) dst[(h * R + r) * Dn + n] = src[(h * (Dn + Dv) + n) * R + r];
+  };
+  for (auto& b : layers_) derive_absorbed(b.attn);
+  // MTP: all present (usable) or all absent (has_mtp() false); a partial module is a broken checkpoint.
+  has_mtp_ = false;
+  for (size_t k = 0; k < mtp_.size(); ++k) {
+    Mtp& m = mtp_[k];
+    int present = 0, total = 0;
+    std::string missing;
+    auto count = [&](nn::Param& p) {
+      if (p.name.find("embed_tokens") != std::string::npos || p.name.find("shared_head.head") != std::string::npos) return;
+      ++total;
+      if (p.tensor->defined()) ++present; else if (missing.empty()) missing = p.name;
+    };
+    std::string p = "model.layers." + std::to_string(cfg_.num_hidden_layers + int64_t(k)) + ".";
+    m.enorm.visit(p + "enorm.weight", count);
+    m.hnorm.visit(p + "hnorm.weight", count);
+    m.eh_proj.visit(p + "eh_proj", count);
+    visit_block(m.block, p, count, true);
+    m.head_norm.visit(p + "shared_head.norm.weight", count);
+    BALEINE_CHECK(present == 0 || present == total, "MTP module {} is incomplete: tensor '{}' is missing", k, missing);
+    if (present == 0) { mtp_.clear(); break; }
+    derive_absorbed(m.block.attn);
+    if (!m.embed.weight.defined()) m.embed.weight = embed_tokens_.weight;
+    if (!m.head.weight.defined()) m.head.weight = lm_head_.weight;
+    has_mtp_ = true;
+  }
+}
+
+std::unique_ptr<Sequence> DeepSeekModel::new_sequence(int64_t max_tokens) const {
+  BALEINE_CHECK(max_tokens > 0, "sequence capacity must be positive, got {}", max_tokens);
+  BALEINE_CHECK(max_tokens <= cfg_.max_position_embeddings, "{} tokens exceed the model context of {}", max_tokens,
+                cfg_.max_position_embeddings);
+  auto s = std::make_unique<DeepSeekSequence>();
+  s->capacity_ = max_tokens;
+  for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l)
+    s->latent.push_back(Tensor::empty(DType::F32, {max_tokens, cfg_.kv_lora_rank + cfg_.qk_rope_head_dim}));
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Multi-head Latent Attention
+// ---------------------------------------------------------------------------------------------------------
+void DeepSeekModel::attention_forward(const Attention& a, float* out, const float* x, int64_t T,
+                                      const int32_t* positions, float* cache, int64_t p0, MlaMode mode) {
+  const int64_t H = cfg_.num_attention_heads, R = cfg_.kv_lora_rank, Dn = cfg_.qk_nope_head_dim;
+  const int64_t Dr = cfg_.qk_rope_head_dim, Dv = cfg_.v_head_dim, Dqk = Dn + Dr, C = R + Dr;
+  const int64_t S = p0 + T;
+
+  // Queries: q = W^UQ RMSNorm(W^DQ h) (or W^Q h without compression), per head [q_nope ‖ q_pe].
+  float* q = arena_.alloc<float>(size_t(T * H * Dqk));  // [T, H, Dn+Dr]
+  if (a.q_compressed) {
+    float* cq = arena_.alloc<float>(size_t(T * cfg_.q_lora_rank));  // [T, q_lora_rank]
+    a.q_a_proj.forward(cq, x, T);
+    a.q_a_layernorm.forward(cq, cq, T);
+    a.q_b_proj.forward(q, cq, T);
+  } else {
+    a.q_proj.forward(q, x, T);
+  }
+  ops::rope_apply(q + Dn, T, H, H * Dqk, Dqk, positions, rope_, ops::RopeLayout::Interleaved);
+
+  // Keys/values: [c^KV ‖ k_pe] = W^DKV h; c^KV normalised, k_pe roped once (shared by all heads); cached.
+  float* new_rows = cache + p0 * C;  // [T, R+Dr] inside the cache
+  a.kv_a_proj_with_mqa.forward(new_rows, x, T);
+  a.kv_a_layernorm.forward(new_rows, new_rows, T, C, C);
+  ops::rope_apply(new_rows + R, T, 1, C, 0, positions, rope_, ops::RopeLayout::Interleaved);
+
+  float* o = arena_.alloc<float>(size_t(T * H * Dv));  // [T, H, Dv]
+  ops::AttentionArgs args;
+  args.n_q = T;
+  args.n_kv = S;
+  args.n_heads = H;
+  args.kv_offset = p0;
+  args.scale = attn_scale_;
+  if (mode == MlaMode::Naive) {
+    // Up-project every cached latent: [k_nope ‖ v] = W^UKV c^KV, then ordinary multi-head attention with
+    // k = [k_nope ‖ k_pe] (192 dims for V3) and v (128).
+    float* kv = arena_.alloc<float>(size_t(S * H * (Dn + Dv)));  // [S, H, Dn+Dv]
+    a.kv_b_proj.forward(kv, cache, S, 0, C);
+    float* k = arena_.alloc<float>(size_t(S * H * Dqk));  // [S, H, Dn+Dr]
+    for (int64_t s = 0; s < S; ++s)
+      for (int64_t h = 0; h < H; ++h) {
+        std::memcpy(k + (s * H + h) * Dqk, kv + (s * H + h) * (Dn + Dv), size_t(Dn) * 4);
+        std::memcpy(k + (s * H + h) * Dqk + Dn, cache + s * C + R, size_t(Dr) * 4);
+      }
+    args.n_kv_heads = H;
+    args.qk_dim = Dqk;
+    args.v_dim = Dv;
+    args.q_stride = H * Dqk, args.q_head_stride = Dqk;
+    args.k_stride = H * Dqk, args.k_head_stride = Dqk;
+    args.v_stride = H * (Dn + Dv), args.v_head_stride = Dn + Dv;
+    args.out_stride = H * Dv, args.out_head_stride = Dv;
+    ops::attention_causal(o, q, k, kv + Dn, args);
+  } else {
+    // Absorbed: score_hj = (W^UK_hᵀ q_nope_h)·c_j + q_pe_h·k_pe_j — one shared "key" [c_j ‖ k_pe_j] of R+Dr
+    // dims (MQA over the latent cache); the value is c_j itself, up-projected by W^UV_h after attention.
+    float* qa = arena_.alloc<float>(size_t(T * H * C));  // [T, H, R+Dr]
+    for (int64_t h = 0; h < H; ++h) {
+      ops::WeightRef w_uk_t{a.w_uk_t.f32() + h * R * Dn, DType::F32, R, Dn, 0};
+      ops::linear(qa + h * C, q + h * Dqk, w_uk_t, nullptr, T, H * C, H * Dqk);
+      for (int64_t t = 0; t < T; ++t)
+        std::memcpy(qa + (t * H + h) * C + R, q + (t * H + h) * Dqk + Dn, size_t(Dr) * 4);
+    }
+    float* o_latent = arena_.alloc<float>(size_t(T * H * R));  // [T, H, R]
+    args.n_kv_heads = 1;
+    args.qk_dim = C;
+    args.v_dim = R;
+    args.q_stride = H * C, args.q_head_stride = C;
+    args.k_stride = C, args.k_head_stride = 0;
+    args.v_stride = C, args.v_head_stride = 0;
+    args.out_stride = H * R, args.out_head_stride = R;
+    ops::attention_causal(o_latent, qa, cache, cache, args);
+    for (int64_t h = 0; h < H; ++h)  // o_h = W^UV_h · o_latent_h
+      ops::linear(o + h * Dv, o_latent + h * R, weight_rows(a.kv_b_proj.weight, h * (Dn + Dv) + Dn, Dv), nullptr, T,
+                  H * Dv, H * R);
+  }
+  a.o_proj.forward(out, o, T);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// DeepSeekMoE: shared experts + top-k routed experts, group-limited routing
+// ---------------------------------------------------------------------------------------------------------
+void DeepSeekModel::route(const float* logits, int32_t* experts, float* gates, const MoE& m) const {
+  const int64_t E = cfg_.n_routed_experts, K = cfg_.num_experts_per_tok;
+  std::vector<float> scores(size_t(E)), select(size_t(E));
+  // Affinities in f32: sigmoid per expert (V3) or softmax over experts (V2).
+  if (cfg_.scoring_func == ScoringFunc::Sigmoid) {
+    for (int64_t e = 0; e < E; ++e) scores[size_t(e)] = 1.0f / (1.0f + std::exp(-logits[e]));
+  } else {
+    std::copy(logits, logits + E, scores.begin());
+    ops::reference::softmax_rows(scores.data(), 1, E, E);
+  }
+  // The correction bias steers selection only; gate values use the unbiased affinities.
+  for (int64_t e = 0; e < E; ++e)
+    select[size_t(e)] = scores[size_t(e)] + (cfg_.topk_method == TopkMethod::NoAuxTc ? m.e_score_correction_bias.f32()[e] : 0.0f);
+  if (cfg_.n_group > 1 && cfg_.topk_method != TopkMethod::Greedy) {
+    const int64_t G = cfg_.n_group, per = E / G;
+    std::vector<float> group_score(size_t(G));
+    for (int64_t g = 0; g < G; ++g) {
+      const float* s = select.data() + g * per;
+      if (cfg_.topk_method == TopkMethod::NoAuxTc) {  // V3: sum of the two best in the group
+        int32_t idx[2];
+        float val[2];
+        ops::reference::topk(s, per, 2, idx, val);
+        group_score[size_t(g)] = val[0] + val[1];
+      } else {  // V2: best in the group
+        group_score[size_t(g)] = *std::max_element(s, s + per);
+      }
+    }
+    std::vector<int32_t> keep(size_t(cfg_.topk_group));
+    std::vector<float> keep_val(size_t(cfg_.topk_group));
+    ops::reference::topk(group_score.data(), G, cfg_.topk_group, keep.data(), keep_val.data());
+    std::vector<bool> allowed(size_t(G), false);
+    for (int32_t g : keep) allowed[size_t(g)] = true;
+    for (int64_t e = 0; e < E; ++e)
+      if (!allowed[size_t(e / per)]) select[size_t(e)] = -std::numeric_limits<float>::infinity();
+  }
+  std::vector<float> top_val(size_t(K));
+  ops::reference::topk(select.data(), E, K, experts, top_val.data());
+  float sum = 0;
+  for (int64_t k = 0; k < K; ++k) sum += gates[k] = scores[size_t(experts[k])];
+  const bool normalise = cfg_.norm_topk_prob && K > 1;
+  for (int64_t k = 0; k < K; ++k)
+    gates[k] = (normalise ? gates[k] / (sum + 1e-20f) : gates[k]) * float(cfg_.routed_scaling_factor);
+}
+
+void DeepSeekModel::moe_forward(const MoE& m, float* out, const float* x, int64_t T) {
+  const int64_t d = cfg_.hidden_size, E = cfg_.n_routed_experts, K = cfg_.num_experts_per_tok;
+  float* router = arena_.alloc<float>(size_t(T * E));  // [T, E]
+  m.gate.forward(router, x, T);
+  std::vector<int32_t> chosen(size_t(T * K));
+  std::vector<float> gate_values(size_t(T * K));
+  for (int64_t t = 0; t < T; ++t) route(router + t * E, chosen.data() + t * K, gate_values.data() + t * K, m);
+
+  if (m.has_shared) m.shared_experts.forward(out, x, T, arena_);
+  else std::fill(out, out + T * d, 0.0f);
+
+  // Group tokens by expert so each expert runs once on all its tokens (prefill touches each weight once).
+  std::vector<std::vector<std::pair<int32_t, float>>> by_expert(size_t(E));
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t k = 0; k < K; ++k) by_expert[size_t(chosen[size_t(t * K + k)])].push_back({int32_t(t), gate_values[size_t(t * K + k)]});
+  float* xin = arena_.alloc<float>(size_t(T * d));   // [n_e, d] gathered tokens
+  float* yout = arena_.alloc<float>(size_t(T * d));  // [n_e, d]
+  for (int64_t e = 0; e < E; ++e) {
+    const auto& list = by_expert[size_t(e)];
+    if (list.empty()) continue;
+    const int64_t n = int64_t(list.size());
+    for (int64_t i = 0; i < n; ++i) std::memcpy(xin + i * d, x + list[size_t(i)].first * d, size_t(d) * 4);
+    m.experts[size_t(e)].forward(yout, xin, n, arena_);
+    for (int64_t i = 0; i < n; ++i) ops::axpy(out + list[size_t(i)].first * d, list[size_t(i)].second, yout + i * d, d);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Blocks, model, MTP
+// ---------------------------------------------------------------------------------------------------------
+void DeepSeekModel::block_forward(const Block& b, float* x, int64_t T, const int32_t* positions, float* cache,
+                                  int64_t p0, MlaMode mode) {
+  const int64_t d = cfg_.hidden_size;
+  float* xn = arena_.alloc<float>(size_t(T * d));   // [T, d]
+  float* tmp = arena_.alloc<float>(size_t(T * d));  // [T, d]
+  b.input_layernorm.forward(xn, x, T);
+  attention_forward(b.attn, tmp, xn, T, positions, cache, p0, mode);
+  ops::add_inplace(x, tmp, T * d);  // h = x + Attn(RMSNorm(x))
+  b.post_attention_layernorm.forward(xn, x, T);
+  if (b.is_moe) moe_forward(b.moe, tmp, xn, T);
+  else b.mlp.forward(tmp, xn, T, arena_);
+  ops::add_inplace(x, tmp, T * d);  // x = h + FFN(RMSNorm(h))
+}
+
+float* DeepSeekModel::forward_hidden(Sequence& s, std::span<const int32_t> tokens, MlaMode mode) {
+  auto& seq = dynamic_cast<DeepSeekSequence&>(s);
+  const int64_t T = int64_t(tokens.size()), p0 = seq.length_, d = cfg_.hidden_size;
+  BALEINE_CHECK(T > 0, "no tokens to process");
+  BALEINE_CHECK(p0 + T <= seq.capacity_, "{} tokens at position {} exceed the sequence capacity of {} (the context)", T,
+                p0, seq.capacity_);
+  for (int32_t t : tokens)
+    BALEINE_CHECK(t >= 0 && t < cfg_.vocab_size, "token id {} is outside the vocabulary [0, {})", t, cfg_.vocab_size);
+  arena_.reset();
+  float* x = arena_.alloc<float>(size_t(T * d));  // [T, d] residual stream
+  embed_tokens_.forward(x, tokens.data(), T);
+  int32_t* positions = arena_.alloc<int32_t>(size_t(T));
+  std::iota(positions, positions + T, int32_t(p0));
+  for (size_t l = 0; l < layers_.size(); ++l) block_forward(layers_[l], x, T, positions, seq.latent[l].f32(), p0, mode);
+  seq.length_ += T;
+  return x;
+}
+
+Tensor DeepSeekModel::forward(Sequence& seq, std::span<const int32_t> tokens, MlaMode mode) {
+  const int64_t T = int64_t(tokens.size()), d = cfg_.hidden_size;
+  float* x = forward_hidden(seq, tokens, mode);
+  norm_.forward(x, x, T);
+  Tensor logits = Tensor::empty(DType::F32, {T, cfg_.vocab_size});
+  lm_head_.forward(logits.f32(), x, T);
+  (void)d;
+  return logits;
+}
+
+Tensor DeepSeekModel::mtp_logits(std::span<const int32_t> tokens, MlaMode mode) {
+  BALEINE_CHECK(has_mtp_, "this model has no MTP module (num_nextn_predict_layers = {}, or its tensors are absent)",
+                cfg_.num_nextn_predict_layers);
+  const int64_t T = int64_t(tokens.size()), d = cfg_.hidden_size;
+  BALEINE_CHECK(T >= 2, "MTP needs at least 2 tokens, got {}", T);
+  auto seq = new_sequence(T);
+  const float* h = forward_hidden(*seq, tokens, mode);  // [T, d] before the final norm
+  const int64_t n = T - 1;
+  const Mtp& m = mtp_[0];
+  // h'_i = M [RMSNorm(Emb(t_{i+1})) ‖ RMSNorm(h_i)] — embedding first, as the released weights expect.
+  float* cat = arena_.alloc<float>(size_t(n * 2 * d));  // [n, 2d]
+  for (int64_t i = 0; i < n; ++i) m.embed.forward(cat + i * 2 * d, tokens.data() + 1 + i, 1);
+  m.enorm.forward(cat, cat, n, 2 * d, 2 * d);
+  m.hnorm.forward(cat + d, h, n, 2 * d, d);
+  float* x = arena_.alloc<float>(size_t(n * d));  // [n, d]
+  m.eh_proj.forward(x, cat, n);
+  int32_t* positions = arena_.alloc<int32_t>(size_t(n));
+  std::iota(positions, positions + n, 0);
+  Tensor cache = Tensor::empty(DType::F32, {n, cfg_.kv_lora_rank + cfg_.qk_rope_head_dim});
+  block_forward(m.block, x, n, positions, cache.f32(), 0, mode);
+  m.head_norm.forward(x, x, n);
+  Tensor logits = Tensor::empty(DType::F32, {n, cfg_.vocab_size});
+  m.head.forward(logits.f32(), x, n);
+  return logits;
+}
+
+}  // namespace baleine

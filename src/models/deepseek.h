@@ -1,0 +1,89 @@
+// models/deepseek.h — DeepSeek-V2 / V3: Multi-head Latent Attention, DeepSeekMoE, Multi-Token Prediction.
+// defines: DeepSeekModel
+#pragma once
+#include <vector>
+
+#include "core/arena.h"
+#include "models/model.h"
+#include "ops/ops.h"
+
+namespace baleine {
+
+class DeepSeekModel final : public CausalLM {
+ public:
+  explicit DeepSeekModel(const ModelConfig& config);
+
+  const ModelConfig& config() const override { return cfg_; }
+  std::unique_ptr<Sequence> new_sequence(int64_t max_tokens) const override;
+  Tensor forward(Sequence& seq, std::span<const int32_t> tokens, MlaMode mode) override;
+  Tensor mtp_logits(std::span<const int32_t> tokens, MlaMode mode) override;
+  bool has_mtp() const override { return has_mtp_; }
+  void for_each_param(const nn::ParamVisitor& v) override;
+  // Derives the absorbed-attention weights from kv_b_proj and checks MTP completeness; call after loading.
+  void prepare() override;
+
+  // MLA, one layer. Shapes use T = new tokens, S = cached positions, H = heads, R = kv_lora_rank,
+  // Dn = qk_nope_head_dim, Dr = qk_rope_head_dim, Dv = v_head_dim.
+  struct Attention {
+    bool q_compressed = false;
+    nn::Linear q_proj;                 // [H·(Dn+Dr), d]     (no query compression, V2-Lite)
+    nn::Linear q_a_proj;               // [q_lora_rank, d]   c^Q = W^DQ h
+    nn::RMSNorm q_a_layernorm;         // [q_lora_rank]
+    nn::Linear q_b_proj;               // [H·(Dn+Dr), q_lora_rank]
+    nn::Linear kv_a_proj_with_mqa;     // [R + Dr, d]        [c^KV ‖ k_pe]
+    nn::RMSNorm kv_a_layernorm;        // [R]                on c^KV only, never on k_pe
+    nn::Linear kv_b_proj;              // [H·(Dn+Dv), R]     per head rows [W^UK_h ; W^UV_h]
+    nn::Linear o_proj;                 // [d, H·Dv]
+    Tensor w_uk_t;                     // [H, R, Dn] f32: W^UK_hᵀ, derived by prepare() for the absorbed form
+  };
+  struct MoE {
+    nn::Linear gate;                   // [E, d] router
+    Tensor e_score_correction_bias;    // [E] f32, selection only (V3 noaux_tc)
+    std::vector<nn::SwiGLU> experts;   // E routed experts of width moe_intermediate_size
+    nn::SwiGLU shared_experts;         // one MLP of width n_shared·moe_intermediate_size
+    bool has_shared = false;
+  };
+  struct Block {
+    nn::RMSNorm input_layernorm, post_attention_layernorm;
+    Attention attn;
+    bool is_moe = false;
+    nn::SwiGLU mlp;                    // dense layers (< first_k_dense_replace)
+    MoE moe;
+  };
+  struct Mtp {                         // stored as layer index num_hidden_layers (+k)
+    nn::RMSNorm enorm, hnorm;
+    nn::Linear eh_proj;                // [d, 2d] over [enorm(emb(t_{i+1})) ‖ hnorm(h_i)]
+    Block block;
+    nn::RMSNorm head_norm;             // shared_head.norm
+    nn::Embedding embed;               // optional copy of the main embedding
+    nn::Linear head;                   // optional copy of lm_head
+  };
+
+  // Routing of one token (exposed for tests): selected experts and their gate values.
+  void route(const float* router_logits, int32_t* experts, float* gates, const MoE& moe) const;
+
+ private:
+  void init_block(Block& b, int64_t layer_index);
+  void visit_block(Block& b, const std::string& prefix, const nn::ParamVisitor& v, bool optional);
+  // x[T, d] += Block(x); `cache` [capacity, R+Dr] holds the latents of positions [0, p0+T).
+  void block_forward(const Block& b, float* x, int64_t T, const int32_t* positions, float* cache, int64_t p0,
+                     MlaMode mode);
+  void attention_forward(const Attention& a, float* out, const float* x, int64_t T, const int32_t* positions,
+                         float* cache, int64_t p0, MlaMode mode);
+  void moe_forward(const MoE& m, float* out, const float* x, int64_t T);
+  // Main model without the head: hidden states before the final norm, [T, d] (arena memory).
+  float* forward_hidden(Sequence& seq, std::span<const int32_t> tokens, MlaMode mode);
+
+  ModelConfig cfg_;
+  ops::RopeTable rope_;
+  float attn_scale_ = 1.0f;
+  nn::Embedding embed_tokens_;
+  std::vector<Block> layers_;
+  nn::RMSNorm norm_;
+  nn::Linear lm_head_;
+  std::vector<Mtp> mtp_;
+  bool has_mtp_ = false;
+  Arena arena_;
+};
+
+}  // namespace baleine

@@ -1,0 +1,32 @@
+#include "models/model.h"
+
+#include <filesystem>
+
+#include "models/deepseek.h"
+#include "models/dense.h"
+#include "models/weights.h"
+
+namespace baleine {
+
+Tensor CausalLM::logits(std::span<const int32_t> tokens, MlaMode mode) {
+  auto seq = new_sequence(int64_t(tokens.size()));
+  return forward(*seq, tokens, mode);
+}
+
+std::unique_ptr<CausalLM> create_model(const ModelConfig& config) {
+  if (config.is_deepseek()) return std::make_unique<DeepSeekModel>(config);
+  return std::make_unique<DenseModel>(config);
+}
+
+std::unique_ptr<CausalLM> load_model(const std::string& path) {
+  namespace fs = std::filesystem;
+  BALEINE_CHECK(fs::exists(path), "{}: no such file or directory", path);
+  fs::path dir = fs::is_directory(path) ? fs::path(path) : fs::path(path).parent_path();
+  ModelConfig config = load_model_config(dir.string());
+  std::unique_ptr<CausalLM> model = create_model(config);
+  load_params(*model, dir.string());
+  model->prepare();
+  return model;
+}
+
+}  // namespace baleine
