@@ -295,7 +295,7 @@ void DeepSeekModel::attention_forward(const Attention& a, float* out, const floa
 // ---------------------------------------------------------------------------------------------------------
 void DeepSeekModel::route(const float* logits, int32_t* experts, float* gates, const MoE& m) const {
   const int64_t E = cfg_.n_routed_experts, K = cfg_.num_experts_per_tok;
-  std::vector<float> scores(size_t(E)), select(size_t(E));
+  std::vector<float> scores(static_cast<size_t>(E)), select(static_cast<size_t>(E));
   // Affinities in f32: sigmoid per expert (V3) or softmax over experts (V2).
   if (cfg_.scoring_func == ScoringFunc::Sigmoid) {
     for (int64_t e = 0; e < E; ++e) scores[size_t(e)] = 1.0f / (1.0f + std::exp(-logits[e]));
@@ -308,7 +308,7 @@ void DeepSeekModel::route(const float* logits, int32_t* experts, float* gates, c
     select[size_t(e)] = scores[size_t(e)] + (cfg_.topk_method == TopkMethod::NoAuxTc ? m.e_score_correction_bias.f32()[e] : 0.0f);
   if (cfg_.n_group > 1 && cfg_.topk_method != TopkMethod::Greedy) {
     const int64_t G = cfg_.n_group, per = E / G;
-    std::vector<float> group_score(size_t(G));
+    std::vector<float> group_score(static_cast<size_t>(G));
     for (int64_t g = 0; g < G; ++g) {
       const float* s = select.data() + g * per;
       if (cfg_.topk_method == TopkMethod::NoAuxTc) {  // V3: sum of the two best in the group
@@ -320,15 +320,15 @@ void DeepSeekModel::route(const float* logits, int32_t* experts, float* gates, c
         group_score[size_t(g)] = *std::max_element(s, s + per);
       }
     }
-    std::vector<int32_t> keep(size_t(cfg_.topk_group));
-    std::vector<float> keep_val(size_t(cfg_.topk_group));
+    std::vector<int32_t> keep(static_cast<size_t>(cfg_.topk_group));
+    std::vector<float> keep_val(static_cast<size_t>(cfg_.topk_group));
     ops::reference::topk(group_score.data(), G, cfg_.topk_group, keep.data(), keep_val.data());
-    std::vector<bool> allowed(size_t(G), false);
+    std::vector<bool> allowed(static_cast<size_t>(G), false);
     for (int32_t g : keep) allowed[size_t(g)] = true;
     for (int64_t e = 0; e < E; ++e)
       if (!allowed[size_t(e / per)]) select[size_t(e)] = -std::numeric_limits<float>::infinity();
   }
-  std::vector<float> top_val(size_t(K));
+  std::vector<float> top_val(static_cast<size_t>(K));
   ops::reference::topk(select.data(), E, K, experts, top_val.data());
   float sum = 0;
   for (int64_t k = 0; k < K; ++k) sum += gates[k] = scores[size_t(experts[k])];
@@ -341,15 +341,15 @@ void DeepSeekModel::moe_forward(const MoE& m, float* out, const float* x, int64_
   const int64_t d = cfg_.hidden_size, E = cfg_.n_routed_experts, K = cfg_.num_experts_per_tok;
   float* router = arena_.alloc<float>(size_t(T * E));  // [T, E]
   m.gate.forward(router, x, T);
-  std::vector<int32_t> chosen(size_t(T * K));
-  std::vector<float> gate_values(size_t(T * K));
+  std::vector<int32_t> chosen(static_cast<size_t>(T * K));
+  std::vector<float> gate_values(static_cast<size_t>(T * K));
   for (int64_t t = 0; t < T; ++t) route(router + t * E, chosen.data() + t * K, gate_values.data() + t * K, m);
 
   if (m.has_shared) m.shared_experts.forward(out, x, T, arena_);
   else std::fill(out, out + T * d, 0.0f);
 
   // Group tokens by expert so each expert runs once on all its tokens (prefill touches each weight once).
-  std::vector<std::vector<std::pair<int32_t, float>>> by_expert(size_t(E));
+  std::vector<std::vector<std::pair<int32_t, float>>> by_expert(static_cast<size_t>(E));
   for (int64_t t = 0; t < T; ++t)
     for (int64_t k = 0; k < K; ++k) by_expert[size_t(chosen[size_t(t * K + k)])].push_back({int32_t(t), gate_values[size_t(t * K + k)]});
   float* xin = arena_.alloc<float>(size_t(T * d));   // [n_e, d] gathered tokens
