@@ -134,8 +134,10 @@ std::map<std::string, std::string> parse_string_map(const json& m, const std::st
 
 }  // namespace
 
+namespace detail {
+
 // One mapped safetensors file. Immutable after open; shared by the reader and by zero-copy tensors.
-struct SafetensorsReader::File {
+struct MappedFile {
   std::string path;
   const uint8_t* base = nullptr;
   size_t size = 0;
@@ -143,23 +145,20 @@ struct SafetensorsReader::File {
   std::map<std::string, SafetensorsEntry> entries;
   std::map<std::string, std::string> metadata;
 
-  File() = default;
-  File(const File&) = delete;
-  File& operator=(const File&) = delete;
-  ~File() {
+  MappedFile() = default;
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  ~MappedFile() {
     if (base != nullptr) munmap(const_cast<uint8_t*>(base), size);
   }
 };
 
-namespace {
+}  // namespace detail
 
-using FilePtr = std::shared_ptr<SafetensorsReader::File>;
-
-}  // namespace
+struct SafetensorsReader::File : detail::MappedFile {};
 
 // Maps `path` and validates its header. Reads the 8 + N header bytes only.
-static FilePtr open_safetensors_file(const std::string& path) {
-  auto f = std::make_shared<SafetensorsReader::File>();
+static void open_safetensors_file(detail::MappedFile* f, const std::string& path) {
   f->path = path;
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) open_fail(path, fmt::format("cannot open: {}", errno_str(errno)));
@@ -221,13 +220,16 @@ static FilePtr open_safetensors_file(const std::string& path) {
                       jd.get<std::string>()));
     const json& js = v["shape"];
     if (!js.is_array()) bad(fmt::format("'shape' must be an array of integers, got {}", js.type_name()));
-    uint64_t numel = 1;
+    uint64_t numel = 1, extent = 1;  // extent: product of max(dim, 1), bounds every stride
     bool overflow = false;
     for (const json& d : js) {
       uint64_t dim = 0;
       if (!as_nonneg_int(d, dim)) bad(fmt::format("'shape' {} must hold non-negative integers", js.dump()));
       e.shape.push_back(int64_t(dim));
       overflow = overflow || __builtin_mul_overflow(numel, dim, &numel);
+      if (__builtin_mul_overflow(extent, std::max<uint64_t>(dim, 1), &extent) ||
+          extent > uint64_t(std::numeric_limits<int64_t>::max()))
+        bad(fmt::format("'shape' {} is too large", js.dump()));
     }
     const json& jo = v["data_offsets"];
     uint64_t b = 0, en = 0;
@@ -237,8 +239,8 @@ static FilePtr open_safetensors_file(const std::string& path) {
     if (en > data_size)
       bad(fmt::format("data_offsets [{}, {}] exceed the data block ({} bytes)", b, en, data_size));
     uint64_t expect = 0;
-    if (overflow || __builtin_mul_overflow(numel, uint64_t(dtype_size(e.dtype)), &expect) ||
-        expect != en - b)
+    overflow = overflow || __builtin_mul_overflow(numel, uint64_t(dtype_size(e.dtype)), &expect);
+    if (overflow || expect != en - b)
       bad(fmt::format("data_offsets [{}, {}] hold {} bytes but shape {} of {} needs {}", b, en, en - b,
                       shape_str(e.shape), safetensors_dtype_name(e.dtype),
                       overflow ? std::string("more than 2^64") : std::to_string(expect)));
@@ -254,7 +256,6 @@ static FilePtr open_safetensors_file(const std::string& path) {
                                   ranges[i].begin, ranges[i].end, *ranges[i - 1].name, ranges[i - 1].begin,
                                   ranges[i - 1].end));
   }
-  return f;
 }
 
 namespace {
@@ -293,7 +294,8 @@ SafetensorsReader SafetensorsReader::open(const std::string& path) {
   SafetensorsReader r;
   r.path_ = file;
   if (!ends_with(file, ".json")) {
-    FilePtr f = open_safetensors_file(file);
+    auto f = std::make_shared<File>();
+    open_safetensors_file(f.get(), file);
     for (const auto& [name, e] : f->entries) {
       r.entries_.emplace(name, e);
       r.owner_of_.emplace(name, f);
@@ -325,9 +327,11 @@ SafetensorsReader SafetensorsReader::open(const std::string& path) {
   }
 
   fs::path dir = fs::path(file).parent_path();
-  std::map<std::string, FilePtr> shards;  // by shard name as written in the index
+  // Shards by normalised name ("./a.safetensors" and "a.safetensors" are one file).
+  auto key_of = [](const std::string& shard) { return fs::path(shard).lexically_normal().string(); };
+  std::map<std::string, std::shared_ptr<File>> shards;
   for (const auto& [name, shard] : weight_map) {
-    if (shards.count(shard)) continue;
+    if (shards.count(key_of(shard))) continue;
     fs::path rel(shard);
     bool escapes = shard.empty() || rel.is_absolute() ||
                    std::any_of(rel.begin(), rel.end(), [](const fs::path& c) { return c == ".."; });
@@ -336,10 +340,12 @@ SafetensorsReader SafetensorsReader::open(const std::string& path) {
     std::string shard_path = (dir / rel).string();
     if (!fs::exists(shard_path, ec))
       open_fail(file, fmt::format("tensor '{}': shard '{}' does not exist ({})", name, shard, shard_path));
-    shards.emplace(shard, open_safetensors_file(shard_path));
+    auto f = std::make_shared<File>();
+    open_safetensors_file(f.get(), shard_path);
+    shards.emplace(key_of(shard), std::move(f));
   }
   for (const auto& [name, shard] : weight_map) {
-    if (!shards.at(shard)->entries.count(name))
+    if (!shards.at(key_of(shard))->entries.count(name))
       open_fail(file, fmt::format("tensor '{}' is mapped to shard '{}', which does not contain it", name, shard));
   }
   for (const auto& [shard, f] : shards) {
@@ -484,6 +490,7 @@ void atomic_write(const char* fn, const std::string& path,
   if (fd < 0) fail(fn, fmt::format("{}: cannot create {}: {}", path, tmp, errno_str(errno)));
   auto abort_with = [&](const std::string& what, int err) {
     if (fd >= 0) ::close(fd);
+    fd = -1;
     ::unlink(tmp.c_str());
     fail(fn, fmt::format("{}: {}: {}", path, what, errno_str(err)));
   };
@@ -499,11 +506,11 @@ void atomic_write(const char* fn, const std::string& path,
   };
   try {
     produce(sink);
-  } catch (const Error&) {
-    throw;  // abort_with already cleaned up
   } catch (...) {
-    ::close(fd);
-    ::unlink(tmp.c_str());
+    if (fd >= 0) {  // not already cleaned up by abort_with
+      ::close(fd);
+      ::unlink(tmp.c_str());
+    }
     throw;
   }
   if (::fsync(fd) != 0) abort_with(fmt::format("cannot fsync {}", tmp), errno);

@@ -4,8 +4,10 @@
 //
 // Format: 8-byte little-endian header length N, N bytes of JSON {name: {dtype, shape, data_offsets:[b,e]},
 // "__metadata__": {str: str}}, then the data block; offsets are relative to the data block.
-// Every malformed input (truncated file, bad JSON, offsets outside the file, overlapping or misaligned
-// ranges, shape/size mismatch, unknown dtype) throws baleine::Error naming the file and the tensor or field.
+// Every malformed input (truncated file, bad JSON, offsets outside the file, overlapping ranges, shape/size
+// mismatch, unknown dtype) throws baleine::Error naming the file and the tensor or field. Ranges that are legal
+// but misaligned for their element type (other writers may produce them) are accepted; tensor() copies those.
+// Opening maps the files and parses headers only: no tensor data is read until a tensor is used.
 #pragma once
 #include <map>
 #include <memory>
@@ -35,10 +37,13 @@ class SafetensorsReader {
   bool contains(const std::string& name) const;
   const SafetensorsEntry& entry(const std::string& name) const;  // throws naming the tensor and file(s)
   std::vector<std::string> names() const;                        // sorted
+  // "__metadata__" of the file; for an index: its "metadata" (non-strings as JSON text, e.g. total_size),
+  // then keys from the shards' "__metadata__" that the index does not set.
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   const std::string& path() const { return path_; }
 
-  // Zero-copy tensor over the mapping (kept alive by the returned Tensor).
+  // Zero-copy tensor over the mapping (kept alive by the returned Tensor). The mapping is read-only: do not
+  // write through it (use tensor_as for a private copy). At most kMaxDims dimensions.
   Tensor tensor(const std::string& name) const;
   // Converted copy in `out` dtype (F32 or BF16). An F8_E4M3 tensor is dequantised with its companion
   // "<name>_scale_inv" (e.g. "x.weight_scale_inv", f32 [ceil(rows/128), ceil(cols/128)]) when present.
@@ -53,12 +58,19 @@ class SafetensorsReader {
   std::map<std::string, std::string> metadata_;
 };
 
-// Writes atomically: temp file in the same directory, fsync, rename, fsync of the directory.
+// Writes atomically: temp file "<path>.tmp.<pid>" in the same directory, fsync, rename, fsync of the directory;
+// on failure the temp file is removed, an existing file is left intact, and the error names the OS cause.
+// Layout as Hugging Face writes it: header keys sorted, header padded with spaces so the data block starts
+// 8-aligned, data packed without gaps ordered by element size (largest first) then name, so every tensor is
+// aligned to its element size.
 void safetensors_write(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 
 // Writes model-0000i-of-0000n.safetensors shards of at most max_shard_bytes (a tensor is never split) and
 // model.safetensors.index.json into `directory` (created if needed). Returns the shard file names.
+// Tensors are assigned greedily in the given order. The index holds {"metadata": {metadata..., "total_size": N},
+// "weight_map": {...}}; each shard carries `metadata` as its "__metadata__". Stale shards of an earlier write
+// with another shard count are not removed.
 std::vector<std::string> safetensors_write_sharded(const std::string& directory,
                                                    const std::vector<std::pair<std::string, Tensor>>& tensors,
                                                    size_t max_shard_bytes,

@@ -153,8 +153,8 @@ void DeepSeekModel::for_each_param(const nn::ParamVisitor& v) {
     m.eh_proj.visit(p + "eh_proj", opt);
     visit_block(m.block, p, v, true);
     m.head_norm.visit(p + "shared_head.norm.weight", opt);
-    m.embed.visit(p + "embed_tokens.weight", opt);
-    m.head.visit(p + "shared_head.head", opt);
+    if (!m.embed_shared) m.embed.visit(p + "embed_tokens.weight", opt);
+    if (!m.head_shared) m.head.visit(p + "shared_head.head", opt);
   }
 }
 
@@ -194,8 +194,8 @@ void DeepSeekModel::prepare() {
     BALEINE_CHECK(present == 0 || present == total, "MTP module {} is incomplete: tensor '{}' is missing", k, missing);
     if (present == 0) { mtp_.clear(); break; }
     derive_absorbed(m.block.attn);
-    if (!m.embed.weight.defined()) m.embed.weight = embed_tokens_.weight;
-    if (!m.head.weight.defined()) m.head.weight = lm_head_.weight;
+    if (m.embed_shared || !m.embed.weight.defined()) m.embed.weight = embed_tokens_.weight, m.embed_shared = true;
+    if (m.head_shared || !m.head.weight.defined()) m.head.weight = lm_head_.weight, m.head_shared = true;
     has_mtp_ = true;
   }
 }

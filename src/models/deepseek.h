@@ -5,6 +5,7 @@
 
 #include "core/arena.h"
 #include "models/model.h"
+#include "nn/grads.h"
 #include "ops/ops.h"
 
 namespace baleine {
@@ -57,7 +58,13 @@ class DeepSeekModel final : public CausalLM {
     nn::RMSNorm head_norm;             // shared_head.norm
     nn::Embedding embed;               // optional copy of the main embedding
     nn::Linear head;                   // optional copy of lm_head
+    bool embed_shared = false, head_shared = false;  // absent from the checkpoint: the main ones are used
   };
+
+  // Training: loss = mean next-token cross-entropy (+ mtp_lambda · MTP loss when the model has MTP), with
+  // gradients of every parameter accumulated into `grads` (naive MLA, the training form). deepseek_train.cpp.
+  struct LossParts { double total = 0, main = 0, mtp = 0; };
+  LossParts loss_and_grad(std::span<const int32_t> tokens, nn::Gradients* grads, double mtp_lambda);
 
   // Routing of one token (exposed for tests): selected experts and their gate values.
   void route(const float* router_logits, int32_t* experts, float* gates, const MoE& moe) const;
@@ -73,6 +80,11 @@ class DeepSeekModel final : public CausalLM {
   void moe_forward(const MoE& m, float* out, const float* x, int64_t T);
   // Main model without the head: hidden states before the final norm, [T, d] (arena memory).
   float* forward_hidden(Sequence& seq, std::span<const int32_t> tokens, MlaMode mode);
+
+  struct BlockActivations;  // deepseek_train.cpp
+  void block_forward_train(const Block& b, float* x, int64_t T, const int32_t* positions, BlockActivations& act);
+  void block_backward(const Block& b, float* dx, int64_t T, const int32_t* positions, const BlockActivations& act,
+                      nn::Gradients& g);
 
   ModelConfig cfg_;
   ops::RopeTable rope_;

@@ -54,3 +54,21 @@ void SwiGLU::forward(float* y, const float* x, int64_t M, Arena& arena) const {
 }
 
 }  // namespace baleine::nn
+
+#include <cstring>
+
+#include "nn/grads.h"
+
+namespace baleine::nn {
+
+float* Gradients::of(const Tensor& param) {
+  auto it = by_slot_.find(&param);
+  BALEINE_CHECK(it != by_slot_.end(), "no gradient buffer for this parameter (call allocate first)");
+  return it->second.f32();
+}
+
+void Gradients::zero() {
+  for (auto& [slot, g] : by_slot_) std::memset(g.raw(), 0, g.nbytes());
+}
+
+}  // namespace baleine::nn

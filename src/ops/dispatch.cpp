@@ -1,0 +1,349 @@
+// ops/dispatch.cpp — the public baleine::ops functions: validate, pick the backend, split over the pool.
+//
+// Backend choice: best_backend() from cpu_features() at start-up, overridable with set_backend (tests force
+// each one). Reference runs ops/reference/ single-threaded; AVX2 / AVX512 run the kernel table of
+// ops/cpu/ on ranges handed out by baleine::parallel_for.
+//
+// Threading rules:
+//  * Work is split into pieces whose boundaries depend only on the shapes (never on the thread count), and
+//    every output element is computed by one piece with a fixed operation order, so results are
+//    bit-identical for any number of threads (tests check 1 vs 2).
+//  * OpenBLAS is pinned to one thread (openblas_set_num_threads(1), once, before the first call): we call
+//    sgemm on column blocks from inside our own pool, so letting OpenBLAS thread too would oversubscribe the
+//    cores, and its own split could make results depend on its thread count. This overrides
+//    OPENBLAS_NUM_THREADS for the whole process (nothing else in baleine uses BLAS).
+//  * Arguments are validated before any work reaches the pool: an exception must never escape a pool thread.
+#include <cblas.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <mutex>
+#include <vector>
+
+#include "core/cpu.h"
+#include "core/threadpool.h"
+#include "ops/cpu/kernels.h"
+#include "ops/internal.h"
+
+namespace baleine::ops {
+
+namespace {
+
+bool cpu_supports(Backend b) {
+  const CpuFeatures& f = cpu_features();
+  switch (b) {
+    case Backend::Reference: return true;
+    case Backend::AVX2: return f.avx2 && f.fma && f.f16c;
+    // avx512.cpp uses F, BW (16-bit masked loads), VL, DQ; no BF16 instructions (see avx512.cpp), so
+    // Skylake-X / Ice Lake / Zen 4 all qualify.
+    case Backend::AVX512: return f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx2 && f.fma && f.f16c;
+  }
+  return false;
+}
+
+std::atomic<Backend>& backend_state() {
+  static std::atomic<Backend> b{best_backend()};
+  return b;
+}
+
+// The active kernel table, or null for Reference.
+const cpu::Kernels* kernels() {
+  switch (backend_state().load(std::memory_order_relaxed)) {
+    case Backend::AVX512: return &cpu::kAvx512;
+    case Backend::AVX2: return &cpu::kAvx2;
+    case Backend::Reference: return nullptr;
+  }
+  return nullptr;
+}
+
+void blas_init() {
+  static std::once_flag once;
+  std::call_once(once, [] { openblas_set_num_threads(1); });
+}
+
+// Per-thread scratch that grows and is kept: no allocation (and no page faults) per call in steady state.
+float* scratch(size_t n) {
+  thread_local std::vector<float> buf;
+  if (buf.size() < n) buf.resize(n);
+  return buf.data();
+}
+
+// Minimum multiply-adds per parallel piece: below this, waking a pool thread costs more than it saves.
+constexpr int64_t kMinWorkPerPiece = 1 << 15;
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Column-block width for sgemm calls: a function of N only (determinism); about 8 blocks, 64..512 wide.
+int64_t sgemm_block(int64_t N) { return std::clamp<int64_t>(ceil_div(ceil_div(N, 8), 16) * 16, 64, 512); }
+
+// y[:, n0:n0+nb] (+)= x · W[n0:n0+nb, :]ᵀ through OpenBLAS on column blocks; bf16/f16 weights are widened
+// block by block (rows kHalfRows × columns kHalfCols, 256 KiB of f32 scratch) and accumulated over K.
+constexpr int64_t kHalfRows = 64, kHalfCols = 1024;
+
+void linear_sgemm(const cpu::Kernels& kt, float* y, int64_t ldy, const float* x, int64_t ldx, const WeightRef& w,
+                  const float* bias, int64_t M) {
+  blas_init();
+  const int64_t N = w.rows, K = w.cols, ldw = w.row_stride();
+  const int64_t nb = w.dtype == DType::F32 ? sgemm_block(N) : kHalfRows;
+  const int64_t blocks = ceil_div(N, nb);
+  parallel_for(blocks, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t n0 = b * nb, n = std::min(nb, N - n0);
+      if (w.dtype == DType::F32) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(M), int(n), int(K), 1.0f, x, int(ldx),
+                    static_cast<const float*>(w.data) + n0 * ldw, int(ldw), 0.0f, y + n0, int(ldy));
+      } else {
+        float* wf = scratch(size_t(kHalfRows * kHalfCols));  // [n, kc] widened weight block
+        const uint16_t* w16 = static_cast<const uint16_t*>(w.data) + n0 * ldw;
+        for (int64_t k0 = 0; k0 < K; k0 += kHalfCols) {
+          const int64_t kc = std::min(kHalfCols, K - k0);
+          (w.dtype == DType::BF16 ? kt.widen_bf16 : kt.widen_f16)(wf, kc, w16 + k0, ldw, n, kc);
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(M), int(n), int(kc), 1.0f, x + k0, int(ldx), wf,
+                      int(kc), k0 == 0 ? 0.0f : 1.0f, y + n0, int(ldy));
+        }
+      }
+      if (bias)
+        for (int64_t m = 0; m < M; ++m) kt.add(y + m * ldy + n0, bias + n0, n);
+    }
+  });
+}
+
+}  // namespace
+
+Backend best_backend() {
+  if (cpu_supports(Backend::AVX512)) return Backend::AVX512;
+  if (cpu_supports(Backend::AVX2)) return Backend::AVX2;
+  return Backend::Reference;
+}
+
+Backend active_backend() { return backend_state().load(); }
+
+void set_backend(Backend b) {
+  BALEINE_CHECK(cpu_supports(b), "this CPU cannot run the {} backend", backend_name(b));
+  backend_state().store(b);
+}
+
+const char* backend_name(Backend b) {
+  switch (b) {
+    case Backend::Reference: return "reference";
+    case Backend::AVX2: return "avx2";
+    case Backend::AVX512: return "avx512";
+  }
+  return "?";
+}
+
+namespace cpu {
+// Measured with bench_ops on an AMD EPYC (Zen 4, AVX-512), N = K = 1024..7168: OpenBLAS overtakes the
+// register-tiled kernel from about M = 16 rows for f32 weights; for bf16/f16 the kernel reads half the bytes
+// and stays ahead until about M = 32, where widening blocks and sgemm wins.
+LinearTuning& linear_tuning() {
+  static LinearTuning t{16, 32};
+  return t;
+}
+}  // namespace cpu
+
+void linear(float* y, const float* x, const WeightRef& w, const float* bias, int64_t M, int64_t ldy, int64_t ldx) {
+  const cpu::Kernels* kt = kernels();
+  if (!kt) return reference::linear(y, x, w, bias, M, ldy, ldx);
+  detail::check_linear(w, y, x, M, ldy, ldx);
+  const int64_t N = w.rows, K = w.cols, ldw = w.row_stride();
+  ldy = detail::dense(ldy, N);
+  ldx = detail::dense(ldx, K);
+  if (M == 0 || N == 0) return;
+  if (K == 0) {  // empty sum: y = bias or 0
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < N; ++n) y[m * ldy + n] = bias ? bias[n] : 0.0f;
+    return;
+  }
+  const cpu::LinearTuning& tune = cpu::linear_tuning();
+  if (M >= (w.dtype == DType::F32 ? tune.sgemm_min_m_f32 : tune.sgemm_min_m_half))
+    return linear_sgemm(*kt, y, ldy, x, ldx, w, bias, M);
+  // Own kernel over blocks of 16 output columns (cache-line aligned pieces of y for f32).
+  constexpr int64_t kCols = 16;
+  const int64_t blocks = ceil_div(N, kCols);
+  const int64_t min_blocks = std::max<int64_t>(1, kMinWorkPerPiece / (M * K * kCols));
+  parallel_for(
+      blocks,
+      [&](int64_t b0, int64_t b1) {
+        const int64_t n0 = b0 * kCols, n1 = std::min(N, b1 * kCols);
+        switch (w.dtype) {
+          case DType::F32: kt->linear_f32(y, ldy, x, ldx, static_cast<const float*>(w.data), ldw, bias, M, n0, n1, K); break;
+          case DType::BF16: kt->linear_bf16(y, ldy, x, ldx, static_cast<const uint16_t*>(w.data), ldw, bias, M, n0, n1, K); break;
+          default: kt->linear_f16(y, ldy, x, ldx, static_cast<const uint16_t*>(w.data), ldw, bias, M, n0, n1, K); break;
+        }
+      },
+      min_blocks);
+}
+
+void matmul_f32(float* C, const float* A, const float* B, int64_t M, int64_t N, int64_t K, bool trans_b, int64_t lda,
+                int64_t ldb, int64_t ldc, float alpha, float beta) {
+  if (!kernels()) return reference::matmul_f32(C, A, B, M, N, K, trans_b, lda, ldb, ldc, alpha, beta);
+  detail::check_matmul(C, A, B, M, N, K, trans_b, lda, ldb, ldc);
+  if (M == 0 || N == 0) return;
+  if (K == 0) {  // C = beta·C, and beta == 0 does not read C
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < N; ++n) C[m * ldc + n] = beta == 0.0f ? 0.0f : beta * C[m * ldc + n];
+    return;
+  }
+  blas_init();
+  const int64_t nb = sgemm_block(N), blocks = ceil_div(N, nb);
+  const int64_t min_blocks = std::max<int64_t>(1, kMinWorkPerPiece / std::max<int64_t>(1, M * K * nb));
+  parallel_for(
+      blocks,
+      [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) {
+          const int64_t n0 = b * nb, n = std::min(nb, N - n0);
+          // OpenBLAS with beta == 0 overwrites C without reading it (BLAS convention, as the reference).
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, int(M), int(n), int(K), alpha, A,
+                      int(lda), trans_b ? B + n0 * ldb : B + n0, int(ldb), beta, C + n0, int(ldc));
+        }
+      },
+      min_blocks);
+}
+
+void rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim, float eps, int64_t ldy, int64_t ldx) {
+  const cpu::Kernels* kt = kernels();
+  if (!kt) return reference::rmsnorm(y, x, w, rows, dim, eps, ldy, ldx);
+  detail::check_rows("rmsnorm", rows, dim, ldy, ldx);
+  ldy = detail::dense(ldy, dim);
+  ldx = detail::dense(ldx, dim);
+  parallel_for(
+      rows, [&](int64_t r0, int64_t r1) { kt->rmsnorm(y + r0 * ldy, ldy, x + r0 * ldx, ldx, w, r1 - r0, dim, eps); },
+      std::max<int64_t>(1, kMinWorkPerPiece / std::max<int64_t>(1, dim)));
+}
+
+void softmax_rows(float* x, int64_t rows, int64_t n, int64_t ld) {
+  const cpu::Kernels* kt = kernels();
+  if (!kt) return reference::softmax_rows(x, rows, n, ld);
+  detail::check_rows("softmax_rows", rows, n, ld, ld);
+  ld = detail::dense(ld, n);
+  parallel_for(
+      rows, [&](int64_t r0, int64_t r1) { kt->softmax(x + r0 * ld, ld, r1 - r0, n); },
+      std::max<int64_t>(1, kMinWorkPerPiece / 8 / std::max<int64_t>(1, n)));  // exp: ~8 ops per element
+}
+
+void rope_apply(float* x, int64_t n_tokens, int64_t n_heads, int64_t token_stride, int64_t head_stride,
+                const int32_t* positions, const RopeTable& table, RopeLayout layout) {
+  const cpu::Kernels* kt = kernels();
+  if (!kt) return reference::rope_apply(x, n_tokens, n_heads, token_stride, head_stride, positions, table, layout);
+  detail::check_rope(n_tokens, n_heads, positions, table);
+  const int64_t half = table.dim / 2;
+  if (half == 0) return;
+  parallel_for(
+      n_tokens,
+      [&](int64_t t0, int64_t t1) {
+        float* cs = scratch(size_t(2 * half));  // [2, dim/2]: cos then sin for one token
+        for (int64_t t = t0; t < t1; ++t) {
+          detail::rope_cos_sin(table, positions[t], cs, cs + half);
+          kt->rope(x + t * token_stride, n_heads, head_stride, cs, cs + half, half, layout == RopeLayout::Interleaved);
+        }
+      },
+      4);
+}
+
+namespace {
+// Element-wise ops: contiguous pieces of at least 16K elements (a multiple of 16, so every piece but the
+// last is whole vectors); the result of an element does not depend on which piece computed it.
+template <class F>
+void elementwise(const char* op, int64_t n, F f) {
+  OPS_CHECK(op, n >= 0, "n = {} < 0", n);
+  constexpr int64_t kPiece = 1 << 14;
+  const int64_t pieces = ceil_div(n, kPiece);
+  parallel_for(pieces, [&](int64_t p0, int64_t p1) { f(p0 * kPiece, std::min(n, p1 * kPiece) - p0 * kPiece); });
+}
+}  // namespace
+
+void silu(float* y, const float* x, int64_t n) {
+  const cpu::Kernels* kt = kernels();
+  if (!kt) return reference::silu(y, x, n);
+  elementwise("silu", n, [&](int64_t i, int64_t c) { kt->silu(y + i, x + i, c); });
+}
+
+void swiglu(float* y, const float* gate, const float* up, int64_t n) {
+  const cpu::Kernels* kt = kernels();
+  if (!kt) return reference::swiglu(y, gate, up, n);
+  elementwise("swiglu", n, [&](int64_t i, int64_t c) { kt->swiglu(y + i, gate + i, up + i, c); });
+}
+
+void add_inplace(float* y, const float* x, int64_t n) {
+  const cpu::Kernels* kt = kernels();
+  if (!kt) return reference::add_inplace(y, x, n);
+  elementwise("add_inplace", n, [&](int64_t i, int64_t c) { kt->add(y + i, x + i, c); });
+}
+
+void axpy(float* y, float a, const float* x, int64_t n) {
+  const cpu::Kernels* kt = kernels();
+  if (!kt) return reference::axpy(y, a, x, n);
+  elementwise("axpy", n, [&](int64_t i, int64_t c) { kt->axpy(y + i, a, x + i, c); });
+}
+
+void topk(const float* x, int64_t n, int64_t k, int32_t* indices, float* values) {
+  if (!kernels()) return reference::topk(x, n, k, indices, values);
+  detail::check_topk(n, k);
+  if (k == 0) return;
+  // Strict total order: larger value first, NaN after every number, ties (and NaNs) by lower index.
+  auto before = [x](int32_t a, int32_t b) {
+    const float va = x[a], vb = x[b];
+    const bool na = std::isnan(va), nb = std::isnan(vb);
+    if (na != nb) return nb;
+    if (!na && va != vb) return va > vb;
+    return a < b;
+  };
+  // Partial selection: a heap of the k best so far with the worst on top (O(n log k), k ints of memory);
+  // most elements are rejected by one comparison with the top.
+  std::vector<int32_t> heap(static_cast<size_t>(k));
+  for (int64_t i = 0; i < k; ++i) heap[size_t(i)] = int32_t(i);
+  std::make_heap(heap.begin(), heap.end(), before);
+  for (int64_t i = k; i < n; ++i) {
+    if (!before(int32_t(i), heap.front())) continue;
+    std::pop_heap(heap.begin(), heap.end(), before);
+    heap.back() = int32_t(i);
+    std::push_heap(heap.begin(), heap.end(), before);
+  }
+  std::sort_heap(heap.begin(), heap.end(), before);  // ascending in `before` order: best first
+  for (int64_t i = 0; i < k; ++i) {
+    if (indices) indices[i] = heap[size_t(i)];
+    if (values) values[i] = x[heap[size_t(i)]];
+  }
+}
+
+void embedding_gather(float* y, const WeightRef& table, const int32_t* ids, int64_t n) {
+  const cpu::Kernels* kt = kernels();
+  if (!kt) return reference::embedding_gather(y, table, ids, n);
+  detail::check_embedding(table, ids, n);
+  const int64_t dim = table.cols, ld = table.row_stride();
+  parallel_for(
+      n,
+      [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) {
+          const int64_t row = int64_t(ids[i]) * ld;
+          if (table.dtype == DType::F32)
+            std::memcpy(y + i * dim, static_cast<const float*>(table.data) + row, size_t(dim) * sizeof(float));
+          else
+            (table.dtype == DType::BF16 ? kt->widen_bf16 : kt->widen_f16)(
+                y + i * dim, dim, static_cast<const uint16_t*>(table.data) + row, ld, 1, dim);
+        }
+      },
+      std::max<int64_t>(1, kMinWorkPerPiece / std::max<int64_t>(1, dim)));
+}
+
+void attention_causal(float* out, const float* q, const float* k, const float* v, const AttentionArgs& a) {
+  const cpu::Kernels* kt = kernels();
+  if (!kt) return reference::attention_causal(out, q, k, v, a);
+  detail::check_attention(out, q, k, v, a);
+  const int64_t items = cpu::attention_items(a);
+  if (items == 0) return;
+  // Average multiply-adds per item: a block of heads against about half the keys, scores plus values.
+  const int64_t per_item = std::max<int64_t>(
+      1, cpu::kAttnHeadBlock * (a.kv_offset + a.n_q / 2 + 1) * (a.qk_dim + a.v_dim));
+  parallel_for(
+      items,
+      [&](int64_t i0, int64_t i1) {
+        kt->attention(out, q, k, v, a, i0, i1, scratch(size_t(cpu::kAttnHeadBlock * a.n_kv)));
+      },
+      std::max<int64_t>(1, kMinWorkPerPiece / per_item));
+}
+
+}  // namespace baleine::ops
