@@ -36,7 +36,7 @@ int run_logits(const LogitsOptions& o) {
   }
   for (int64_t r = 0; r < rows; ++r) {
     const float* row = logits.f32() + r * vocab;
-    std::vector<int32_t> idx(size_t(vocab));
+    std::vector<int32_t> idx(static_cast<size_t>(vocab));
     std::iota(idx.begin(), idx.end(), 0);
     int k = int(std::min<int64_t>(o.top, vocab));
     std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int32_t a, int32_t b) { return row[a] > row[b]; });

@@ -213,7 +213,7 @@ NearDupIndex::NearDupIndex(int num_perm, double threshold) : threshold_(threshol
 
 bool NearDupIndex::query_insert(const std::vector<uint32_t>& sig) {
   BALEINE_CHECK(int64_t(sig.size()) >= int64_t(bands_) * rows_, "signature too short for {}x{} bands", bands_, rows_);
-  std::vector<uint64_t> keys(size_t(bands_));
+  std::vector<uint64_t> keys(static_cast<size_t>(bands_));
   std::vector<uint32_t> seen;
   for (int b = 0; b < bands_; ++b) {
     uint64_t h = uint64_t(b) * 0x9E3779B97F4A7C15ULL;

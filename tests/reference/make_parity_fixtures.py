@@ -10,6 +10,7 @@ models) and mtp_logits.bin (models with MTP). See tests/reference/README.md.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sys
@@ -178,8 +179,17 @@ FIXTURES = [("v3", cfg_v3, 1000), ("v2_lite", cfg_v2_lite, 2000), ("v2", cfg_v2,
 
 
 def dump_json(obj, path: str) -> None:
-    """Indented JSON with innermost lists of numbers kept on one line."""
-    text = json.dumps(obj, indent=1)
+    """Indented JSON with innermost lists of numbers kept on one line. Non-finite floats (e.g. an infinite
+    routing margin when there is a single group) become null: strict JSON parsers reject Infinity/NaN."""
+    def finite(o):
+        if isinstance(o, float) and not math.isfinite(o):
+            return None
+        if isinstance(o, dict):
+            return {k: finite(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [finite(v) for v in o]
+        return o
+    text = json.dumps(finite(obj), indent=1, allow_nan=False)
     text = re.sub(r"\[\s*([-0-9.e, \n]*?)\s*\]",
                   lambda mm: "[" + ", ".join(x.strip() for x in mm.group(1).split(",") if x.strip()) + "]", text)
     with open(path, "w") as f:

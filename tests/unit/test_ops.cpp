@@ -213,12 +213,15 @@ TEST(RopeTables, Llama3) {
   for (size_t j = 0; j < 64; ++j) {
     const double f = d.inv_freq[j], wl = 2 * std::numbers::pi / f;
     if (wl < 2048) {
-      EXPECT_NEAR(l.inv_freq[j], f, 1e-7 * f), ++kept;
+      EXPECT_NEAR(l.inv_freq[j], f, 1e-7 * f);
+      ++kept;
     } else if (wl > 8192) {
-      EXPECT_NEAR(l.inv_freq[j], f / 8, 1e-7 * f), ++divided;
+      EXPECT_NEAR(l.inv_freq[j], f / 8, 1e-7 * f);
+      ++divided;
     } else {
       const double s = (8192 / wl - 1) / 3;
-      EXPECT_NEAR(l.inv_freq[j], (1 - s) * f / 8 + s * f, 1e-7 * f), ++blended;
+      EXPECT_NEAR(l.inv_freq[j], (1 - s) * f / 8 + s * f, 1e-7 * f);
+      ++blended;
     }
   }
   EXPECT_GT(kept, 0);
@@ -452,7 +455,7 @@ TEST_P(Fast, ExpAccuracy) {
     const double e = std::exp(double(x[size_t(i)]));
     worst = std::max(worst, std::abs(y[size_t(i)] - e) / e);
   }
-  EXPECT_LT(worst, 2.5e-7);
+  EXPECT_LT(worst, 1.5e-7);  // measured over every float in range: 7.9e-8
   const float special[6] = {0.0f, -kInf, kInf, -100.0f, 89.0f, std::numeric_limits<float>::quiet_NaN()};
   float out[6];
   kt.exp(out, special, 6);

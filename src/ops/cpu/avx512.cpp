@@ -25,7 +25,8 @@ inline __mmask16 tail_mask(int64_t n) { return n >= V ? __mmask16(0xffff) : __mm
 // ---------------------------------------------------------------------------------------------------------
 // e^x. n = round(x·log2 e), r = x − n·ln 2 (ln 2 split in a part exact in n·hi plus a correction, so r is
 // accurate to ~1e-11), e^r by Taylor to r^7 (truncation < 8e-9 relative for |r| <= ln2/2), times 2^n built
-// in the exponent bits. Max relative error measured over [-87.3, 88.3]: see test Exp.Accuracy (< 2.5e-7).
+// in the exponent bits. Max relative error 7.9e-8 (1.3 units of 2^-24), measured against double exp over
+// every float in [-87.33, 88.37]; test Fast.ExpAccuracy keeps it below 1.5e-7.
 // Outside the normal range: x > 88.376 -> +inf, x < -87.336 (and -inf) -> 0 (results there would be
 // > 2^127.5 or subnormal), NaN -> NaN.
 // ---------------------------------------------------------------------------------------------------------
