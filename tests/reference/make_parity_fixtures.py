@@ -425,6 +425,9 @@ def main():
         print(f"{'':8s} self-checks: {r['checks']}")
     print(f"total {total} bytes in {OUT_ROOT} (budget {SIZE_BUDGET})")
     assert total < SIZE_BUDGET, "fixtures exceed the size budget"
+    # The optimizer fixture builds on the v3 fixture written above.
+    import make_adamw_fixture
+    make_adamw_fixture.main()
 
 
 if __name__ == "__main__":
