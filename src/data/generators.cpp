@@ -44,6 +44,11 @@ const char* place_name(size_t i) {
   return i < std::size(names) ? names[i] : "next";
 }
 
+std::string cap(std::string s) {
+  if (!s.empty()) s[0] = char(std::toupper(static_cast<unsigned char>(s[0])));
+  return s;
+}
+
 std::string digits_of(int64_t v) { return std::to_string(v); }
 int digit_at(const std::string& s, size_t place) {  // place 0 = ones
   return place < s.size() ? s[s.size() - 1 - place] - '0' : 0;
@@ -64,13 +69,13 @@ std::string add_steps(int64_t a, int64_t b, Rng& rng, bool prose) {
     std::string carry_part = carry ? fmt::format(" + {} carried", carry) : "";
     int digit = s % 10, next = s / 10;
     if (prose) {
-      out += fmt::format("{}In the {} place, {} and {}{} make {}", p ? "; " : "", place_name(p), x, y,
+      out += fmt::format("{}n the {} place, {} and {}{} make {}", p ? "; i" : "I", place_name(p), x, y,
                          carry ? " and the carried 1" : "", s);
       out += next ? fmt::format(", so {} is written and 1 is carried", digit) : "";
     } else {
       switch (rng.range(0, 2)) {
         case 0:
-          out += fmt::format("{} column: {} + {}{} = {}. Write {}, carry {}.\n", place_name(p), x, y, carry_part, s,
+          out += fmt::format("{} column: {} + {}{} = {}. Write {}, carry {}.\n", cap(place_name(p)), x, y, carry_part, s,
                              digit, next);
           break;
         case 1:
@@ -109,14 +114,14 @@ std::string sub_steps(int64_t a, int64_t b, Rng& rng, bool prose) {
     }
     if (eff >= u) {
       if (rng.chance(50))
-        out += fmt::format("{} column: {}{} - {} = {}. No borrow needed.\n", place_name(p), t, lent, u, eff - u);
+        out += fmt::format("{} column: {}{} - {} = {}. No borrow needed.\n", cap(place_name(p)), t, lent, u, eff - u);
       else
         out += fmt::format("In the {} place, {}{} - {} gives {}; nothing to borrow.\n", place_name(p), t, lent, u, eff - u);
       borrow = 0;
     } else {
       if (rng.chance(50))
         out += fmt::format("{} column: {}{} is less than {}, so borrow ten: {} - {} = {}. The next column lends 1.\n",
-                           place_name(p), t, lent, u, eff + 10, u, eff + 10 - u);
+                           cap(place_name(p)), t, lent, u, eff + 10, u, eff + 10 - u);
       else
         out += fmt::format("In the {} place, {}{} is too small to take {} from; borrowing ten makes it {}, and {} - {} = {}.\n",
                            place_name(p), t, lent, u, eff + 10, eff + 10, u, eff + 10 - u);
@@ -137,7 +142,7 @@ std::string mul_steps(int64_t a, int64_t b, Rng& rng, bool prose) {
       if (prose)
         out += fmt::format("{}{} times {}{} is {}", p ? "; " : "", x, b, carry ? fmt::format(" plus the carried {}", carry) : "", v);
       else
-        out += fmt::format("{} digit: {} * {}{} = {}. Write {}, carry {}.\n", place_name(p), x, b,
+        out += fmt::format("{} digit: {} * {}{} = {}. Write {}, carry {}.\n", cap(place_name(p)), x, b,
                            carry ? fmt::format(" + {} carried", carry) : "", v, v % 10, v / 10);
       carry = v / 10;
     }
@@ -285,7 +290,6 @@ struct Search {
   std::vector<CountdownStep>* solution;
   std::vector<std::vector<CountdownStep>>* dead_ends;
   int max_dead_ends;
-  int64_t closest = -1;  // distance of the recorded "closest miss"
   bool dfs(std::vector<int64_t>& vals) {
     if (vals.size() == 1) {
       if (vals[0] == target) {
@@ -293,13 +297,17 @@ struct Search {
         return true;
       }
       if (dead_ends && max_dead_ends > 0) {
+        // Keep the max_dead_ends closest misses with distinct end values, closest last.
         int64_t dist = std::llabs(vals[0] - target);
-        if (dead_ends->empty()) {
-          dead_ends->push_back(path);
-        } else if (max_dead_ends > 1 && (closest < 0 || dist < closest) && dist > 0) {
-          if (dead_ends->size() < 2) dead_ends->push_back(path);
-          else (*dead_ends)[1] = path;
-          closest = dist;
+        auto& d = *dead_ends;
+        bool dup = false;
+        for (const auto& e : d) dup |= e.back().result == vals[0];
+        if (!dup && (int(d.size()) < max_dead_ends || dist < std::llabs(d.front().back().result - target))) {
+          if (int(d.size()) == max_dead_ends) d.erase(d.begin());
+          d.push_back(path);
+          std::sort(d.begin(), d.end(), [&](const auto& x, const auto& y) {
+            return std::llabs(x.back().result - target) > std::llabs(y.back().result - target);
+          });
         }
       }
       return false;
@@ -437,7 +445,7 @@ std::string render_countdown(const CountdownProblem& p, bool think, uint64_t var
     }
     std::string w = steps_sentence(p.solution, rng);
     w[0] = char(std::toupper(static_cast<unsigned char>(w[0])));
-    s += fmt::format("Another way: {}. That is exactly {}.\n", w, p.target);
+    s += fmt::format("{}: {}. That is exactly {}.\n", p.dead_ends.empty() ? "Try this" : "Another way", w, p.target);
     s += fmt::format("Checking: the expression {} uses {} once each and equals {}.\n</think>\n", expr, nums, p.target);
     s += fmt::format("{} = {}", expr, p.target);
     return s;

@@ -380,9 +380,11 @@ std::string report_text(const nlohmann::json& r) {
   s += fmt::format("documents  {} in, {} kept ({:.1f}%), {} removed, {} with repaired UTF-8\n", in, kept,
                    in ? 100.0 * double(kept) / double(in) : 0.0, d.at("removed_total").get<int64_t>(),
                    d.at("utf8_repaired").get<int64_t>());
-  for (auto& [name, count] : d.at("removed").items())
-    s += fmt::format("  removed  {:<16} {:>10}  ({:.2f}%)\n", name, count.get<int64_t>(),
-                     in ? 100.0 * double(count.get<int64_t>()) / double(in) : 0.0);
+  for (int k = 1; k < int(Reject::Count); ++k) {
+    int64_t count = d.at("removed").value(reject_name(Reject(k)), int64_t(0));
+    s += fmt::format("  removed  {:<16} {:>10}  ({:.2f}%)\n", reject_name(Reject(k)), count,
+                     in ? 100.0 * double(count) / double(in) : 0.0);
+  }
   s += fmt::format("split      {} train / {} val documents\n", d.at("train").get<int64_t>(), d.at("val").get<int64_t>());
   s += fmt::format("bytes      {} read, {} in documents, {} kept ({} train, {} val)\n", human_bytes(b.at("read").get<double>()),
                    human_bytes(b.at("in").get<double>()), human_bytes(b.at("kept").get<double>()),

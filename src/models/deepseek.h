@@ -66,6 +66,13 @@ class DeepSeekModel final : public CausalLM {
   struct LossParts { double total = 0, main = 0, mtp = 0; };
   LossParts loss_and_grad(std::span<const int32_t> tokens, nn::Gradients* grads, double mtp_lambda);
 
+  // Auxiliary-loss-free balancing (V3 §2.1.2): loss_and_grad counts how many tokens each expert of each MoE
+  // layer received; after an optimizer step, b_i += γ·sign(mean load − load_i) nudges selection toward
+  // under-loaded experts. expert_load()[layer] is empty for dense layers.
+  const std::vector<std::vector<int64_t>>& expert_load() const { return expert_load_; }
+  void reset_expert_load();
+  void update_balance_bias(double gamma);
+
   // Routing of one token (exposed for tests): selected experts and their gate values.
   void route(const float* router_logits, int32_t* experts, float* gates, const MoE& moe) const;
 
@@ -95,6 +102,7 @@ class DeepSeekModel final : public CausalLM {
   nn::Linear lm_head_;
   std::vector<Mtp> mtp_;
   bool has_mtp_ = false;
+  std::vector<std::vector<int64_t>> expert_load_;  // [layer][expert] tokens routed since reset_expert_load
   Arena arena_;
 };
 

@@ -264,11 +264,15 @@ DeepSeekModel::LossParts DeepSeekModel::loss_and_grad(std::span<const int32_t> t
   std::iota(positions.begin(), positions.end(), 0);
   const Tensor& head_slot = cfg_.tie_word_embeddings ? embed_tokens_.weight : lm_head_.weight;
 
+  if (expert_load_.size() != layers_.size()) reset_expert_load();
   // ---- forward
   Buf x = zeros(T * d);
   embed_tokens_.forward(x.data(), tokens.data(), T);
   std::vector<BlockActivations> acts(layers_.size());
-  for (size_t l = 0; l < layers_.size(); ++l) block_forward_train(layers_[l], x.data(), T, positions.data(), acts[l]);
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    block_forward_train(layers_[l], x.data(), T, positions.data(), acts[l]);
+    for (size_t e = 0; e < acts[l].by_expert.size(); ++e) expert_load_[l][e] += int64_t(acts[l].by_expert[e].size());
+  }
   const Buf h_main = x;  // [T, d] before the final norm (the MTP module reads it)
   Buf xf = zeros(T * d);
   norm_.forward(xf.data(), x.data(), T);
@@ -318,6 +322,28 @@ DeepSeekModel::LossParts DeepSeekModel::loss_and_grad(std::span<const int32_t> t
   for (size_t l = layers_.size(); l-- > 0;) block_backward(layers_[l], dh.data(), T, positions.data(), acts[l], *grads);
   ops::embedding_backward(grads->of(embed_tokens_.weight), dh.data(), tokens.data(), T, d);
   return loss;
+}
+
+void DeepSeekModel::reset_expert_load() {
+  expert_load_.assign(layers_.size(), {});
+  for (size_t l = 0; l < layers_.size(); ++l)
+    if (layers_[l].is_moe) expert_load_[l].assign(size_t(cfg_.n_routed_experts), 0);
+}
+
+void DeepSeekModel::update_balance_bias(double gamma) {
+  if (cfg_.topk_method != TopkMethod::NoAuxTc || gamma == 0) return;
+  for (size_t l = 0; l < layers_.size() && l < expert_load_.size(); ++l) {
+    if (!layers_[l].is_moe || expert_load_[l].empty()) continue;
+    const auto& load = expert_load_[l];
+    double mean = 0;
+    for (int64_t c : load) mean += double(c);
+    mean /= double(load.size());
+    float* bias = layers_[l].moe.e_score_correction_bias.f32();
+    for (size_t e = 0; e < load.size(); ++e) {
+      double err = mean - double(load[e]);  // > 0: under-loaded, raise its bias
+      bias[e] += float(gamma * (err > 0 ? 1.0 : err < 0 ? -1.0 : 0.0));
+    }
+  }
 }
 
 }  // namespace baleine

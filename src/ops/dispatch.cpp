@@ -16,10 +16,12 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <cstring>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "core/cpu.h"
@@ -71,7 +73,7 @@ float* scratch(size_t n) {
 }
 
 // Minimum multiply-adds per parallel piece: below this, waking a pool thread costs more than it saves.
-constexpr int64_t kMinWorkPerPiece = 1 << 15;
+constexpr int64_t kMinWorkPerPiece = 1 << 17;  // ~1 µs of FMAs; a pool hand-off costs ~5-10 µs
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -135,12 +137,23 @@ const char* backend_name(Backend b) {
 }
 
 namespace cpu {
-// Measured with bench_ops on an AMD EPYC (Zen 4, AVX-512), N = K = 1024..7168: OpenBLAS overtakes the
-// register-tiled kernel from about M = 16 rows for f32 weights; for bf16/f16 the kernel reads half the bytes
-// and stays ahead until about M = 32, where widening blocks and sgemm wins.
-LinearTuning& linear_tuning() {
-  static LinearTuning t{16, 32};
-  return t;
+// Measured with bench_ops (1 thread, N = K = 1024 and 4096) on an AMD EPYC (Zen, AVX-512). Our tiles keep
+// the weights in registers/L1 and stream x, so they win for small M; sgemm's packed blocking wins once M is
+// large. Where that happens depends on OpenBLAS's kernels: 0.3.21 runs its AVX2 "Haswell" kernels on CPUs
+// it does not know (Zen 4/5 included) and reaches ~100 GFLOP/s per core there, its AVX-512 "SkylakeX"
+// kernels ~190. AVX-512 own kernel: ~140 (f32) / ~180 (bf16, f16: half the bytes) GFLOP/s up to M ~ 128.
+// AVX2 own kernel: ~75 / ~85 GFLOP/s for M <= 16, falling behind OpenBLAS's AVX2 kernels from M ~ 16-32.
+LinearTuning& linear_tuning(Backend b) {
+  static std::array<LinearTuning, 3> t = [] {
+    const char* core = openblas_get_corename();
+    const std::string name = core ? core : "";
+    const bool blas512 = name == "SkylakeX" || name == "Cooperlake" || name == "SapphireRapids";
+    LinearTuning ref{0, 0};  // unused: Reference never calls sgemm
+    LinearTuning avx2{16, 32};
+    LinearTuning avx512 = blas512 ? LinearTuning{48, 128} : LinearTuning{128, 512};
+    return std::array<LinearTuning, 3>{ref, avx2, avx512};
+  }();
+  return t[int(b)];
 }
 }  // namespace cpu
 
@@ -157,7 +170,7 @@ void linear(float* y, const float* x, const WeightRef& w, const float* bias, int
       for (int64_t n = 0; n < N; ++n) y[m * ldy + n] = bias ? bias[n] : 0.0f;
     return;
   }
-  const cpu::LinearTuning& tune = cpu::linear_tuning();
+  const cpu::LinearTuning& tune = cpu::linear_tuning(active_backend());
   if (M >= (w.dtype == DType::F32 ? tune.sgemm_min_m_f32 : tune.sgemm_min_m_half))
     return linear_sgemm(*kt, y, ldy, x, ldx, w, bias, M);
   // Own kernel over blocks of 16 output columns (cache-line aligned pieces of y for f32).

@@ -65,12 +65,14 @@ const cpu::Kernels& table(Backend b) { return b == Backend::AVX512 ? cpu::kAvx51
 
 // Forces linear down one path: 0 = default thresholds, 1 = own kernel always, 2 = OpenBLAS always.
 struct TuningGuard {
-  cpu::LinearTuning saved = cpu::linear_tuning();
+  Backend b = active_backend();
+  cpu::LinearTuning saved = cpu::linear_tuning(b);
   explicit TuningGuard(int path) {
-    if (path == 1) cpu::linear_tuning() = {std::numeric_limits<int64_t>::max(), std::numeric_limits<int64_t>::max()};
-    if (path == 2) cpu::linear_tuning() = {1, 1};
+    constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
+    if (path == 1) cpu::linear_tuning(b) = {kNever, kNever};
+    if (path == 2) cpu::linear_tuning(b) = {1, 1};
   }
-  ~TuningGuard() { cpu::linear_tuning() = saved; }
+  ~TuningGuard() { cpu::linear_tuning(b) = saved; }
 };
 
 // A weight matrix [N, K] with row stride ld in the given dtype, and its exact f32 values.
@@ -348,7 +350,7 @@ TEST_P(Fast, LinearAllDtypesShapesAndPaths) {
 TEST_P(Fast, LinearDefaultThresholds) {
   uint32_t seed = 100;
   for (DType dt : {DType::F32, DType::BF16, DType::F16})
-    for (int64_t M : {1, 2, 4, 5, 8, 15, 16, 31, 32, 33, 64}) check_linear(dt, M, 70, 1100, true, 1, seed++);
+    for (int64_t M : {1, 2, 4, 5, 8, 15, 16, 31, 32, 33, 64, 130}) check_linear(dt, M, 70, 1100, true, 1, seed++);
 }
 
 TEST_P(Fast, LinearEmptySums) {

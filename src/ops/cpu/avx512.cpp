@@ -306,25 +306,33 @@ void rope(float* x, int64_t n_heads, int64_t head_stride, const float* cs, const
 //   3. out_h = Σ_s sc[h][s] · v_s / sum, in column blocks of up to 4 vectors so the accumulators stay in
 //      registers and each value row is loaded once for the HB heads.
 // ---------------------------------------------------------------------------------------------------------
+// Scores of HB heads against KB keys at once: per 16-float step, HB query and KB key loads feed HB·KB FMAs
+// (one load per FMA with single keys). Each (head, key) is still its own chain, so blocking changes nothing.
+template <int HB, int KB>
+inline void attn_scores_tile(float* sc, int64_t n_vis, const float* const* qh, const float* ks, int64_t k_stride,
+                             int64_t d, float scale, int64_t s) {
+  __m512 acc[HB][KB];
+  for (int h = 0; h < HB; ++h)
+    for (int j = 0; j < KB; ++j) acc[h][j] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < d; i += V) {
+    const __mmask16 m = tail_mask(d - i);
+    __m512 kv[KB];
+    for (int j = 0; j < KB; ++j) kv[j] = _mm512_maskz_loadu_ps(m, ks + j * k_stride + i);
+    for (int h = 0; h < HB; ++h) {
+      const __m512 qv = _mm512_maskz_loadu_ps(m, qh[h] + i);
+      for (int j = 0; j < KB; ++j) acc[h][j] = _mm512_fmadd_ps(qv, kv[j], acc[h][j]);
+    }
+  }
+  for (int h = 0; h < HB; ++h)
+    for (int j = 0; j < KB; ++j) sc[h * n_vis + s + j] = _mm512_reduce_add_ps(acc[h][j]) * scale;
+}
+
 template <int HB>
 void attn_scores(float* sc, int64_t n_vis, const float* const* qh, const float* k, int64_t k_stride, int64_t d,
                  float scale) {
-  for (int64_t s = 0; s < n_vis; ++s) {
-    const float* ks = k + s * k_stride;
-    __m512 acc[HB];
-    for (int h = 0; h < HB; ++h) acc[h] = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + V <= d; i += V) {
-      const __m512 kv = _mm512_loadu_ps(ks + i);
-      for (int h = 0; h < HB; ++h) acc[h] = _mm512_fmadd_ps(_mm512_loadu_ps(qh[h] + i), kv, acc[h]);
-    }
-    if (i < d) {
-      const __mmask16 m = tail_mask(d - i);
-      const __m512 kv = _mm512_maskz_loadu_ps(m, ks + i);
-      for (int h = 0; h < HB; ++h) acc[h] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, qh[h] + i), kv, acc[h]);
-    }
-    for (int h = 0; h < HB; ++h) sc[h * n_vis + s] = _mm512_reduce_add_ps(acc[h]) * scale;
-  }
+  int64_t s = 0;
+  for (; s + 4 <= n_vis; s += 4) attn_scores_tile<HB, 4>(sc, n_vis, qh, k + s * k_stride, k_stride, d, scale, s);
+  for (; s < n_vis; ++s) attn_scores_tile<HB, 1>(sc, n_vis, qh, k + s * k_stride, k_stride, d, scale, s);
 }
 
 // Columns [c0, c0 + CB·16) of the outputs (the last vector masked by `last`).

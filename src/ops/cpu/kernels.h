@@ -67,13 +67,15 @@ static inline int64_t attention_items(const AttentionArgs& a) {
   return a.n_q * a.n_kv_heads * attention_blocks_per_group(a);
 }
 
-// Thresholds for linear, measured on the development machine (see dispatch.cpp); tests move them to force
-// each code path. With M >= sgemm_min_m_* rows the weights go through OpenBLAS sgemm (bf16/f16 widened to
-// f32 block by block); below, through the backend's own GEMV/GEMM kernel.
+// Where linear switches from the backend's own register-tiled kernel to OpenBLAS sgemm: with
+// M >= sgemm_min_m_* rows of x the weights go through sgemm (bf16/f16 widened to f32 block by block), below
+// through the own kernel. One setting per backend (index: int(Backend)); defaults in dispatch.cpp, measured,
+// and they depend on whether OpenBLAS runs AVX-512 kernels on this CPU. Tests and benchmarks change them to
+// force a path; the choice never depends on the thread count.
 struct LinearTuning {
   int64_t sgemm_min_m_f32;
   int64_t sgemm_min_m_half;
 };
-LinearTuning& linear_tuning();
+LinearTuning& linear_tuning(Backend b);
 
 }  // namespace baleine::ops::cpu

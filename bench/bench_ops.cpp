@@ -1,0 +1,191 @@
+// bench_ops — timings of the ops kernels per backend, thread count and linear code path.
+//
+// Not wired into CMake yet (the root CMakeLists.txt has no bench/ directory); build by hand after building
+// baleine_ops, e.g. from the repository root:
+//   g++ -O2 -std=c++20 -Isrc bench/bench_ops.cpp build-ops/src/ops/libbaleine_ops.a
+//       build-ops/src/core/libbaleine_core.a $(pkg-config --libs openblas) -lfmt -pthread -o /tmp/bench_ops
+// Usage: bench_ops [quick] [linear|attention|rowwise]
+//   quick: no reference timings for the 4096 shapes; a section name runs only that section.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/cpu.h"
+#include "core/dtype.h"
+#include "core/threadpool.h"
+#include "ops/cpu/kernels.h"
+#include "ops/ops.h"
+
+using namespace baleine;
+using namespace baleine::ops;
+
+namespace {
+
+std::vector<float> randv(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> d(-1.0f, 1.0f);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+// Best time of repeated runs (seconds): runs until 0.3 s or 200 repetitions, at least 3.
+double best_time(const std::function<void()>& fn) {
+  fn();  // warm caches, scratch and the pool
+  double best = std::numeric_limits<double>::max(), total = 0;
+  for (int i = 0; i < 200 && (i < 3 || total < 0.3); ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::min(best, dt);
+    total += dt;
+  }
+  return best;
+}
+
+struct W {
+  std::vector<float> f32;
+  std::vector<uint16_t> half;
+  WeightRef ref;
+};
+W make(DType dt, int64_t N, int64_t K) {
+  W w;
+  w.f32 = randv(size_t(N * K), 1);
+  if (dt != DType::F32) {
+    w.half.resize(w.f32.size());
+    for (size_t i = 0; i < w.f32.size(); ++i) w.half[i] = dt == DType::BF16 ? f32_to_bf16(w.f32[i]) : f32_to_f16(w.f32[i]);
+  }
+  w.ref = WeightRef{dt == DType::F32 ? static_cast<const void*>(w.f32.data()) : w.half.data(), dt, N, K, 0};
+  return w;
+}
+
+void bench_linear(bool quick) {
+  std::printf("\nlinear y[M,N] = x[M,K]·Wᵀ  (µs; GFLOP/s in brackets)\n");
+  std::printf("%-5s %5s %5s %5s %3s %10s %18s %18s %18s\n", "dtype", "M", "N", "K", "thr", "reference", "default",
+              "own kernel", "openblas");
+  for (int64_t NK : {1024, 4096})
+    for (DType dt : {DType::F32, DType::BF16, DType::F16}) {
+      const W w = make(dt, NK, NK);
+      for (int64_t M : {1, 2, 4, 8, 16, 32, 64}) {
+        const std::vector<float> x = randv(size_t(M * NK), 2);
+        std::vector<float> y(size_t(M * NK));
+        for (int threads : {1, 2}) {
+          ThreadPool::set_global_threads(threads);
+          auto run = [&] { linear(y.data(), x.data(), w.ref, nullptr, M); };
+          const double flop = 2.0 * double(M) * double(NK) * double(NK);
+          double t_ref = 0;
+          if (threads == 1 && !(quick && NK > 1024) && (M <= 8 || NK == 1024)) {
+            set_backend(Backend::Reference);
+            t_ref = best_time(run);
+          }
+          set_backend(best_backend());
+          const double t_def = best_time(run);
+          cpu::LinearTuning& tune = cpu::linear_tuning(best_backend());
+          const cpu::LinearTuning saved = tune;
+          tune = {std::numeric_limits<int64_t>::max(), std::numeric_limits<int64_t>::max()};
+          const double t_own = best_time(run);
+          tune = {1, 1};
+          const double t_blas = best_time(run);
+          tune = saved;
+          auto cell = [&](double t) {
+            static char buf[4][32];
+            static int k = 0;
+            char* b = buf[k++ % 4];
+            std::snprintf(b, 32, "%9.1f [%6.1f]", t * 1e6, flop / t * 1e-9);
+            return b;
+          };
+          char ref[32] = "-";
+          if (t_ref > 0) std::snprintf(ref, sizeof ref, "%10.1f", t_ref * 1e6);
+          std::printf("%-5s %5ld %5ld %5ld %3d %10s %18s %18s %18s\n", std::string(dtype_name(dt)).c_str(), long(M),
+                      long(NK), long(NK), threads, ref, cell(t_def), cell(t_own), cell(t_blas));
+        }
+      }
+    }
+}
+
+void bench_attention() {
+  std::printf("\nattention (decode n_q = 1 and prefill n_q = 256), µs\n");
+  struct Case {
+    const char* name;
+    int64_t H, G, qk, v, n_q, n_kv;
+  };
+  const Case cases[] = {{"qwen-1.5b decode", 12, 2, 128, 128, 1, 4096},
+                        {"qwen-1.5b prefill", 12, 2, 128, 128, 256, 256},
+                        {"mla absorbed decode", 16, 1, 576, 512, 1, 4096}};
+  for (const Case& c : cases) {
+    AttentionArgs a;
+    a.n_q = c.n_q, a.n_kv = c.n_kv, a.kv_offset = c.n_kv - c.n_q, a.n_heads = c.H, a.n_kv_heads = c.G;
+    a.qk_dim = c.qk, a.v_dim = c.v, a.scale = 0.1f;
+    a.q_head_stride = c.qk, a.q_stride = c.H * c.qk, a.k_head_stride = c.qk, a.k_stride = c.G * c.qk;
+    a.v_head_stride = c.v, a.v_stride = c.G * c.v, a.out_head_stride = c.v, a.out_stride = c.H * c.v;
+    const std::vector<float> q = randv(size_t(c.n_q * a.q_stride), 1), k = randv(size_t(c.n_kv * a.k_stride), 2);
+    const std::vector<float> v = randv(size_t(c.n_kv * a.v_stride), 3);
+    std::vector<float> o(size_t(c.n_q * a.out_stride));
+    for (int threads : {1, 2}) {
+      ThreadPool::set_global_threads(threads);
+      auto run = [&] { attention_causal(o.data(), q.data(), k.data(), v.data(), a); };
+      set_backend(Backend::Reference);
+      const double tr = threads == 1 ? best_time(run) : 0;
+      std::printf("%-22s thr %d: reference %9.1f", c.name, threads, tr * 1e6);
+      for (Backend b : {Backend::AVX2, Backend::AVX512}) {
+        try {
+          set_backend(b);
+        } catch (...) {
+          continue;
+        }
+        std::printf("  %s %9.1f", backend_name(b), best_time(run) * 1e6);
+      }
+      std::printf("\n");
+    }
+  }
+}
+
+void bench_rowwise() {
+  std::printf("\nrow-wise / element-wise, 1 thread, µs\n");
+  ThreadPool::set_global_threads(1);
+  const int64_t rows = 64, dim = 4096, n = rows * dim;
+  std::vector<float> x = randv(size_t(n), 1), y(static_cast<size_t>(n)), w = randv(size_t(dim), 2);
+  struct Op {
+    const char* name;
+    std::function<void()> fn;
+  };
+  const Op ops[] = {
+      {"rmsnorm 64x4096", [&] { rmsnorm(y.data(), x.data(), w.data(), rows, dim, 1e-6f); }},
+      {"softmax 64x4096", [&] { std::memcpy(y.data(), x.data(), size_t(n) * 4), softmax_rows(y.data(), rows, dim); }},
+      {"silu 262144", [&] { silu(y.data(), x.data(), n); }},
+      {"swiglu 262144", [&] { swiglu(y.data(), x.data(), x.data(), n); }},
+      {"topk 8 of 256", [&] { int32_t i[8]; topk(x.data(), 256, 8, i, nullptr); }},
+      {"topk 40 of 151936", [&] { int32_t i[40]; topk(x.data(), 151936, 40, i, nullptr); }},
+  };
+  for (const Op& op : ops) {
+    std::printf("%-20s", op.name);
+    for (Backend b : {Backend::Reference, Backend::AVX2, Backend::AVX512}) {
+      try {
+        set_backend(b);
+      } catch (...) {
+        continue;
+      }
+      std::printf("  %s %9.1f", backend_name(b), best_time(op.fn) * 1e6);
+    }
+    std::printf("\n");
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool quick = false;
+  std::string only;
+  for (int i = 1; i < argc; ++i) (std::string(argv[i]) == "quick" ? quick = true : (only = argv[i], false));
+  std::printf("%s\nbest backend: %s\n", cpu_description().c_str(), backend_name(best_backend()));
+  if (only.empty() || only == "linear") bench_linear(quick);
+  if (only.empty() || only == "attention") bench_attention();
+  if (only.empty() || only == "rowwise") bench_rowwise();
+  return 0;
+}

@@ -1,0 +1,356 @@
+#include "train/trainer.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "core/check.h"
+#include "core/threadpool.h"
+#include "io/safetensors.h"
+#include "models/deepseek.h"
+#include "models/weights.h"
+
+namespace baleine::train {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+std::atomic<bool> g_interrupted{false};
+void on_sigint(int) { g_interrupted = true; }
+
+json read_json_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  BALEINE_CHECK(in.good(), "{}: cannot open", path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  try {
+    return json::parse(ss.str());
+  } catch (const json::parse_error& e) {
+    BALEINE_FAIL("{}: invalid JSON at byte {}", path, e.byte);
+  }
+}
+
+// Writes text atomically: temp file, fsync, rename, fsync of the directory.
+void write_file_atomic(const fs::path& path, const std::string& text) {
+  fs::path tmp = path;
+  tmp += ".tmp." + std::to_string(::getpid());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  BALEINE_CHECK(fd >= 0, "{}: cannot create: {}", tmp.string(), std::strerror(errno));
+  bool ok = ::write(fd, text.data(), text.size()) == ssize_t(text.size()) && ::fsync(fd) == 0;
+  ok = ::close(fd) == 0 && ok;
+  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    fs::remove(tmp);
+    BALEINE_FAIL("{}: write failed: {}", path.string(), std::strerror(err));
+  }
+  int dfd = ::open(path.parent_path().empty() ? "." : path.parent_path().c_str(), O_RDONLY);
+  if (dfd >= 0) { ::fsync(dfd); ::close(dfd); }
+}
+
+uint64_t mix(uint64_t x) {  // splitmix64 finaliser
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+std::string step_name(int64_t step) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "step-%08lld", static_cast<long long>(step));
+  return buf;
+}
+
+}  // namespace
+
+TrainRecipe load_recipe(const std::string& path) {
+  json j = read_json_file(path);
+  BALEINE_CHECK(j.is_object(), "{}: a recipe is a JSON object", path);
+  TrainRecipe r;
+  r.source = path;
+  static const std::vector<std::string> known = {
+      "model", "data", "out", "seq_len", "batch_size", "steps", "lr", "adamw", "grad_clip", "mtp_lambda",
+      "bias_update_speed", "init_std", "seed", "checkpoint_every", "eval_every", "eval_batches", "log_every",
+      "price_per_core_hour"};
+  for (auto& [k, v] : j.items())
+    BALEINE_CHECK(std::find(known.begin(), known.end(), k) != known.end(), "{}: unknown key '{}'", path, k);
+  auto num = [&](const json& o, const char* key, double def, const std::string& where, double lo, double hi) {
+    if (!o.contains(key)) return def;
+    BALEINE_CHECK(o[key].is_number(), "{}: key '{}{}' must be a number", path, where, key);
+    double v = o[key].get<double>();
+    BALEINE_CHECK(std::isfinite(v) && v >= lo && v <= hi, "{}: key '{}{}' = {} is outside [{}, {}]", path, where, key, v, lo, hi);
+    return v;
+  };
+  BALEINE_CHECK(j.contains("model") && j["model"].is_object(), "{}: key 'model' (an HF config object) is required", path);
+  r.model = j["model"];
+  parse_model_config(r.model, path + " key 'model'");  // validates now, naming the recipe
+  BALEINE_CHECK(j.contains("data") && j["data"].is_string(), "{}: key 'data' (a shard directory) is required", path);
+  r.data = j["data"].get<std::string>();
+  if (!fs::path(r.data).is_absolute()) r.data = (fs::path(path).parent_path() / r.data).lexically_normal().string();
+  if (j.contains("out")) {
+    BALEINE_CHECK(j["out"].is_string(), "{}: key 'out' must be a string", path);
+    r.out = j["out"].get<std::string>();
+  }
+  r.seq_len = int64_t(num(j, "seq_len", 128, "", 2, 1 << 20));
+  r.batch_size = int64_t(num(j, "batch_size", 8, "", 1, 1 << 20));
+  r.steps = int64_t(num(j, "steps", 100, "", 1, 1e12));
+  r.grad_clip = num(j, "grad_clip", 1.0, "", 0, 1e9);
+  r.mtp_lambda = num(j, "mtp_lambda", 0.3, "", 0, 100);
+  r.bias_update_speed = num(j, "bias_update_speed", 0.001, "", 0, 1);
+  r.init_std = num(j, "init_std", 0.02, "", 0, 10);
+  r.seed = uint64_t(num(j, "seed", 1234, "", 0, 9e15));
+  r.checkpoint_every = int64_t(num(j, "checkpoint_every", 50, "", 1, 1e12));
+  r.eval_every = int64_t(num(j, "eval_every", 50, "", 1, 1e12));
+  r.eval_batches = int64_t(num(j, "eval_batches", 4, "", 0, 1e6));
+  r.log_every = int64_t(num(j, "log_every", 1, "", 1, 1e12));
+  r.price_per_core_hour = num(j, "price_per_core_hour", 0.05, "", 0, 1e6);
+  if (j.contains("lr")) {
+    const json& l = j["lr"];
+    BALEINE_CHECK(l.is_object(), "{}: key 'lr' must be an object", path);
+    std::string shape = l.value("schedule", std::string("cosine"));
+    if (shape == "cosine") r.lr.shape = LrShape::Cosine;
+    else if (shape == "wsd") r.lr.shape = LrShape::WarmupStableDecay;
+    else if (shape == "constant") r.lr.shape = LrShape::Constant;
+    else BALEINE_FAIL("{}: key 'lr.schedule' is '{}' (cosine, wsd or constant)", path, shape);
+    r.lr.max_lr = num(l, "max", 3e-4, "lr.", 0, 10);
+    r.lr.min_lr = num(l, "min", r.lr.max_lr / 10, "lr.", 0, 10);
+    r.lr.warmup_steps = int64_t(num(l, "warmup_steps", 0, "lr.", 0, 1e12));
+    r.lr.decay_fraction = num(l, "decay_fraction", 0.2, "lr.", 0, 1);
+  }
+  r.lr.total_steps = r.steps;
+  if (j.contains("adamw")) {
+    const json& a = j["adamw"];
+    BALEINE_CHECK(a.is_object(), "{}: key 'adamw' must be an object", path);
+    r.adamw.beta1 = num(a, "beta1", 0.9, "adamw.", 0, 0.999999);
+    r.adamw.beta2 = num(a, "beta2", 0.95, "adamw.", 0, 0.999999);
+    r.adamw.eps = num(a, "eps", 1e-8, "adamw.", 0, 1);
+    r.adamw.weight_decay = num(a, "weight_decay", 0.1, "adamw.", 0, 10);
+  }
+  return r;
+}
+
+TokenData TokenData::load(const std::string& dir) {
+  const std::string index_path = (fs::path(dir) / "index.json").string();
+  BALEINE_CHECK(fs::exists(index_path), "{}: missing (is '{}' a directory written by `baleine data`?)", index_path, dir);
+  json idx = read_json_file(index_path);
+  BALEINE_CHECK(idx.value("format", "") == "baleine-tokens-v1", "{}: format must be 'baleine-tokens-v1'", index_path);
+  TokenData d;
+  d.vocab_size = idx.value("vocab_size", int64_t(0));
+  auto read_split = [&](const char* split, std::vector<uint32_t>& out) {
+    if (!idx.contains("splits") || !idx["splits"].contains(split)) return;
+    for (const json& s : idx["splits"][split]["shards"]) {
+      fs::path f = fs::path(dir) / s.at("file").get<std::string>();
+      std::ifstream in(f, std::ios::binary);
+      BALEINE_CHECK(in.good(), "{}: missing shard listed in {}", f.string(), index_path);
+      const int64_t n = s.at("tokens").get<int64_t>();
+      BALEINE_CHECK(int64_t(fs::file_size(f)) == n * 4, "{}: {} bytes, index says {} tokens", f.string(), fs::file_size(f), n);
+      size_t at = out.size();
+      out.resize(at + size_t(n));
+      in.read(reinterpret_cast<char*>(out.data() + at), std::streamsize(n * 4));
+    }
+  };
+  read_split("train", d.train);
+  read_split("val", d.val);
+  BALEINE_CHECK(!d.train.empty(), "{}: no training tokens", index_path);
+  return d;
+}
+
+std::vector<int32_t> TokenData::window(bool validation, uint64_t seed, int64_t step, int64_t j, int64_t len) const {
+  const std::vector<uint32_t>& src = validation && !val.empty() ? val : train;
+  BALEINE_CHECK(int64_t(src.size()) >= len, "the {} split has {} tokens, fewer than seq_len {}",
+                validation ? "val" : "train", src.size(), len);
+  const uint64_t span = uint64_t(int64_t(src.size()) - len) + 1;
+  const uint64_t offset = mix(seed ^ mix(uint64_t(step) * 2 + (validation ? 1 : 0)) ^ mix(uint64_t(j) + 0x51ed)) % span;
+  std::vector<int32_t> w(static_cast<size_t>(len));
+  for (int64_t i = 0; i < len; ++i) w[size_t(i)] = int32_t(src[size_t(offset) + size_t(i)]);
+  return w;
+}
+
+namespace {
+
+struct Checkpointer {
+  fs::path root;  // <out>/checkpoints
+  void save(CausalLM& model, AdamW& opt, const json& config, const json& state) {
+    fs::create_directories(root);
+    const std::string name = step_name(state.at("step").get<int64_t>());
+    fs::path tmp = root / (".tmp-" + name), final_dir = root / name;
+    fs::remove_all(tmp);
+    fs::create_directories(tmp);
+    std::vector<std::pair<std::string, Tensor>> params, moments;
+    model.for_each_param([&](nn::Param& p) { if (p.tensor->defined()) params.emplace_back(p.name, *p.tensor); });
+    for (auto& [n, t] : opt.state()) moments.emplace_back(n, *t);
+    io::safetensors_write((tmp / "model.safetensors").string(), params);
+    io::safetensors_write((tmp / "optimizer.safetensors").string(), moments);
+    write_file_atomic(tmp / "config.json", config.dump(2));
+    write_file_atomic(tmp / "state.json", state.dump(2));
+    fs::remove_all(final_dir);
+    fs::rename(tmp, final_dir);
+    // Only now does the new checkpoint become the one to resume from; the previous one stays intact until here.
+    write_file_atomic(root / "latest", name + "\n");
+    std::vector<std::string> steps;  // keep the newest two checkpoints
+    for (auto& e : fs::directory_iterator(root))
+      if (e.is_directory() && e.path().filename().string().rfind("step-", 0) == 0) steps.push_back(e.path().filename().string());
+    std::sort(steps.begin(), steps.end());
+    for (size_t i = 0; i + 2 < steps.size(); ++i) fs::remove_all(root / steps[i]);
+  }
+  std::string latest() const {
+    std::ifstream in(root / "latest");
+    std::string name;
+    if (in >> name) return name;
+    return "";
+  }
+};
+
+}  // namespace
+
+int run_training(const TrainRecipe& r, const TrainOptions& opts) {
+  ModelConfig cfg = parse_model_config(r.model, r.source + " key 'model'");
+  BALEINE_CHECK(cfg.is_deepseek(), "{}: training is implemented for deepseek_v3/deepseek_v2 models, not '{}'", r.source, cfg.model_type);
+  BALEINE_CHECK(r.seq_len <= cfg.max_position_embeddings, "{}: seq_len {} exceeds the model context {}", r.source, r.seq_len,
+                cfg.max_position_embeddings);
+  TokenData data = TokenData::load(r.data);
+  if (data.vocab_size > 0)
+    BALEINE_CHECK(data.vocab_size <= cfg.vocab_size, "{}: the data's vocabulary ({}) exceeds the model's vocab_size ({})",
+                  r.source, data.vocab_size, cfg.vocab_size);
+  auto model_ptr = create_model(cfg);
+  auto& model = dynamic_cast<DeepSeekModel&>(*model_ptr);
+  Checkpointer ckpt{fs::path(r.out) / "checkpoints"};
+  const fs::path metrics_path = fs::path(r.out) / "metrics.jsonl";
+  fs::create_directories(r.out);
+
+  AdamW opt(r.adamw);
+  int64_t start_step = 0;
+  double elapsed_before = 0;
+  std::string latest = opts.resume ? ckpt.latest() : "";
+  if (!latest.empty()) {
+    fs::path dir = ckpt.root / latest;
+    load_params(model, (dir / "model.safetensors").string());
+    materialize_params(model);
+    opt.attach(model);
+    auto moments = io::SafetensorsReader::open((dir / "optimizer.safetensors").string());
+    for (auto& [name, t] : opt.state()) {
+      Tensor saved = moments.tensor_as(name, DType::F32);
+      BALEINE_CHECK(saved.numel() == t->numel(), "{}: optimizer state '{}' has the wrong size", dir.string(), name);
+      std::memcpy(t->raw(), saved.raw(), t->nbytes());
+    }
+    json state = read_json_file((dir / "state.json").string());
+    start_step = state.at("step").get<int64_t>();
+    opt.set_steps(state.at("optimizer_steps").get<int64_t>());
+    elapsed_before = state.value("elapsed_s", 0.0);
+    // Drop metrics logged after the checkpoint: the resumed run rewrites them identically.
+    std::ifstream in(metrics_path);
+    std::string kept, line;
+    while (std::getline(in, line))
+      if (!line.empty() && json::parse(line).value("step", int64_t(0)) <= start_step) kept += line + "\n";
+    write_file_atomic(metrics_path, kept);
+    fmt::print(stderr, "resuming from {} (step {})\n", dir.string(), start_step);
+  } else {
+    if (opts.resume) fmt::print(stderr, "no checkpoint in {}: starting from scratch\n", ckpt.root.string());
+    init_params_random(model, r.seed, float(r.init_std));
+    model.prepare();
+    opt.attach(model);
+    std::ofstream(metrics_path, std::ios::trunc);
+  }
+  nn::Gradients grads;
+  grads.allocate(model);
+  std::ofstream metrics(metrics_path, std::ios::app);
+  g_interrupted = false;
+  auto old_handler = std::signal(SIGINT, on_sigint);
+
+  const ModelStats stats = model_stats(cfg);
+  const double flops_per_token = 6.0 * stats.active_params;  // forward + backward matmuls
+  const int threads = ThreadPool::global().size();
+  auto t0 = std::chrono::steady_clock::now();
+  auto elapsed = [&] { return elapsed_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  auto make_state = [&](int64_t step) {
+    double e = elapsed();
+    double tokens = double(step) * double(r.batch_size * (r.seq_len - 1));
+    return json{{"step", step}, {"optimizer_steps", opt.steps()}, {"elapsed_s", e}, {"tokens", tokens},
+                {"flops", tokens * flops_per_token}, {"core_hours", e * threads / 3600.0},
+                {"cost_usd", e * threads / 3600.0 * r.price_per_core_hour}, {"seed", r.seed}};
+  };
+  auto eval_loss = [&](int64_t step) {
+    double sum = 0;
+    for (int64_t b = 0; b < r.eval_batches; ++b)
+      sum += model.loss_and_grad(data.window(true, r.seed, step, b, r.seq_len), nullptr, 0.0).main;
+    return r.eval_batches > 0 ? sum / double(r.eval_batches) : 0.0;
+  };
+
+  int exit_code = 0;
+  for (int64_t step = start_step; step < r.steps; ++step) {
+    auto step_start = std::chrono::steady_clock::now();
+    grads.zero();
+    model.reset_expert_load();
+    DeepSeekModel::LossParts loss;
+    for (int64_t j = 0; j < r.batch_size; ++j) {
+      auto l = model.loss_and_grad(data.window(false, r.seed, step, j, r.seq_len), &grads, r.mtp_lambda);
+      loss.total += l.total / double(r.batch_size), loss.main += l.main / double(r.batch_size), loss.mtp += l.mtp / double(r.batch_size);
+    }
+    if (!std::isfinite(loss.total)) {
+      fmt::print(stderr, "error: loss is {} at step {}; stopping (the last good checkpoint is kept: {})\n", loss.total, step + 1,
+                 ckpt.latest().empty() ? "none" : ckpt.latest());
+      exit_code = 1;
+      break;
+    }
+    for (const auto& [name, slot] : grads.names()) {  // mean over the batch
+      const Tensor& g = grads.tensor_of(slot);
+      for (int64_t i = 0; i < g.numel(); ++i) g.f32()[i] /= float(r.batch_size);
+    }
+    const double norm = clip_grad_norm(grads, r.grad_clip);
+    const double lr = lr_at(r.lr, step);
+    opt.step(grads, lr);
+    model.update_balance_bias(r.bias_update_speed);
+    if (opts.debug_step_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(opts.debug_step_delay_ms));
+
+    const int64_t done = step + 1;
+    const double step_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
+    json m = {{"step", done}, {"loss", loss.total}, {"loss_main", loss.main}, {"lr", lr}, {"grad_norm", norm},
+              {"tokens_per_s", double(r.batch_size * (r.seq_len - 1)) / step_s}};
+    if (model.has_mtp() && r.mtp_lambda > 0) m["loss_mtp"] = loss.mtp;
+    json balance = json::array();
+    for (const auto& load : model.expert_load()) {
+      if (load.empty()) continue;
+      double mx = 0, mean = 0, entropy = 0, total = 0;
+      for (int64_t c : load) mx = std::max(mx, double(c)), total += double(c);
+      mean = total / double(load.size());
+      for (int64_t c : load)
+        if (c > 0) entropy -= double(c) / total * std::log(double(c) / total);
+      balance.push_back({{"max_over_mean", mx / mean}, {"entropy", entropy / std::log(double(load.size()))}});
+    }
+    if (!balance.empty()) m["expert_balance"] = balance;
+    if (done % r.eval_every == 0 || done == r.steps) m["val_loss"] = eval_loss(done);
+    if (done % r.log_every == 0 || m.contains("val_loss")) metrics << m.dump() << "\n" << std::flush;
+    const double e = elapsed();
+    const double eta = e / double(done - start_step + 1e-9) * double(r.steps - done) * (done > start_step ? 1 : 0);
+    fmt::print(stderr, "\rstep {}/{} [{:3.0f}%] loss {:.4f} lr {:.2e} {:.0f} tok/s ETA {:.0f}s{}", done, r.steps,
+               100.0 * double(done) / double(r.steps), loss.total, lr, m["tokens_per_s"].get<double>(), eta,
+               m.contains("val_loss") ? fmt::format(" val {:.4f}\n", m["val_loss"].get<double>()) : "");
+    const bool interrupted = g_interrupted.load();
+    if (done % r.checkpoint_every == 0 || done == r.steps || interrupted) ckpt.save(model, opt, r.model, make_state(done));
+    if (interrupted) {
+      fmt::print(stderr, "\ninterrupted: checkpoint saved at step {}; continue with --resume\n", done);
+      exit_code = 130;
+      break;
+    }
+  }
+  std::signal(SIGINT, old_handler);
+  json s = make_state(opt.steps());
+  fmt::print(stderr, "\ncompute: {:.3g} FLOPs, {:.4f} core-hours on {} threads, ${:.4f} at ${}/core-hour\n",
+             s["flops"].get<double>(), s["core_hours"].get<double>(), threads, s["cost_usd"].get<double>(),
+             r.price_per_core_hour);
+  write_file_atomic(fs::path(r.out) / "compute.json", s.dump(2));
+  return exit_code;
+}
+
+}  // namespace baleine::train

@@ -1,0 +1,154 @@
+// `baleine train` end to end: a run killed with SIGKILL and resumed reproduces the uninterrupted run exactly;
+// recipe errors name the key.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+const std::string kBin = BALEINE_BINARY;
+const std::string kData = BALEINE_TEST_DATA;
+
+fs::path make_dir(const std::string& name) {
+  fs::path d = fs::temp_directory_path() / ("baleine_train_" + name + "_" + std::to_string(::getpid()));
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+// A tiny, learnable token corpus (a random 12-token pattern repeated) in the `baleine data` shard format.
+void write_shards(const fs::path& dir, int64_t vocab) {
+  std::mt19937 rng(7);
+  std::vector<uint32_t> pattern(12);
+  for (auto& x : pattern) x = uint32_t(rng() % uint32_t(vocab));
+  auto write = [&](const std::string& file, int64_t n) {
+    std::vector<uint32_t> t(static_cast<size_t>(n));
+    for (size_t i = 0; i < t.size(); ++i) t[i] = pattern[i % pattern.size()];
+    std::ofstream(dir / file, std::ios::binary).write(reinterpret_cast<char*>(t.data()), std::streamsize(n * 4));
+  };
+  write("train-00000.bin", 4000);
+  write("val-00000.bin", 500);
+  json idx = {{"format", "baleine-tokens-v1"}, {"dtype", "uint32le"}, {"eos_id", 1}, {"vocab_size", vocab},
+              {"splits", {{"train", {{"tokens", 4000}, {"documents", 1}, {"shards", {{{"file", "train-00000.bin"}, {"tokens", 4000}}}}}},
+                          {"val", {{"tokens", 500}, {"documents", 1}, {"shards", {{{"file", "val-00000.bin"}, {"tokens", 500}}}}}}}}};
+  std::ofstream(dir / "index.json") << idx.dump();
+}
+
+fs::path write_recipe(const fs::path& dir, const fs::path& data, int64_t steps) {
+  std::ifstream in(kData + "/parity/v3/config.json");
+  json model = json::parse(in);
+  json r = {{"model", model}, {"data", data.string()}, {"out", (dir / "run").string()}, {"seq_len", 16},
+            {"batch_size", 2}, {"steps", steps}, {"checkpoint_every", 4}, {"eval_every", 8}, {"eval_batches", 2},
+            {"lr", {{"schedule", "cosine"}, {"max", 3e-3}, {"warmup_steps", 2}}}, {"seed", 11}};
+  std::ofstream(dir / "recipe.json") << r.dump(2);
+  return dir / "recipe.json";
+}
+
+int run(const std::string& args, std::string* out = nullptr) {
+  std::string cmd = kBin + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  char buf[4096];
+  size_t n;
+  std::string s;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) s.append(buf, n);
+  if (out) *out = s;
+  return WEXITSTATUS(pclose(p));
+}
+
+std::vector<json> read_metrics(const fs::path& f) {
+  std::vector<json> m;
+  std::ifstream in(f);
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) m.push_back(json::parse(line));
+  return m;
+}
+}  // namespace
+
+TEST(TrainCli, KilledAndResumedRunReproducesTheUninterruptedOne) {
+  const int64_t steps = 16;
+  fs::path data = make_dir("data");
+  write_shards(data, 128);
+  fs::path a = make_dir("a"), b = make_dir("b");
+  std::string out;
+  ASSERT_EQ(run("train --config " + write_recipe(a, data, steps).string(), &out), 0) << out;
+  auto ref = read_metrics(a / "run" / "metrics.jsonl");
+  ASSERT_EQ(ref.size(), size_t(steps));
+  EXPECT_LT(ref.back()["loss"].get<double>(), ref.front()["loss"].get<double>());  // it learns
+  EXPECT_TRUE(fs::exists(a / "run" / "compute.json"));
+
+  // Start the same run slowed down, SIGKILL it after its second checkpoint, resume.
+  fs::path recipe_b = write_recipe(b, data, steps);
+  pid_t pid = fork();
+  if (pid == 0) {
+    execl(kBin.c_str(), kBin.c_str(), "train", "--config", recipe_b.c_str(), "--debug-step-delay-ms", "150", (char*)nullptr);
+    _exit(127);
+  }
+  bool killed_mid_run = false;
+  for (int i = 0; i < 600; ++i) {
+    std::ifstream latest(b / "run" / "checkpoints" / "latest");
+    std::string name;
+    if (latest >> name && name >= "step-00000008") {
+      ::kill(pid, SIGKILL);
+      killed_mid_run = true;
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(killed_mid_run);
+  ASSERT_TRUE(WIFSIGNALED(status));
+  ASSERT_FALSE(fs::exists(b / "run" / "compute.json"));  // it really died before the end
+  ASSERT_EQ(run("train --resume --config " + recipe_b.string(), &out), 0) << out;
+  EXPECT_NE(out.find("resuming from"), std::string::npos) << out;
+  auto resumed = read_metrics(b / "run" / "metrics.jsonl");
+  ASSERT_EQ(resumed.size(), ref.size());
+  for (size_t i = 0; i < ref.size(); ++i) {
+    EXPECT_EQ(resumed[i]["step"], ref[i]["step"]);
+    EXPECT_EQ(resumed[i]["loss"].get<double>(), ref[i]["loss"].get<double>()) << "step " << i + 1;
+    EXPECT_EQ(resumed[i]["grad_norm"].get<double>(), ref[i]["grad_norm"].get<double>()) << "step " << i + 1;
+    if (ref[i].contains("val_loss")) {
+      EXPECT_EQ(resumed[i]["val_loss"].get<double>(), ref[i]["val_loss"].get<double>());
+    }
+  }
+  // A finished checkpoint is a model directory the other commands load.
+  std::ifstream latest(b / "run" / "checkpoints" / "latest");
+  std::string name;
+  latest >> name;
+  EXPECT_EQ(run("logits --tokens 1,2,3 --model " + (b / "run" / "checkpoints" / name).string(), &out), 0) << out;
+  for (auto& d : {data, a, b}) fs::remove_all(d);
+}
+
+TEST(TrainCli, RecipeErrorsNameTheKey) {
+  fs::path d = make_dir("errors");
+  write_shards(d, 128);
+  auto check = [&](const std::function<void(json&)>& edit, const std::string& expect) {
+    write_recipe(d, d, 4);
+    std::ifstream in(d / "recipe.json");
+    json r = json::parse(in);
+    edit(r);
+    std::ofstream(d / "recipe.json") << r.dump();
+    std::string out;
+    EXPECT_NE(run("train --config " + (d / "recipe.json").string(), &out), 0);
+    EXPECT_NE(out.find(expect), std::string::npos) << out;
+  };
+  check([](json& r) { r["batch_sise"] = 4; }, "unknown key 'batch_sise'");
+  check([](json& r) { r["seq_len"] = "long"; }, "'seq_len' must be a number");
+  check([](json& r) { r["lr"]["schedule"] = "zigzag"; }, "'lr.schedule' is 'zigzag'");
+  check([](json& r) { r["data"] = "/nonexistent/shards"; }, "/nonexistent/shards/index.json");
+  check([](json& r) { r["model"]["model_type"] = "mamba"; }, "unknown model_type 'mamba'");
+  check([](json& r) { r["steps"] = -3; }, "'steps' = -3 is outside");
+  fs::remove_all(d);
+}
