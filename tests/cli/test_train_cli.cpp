@@ -87,6 +87,11 @@ TEST(TrainCli, KilledAndResumedRunReproducesTheUninterruptedOne) {
   ASSERT_EQ(ref.size(), size_t(steps));
   EXPECT_LT(ref.back()["loss"].get<double>(), ref.front()["loss"].get<double>());  // it learns
   EXPECT_TRUE(fs::exists(a / "run" / "compute.json"));
+  ASSERT_EQ(run("plot --metrics " + (a / "run" / "metrics.jsonl").string() + " --y loss,val_loss --out " + (a / "loss.svg").string(), &out), 0) << out;
+  std::ifstream svg(a / "loss.svg");
+  std::string svg_text((std::istreambuf_iterator<char>(svg)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(std::count(svg_text.begin(), svg_text.end(), 'p') > 0 && svg_text.find("<polyline") != std::string::npos, true);
+  EXPECT_NE(svg_text.find("val_loss"), std::string::npos);
 
   // Start the same run slowed down, SIGKILL it after its second checkpoint, resume.
   fs::path recipe_b = write_recipe(b, data, steps);
