@@ -136,7 +136,7 @@ def read_text(path):
 # ---- sources ---------------------------------------------------------------------------------------------
 
 CITATION = re.compile(r"^\s*\[[^\]\n]{1,40}\]\s*$", re.M)   # "[1913 Webster]", "[PJC]", "[WordNet 1.5]"
-PRONUNCIATION = re.compile(r"\\[^\\\n]{1,80}\\,?")
+PRONUNCIATION = re.compile(r'\\[^\\\n]{1,80}\\,?|\s\((?=[^()\n]*["*\[])[^()\n]{1,60}\)')
 
 
 def src_gcide():
@@ -144,7 +144,7 @@ def src_gcide():
     for e in dictd_entries("gcide"):
         e = CITATION.sub("", e)
         e = PRONUNCIATION.sub("", e)
-        e = re.sub(r" +,", ",", e)
+        e = re.sub(r" +,", ",", re.sub(r"[{}]", "", e))
         entries.append(reflow(e))
     for g in groups(entries, 40):
         yield "\n\n".join(g)
@@ -219,17 +219,32 @@ def src_perl():
             yield read_text(path)
 
 
+GROFF = "preconv -e UTF-8 | groff -t -man -Tutf8 -P-cbou -rLL=200n -rHY=0 -dAD=l 2>/dev/null"
+
+
+def render_man(path):
+    """Plain text of a man page (groff, no hyphenation or justification), header and footer lines dropped."""
+    try:
+        src = read_text(path)
+        if src.lstrip().startswith(".so "):
+            return ""  # alias of another page
+        r = subprocess.run(["sh", "-c", GROFF], input=src.encode("utf-8"), capture_output=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    lines = [l.rstrip() for l in r.stdout.decode("utf-8", errors="replace").split("\n")]
+    body = [i for i, l in enumerate(lines) if l.strip()]
+    if len(body) < 3:
+        return ""
+    return "\n".join(lines[body[0] + 1:body[-1]]).strip("\n")
+
+
 def src_manpages_fr():
+    import concurrent.futures
     pages = sorted(glob.glob("/usr/share/man/fr/man[1-8]/*"))
-    env = dict(os.environ, MANWIDTH="80", LANG="C.UTF-8", MAN_KEEP_FORMATTING="0")
-    for path in pages:
-        try:
-            r = subprocess.run(["man", "-l", "-E", "UTF-8", path], capture_output=True, timeout=60, env=env)
-            txt = re.sub(r".\x08", "", r.stdout.decode("utf-8", errors="replace"))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        for txt in pool.map(render_man, pages):
             if txt.strip():
                 yield txt
-        except (OSError, subprocess.SubprocessError):
-            continue
 
 
 # name -> (Debian package, language, generator of documents)

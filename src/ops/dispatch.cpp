@@ -20,6 +20,8 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <initializer_list>
+#include <limits>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -76,6 +78,11 @@ float* scratch(size_t n) {
 constexpr int64_t kMinWorkPerPiece = 1 << 17;  // ~1 µs of FMAs; a pool hand-off costs ~5-10 µs
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// CBLAS takes int sizes and leading dimensions.
+bool fits_int(std::initializer_list<int64_t> v) {
+  return std::all_of(v.begin(), v.end(), [](int64_t x) { return x <= std::numeric_limits<int>::max(); });
+}
 
 // Column-block width for sgemm calls: a function of N only (determinism); about 8 blocks, 64..512 wide.
 int64_t sgemm_block(int64_t N) { return std::clamp<int64_t>(ceil_div(ceil_div(N, 8), 16) * 16, 64, 512); }
@@ -171,7 +178,7 @@ void linear(float* y, const float* x, const WeightRef& w, const float* bias, int
     return;
   }
   const cpu::LinearTuning& tune = cpu::linear_tuning(active_backend());
-  if (M >= (w.dtype == DType::F32 ? tune.sgemm_min_m_f32 : tune.sgemm_min_m_half))
+  if (M >= (w.dtype == DType::F32 ? tune.sgemm_min_m_f32 : tune.sgemm_min_m_half) && fits_int({M, N, K, ldy, ldx, ldw}))
     return linear_sgemm(*kt, y, ldy, x, ldx, w, bias, M);
   // Own kernel over blocks of 16 output columns (cache-line aligned pieces of y for f32).
   constexpr int64_t kCols = 16;
@@ -200,6 +207,7 @@ void matmul_f32(float* C, const float* A, const float* B, int64_t M, int64_t N, 
       for (int64_t n = 0; n < N; ++n) C[m * ldc + n] = beta == 0.0f ? 0.0f : beta * C[m * ldc + n];
     return;
   }
+  OPS_CHECK("matmul_f32", fits_int({M, N, K, lda, ldb, ldc}), "sizes beyond 2^31 are not supported");
   blas_init();
   const int64_t nb = sgemm_block(N), blocks = ceil_div(N, nb);
   const int64_t min_blocks = std::max<int64_t>(1, kMinWorkPerPiece / std::max<int64_t>(1, M * K * nb));
@@ -257,39 +265,41 @@ void rope_apply(float* x, int64_t n_tokens, int64_t n_heads, int64_t token_strid
 }
 
 namespace {
-// Element-wise ops: contiguous pieces of at least 16K elements (a multiple of 16, so every piece but the
-// last is whole vectors); the result of an element does not depend on which piece computed it.
+// Element-wise ops: pieces of 16K elements (a multiple of 16, so every piece but the last is whole vectors),
+// at least min_pieces per thread: 1 for exp-based ops (~10 ops per element), 4 for a bare add. The result
+// of an element does not depend on which piece computed it.
 template <class F>
-void elementwise(const char* op, int64_t n, F f) {
+void elementwise(const char* op, int64_t n, int64_t min_pieces, F f) {
   OPS_CHECK(op, n >= 0, "n = {} < 0", n);
   constexpr int64_t kPiece = 1 << 14;
   const int64_t pieces = ceil_div(n, kPiece);
-  parallel_for(pieces, [&](int64_t p0, int64_t p1) { f(p0 * kPiece, std::min(n, p1 * kPiece) - p0 * kPiece); });
+  parallel_for(
+      pieces, [&](int64_t p0, int64_t p1) { f(p0 * kPiece, std::min(n, p1 * kPiece) - p0 * kPiece); }, min_pieces);
 }
 }  // namespace
 
 void silu(float* y, const float* x, int64_t n) {
   const cpu::Kernels* kt = kernels();
   if (!kt) return reference::silu(y, x, n);
-  elementwise("silu", n, [&](int64_t i, int64_t c) { kt->silu(y + i, x + i, c); });
+  elementwise("silu", n, 1, [&](int64_t i, int64_t c) { kt->silu(y + i, x + i, c); });
 }
 
 void swiglu(float* y, const float* gate, const float* up, int64_t n) {
   const cpu::Kernels* kt = kernels();
   if (!kt) return reference::swiglu(y, gate, up, n);
-  elementwise("swiglu", n, [&](int64_t i, int64_t c) { kt->swiglu(y + i, gate + i, up + i, c); });
+  elementwise("swiglu", n, 1, [&](int64_t i, int64_t c) { kt->swiglu(y + i, gate + i, up + i, c); });
 }
 
 void add_inplace(float* y, const float* x, int64_t n) {
   const cpu::Kernels* kt = kernels();
   if (!kt) return reference::add_inplace(y, x, n);
-  elementwise("add_inplace", n, [&](int64_t i, int64_t c) { kt->add(y + i, x + i, c); });
+  elementwise("add_inplace", n, 4, [&](int64_t i, int64_t c) { kt->add(y + i, x + i, c); });
 }
 
 void axpy(float* y, float a, const float* x, int64_t n) {
   const cpu::Kernels* kt = kernels();
   if (!kt) return reference::axpy(y, a, x, n);
-  elementwise("axpy", n, [&](int64_t i, int64_t c) { kt->axpy(y + i, a, x + i, c); });
+  elementwise("axpy", n, 4, [&](int64_t i, int64_t c) { kt->axpy(y + i, a, x + i, c); });
 }
 
 void topk(const float* x, int64_t n, int64_t k, int32_t* indices, float* values) {
@@ -346,16 +356,17 @@ void attention_causal(float* out, const float* q, const float* k, const float* v
   const cpu::Kernels* kt = kernels();
   if (!kt) return reference::attention_causal(out, q, k, v, a);
   detail::check_attention(out, q, k, v, a);
-  const int64_t items = cpu::attention_items(a);
+  const int64_t hpg = a.n_heads / a.n_kv_heads, threads = ThreadPool::global().size();
+  // Largest head block (least K/V traffic) that still leaves an item per thread; results do not depend on it.
+  int64_t hb = std::min(cpu::kAttnMaxHeadBlock, hpg);
+  while (hb > 1 && cpu::attention_items(a, hb) < threads) hb = (hb + 1) / 2;
+  const int64_t items = cpu::attention_items(a, hb);
   if (items == 0) return;
   // Average multiply-adds per item: a block of heads against about half the keys, scores plus values.
-  const int64_t per_item = std::max<int64_t>(
-      1, cpu::kAttnHeadBlock * (a.kv_offset + a.n_q / 2 + 1) * (a.qk_dim + a.v_dim));
+  const int64_t per_item = std::max<int64_t>(1, hb * (a.kv_offset + a.n_q / 2 + 1) * (a.qk_dim + a.v_dim));
   parallel_for(
       items,
-      [&](int64_t i0, int64_t i1) {
-        kt->attention(out, q, k, v, a, i0, i1, scratch(size_t(cpu::kAttnHeadBlock * a.n_kv)));
-      },
+      [&](int64_t i0, int64_t i1) { kt->attention(out, q, k, v, a, hb, i0, i1, scratch(size_t(hb * a.n_kv))); },
       std::max<int64_t>(1, kMinWorkPerPiece / per_item));
 }
 

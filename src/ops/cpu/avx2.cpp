@@ -310,27 +310,43 @@ void rope(float* x, int64_t n_heads, int64_t head_stride, const float* cs, const
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Attention: same three passes as avx512.cpp (scores for HB heads per key row, softmax numerators, values in
-// column blocks); the value block is 2 vectors so HB·2 <= 8 accumulators fit beside the loads.
+// Attention: same three passes as avx512.cpp (scores for HB <= 8 heads per key row, softmax numerators,
+// values in column blocks). With 16 registers: KB keys and CB value vectors such that HB·KB, HB·CB <= 12.
 // ---------------------------------------------------------------------------------------------------------
+template <int HB, int KB>
+inline void attn_scores_tile(float* sc, int64_t n_vis, const float* const* qh, const float* ks, int64_t k_stride,
+                             int64_t d, float scale, int64_t s) {
+  __m256 acc[HB][KB];
+  for (int h = 0; h < HB; ++h)
+    for (int j = 0; j < KB; ++j) acc[h][j] = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + V <= d; i += V) {
+    __m256 kv[KB];
+    for (int j = 0; j < KB; ++j) kv[j] = _mm256_loadu_ps(ks + j * k_stride + i);
+    for (int h = 0; h < HB; ++h) {
+      const __m256 qv = _mm256_loadu_ps(qh[h] + i);
+      for (int j = 0; j < KB; ++j) acc[h][j] = _mm256_fmadd_ps(qv, kv[j], acc[h][j]);
+    }
+  }
+  if (i < d) {
+    __m256 kv[KB];
+    for (int j = 0; j < KB; ++j) kv[j] = load_tail(ks + j * k_stride + i, d - i);
+    for (int h = 0; h < HB; ++h) {
+      const __m256 qv = load_tail(qh[h] + i, d - i);
+      for (int j = 0; j < KB; ++j) acc[h][j] = _mm256_fmadd_ps(qv, kv[j], acc[h][j]);
+    }
+  }
+  for (int h = 0; h < HB; ++h)
+    for (int j = 0; j < KB; ++j) sc[h * n_vis + s + j] = hsum(acc[h][j]) * scale;
+}
+
 template <int HB>
 void attn_scores(float* sc, int64_t n_vis, const float* const* qh, const float* k, int64_t k_stride, int64_t d,
                  float scale) {
-  for (int64_t s = 0; s < n_vis; ++s) {
-    const float* ks = k + s * k_stride;
-    __m256 acc[HB];
-    for (int h = 0; h < HB; ++h) acc[h] = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + V <= d; i += V) {
-      const __m256 kv = _mm256_loadu_ps(ks + i);
-      for (int h = 0; h < HB; ++h) acc[h] = _mm256_fmadd_ps(_mm256_loadu_ps(qh[h] + i), kv, acc[h]);
-    }
-    if (i < d) {
-      const __m256 kv = load_tail(ks + i, d - i);
-      for (int h = 0; h < HB; ++h) acc[h] = _mm256_fmadd_ps(load_tail(qh[h] + i, d - i), kv, acc[h]);
-    }
-    for (int h = 0; h < HB; ++h) sc[h * n_vis + s] = hsum(acc[h]) * scale;
-  }
+  constexpr int KB = HB <= 6 ? 2 : 1;
+  int64_t s = 0;
+  for (; s + KB <= n_vis; s += KB) attn_scores_tile<HB, KB>(sc, n_vis, qh, k + s * k_stride, k_stride, d, scale, s);
+  for (; s < n_vis; ++s) attn_scores_tile<HB, 1>(sc, n_vis, qh, k + s * k_stride, k_stride, d, scale, s);
 }
 
 // Columns [c0, c0 + CB·8) of the outputs; `last` = valid lanes of the final vector (8 when full).
@@ -369,25 +385,26 @@ void attn_block(float* const* oh, const float* const* qh, const float* k, const 
     float* row = sc + h * n_vis;
     inv_sum[h] = 1.0f / exp_shift_sum(row, n_vis, row_max(row, n_vis));
   }
+  constexpr int CB = HB <= 6 ? 2 : 1;
   int64_t c = 0;
-  for (; c + 2 * V <= a.v_dim; c += 2 * V) attn_values<HB, 2>(oh, sc, n_vis, v, a.v_stride, c, V, inv_sum);
+  for (; c + CB * V <= a.v_dim; c += CB * V) attn_values<HB, CB>(oh, sc, n_vis, v, a.v_stride, c, V, inv_sum);
   for (; c < a.v_dim; c += V) attn_values<HB, 1>(oh, sc, n_vis, v, a.v_stride, c, a.v_dim - c, inv_sum);
 }
 
 // Query order 0, n−1, 1, n−2, ...: contiguous item ranges mix short and long causal rows (thread balance).
 inline int64_t zigzag(int64_t i, int64_t n) { return (i & 1) ? n - 1 - (i >> 1) : (i >> 1); }
 
-void attention(float* out, const float* q, const float* k, const float* v, const AttentionArgs& a, int64_t item0,
-               int64_t item1, float* scratch) {
-  const int64_t hpg = a.n_heads / a.n_kv_heads, bpg = attention_blocks_per_group(a);
+void attention(float* out, const float* q, const float* k, const float* v, const AttentionArgs& a, int64_t head_block,
+               int64_t item0, int64_t item1, float* scratch) {
+  const int64_t hpg = a.n_heads / a.n_kv_heads, bpg = attention_blocks_per_group(a, head_block);
   for (int64_t item = item0; item < item1; ++item) {
     const int64_t t = zigzag(item / (a.n_kv_heads * bpg), a.n_q);
     const int64_t g = item / bpg % a.n_kv_heads, b = item % bpg;
-    const int64_t h0 = g * hpg + b * kAttnHeadBlock;
-    const int64_t hb = hpg - b * kAttnHeadBlock < kAttnHeadBlock ? hpg - b * kAttnHeadBlock : kAttnHeadBlock;
+    const int64_t h0 = g * hpg + b * head_block;
+    const int64_t hb = hpg - b * head_block < head_block ? hpg - b * head_block : head_block;
     const int64_t n_vis = a.kv_offset + t + 1;
-    const float* qh[kAttnHeadBlock];
-    float* oh[kAttnHeadBlock];
+    const float* qh[kAttnMaxHeadBlock];
+    float* oh[kAttnMaxHeadBlock];
     for (int64_t h = 0; h < hb; ++h) {
       qh[h] = q + t * a.q_stride + (h0 + h) * a.q_head_stride;
       oh[h] = out + t * a.out_stride + (h0 + h) * a.out_head_stride;
@@ -395,6 +412,10 @@ void attention(float* out, const float* q, const float* k, const float* v, const
     const float* kg = k + g * a.k_head_stride;
     const float* vg = v + g * a.v_head_stride;
     switch (hb) {
+      case 8: attn_block<8>(oh, qh, kg, vg, a, n_vis, scratch); break;
+      case 7: attn_block<7>(oh, qh, kg, vg, a, n_vis, scratch); break;
+      case 6: attn_block<6>(oh, qh, kg, vg, a, n_vis, scratch); break;
+      case 5: attn_block<5>(oh, qh, kg, vg, a, n_vis, scratch); break;
       case 4: attn_block<4>(oh, qh, kg, vg, a, n_vis, scratch); break;
       case 3: attn_block<3>(oh, qh, kg, vg, a, n_vis, scratch); break;
       case 2: attn_block<2>(oh, qh, kg, vg, a, n_vis, scratch); break;

@@ -300,14 +300,15 @@ void rope(float* x, int64_t n_heads, int64_t head_stride, const float* cs, const
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Attention. One item = one query t, one kv head g and a block of HB <= 4 query heads of that group:
+// Attention. One item = one query t, one kv head g and a block of HB <= 8 query heads of that group:
 //   1. sc[h][s] = scale · q_h·k_s for the visible keys (each key row loaded once for the HB heads),
 //   2. per head: softmax numerator e^(sc − max) in place and its sum,
-//   3. out_h = Σ_s sc[h][s] · v_s / sum, in column blocks of up to 4 vectors so the accumulators stay in
+//   3. out_h = Σ_s sc[h][s] · v_s / sum, in column blocks of CB vectors so the HB·CB accumulators stay in
 //      registers and each value row is loaded once for the HB heads.
+// Blocking sizes (KB keys, CB vectors) keep HB·KB and HB·CB at <= 16 of the 32 registers.
 // ---------------------------------------------------------------------------------------------------------
-// Scores of HB heads against KB keys at once: per 16-float step, HB query and KB key loads feed HB·KB FMAs
-// (one load per FMA with single keys). Each (head, key) is still its own chain, so blocking changes nothing.
+// Scores of HB heads against KB keys: per 16-float step, HB query and KB key loads feed HB·KB FMAs. Each
+// (head, key) is its own FMA chain over the head dimension, so the blocking changes no value.
 template <int HB, int KB>
 inline void attn_scores_tile(float* sc, int64_t n_vis, const float* const* qh, const float* ks, int64_t k_stride,
                              int64_t d, float scale, int64_t s) {
@@ -330,8 +331,9 @@ inline void attn_scores_tile(float* sc, int64_t n_vis, const float* const* qh, c
 template <int HB>
 void attn_scores(float* sc, int64_t n_vis, const float* const* qh, const float* k, int64_t k_stride, int64_t d,
                  float scale) {
+  constexpr int KB = HB <= 4 ? 4 : 2;
   int64_t s = 0;
-  for (; s + 4 <= n_vis; s += 4) attn_scores_tile<HB, 4>(sc, n_vis, qh, k + s * k_stride, k_stride, d, scale, s);
+  for (; s + KB <= n_vis; s += KB) attn_scores_tile<HB, KB>(sc, n_vis, qh, k + s * k_stride, k_stride, d, scale, s);
   for (; s < n_vis; ++s) attn_scores_tile<HB, 1>(sc, n_vis, qh, k + s * k_stride, k_stride, d, scale, s);
 }
 
@@ -345,7 +347,7 @@ void attn_values(float* const* oh, const float* p, int64_t n_vis, const float* v
   for (int64_t s = 0; s < n_vis; ++s) {
     const float* vs = v + s * v_stride + c0;
     __m512 vv[CB];
-    for (int c = 0; c < CB; ++c) vv[c] = c == CB - 1 ? _mm512_maskz_loadu_ps(last, vs + c * V) : _mm512_loadu_ps(vs + c * V);
+    for (int c = 0; c < CB; ++c) vv[c] = _mm512_maskz_loadu_ps(c == CB - 1 ? last : __mmask16(0xffff), vs + c * V);
     for (int h = 0; h < HB; ++h) {
       const __m512 ph = _mm512_set1_ps(p[h * n_vis + s]);
       for (int c = 0; c < CB; ++c) acc[h][c] = _mm512_fmadd_ps(ph, vv[c], acc[h][c]);
@@ -353,11 +355,8 @@ void attn_values(float* const* oh, const float* p, int64_t n_vis, const float* v
   }
   for (int h = 0; h < HB; ++h) {
     const __m512 is = _mm512_set1_ps(inv_sum[h]);
-    for (int c = 0; c < CB; ++c) {
-      const __m512 o = _mm512_mul_ps(acc[h][c], is);
-      if (c == CB - 1) _mm512_mask_storeu_ps(oh[h] + c0 + c * V, last, o);
-      else _mm512_storeu_ps(oh[h] + c0 + c * V, o);
-    }
+    for (int c = 0; c < CB; ++c)
+      _mm512_mask_storeu_ps(oh[h] + c0 + c * V, c == CB - 1 ? last : __mmask16(0xffff), _mm512_mul_ps(acc[h][c], is));
   }
 }
 
@@ -370,8 +369,9 @@ void attn_block(float* const* oh, const float* const* qh, const float* k, const 
     float* row = sc + h * n_vis;
     inv_sum[h] = 1.0f / exp_shift_sum(row, n_vis, row_max(row, n_vis));
   }
+  constexpr int CB = HB <= 4 ? 4 : 2;
   int64_t c = 0;
-  for (; c + 4 * V <= a.v_dim; c += 4 * V) attn_values<HB, 4>(oh, sc, n_vis, v, a.v_stride, c, 0xffff, inv_sum);
+  for (; c + CB * V <= a.v_dim; c += CB * V) attn_values<HB, CB>(oh, sc, n_vis, v, a.v_stride, c, 0xffff, inv_sum);
   for (; c < a.v_dim; c += V) attn_values<HB, 1>(oh, sc, n_vis, v, a.v_stride, c, tail_mask(a.v_dim - c), inv_sum);
 }
 
@@ -379,17 +379,17 @@ void attn_block(float* const* oh, const float* const* qh, const float* k, const 
 // which balances the threads' work.
 inline int64_t zigzag(int64_t i, int64_t n) { return (i & 1) ? n - 1 - (i >> 1) : (i >> 1); }
 
-void attention(float* out, const float* q, const float* k, const float* v, const AttentionArgs& a, int64_t item0,
-               int64_t item1, float* scratch) {
-  const int64_t hpg = a.n_heads / a.n_kv_heads, bpg = attention_blocks_per_group(a);
+void attention(float* out, const float* q, const float* k, const float* v, const AttentionArgs& a, int64_t head_block,
+               int64_t item0, int64_t item1, float* scratch) {
+  const int64_t hpg = a.n_heads / a.n_kv_heads, bpg = attention_blocks_per_group(a, head_block);
   for (int64_t item = item0; item < item1; ++item) {
     const int64_t t = zigzag(item / (a.n_kv_heads * bpg), a.n_q);
     const int64_t g = item / bpg % a.n_kv_heads, b = item % bpg;
-    const int64_t h0 = g * hpg + b * kAttnHeadBlock;
-    const int64_t hb = hpg - b * kAttnHeadBlock < kAttnHeadBlock ? hpg - b * kAttnHeadBlock : kAttnHeadBlock;
+    const int64_t h0 = g * hpg + b * head_block;
+    const int64_t hb = hpg - b * head_block < head_block ? hpg - b * head_block : head_block;
     const int64_t n_vis = a.kv_offset + t + 1;
-    const float* qh[kAttnHeadBlock];
-    float* oh[kAttnHeadBlock];
+    const float* qh[kAttnMaxHeadBlock];
+    float* oh[kAttnMaxHeadBlock];
     for (int64_t h = 0; h < hb; ++h) {
       qh[h] = q + t * a.q_stride + (h0 + h) * a.q_head_stride;
       oh[h] = out + t * a.out_stride + (h0 + h) * a.out_head_stride;
@@ -397,6 +397,10 @@ void attention(float* out, const float* q, const float* k, const float* v, const
     const float* kg = k + g * a.k_head_stride;
     const float* vg = v + g * a.v_head_stride;
     switch (hb) {
+      case 8: attn_block<8>(oh, qh, kg, vg, a, n_vis, scratch); break;
+      case 7: attn_block<7>(oh, qh, kg, vg, a, n_vis, scratch); break;
+      case 6: attn_block<6>(oh, qh, kg, vg, a, n_vis, scratch); break;
+      case 5: attn_block<5>(oh, qh, kg, vg, a, n_vis, scratch); break;
       case 4: attn_block<4>(oh, qh, kg, vg, a, n_vis, scratch); break;
       case 3: attn_block<3>(oh, qh, kg, vg, a, n_vis, scratch); break;
       case 2: attn_block<2>(oh, qh, kg, vg, a, n_vis, scratch); break;

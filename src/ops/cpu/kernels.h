@@ -1,5 +1,5 @@
 // ops/cpu/kernels.h — the table of single-threaded SIMD kernels one ISA backend provides (AVX2, AVX-512).
-// defines: cpu::Kernels, cpu::kAvx2, cpu::kAvx512, cpu::attention_items, cpu::LinearTuning, cpu::linear_tuning
+// defines: cpu::Kernels, cpu::kAvx2, cpu::kAvx512, cpu::kAttnMaxHeadBlock, cpu::attention_items, cpu::LinearTuning, cpu::linear_tuning
 //
 // Internal to baleine_ops (tests and benchmarks may include it). dispatch.cpp validates arguments, splits the
 // work over the thread pool and calls these on sub-ranges; the kernels never allocate, throw or touch the pool.
@@ -48,23 +48,25 @@ struct Kernels {
   void (*rope)(float* x, int64_t n_heads, int64_t head_stride, const float* cos, const float* sin, int64_t half,
                bool interleaved);
 
-  // Attention work items [item0, item1) (see attention_items). scratch: kAttnHeadBlock · n_kv floats.
+  // Attention work items [item0, item1) for blocks of `head_block` (1..kAttnMaxHeadBlock) query heads, see
+  // attention_items. scratch: head_block · n_kv floats.
   void (*attention)(float* out, const float* q, const float* k, const float* v, const AttentionArgs& a,
-                    int64_t item0, int64_t item1, float* scratch);
+                    int64_t head_block, int64_t item0, int64_t item1, float* scratch);
 };
 
 extern const Kernels kAvx2;
 extern const Kernels kAvx512;
 
-// Attention is split into items of up to kAttnHeadBlock query heads that share one kv head and one query:
-// the block reads each key and value once for all its heads. The item count (and so which heads are computed
-// together) depends only on the shapes, never on the thread count.
-constexpr int64_t kAttnHeadBlock = 4;
-static inline int64_t attention_blocks_per_group(const AttentionArgs& a) {
-  return (a.n_heads / a.n_kv_heads + kAttnHeadBlock - 1) / kAttnHeadBlock;
+// Attention is split into items: one query, one kv head and a block of up to head_block query heads of that
+// group, which read each key and value row once for the whole block (decode is memory-bound, so this is the
+// main saving). Every (query, head) output is computed by the same operation sequence whatever the block
+// size or item split, so head_block may depend on the thread count without changing any result.
+constexpr int64_t kAttnMaxHeadBlock = 8;
+static inline int64_t attention_blocks_per_group(const AttentionArgs& a, int64_t head_block) {
+  return (a.n_heads / a.n_kv_heads + head_block - 1) / head_block;
 }
-static inline int64_t attention_items(const AttentionArgs& a) {
-  return a.n_q * a.n_kv_heads * attention_blocks_per_group(a);
+static inline int64_t attention_items(const AttentionArgs& a, int64_t head_block) {
+  return a.n_q * a.n_kv_heads * attention_blocks_per_group(a, head_block);
 }
 
 // Where linear switches from the backend's own register-tiled kernel to OpenBLAS sgemm: with
