@@ -91,6 +91,7 @@ CommandRegistration reg{{"data", "Curate text into tokenized training shards; ge
     sub.add_option("--shard-tokens", cfg->shard_tokens, "Tokens per shard (documents never straddle shards)")
         ->capture_default_str();
     sub.add_flag("--write-text", cfg->write_text, "Also write the curated documents to <out>/curated.jsonl");
+    sub.add_flag("--write-removed", cfg->write_removed, "Write removed documents and their reason to <out>/removed.jsonl");
     sub.add_flag("--no-progress", *no_progress, "No progress bar on stderr");
     sub.add_flag("--json", *as_json, "Print the report as JSON instead of text");
 

@@ -128,6 +128,17 @@ def html_to_text(path):
         return p.text()
 
 
+def unique_files(pattern):
+    """Sorted files matching pattern, each real file once (symlinked directories and aliases collapse)."""
+    seen, out = set(), []
+    for path in sorted(glob.glob(pattern, recursive=True)):
+        real = os.path.realpath(path)
+        if os.path.isfile(real) and real not in seen:
+            seen.add(real)
+            out.append(path)
+    return out
+
+
 def read_text(path):
     opener = gzip.open if path.endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8", errors="replace") as f:
@@ -194,14 +205,14 @@ def src_fortunes():
 
 def text_files(pattern):
     def src():
-        for path in sorted(glob.glob(pattern, recursive=True)):
+        for path in unique_files(pattern):
             yield read_text(path)
     return src
 
 
 def html_files(pattern, exclude=None):
     def src():
-        for path in sorted(glob.glob(pattern, recursive=True)):
+        for path in unique_files(pattern):
             if exclude and re.search(exclude, path):
                 continue
             t = html_to_text(path)
@@ -211,7 +222,7 @@ def html_files(pattern, exclude=None):
 
 
 def src_perl():
-    for path in sorted(glob.glob("/usr/share/perl/5.*/pod/*.pod")):
+    for path in unique_files("/usr/share/perl/5.*/pod/*.pod"):
         try:
             out = subprocess.run(["pod2text", "--loose", path], capture_output=True, timeout=60).stdout
             yield out.decode("utf-8", errors="replace")
@@ -240,7 +251,8 @@ def render_man(path):
 
 def src_manpages_fr():
     import concurrent.futures
-    pages = sorted(glob.glob("/usr/share/man/fr/man[1-8]/*"))
+    # Symlinked aliases (at -> batch, atq, ...) would only be exact duplicates: render each page once.
+    pages = [p for p in unique_files("/usr/share/man/fr/man[1-8]/*") if not os.path.islink(p)]
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         for txt in pool.map(render_man, pages):
             if txt.strip():

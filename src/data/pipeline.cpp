@@ -50,6 +50,7 @@ struct Doc {
   std::string text;  // normalised
   uint64_t hash = 0;
   int64_t raw_bytes = 0;
+  uint32_t file = 0;  // index into the sorted file list
   Reject reason = Reject::None;
   bool repaired = false;
 };
@@ -125,7 +126,10 @@ nlohmann::json run_pipeline(const PipelineConfig& cfg, const TokenEncoder* encod
         fd = read_documents(files[size_t(f)], cfg.ingest);
         auto& docs = per_file_docs[size_t(f)];
         docs.resize(fd.documents.size());
-        for (size_t i = 0; i < docs.size(); ++i) normalise_doc(docs[i], std::move(fd.documents[i]), cfg.max_invalid_utf8);
+        for (size_t i = 0; i < docs.size(); ++i) {
+          docs[i].file = uint32_t(f);
+          normalise_doc(docs[i], std::move(fd.documents[i]), cfg.max_invalid_utf8);
+        }
         fd.documents.clear();
         fd.documents.shrink_to_fit();
         bar.add(1, fd.bytes);
@@ -304,22 +308,49 @@ nlohmann::json run_pipeline(const PipelineConfig& cfg, const TokenEncoder* encod
     }
     BALEINE_CHECK(out.good(), "write failed on {}/curated.jsonl", cfg.out_dir);
   }
+  if (cfg.write_removed) {
+    std::ofstream out(fs::path(cfg.out_dir) / "removed.jsonl");
+    BALEINE_CHECK(out.good(), "cannot write {}/removed.jsonl", cfg.out_dir);
+    for (const Doc& d : docs)
+      if (d.reason != Reject::None)
+        out << nlohmann::json{{"reason", reject_name(d.reason)}, {"text", d.text}}.dump() << "\n";
+  }
   seconds["tokenize"] = seconds_since(t0);
   seconds["total"] = seconds_since(t_start);
 
   // ---- 6. report ----------------------------------------------------------------------------------------
-  std::vector<int64_t> removed(size_t(Reject::Count), 0);
+  std::vector<int64_t> removed(size_t(Reject::Count), 0), removed_bytes(size_t(Reject::Count), 0);
   int64_t repaired = jsonl_repaired, raw_bytes = 0;
   for (const Doc& d : docs) {
     removed[size_t(d.reason)] += 1;
+    removed_bytes[size_t(d.reason)] += d.raw_bytes;
     repaired += d.repaired;
     raw_bytes += d.raw_bytes;
   }
-  nlohmann::json removed_json = nlohmann::json::object();
+  nlohmann::json removed_json = nlohmann::json::object(), removed_bytes_json = nlohmann::json::object();
   int64_t removed_total = 0;
   for (int r = 1; r < int(Reject::Count); ++r) {
     removed_json[reject_name(Reject(r))] = removed[size_t(r)];
+    removed_bytes_json[reject_name(Reject(r))] = removed_bytes[size_t(r)];
     removed_total += removed[size_t(r)];
+  }
+  // Per-file breakdown (only for a manageable number of files).
+  nlohmann::json per_file_json = nullptr;
+  constexpr size_t kMaxPerFile = 256;
+  if (files.size() <= kMaxPerFile) {
+    std::vector<int64_t> f_in(files.size(), 0), f_kept(files.size(), 0), f_in_bytes(files.size(), 0), f_kept_bytes(files.size(), 0);
+    for (const Doc& d : docs) {
+      f_in[d.file] += 1;
+      f_in_bytes[d.file] += d.raw_bytes;
+      if (d.reason == Reject::None) f_kept[d.file] += 1, f_kept_bytes[d.file] += int64_t(d.text.size());
+    }
+    per_file_json = nlohmann::json::array();
+    for (size_t f = 0; f < files.size(); ++f)
+      per_file_json.push_back({{"path", files[f]},
+                               {"documents_in", f_in[f]},
+                               {"documents_kept", f_kept[f]},
+                               {"bytes_in", f_in_bytes[f]},
+                               {"bytes_kept", f_kept_bytes[f]}});
   }
   const QualityConfig& q = cfg.quality;
   nlohmann::json report = {
@@ -342,7 +373,13 @@ nlohmann::json run_pipeline(const PipelineConfig& cfg, const TokenEncoder* encod
         {"utf8_repaired", repaired},
         {"train", int64_t(kept.size()) - n_val_docs},
         {"val", n_val_docs}}},
-      {"bytes", {{"read", bytes_read}, {"in", raw_bytes}, {"kept", kept_bytes}, {"train", kept_bytes - val_bytes}, {"val", val_bytes}}},
+      {"bytes",
+       {{"read", bytes_read},
+        {"in", raw_bytes},
+        {"kept", kept_bytes},
+        {"train", kept_bytes - val_bytes},
+        {"val", val_bytes},
+        {"removed", removed_bytes_json}}},
       {"tokens", tokens_info},
       {"tokenizer", encoder ? nlohmann::json{{"path", encoder->path}, {"hash", encoder->hash}, {"eos_id", encoder->eos_id},
                                              {"vocab_size", encoder->vocab_size}}
@@ -358,6 +395,7 @@ nlohmann::json run_pipeline(const PipelineConfig& cfg, const TokenEncoder* encod
         {"exact_dedup", cfg.exact_dedup}}},
       {"near_dedup", near_info},
       {"split", {{"val_fraction", cfg.val_fraction}, {"seed", cfg.seed}}},
+      {"per_file", per_file_json},
       {"threads", ThreadPool::global().size()},
       {"seconds", seconds},
   };
@@ -382,8 +420,9 @@ std::string report_text(const nlohmann::json& r) {
                    d.at("utf8_repaired").get<int64_t>());
   for (int k = 1; k < int(Reject::Count); ++k) {
     int64_t count = d.at("removed").value(reject_name(Reject(k)), int64_t(0));
-    s += fmt::format("  removed  {:<16} {:>10}  ({:.2f}%)\n", reject_name(Reject(k)), count,
-                     in ? 100.0 * double(count) / double(in) : 0.0);
+    double rb = b.contains("removed") ? b.at("removed").value(reject_name(Reject(k)), 0.0) : 0.0;
+    s += fmt::format("  removed  {:<16} {:>9} docs ({:5.2f}%) {:>10}\n", reject_name(Reject(k)), count,
+                     in ? 100.0 * double(count) / double(in) : 0.0, human_bytes(rb));
   }
   s += fmt::format("split      {} train / {} val documents\n", d.at("train").get<int64_t>(), d.at("val").get<int64_t>());
   s += fmt::format("bytes      {} read, {} in documents, {} kept ({} train, {} val)\n", human_bytes(b.at("read").get<double>()),

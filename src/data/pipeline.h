@@ -43,7 +43,8 @@ struct PipelineConfig {
   double val_fraction = 0.01;
   uint64_t seed = 0;
   int64_t shard_tokens = 50'000'000;
-  bool write_text = false;  // also write the curated documents to <out>/curated.jsonl
+  bool write_text = false;     // also write the curated documents to <out>/curated.jsonl
+  bool write_removed = false;  // and the removed ones, with their reason, to <out>/removed.jsonl
   bool progress = true;
 };
 

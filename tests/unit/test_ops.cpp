@@ -2,12 +2,13 @@
 // the reference (the oracle), plus strided / in-place / aliasing cases, validation errors and determinism.
 //
 // Tolerances (fast vs reference; the reference sums in double):
-//   sums (linear, matmul, attention scores): |fast − ref| <= 1e-5 · Σ|terms|, the magnitude of what was summed,
+//   sums (linear, matmul): |fast − ref| <= 1e-5 · Σ|terms|, the magnitude of what was summed,
 //     because the f32 rounding error of a sum is proportional to that, not to the (possibly cancelling) result.
 //     bf16 / f16 weights: the reference runs on the SAME bf16 / f16 weights, so the bound is the same 1e-5.
 //   attention outputs: |fast − ref| <= 1e-5 · max|v| (an output is a convex combination of value rows).
-//   element-wise / row-wise (rmsnorm, softmax, silu, swiglu, axpy, rope): |fast − ref| <= 1e-5 · |ref| + 1e-30
+//   element-wise / row-wise (rmsnorm, softmax, silu, swiglu, axpy): |fast − ref| <= 1e-5 · |ref| + 1e-30
 //     (the 1e-30 covers results below 1e-37 that the fast exp flushes to zero).
+//   rope: |fast − ref| <= 1e-6 for inputs in [-1, 1] (same cos/sin table; only f32 vs double rotation differs).
 //   add_inplace, embedding_gather, topk: exact.
 #include <gtest/gtest.h>
 
@@ -359,6 +360,12 @@ TEST_P(Fast, LinearEmptySums) {
   linear(y, nullptr, WeightRef{bias, DType::F32, 3, 0, 0}, bias, 2);  // K == 0: y = bias
   EXPECT_EQ(y[3], 1.0f);
   EXPECT_EQ(y[5], 3.0f);
+  float c[2] = {std::numeric_limits<float>::quiet_NaN(), 5.0f};
+  matmul_f32(c, nullptr, nullptr, 1, 2, 0, false, 0, 2, 2, 1.0f, 0.0f);  // K == 0, beta 0: zeros, C unread
+  EXPECT_EQ(c[0], 0.0f);
+  EXPECT_EQ(c[1], 0.0f);
+  linear(y, nullptr, WeightRef{bias, DType::F32, 3, 2, 0}, bias, 0);  // M == 0: nothing to do
+  EXPECT_EQ(y[0], 1.0f);
 }
 
 TEST_P(Fast, Matmul) {
@@ -592,6 +599,11 @@ TEST_P(Fast, DeterministicAcrossThreadCounts) {
   a.q_stride = 8 * 64, a.q_head_stride = 64, a.k_stride = 2 * 64, a.k_head_stride = 64;
   a.v_stride = 2 * 64, a.v_head_stride = 64, a.out_stride = 8 * 64, a.out_head_stride = 64, a.scale = 0.125f;
   const std::vector<float> q = randv(size_t(6 * 512), 4), kv = randv(size_t(206 * 128), 5);
+  // MLA-style decode (one query, one kv head, 8 heads): the head block shrinks as threads grow (8, 4, 2).
+  AttentionArgs d = a;
+  d.n_q = 1, d.kv_offset = 205, d.n_kv = 206, d.n_kv_heads = 1, d.k_stride = d.v_stride = 128;
+  d.k_head_stride = d.v_head_stride = 0, d.qk_dim = 128, d.v_dim = 100, d.q_head_stride = 128;
+  d.q_stride = 8 * 128, d.out_stride = 8 * 100, d.out_head_stride = 100;
   auto run = [&] {
     std::vector<float> out;
     for (int path : {1, 2}) {
@@ -606,6 +618,9 @@ TEST_P(Fast, DeterministicAcrossThreadCounts) {
     std::vector<float> o(size_t(6 * 512));
     attention_causal(o.data(), q.data(), kv.data(), kv.data(), a);
     out.insert(out.end(), o.begin(), o.end());
+    std::vector<float> od(size_t(8 * 100));
+    attention_causal(od.data(), q.data(), kv.data(), kv.data(), d);
+    out.insert(out.end(), od.begin(), od.end());
     std::vector<float> s = randv(size_t(300 * 333), 6, -5, 5);
     softmax_rows(s.data(), 300, 333, 333);
     out.insert(out.end(), s.begin(), s.end());
