@@ -1,9 +1,6 @@
 // bench_ops — timings of the ops kernels per backend, thread count and linear code path.
 //
-// Not wired into CMake yet (the root CMakeLists.txt has no bench/ directory); build by hand after building
-// baleine_ops, e.g. from the repository root:
-//   g++ -O2 -std=c++20 -Isrc bench/bench_ops.cpp build-ops/src/ops/libbaleine_ops.a
-//       build-ops/src/core/libbaleine_core.a $(pkg-config --libs openblas) -lfmt -pthread -o /tmp/bench_ops
+// Built by CMake as build/bench/bench_ops.
 // Usage: bench_ops [quick] [linear|attention|rowwise]
 //   quick: no reference timings for the 4096 shapes; a section name runs only that section.
 #include <algorithm>

@@ -2,13 +2,19 @@
 // shard round trip, generators.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "core/check.h"
+#include "core/progress.h"
 #include "data/filters.h"
 #include "data/generators.h"
 #include "data/pipeline.h"
@@ -374,4 +380,20 @@ TEST(DataGenerators, SyntheticTextPassesTheDefaultFilters) {
     for (auto& d : docs) rejected += quality_check(normalize_text(d), c) != Reject::None;
     EXPECT_LT(rejected, 20) << kind;  // < 5%
   }
+}
+
+TEST(Progress, LineAndDuration) {
+  EXPECT_EQ(format_duration(7), "0:07");
+  EXPECT_EQ(format_duration(245), "4:05");
+  EXPECT_EQ(format_duration(3723), "1:02:03");
+  ProgressBar bar("docs", 200, "docs", /*enabled=*/false);
+  bar.add(50, 5'000'000);
+  std::string line = bar.line();
+  EXPECT_NE(line.find("[docs]"), std::string::npos) << line;
+  EXPECT_NE(line.find("50/200 docs"), std::string::npos) << line;
+  EXPECT_NE(line.find("25%"), std::string::npos) << line;
+  EXPECT_NE(line.find("MB/s"), std::string::npos) << line;
+  EXPECT_NE(line.find("ETA"), std::string::npos) << line;
+  bar.finish();
+  bar.finish();  // idempotent
 }
