@@ -89,51 +89,51 @@ void embedding_backward(float* dtable, const float* dy, const int32_t* ids, int6
 
 void attention_causal_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                                const float* v, const AttentionArgs& a) {
-  const int64_t group = a.n_heads / a.n_kv_heads;
-  std::vector<double> p(static_cast<size_t>(a.n_kv)), dp(static_cast<size_t>(a.n_kv));
-  // Serial over (head, query) because dk/dv rows are shared across queries and heads of a group.
+  // Per head, as GEMMs (FlashAttention's backward without the tiling):
+  //   P = softmax(scale·Q Kᵀ + causal mask)   dV += Pᵀ dO   dP = dO Vᵀ
+  //   dS = P ⊙ (dP − rowsum(dP ⊙ P))·scale    dQ += dS K    dK += dSᵀ Q
+  // Heads of one kv group add into the same dK/dV rows, so heads run one after another (each GEMM is threaded).
+  const int64_t group = a.n_heads / a.n_kv_heads, Tq = a.n_q, S = a.n_kv;
+  std::vector<float> P(static_cast<size_t>(Tq * S)), dP(static_cast<size_t>(Tq * S)), Tr(static_cast<size_t>(S * Tq));
+  auto transpose = [&](const std::vector<float>& m) {  // [Tq, S] -> [S, Tq]
+    for (int64_t t = 0; t < Tq; ++t)
+      for (int64_t s = 0; s < S; ++s) Tr[size_t(s * Tq + t)] = m[size_t(t * S + s)];
+  };
   for (int64_t h = 0; h < a.n_heads; ++h) {
     const int64_t g = h / group;
-    for (int64_t t = 0; t < a.n_q; ++t) {
-      const float* qt = q + t * a.q_stride + h * a.q_head_stride;
-      const float* dot = dout + t * a.out_stride + h * a.out_head_stride;
-      const int64_t last = std::min(a.n_kv - 1, a.kv_offset + t);
-      double mx = -std::numeric_limits<double>::infinity();
-      for (int64_t s = 0; s <= last; ++s) {
-        const float* ks = k + s * a.k_stride + g * a.k_head_stride;
-        double acc = 0;
-        for (int64_t i = 0; i < a.qk_dim; ++i) acc += double(qt[i]) * ks[i];
-        p[size_t(s)] = acc * a.scale;
-        mx = std::max(mx, p[size_t(s)]);
-      }
+    const float* qh = q + h * a.q_head_stride;
+    const float* kg = k + g * a.k_head_stride;
+    const float* vg = v + g * a.v_head_stride;
+    const float* doh = dout + h * a.out_head_stride;
+    matmul_f32(P.data(), qh, kg, Tq, S, a.qk_dim, true, a.q_stride, a.k_stride, S, a.scale, 0.0f);
+    for (int64_t t = 0; t < Tq; ++t) {  // causal softmax, row by row
+      float* row = P.data() + t * S;
+      const int64_t n = std::min(S, a.kv_offset + t + 1);
+      float mx = -std::numeric_limits<float>::infinity();
+      for (int64_t s = 0; s < n; ++s) mx = std::max(mx, row[s]);
       double sum = 0;
-      for (int64_t s = 0; s <= last; ++s) sum += p[size_t(s)] = std::exp(p[size_t(s)] - mx);
-      for (int64_t s = 0; s <= last; ++s) p[size_t(s)] /= sum;
-      // out = Σ p_s v_s → dp_s = dout·v_s, dv_s += p_s·dout
-      double pdp = 0;
-      for (int64_t s = 0; s <= last; ++s) {
-        const float* vs = v + s * a.v_stride + g * a.v_head_stride;
-        double acc = 0;
-        for (int64_t i = 0; i < a.v_dim; ++i) acc += double(dot[i]) * vs[i];
-        dp[size_t(s)] = acc;
-        pdp += acc * p[size_t(s)];
-        if (dv) {
-          float* dvs = dv + s * a.v_stride + g * a.v_head_stride;
-          for (int64_t i = 0; i < a.v_dim; ++i) dvs[i] += float(p[size_t(s)] * dot[i]);
-        }
-      }
-      // score_s = scale·q·k_s; dscore_s = p_s (dp_s − Σ p dp)
-      float* dqt = dq ? dq + t * a.q_stride + h * a.q_head_stride : nullptr;
-      for (int64_t s = 0; s <= last; ++s) {
-        const double ds = p[size_t(s)] * (dp[size_t(s)] - pdp) * a.scale;
-        const float* ks = k + s * a.k_stride + g * a.k_head_stride;
-        if (dqt)
-          for (int64_t i = 0; i < a.qk_dim; ++i) dqt[i] += float(ds * ks[i]);
-        if (dk) {
-          float* dks = dk + s * a.k_stride + g * a.k_head_stride;
-          for (int64_t i = 0; i < a.qk_dim; ++i) dks[i] += float(ds * qt[i]);
-        }
-      }
+      for (int64_t s = 0; s < n; ++s) sum += row[s] = std::exp(row[s] - mx);
+      const float inv = float(1.0 / sum);
+      for (int64_t s = 0; s < n; ++s) row[s] *= inv;
+      for (int64_t s = n; s < S; ++s) row[s] = 0.0f;
+    }
+    if (dv) {
+      transpose(P);
+      matmul_f32(dv + g * a.v_head_stride, Tr.data(), doh, S, a.v_dim, Tq, false, Tq, a.out_stride, a.v_stride, 1.0f, 1.0f);
+    }
+    if (!dq && !dk) continue;
+    matmul_f32(dP.data(), doh, vg, Tq, S, a.v_dim, true, a.out_stride, a.v_stride, S, 1.0f, 0.0f);
+    for (int64_t t = 0; t < Tq; ++t) {
+      float* dpr = dP.data() + t * S;
+      const float* pr = P.data() + t * S;
+      double dot = 0;
+      for (int64_t s = 0; s < S; ++s) dot += double(dpr[s]) * pr[s];
+      for (int64_t s = 0; s < S; ++s) dpr[s] = pr[s] * (dpr[s] - float(dot)) * a.scale;  // dS, in place
+    }
+    if (dq) matmul_f32(dq + h * a.q_head_stride, dP.data(), kg, Tq, a.qk_dim, S, false, S, a.k_stride, a.q_stride, 1.0f, 1.0f);
+    if (dk) {
+      transpose(dP);
+      matmul_f32(dk + g * a.k_head_stride, Tr.data(), qh, S, a.qk_dim, Tq, false, Tq, a.q_stride, a.k_stride, 1.0f, 1.0f);
     }
   }
 }

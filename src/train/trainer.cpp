@@ -1,6 +1,7 @@
 #include "train/trainer.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -215,6 +216,10 @@ struct Checkpointer {
 }  // namespace
 
 int run_training(const TrainRecipe& r, const TrainOptions& opts) {
+  // Activations are allocated and freed every step; keep freed blocks in the heap instead of returning them
+  // to the kernel (glibc mmaps large blocks by default), which otherwise costs a page fault per page per step.
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
   ModelConfig cfg = parse_model_config(r.model, r.source + " key 'model'");
   BALEINE_CHECK(cfg.is_deepseek(), "{}: training is implemented for deepseek_v3/deepseek_v2 models, not '{}'", r.source, cfg.model_type);
   BALEINE_CHECK(r.seq_len <= cfg.max_position_embeddings, "{}: seq_len {} exceeds the model context {}", r.source, r.seq_len,
