@@ -1,6 +1,8 @@
 // baleine tokenize / detokenize: the tokenizer from the command line.
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -29,8 +31,10 @@ int run_tokenize(const TokenizeArgs& a) {
     ss << in.rdbuf();
     text = ss.str();
   }
+  auto t0 = std::chrono::steady_clock::now();
   std::vector<int32_t> ids = tok.encode(text, a.bos, !a.no_special);
-  fmt::print("{} tokens, {} bytes\n", ids.size(), text.size());
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  fmt::print("{} tokens, {} bytes, encoded in {:.3f} s ({:.2f} MB/s)\n", ids.size(), text.size(), s, text.size() / 1e6 / std::max(s, 1e-9));
   std::string out = "[";
   for (size_t i = 0; i < ids.size(); ++i) out += (i ? "," : "") + std::to_string(ids[i]);
   fmt::print("{}]\n", out);
