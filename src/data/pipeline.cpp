@@ -117,21 +117,12 @@ nlohmann::json run_pipeline(const PipelineConfig& cfg, const TokenEncoder* encod
   std::vector<std::string> files = discover_files(cfg.inputs);
   BALEINE_CHECK(!files.empty(), "no files found under the inputs ({})", fmt::join(cfg.inputs, ", "));
   std::vector<FileDocuments> per_file(files.size());
-  std::vector<std::vector<Doc>> per_file_docs(files.size());
   {
     ProgressBar bar("read", int64_t(files.size()), "files", cfg.progress);
     dynamic_for(int64_t(files.size()), 1, [&](int64_t b, int64_t e) {
       for (int64_t f = b; f < e; ++f) {
         FileDocuments& fd = per_file[size_t(f)];
         fd = read_documents(files[size_t(f)], cfg.ingest);
-        auto& docs = per_file_docs[size_t(f)];
-        docs.resize(fd.documents.size());
-        for (size_t i = 0; i < docs.size(); ++i) {
-          docs[i].file = uint32_t(f);
-          normalise_doc(docs[i], std::move(fd.documents[i]), cfg.max_invalid_utf8);
-        }
-        fd.documents.clear();
-        fd.documents.shrink_to_fit();
         bar.add(1, fd.bytes);
       }
     });
@@ -155,13 +146,27 @@ nlohmann::json run_pipeline(const PipelineConfig& cfg, const TokenEncoder* encod
     jsonl_bad += fd.jsonl_bad_lines;
     jsonl_missing += fd.jsonl_missing_field;
     jsonl_repaired += fd.jsonl_repaired;
-    n_docs += per_file_docs[f].size();
+    n_docs += fd.documents.size();
   }
-  std::vector<Doc> docs;
-  docs.reserve(n_docs);
-  for (auto& v : per_file_docs)
-    for (auto& d : v) docs.push_back(std::move(d));
-  per_file_docs.clear();
+  // Normalise per document (not per file: one big file must not serialise the stage).
+  std::vector<Doc> docs(n_docs);
+  std::vector<std::string*> raw(n_docs);
+  for (size_t f = 0, k = 0; f < files.size(); ++f)
+    for (auto& text : per_file[f].documents) docs[k].file = uint32_t(f), raw[k++] = &text;
+  {
+    ProgressBar bar("normalise", int64_t(n_docs), "docs", cfg.progress);
+    dynamic_for(int64_t(n_docs), 16, [&](int64_t b, int64_t e) {
+      int64_t bytes = 0;
+      for (int64_t i = b; i < e; ++i) {
+        bytes += int64_t(raw[size_t(i)]->size());
+        normalise_doc(docs[size_t(i)], std::move(*raw[size_t(i)]), cfg.max_invalid_utf8);
+        std::string().swap(*raw[size_t(i)]);
+      }
+      bar.add(e - b, bytes);
+    });
+  }
+  raw.clear();
+  for (auto& fd : per_file) std::vector<std::string>().swap(fd.documents);
   BALEINE_CHECK(!docs.empty(),
                 "no documents in {} file(s) under the inputs ({} binary, {} unsupported, {} unreadable): expected "
                 ".txt, .md or .jsonl (optionally .gz) files",

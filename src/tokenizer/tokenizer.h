@@ -40,11 +40,24 @@ class Tokenizer {
   std::optional<int32_t> token_id(std::string_view token) const;  // exact token text (special tokens by content)
   std::string token_bytes(int32_t id) const;                      // what decode() gives for this id alone
   bool is_special(int32_t id) const;
+  // The pre-tokenizer alone: the byte-level pieces BPE would see (added tokens are not matched here).
+  std::vector<std::string> pre_tokenize(std::string_view text) const;
 
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// Byte-level BPE training with the DeepSeek-V3 pre-tokenizer; writes tokenizer.json + tokenizer_config.json in
+// Hugging Face format. Special tokens come first (BOS 0, EOS 1, pad 2, then chat and tool markers), then the 256
+// byte tokens, then one token per merge. Deterministic: ties are broken by token ids.
+struct BpeTrainOptions {
+  int64_t vocab_size = 4096;   // including special and byte tokens
+  int64_t min_frequency = 2;   // stop merging when the best pair is rarer
+  bool progress = true;
+};
+const std::vector<std::string>& default_special_tokens();
+void train_bpe_tokenizer(const std::vector<std::string>& input_files, const std::string& out_dir, const BpeTrainOptions& options);
 
 // Incremental decoding for streaming: push ids, get text that never ends inside a UTF-8 character.
 class StreamDecoder {

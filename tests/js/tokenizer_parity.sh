@@ -18,4 +18,13 @@ const fs = require("fs");
 const lines = fs.readFileSync(process.argv[1], "utf8").trimEnd().split("\n");
 fs.writeFileSync(process.argv[2], lines[lines.length - 1].slice(1, -1));' "$W/ours.txt" "$W/ids.txt"
 "$B" detokenize --tokenizer "$W/deepseek-v3" --ids-file "$W/ids.txt" > "$W/decoded.txt"
-cmp "$W/decoded.txt" "$W/mixed.txt" && echo "round trip: identical bytes"
+cmp "$W/decoded.txt" "$W/mixed.txt"
+echo "round trip: identical bytes"
+
+# A tokenizer trained by `baleine tokenizer train` loads in the HF library and encodes identically.
+head -c 400000 "$W/mixed.txt" > "$W/train.txt"
+"$B" tokenizer train --input "$W/train.txt" --vocab-size 3000 --out "$W/trained"
+"$B" tokenize --tokenizer "$W/trained" --file "$W/mixed.txt" > "$W/ours_trained.txt"
+node "$HERE/encode.mjs" "$W/mixed.txt" "$W/reference_trained.json" "$W/trained"
+node "$HERE/compare_ids.mjs" "$W/ours_trained.txt" "$W/reference_trained.json"
+echo "trained tokenizer: identical in the HF library"
