@@ -148,6 +148,11 @@ TokenData TokenData::load(const std::string& dir) {
   BALEINE_CHECK(idx.value("format", "") == "baleine-tokens-v1", "{}: format must be 'baleine-tokens-v1'", index_path);
   TokenData d;
   d.vocab_size = idx.value("vocab_size", int64_t(0));
+  if (idx.contains("tokenizer") && idx["tokenizer"].is_object() && idx["tokenizer"].contains("path")) {
+    fs::path tp = idx["tokenizer"]["path"].get<std::string>();
+    if (fs::is_regular_file(tp)) tp = tp.parent_path();
+    if (fs::exists(tp / "tokenizer.json")) d.tokenizer_dir = tp.string();
+  }
   auto read_split = [&](const char* split, std::vector<uint32_t>& out) {
     if (!idx.contains("splits") || !idx["splits"].contains(split)) return;
     for (const json& s : idx["splits"][split]["shards"]) {
@@ -182,6 +187,7 @@ namespace {
 
 struct Checkpointer {
   fs::path root;  // <out>/checkpoints
+  std::string tokenizer_dir;  // copied in so a checkpoint is a complete model directory
   void save(CausalLM& model, AdamW& opt, const json& config, const json& state) {
     fs::create_directories(root);
     const std::string name = step_name(state.at("step").get<int64_t>());
@@ -194,6 +200,8 @@ struct Checkpointer {
     io::safetensors_write((tmp / "model.safetensors").string(), params);
     io::safetensors_write((tmp / "optimizer.safetensors").string(), moments);
     write_file_atomic(tmp / "config.json", config.dump(2));
+    for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
+      if (!tokenizer_dir.empty() && fs::exists(fs::path(tokenizer_dir) / f)) fs::copy_file(fs::path(tokenizer_dir) / f, tmp / f);
     write_file_atomic(tmp / "state.json", state.dump(2));
     fs::remove_all(final_dir);
     fs::rename(tmp, final_dir);
@@ -230,7 +238,7 @@ int run_training(const TrainRecipe& r, const TrainOptions& opts) {
                   r.source, data.vocab_size, cfg.vocab_size);
   auto model_ptr = create_model(cfg);
   auto& model = dynamic_cast<DeepSeekModel&>(*model_ptr);
-  Checkpointer ckpt{fs::path(r.out) / "checkpoints"};
+  Checkpointer ckpt{fs::path(r.out) / "checkpoints", data.tokenizer_dir};
   const fs::path metrics_path = fs::path(r.out) / "metrics.jsonl";
   fs::create_directories(r.out);
 

@@ -36,6 +36,7 @@ TrainRecipe load_recipe(const std::string& path);
 struct TokenData {
   std::vector<uint32_t> train, val;
   int64_t vocab_size = 0;
+  std::string tokenizer_dir;  // where the shards' tokenizer lives (copied into checkpoints), empty if unknown
   static TokenData load(const std::string& dir);
   // Sequence j of step s: a window of `len` tokens at an offset that depends only on (seed, split, s, j),
   // so a resumed run reads exactly the same data.

@@ -1,0 +1,85 @@
+// baleine generate [--model PATH] --prompt TEXT --max-tokens N: prints the continuation as it is generated.
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+
+#include "apps/baleine/command.h"
+#include "core/check.h"
+#include "infer/sampler.h"
+#include "models/model.h"
+#include "tokenizer/tokenizer.h"
+
+namespace baleine::app {
+namespace {
+
+struct GenerateArgs {
+  std::string model, prompt;
+  int64_t max_tokens = 64;
+  SamplingParams sampling;
+  bool bos = true, stats = false, ignore_eos = false;
+};
+
+int run_generate(const GenerateArgs& a) {
+  BALEINE_CHECK(!a.model.empty(), "no --model given and no default model is embedded in this build yet; "
+                "pass a model directory (config.json, safetensors, tokenizer.json)");
+  BALEINE_CHECK(std::filesystem::exists(std::filesystem::path(a.model) / "tokenizer.json"),
+                "{}: no tokenizer.json next to the model", a.model);
+  Tokenizer tok = Tokenizer::load(a.model);
+  auto model = load_model(a.model);
+  std::vector<int32_t> prompt = tok.encode(a.prompt, a.bos && tok.bos_id() >= 0);
+  BALEINE_CHECK(!prompt.empty(), "the prompt is empty");
+  const int64_t ctx = model->config().max_position_embeddings;
+  BALEINE_CHECK(int64_t(prompt.size()) < ctx, "the prompt has {} tokens; the model's context is {}", prompt.size(), ctx);
+  const int64_t budget = std::min<int64_t>(a.max_tokens, ctx - int64_t(prompt.size()));
+  auto seq = model->new_sequence(int64_t(prompt.size()) + budget);
+  Sampler sampler(a.sampling);
+  StreamDecoder out(tok, /*skip_special=*/true);
+  auto t0 = std::chrono::steady_clock::now();
+  Tensor logits = model->forward(*seq, prompt);
+  auto t1 = std::chrono::steady_clock::now();
+  int64_t generated = 0;
+  const float* last = logits.f32() + (logits.dim(0) - 1) * logits.dim(1);
+  std::vector<float> row(last, last + logits.dim(1));
+  while (generated < budget) {
+    int32_t next = sampler.sample(row);
+    ++generated;
+    if (next == tok.eos_id() && !a.ignore_eos) break;
+    std::string text = out.push(next);
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+    if (generated == budget) break;
+    Tensor step = model->forward(*seq, std::span<const int32_t>(&next, 1));
+    row.assign(step.f32(), step.f32() + step.dim(1));
+  }
+  std::string rest = out.flush();
+  std::fwrite(rest.data(), 1, rest.size(), stdout);
+  std::fputc('\n', stdout);
+  auto t2 = std::chrono::steady_clock::now();
+  if (a.stats) {
+    double pp = std::chrono::duration<double>(t1 - t0).count(), tg = std::chrono::duration<double>(t2 - t1).count();
+    fmt::print(stderr, "prompt {} tokens in {:.3f} s ({:.1f} tok/s); generated {} tokens in {:.3f} s ({:.1f} tok/s)\n",
+               prompt.size(), pp, double(prompt.size()) / pp, generated, tg, double(generated) / tg);
+  }
+  return 0;
+}
+
+CommandRegistration reg{{"generate", "Continue a prompt with a model (streams the text)",
+                         [](CLI::App& sub) -> std::function<int()> {
+                           auto a = std::make_shared<GenerateArgs>();
+                           sub.add_option("--model", a->model, "Model directory (config.json, safetensors, tokenizer.json)");
+                           sub.add_option("--prompt", a->prompt, "Text to continue")->required();
+                           sub.add_option("--max-tokens", a->max_tokens, "Tokens to generate at most")->check(CLI::Range(int64_t(1), int64_t(1) << 30));
+                           sub.add_option("--temperature", a->sampling.temperature, "0 = greedy")->check(CLI::Range(0.0f, 100.0f));
+                           sub.add_option("--top-k", a->sampling.top_k, "Keep the k most likely tokens (0 = off)")->check(CLI::NonNegativeNumber);
+                           sub.add_option("--top-p", a->sampling.top_p, "Nucleus sampling mass")->check(CLI::Range(0.0f, 1.0f));
+                           sub.add_option("--min-p", a->sampling.min_p, "Drop tokens below min_p x the best")->check(CLI::Range(0.0f, 1.0f));
+                           sub.add_option("--seed", a->sampling.seed, "Random seed");
+                           sub.add_flag("--stats", a->stats, "Print prefill/decode speed on stderr");
+                           sub.add_flag("--ignore-eos", a->ignore_eos, "Keep generating past the end-of-sequence token");
+                           return [a] { return run_generate(*a); };
+                         }}};
+
+}  // namespace
+}  // namespace baleine::app
