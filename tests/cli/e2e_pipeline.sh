@@ -27,8 +27,13 @@ JSON
 "$B" train --config "$W/recipe.json" 2>&1 | tr '\r' '\n' | tail -2
 CK="$W/run/checkpoints/$(cat "$W/run/checkpoints/latest")"
 "$B" info --model "$CK" | head -3
-OUT=$("$B" generate --model "$CK" --prompt "This License" --max-tokens 20 --ignore-eos)
-echo "generated: $OUT"
-[[ -n "${OUT//[[:space:]]/}" ]] || { echo "empty generation"; exit 1; }
+# 40 steps only learn the most frequent tokens (often newlines): check bytes came out, and that the loss fell.
+BYTES=$("$B" generate --model "$CK" --prompt "This License" --max-tokens 20 --ignore-eos | wc -c)
+echo "generated $BYTES bytes"
+(( BYTES > 1 )) || { echo "nothing generated"; exit 1; }
+FIRST=$(head -1 "$W/run/metrics.jsonl" | sed -E 's/.*"loss":([0-9.]+).*/\1/')
+LAST=$(tail -1 "$W/run/metrics.jsonl" | sed -E 's/.*"loss":([0-9.]+).*/\1/')
+echo "loss $FIRST -> $LAST"
+awk -v a="$FIRST" -v b="$LAST" 'BEGIN { exit !(b < a - 0.5) }' || { echo "the loss did not fall"; exit 1; }
 "$B" plot --metrics "$W/run/metrics.jsonl" --y loss,val_loss --out "$W/loss.svg"
 echo "e2e pipeline: ok"
