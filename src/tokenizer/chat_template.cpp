@@ -1,0 +1,215 @@
+#include "tokenizer/chat_template.h"
+
+#include "core/check.h"
+
+namespace baleine {
+
+namespace {
+const std::string kUser = "<｜User｜>", kAssistant = "<｜Assistant｜>", kEos = "<｜end▁of▁sentence｜>";
+const std::string kCallsBegin = "<｜tool▁calls▁begin｜>", kCallsEnd = "<｜tool▁calls▁end｜>";
+const std::string kCallBegin = "<｜tool▁call▁begin｜>", kCallEnd = "<｜tool▁call▁end｜>", kSep = "<｜tool▁sep｜>";
+const std::string kOutputsBegin = "<｜tool▁outputs▁begin｜>", kOutputsEnd = "<｜tool▁outputs▁end｜>";
+const std::string kOutputBegin = "<｜tool▁output▁begin｜>", kOutputEnd = "<｜tool▁output▁end｜>";
+const std::string kThink = "<think>", kThinkEnd = "</think>";
+
+std::string deepseek(const std::vector<ChatMessage>& messages, const ChatTemplateOptions& o, bool r1) {
+  std::string system;
+  bool first_system = true;
+  for (const auto& m : messages)
+    if (m.role == "system") {
+      system += (first_system ? "" : "\n\n") + m.content;
+      first_system = false;
+    }
+  std::string out = o.bos_token + system;
+  bool in_tool_outputs = false;
+  for (const auto& m : messages) {
+    if (m.role == "system") continue;
+    if (m.role != "tool" && in_tool_outputs && !(m.role == "assistant" && m.has_content)) {
+      out += kOutputsEnd;
+      in_tool_outputs = false;
+    }
+    if (m.role == "user") {
+      out += kUser + m.content;
+    } else if (m.role == "assistant") {
+      if (!m.tool_calls.empty() && (!m.has_content || m.content.empty())) {
+        // The released Jinja template only closes the block after a second call (a quirk); we always close it.
+        out += kAssistant + kCallsBegin;
+        for (size_t i = 0; i < m.tool_calls.size(); ++i) {
+          const ToolCall& c = m.tool_calls[i];
+          out += (i ? "\n" : "") + kCallBegin + c.type + kSep + c.name + "\n```json\n" + c.arguments + "\n```" + kCallEnd;
+        }
+        out += kCallsEnd + kEos;
+      } else {
+        std::string content = m.content;
+        if (r1) {  // earlier reasoning is not fed back
+          auto p = content.rfind(kThinkEnd);
+          if (p != std::string::npos) content = content.substr(p + kThinkEnd.size());
+        }
+        if (in_tool_outputs) {
+          out += kOutputsEnd + content + kEos;
+          in_tool_outputs = false;
+        } else {
+          out += kAssistant + content + kEos;
+        }
+      }
+    } else if (m.role == "tool") {
+      out += in_tool_outputs ? "\n" + kOutputBegin + m.content + kOutputEnd : kOutputsBegin + kOutputBegin + m.content + kOutputEnd;
+      in_tool_outputs = true;
+    } else {
+      BALEINE_FAIL("unknown message role '{}' (system, user, assistant or tool)", m.role);
+    }
+  }
+  if (in_tool_outputs) out += kOutputsEnd;
+  else if (o.add_generation_prompt) out += kAssistant + (r1 ? kThink + "\n" : "");
+  return out;
+}
+
+std::string chatml(const std::vector<ChatMessage>& messages, const ChatTemplateOptions& o) {
+  std::string out;
+  for (const auto& m : messages) {
+    BALEINE_CHECK(m.role == "system" || m.role == "user" || m.role == "assistant" || m.role == "tool",
+                  "unknown message role '{}'", m.role);
+    out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
+  }
+  if (o.add_generation_prompt) out += "<|im_start|>assistant\n";
+  return out;
+}
+
+std::string llama3(const std::vector<ChatMessage>& messages, const ChatTemplateOptions& o) {
+  std::string out = "<|begin_of_text|>";
+  for (const auto& m : messages) {
+    BALEINE_CHECK(m.role == "system" || m.role == "user" || m.role == "assistant" || m.role == "tool",
+                  "unknown message role '{}'", m.role);
+    std::string role = m.role == "tool" ? "ipython" : m.role;
+    out += "<|start_header_id|>" + role + "<|end_header_id|>\n\n" + m.content + "<|eot_id|>";
+  }
+  if (o.add_generation_prompt) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
+  return out;
+}
+
+// Longest suffix of `s` that is a proper prefix of `marker` (text that might become the marker).
+size_t partial_suffix(const std::string& s, const std::string& marker) {
+  for (size_t n = std::min(s.size(), marker.size() - 1); n > 0; --n)
+    if (s.compare(s.size() - n, n, marker, 0, n) == 0) return n;
+  return 0;
+}
+}  // namespace
+
+ChatFormat chat_format_from_name(const std::string& name) {
+  if (name == "deepseek-v3" || name == "deepseek") return ChatFormat::DeepSeekV3;
+  if (name == "deepseek-r1" || name == "r1") return ChatFormat::DeepSeekR1;
+  if (name == "qwen2" || name == "chatml") return ChatFormat::Qwen2;
+  if (name == "llama3") return ChatFormat::Llama3;
+  BALEINE_FAIL("unknown chat format '{}' (deepseek-v3, deepseek-r1, qwen2, llama3)", name);
+}
+
+std::string apply_chat_template(ChatFormat f, const std::vector<ChatMessage>& messages, const ChatTemplateOptions& o) {
+  switch (f) {
+    case ChatFormat::DeepSeekV3: return deepseek(messages, o, false);
+    case ChatFormat::DeepSeekR1: return deepseek(messages, o, true);
+    case ChatFormat::Qwen2: return chatml(messages, o);
+    case ChatFormat::Llama3: return llama3(messages, o);
+  }
+  return "";
+}
+
+std::vector<ToolCall> parse_deepseek_tool_calls(std::string_view block, int* counter) {
+  std::vector<ToolCall> calls;
+  size_t at = 0;
+  while ((at = block.find(kCallBegin, at)) != std::string_view::npos) {
+    at += kCallBegin.size();
+    size_t end = block.find(kCallEnd, at);
+    std::string_view body = block.substr(at, end == std::string_view::npos ? std::string_view::npos : end - at);
+    ToolCall c;
+    size_t sep = body.find(kSep);
+    if (sep == std::string_view::npos) break;
+    c.type = std::string(body.substr(0, sep));
+    std::string_view rest = body.substr(sep + kSep.size());
+    size_t nl = rest.find('\n');
+    c.name = std::string(rest.substr(0, nl));
+    std::string_view args = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
+    // Arguments sit in a ```json fence (optional: be lenient with models that omit it).
+    if (args.substr(0, 7) == "```json") args.remove_prefix(7);
+    while (!args.empty() && (args.front() == '\n' || args.front() == ' ')) args.remove_prefix(1);
+    size_t fence = args.rfind("```");
+    if (fence != std::string_view::npos) args = args.substr(0, fence);
+    while (!args.empty() && (args.back() == '\n' || args.back() == ' ')) args.remove_suffix(1);
+    c.arguments = std::string(args);
+    c.id = "call_" + std::to_string((*counter)++);
+    calls.push_back(std::move(c));
+    if (end == std::string_view::npos) break;
+    at = end + kCallEnd.size();
+  }
+  return calls;
+}
+
+OutputParser::OutputParser(bool starts_in_reasoning) : mode_(starts_in_reasoning ? Mode::Reasoning : Mode::Content) {}
+
+void OutputParser::drain(Delta& d, bool final) {
+  for (;;) {
+    if (mode_ == Mode::Reasoning) {
+      size_t p = buffer_.find(kThinkEnd);
+      if (p == std::string::npos) {
+        size_t keep = final ? 0 : partial_suffix(buffer_, kThinkEnd);
+        d.reasoning += buffer_.substr(0, buffer_.size() - keep);
+        buffer_.erase(0, buffer_.size() - keep);
+        return;
+      }
+      d.reasoning += buffer_.substr(0, p);
+      buffer_.erase(0, p + kThinkEnd.size());
+      mode_ = Mode::Content;
+      content_started_ = false;
+      continue;
+    }
+    if (mode_ == Mode::ToolCalls) {
+      size_t p = buffer_.find(kCallsEnd);
+      if (p == std::string::npos && !final) return;
+      std::string block = buffer_.substr(0, p == std::string::npos ? buffer_.size() : p);
+      auto calls = parse_deepseek_tool_calls(block, &call_counter_);
+      d.tool_calls.insert(d.tool_calls.end(), calls.begin(), calls.end());
+      buffer_.erase(0, p == std::string::npos ? buffer_.size() : p + kCallsEnd.size());
+      mode_ = Mode::Content;
+      if (final) { buffer_.clear(); return; }
+      continue;
+    }
+    // Content: strip the blank lines that follow </think>; watch for <think> (R1-Zero style) and tool calls.
+    if (!content_started_) {
+      size_t n = 0;
+      while (n < buffer_.size() && (buffer_[n] == '\n' || buffer_[n] == '\r')) ++n;
+      buffer_.erase(0, n);
+      if (buffer_.empty()) return;
+      content_started_ = true;
+    }
+    size_t think = buffer_.find(kThink), calls = buffer_.find(kCallsBegin);
+    size_t p = std::min(think, calls);
+    if (p == std::string::npos) {
+      size_t keep = final ? 0 : std::max(partial_suffix(buffer_, kThink), partial_suffix(buffer_, kCallsBegin));
+      d.content += buffer_.substr(0, buffer_.size() - keep);
+      buffer_.erase(0, buffer_.size() - keep);
+      return;
+    }
+    d.content += buffer_.substr(0, p);
+    if (p == think) {
+      buffer_.erase(0, p + kThink.size());
+      mode_ = Mode::Reasoning;
+    } else {
+      buffer_.erase(0, p + kCallsBegin.size());
+      mode_ = Mode::ToolCalls;
+    }
+  }
+}
+
+OutputParser::Delta OutputParser::push(std::string_view chunk) {
+  buffer_.append(chunk);
+  Delta d;
+  drain(d, false);
+  return d;
+}
+
+OutputParser::Delta OutputParser::finish() {
+  Delta d;
+  drain(d, true);
+  return d;
+}
+
+}  // namespace baleine

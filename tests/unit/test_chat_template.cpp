@@ -1,0 +1,88 @@
+// Chat templates (exact strings) and the incremental output parser (every chunk size gives the same result).
+#include <gtest/gtest.h>
+
+#include "core/check.h"
+#include "tokenizer/chat_template.h"
+
+using namespace baleine;
+
+namespace {
+ChatMessage msg(std::string role, std::string content) { return ChatMessage{std::move(role), std::move(content), true, {}}; }
+}  // namespace
+
+TEST(ChatTemplate, DeepSeekV3) {
+  std::vector<ChatMessage> m = {msg("system", "You are helpful."), msg("user", "Hi"), msg("assistant", "Hello!"),
+                                msg("user", "2+2?")};
+  EXPECT_EQ(apply_chat_template(ChatFormat::DeepSeekV3, m),
+            "<｜begin▁of▁sentence｜>You are helpful.<｜User｜>Hi<｜Assistant｜>Hello!<｜end▁of▁sentence｜><｜User｜>2+2?<｜Assistant｜>");
+}
+
+TEST(ChatTemplate, DeepSeekV3ToolCallsAndOutputs) {
+  ChatMessage call{"assistant", "", false, {{"c0", "function", "get_weather", R"({"city": "Paris"})"},
+                                            {"c1", "function", "get_time", R"({"tz": "CET"})"}}};
+  std::vector<ChatMessage> m = {msg("user", "Weather?"), call, msg("tool", "18C"), msg("tool", "14:00"),
+                                msg("assistant", "18C at 14:00."), msg("user", "Thanks")};
+  EXPECT_EQ(apply_chat_template(ChatFormat::DeepSeekV3, m),
+            "<｜begin▁of▁sentence｜><｜User｜>Weather?<｜Assistant｜><｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n"
+            "```json\n{\"city\": \"Paris\"}\n```<｜tool▁call▁end｜>\n<｜tool▁call▁begin｜>function<｜tool▁sep｜>get_time\n```json\n"
+            "{\"tz\": \"CET\"}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜><｜end▁of▁sentence｜><｜tool▁outputs▁begin｜><｜tool▁output▁begin｜>18C"
+            "<｜tool▁output▁end｜>\n<｜tool▁output▁begin｜>14:00<｜tool▁output▁end｜><｜tool▁outputs▁end｜>18C at 14:00.<｜end▁of▁sentence｜>"
+            "<｜User｜>Thanks<｜Assistant｜>");
+  // Ending on tool outputs: the outputs block is closed and the model continues without a new Assistant tag.
+  std::vector<ChatMessage> pending = {msg("user", "Weather?"), call, msg("tool", "18C")};
+  std::string s = apply_chat_template(ChatFormat::DeepSeekV3, pending);
+  EXPECT_EQ(s.substr(s.size() - std::string("18C<｜tool▁output▁end｜><｜tool▁outputs▁end｜>").size()),
+            "18C<｜tool▁output▁end｜><｜tool▁outputs▁end｜>");
+}
+
+TEST(ChatTemplate, R1StripsEarlierReasoningAndOpensThink) {
+  std::vector<ChatMessage> m = {msg("user", "1+1?"), msg("assistant", "<think>\nadd\n</think>\n\n2"), msg("user", "2+2?")};
+  EXPECT_EQ(apply_chat_template(ChatFormat::DeepSeekR1, m),
+            "<｜begin▁of▁sentence｜><｜User｜>1+1?<｜Assistant｜>\n\n2<｜end▁of▁sentence｜><｜User｜>2+2?<｜Assistant｜><think>\n");
+}
+
+TEST(ChatTemplate, QwenAndLlama) {
+  std::vector<ChatMessage> m = {msg("system", "S"), msg("user", "U")};
+  EXPECT_EQ(apply_chat_template(ChatFormat::Qwen2, m),
+            "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\n");
+  EXPECT_EQ(apply_chat_template(ChatFormat::Llama3, m),
+            "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nS<|eot_id|><|start_header_id|>user<|end_header_id|>"
+            "\n\nU<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n");
+  EXPECT_THROW(apply_chat_template(ChatFormat::DeepSeekV3, {msg("wizard", "x")}), Error);
+  EXPECT_THROW(chat_format_from_name("jinja"), Error);
+}
+
+TEST(OutputParser, EveryChunkSizeGivesTheSameSplit) {
+  const std::string out =
+      "Let me think.\n2+2 is 4 </thin the end</think>\n\nThe answer is 4.<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function"
+      "<｜tool▁sep｜>calc\n```json\n{\"expr\": \"2+2\"}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜> Done.";
+  for (size_t chunk = 1; chunk <= out.size(); chunk += (chunk < 12 ? 1 : 17)) {
+    OutputParser p(/*starts_in_reasoning=*/true);
+    std::string reasoning, content;
+    std::vector<ToolCall> calls;
+    auto take = [&](const OutputParser::Delta& d) {
+      reasoning += d.reasoning;
+      content += d.content;
+      calls.insert(calls.end(), d.tool_calls.begin(), d.tool_calls.end());
+      EXPECT_EQ(d.content.find("<｜"), std::string::npos) << "marker leaked, chunk " << chunk;
+      EXPECT_EQ(d.reasoning.find("</think"), std::string::npos) << "marker leaked, chunk " << chunk;
+    };
+    for (size_t i = 0; i < out.size(); i += chunk) take(p.push(std::string_view(out).substr(i, chunk)));
+    take(p.finish());
+    EXPECT_EQ(reasoning, "Let me think.\n2+2 is 4 </thin the end") << chunk;
+    EXPECT_EQ(content, "The answer is 4. Done.") << chunk;
+    ASSERT_EQ(calls.size(), 1u) << chunk;
+    EXPECT_EQ(calls[0].name, "calc");
+    EXPECT_EQ(calls[0].arguments, "{\"expr\": \"2+2\"}");
+  }
+}
+
+TEST(OutputParser, ThinkOpenedByTheModelAndUnterminatedCalls) {
+  OutputParser p(false);
+  auto d = p.push("<think>hmm</think>ok<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>f\n```json\n{}\n```");
+  auto e = p.finish();
+  EXPECT_EQ(d.reasoning, "hmm");
+  EXPECT_EQ(d.content + e.content, "ok");
+  ASSERT_EQ(d.tool_calls.size() + e.tool_calls.size(), 1u);
+  EXPECT_EQ(e.tool_calls[0].arguments, "{}");
+}
