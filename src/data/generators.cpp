@@ -444,7 +444,6 @@ std::string render_countdown(const CountdownProblem& p, bool think, uint64_t var
                        std::llabs(got - p.target), got > p.target ? "above" : "below");
     }
     std::string w = steps_sentence(p.solution, rng);
-    w[0] = char(std::toupper(static_cast<unsigned char>(w[0])));
     s += fmt::format("{}: {}. That is exactly {}.\n", p.dead_ends.empty() ? "Try this" : "Another way", w, p.target);
     s += fmt::format("Checking: the expression {} uses {} once each and equals {}.\n</think>\n", expr, nums, p.target);
     s += fmt::format("{} = {}", expr, p.target);

@@ -25,9 +25,9 @@ bool tokenizer_available() {
 #ifdef BALEINE_HAVE_TOKENIZER
 namespace {
 
-// Reasoning markers kept as single tokens when the vocabulary has them as added, non-special tokens (so
-// pretraining text matches the chat format). Everything else is encoded with special tokens disabled:
-// a literal "<｜end▁of▁sentence｜>" in a web page must not become the real EOS.
+// Reasoning markers become their single added token when the vocabulary has one (special or not), so the
+// synthetic "<think>…</think>" documents match the chat format used later. Everything else is encoded with
+// added/special tokens disabled: a literal "<｜end▁of▁sentence｜>" in a web page must not become the real EOS.
 constexpr const char* kMarkers[] = {"<think>", "</think>"};
 
 struct Marker {
@@ -68,7 +68,7 @@ TokenEncoder load_token_encoder(const std::string& dir) {
   std::vector<Marker> markers;
   for (const char* m : kMarkers) {
     auto id = tok->token_id(m);
-    if (id && !tok->is_special(*id)) markers.push_back({m, *id});
+    if (id && *id != tok->eos_id() && *id != tok->bos_id()) markers.push_back({m, *id});
   }
   std::ifstream in(json_path, std::ios::binary);
   std::stringstream ss;
