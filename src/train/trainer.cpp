@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <malloc.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -289,7 +290,10 @@ int run_training(const TrainRecipe& r, const TrainOptions& opts) {
   auto make_state = [&](int64_t step) {
     double e = elapsed();
     double tokens = double(step) * double(r.batch_size * (r.seq_len - 1));
+    struct rusage ru {};
+    getrusage(RUSAGE_SELF, &ru);
     return json{{"step", step}, {"optimizer_steps", opt.steps()}, {"elapsed_s", e}, {"tokens", tokens},
+                {"peak_memory_mb", double(ru.ru_maxrss) / 1024.0},
                 {"flops", tokens * flops_per_token}, {"core_hours", e * threads / 3600.0},
                 {"cost_usd", e * threads / 3600.0 * r.price_per_core_hour}, {"seed", r.seed}};
   };
@@ -359,9 +363,9 @@ int run_training(const TrainRecipe& r, const TrainOptions& opts) {
   }
   std::signal(SIGINT, old_handler);
   json s = make_state(opt.steps());
-  fmt::print(stderr, "\ncompute: {:.3g} FLOPs, {:.4f} core-hours on {} threads, ${:.4f} at ${}/core-hour\n",
+  fmt::print(stderr, "\ncompute: {:.3g} FLOPs, {:.4f} core-hours on {} threads, ${:.4f} at ${}/core-hour; peak memory {:.0f} MiB\n",
              s["flops"].get<double>(), s["core_hours"].get<double>(), threads, s["cost_usd"].get<double>(),
-             r.price_per_core_hour);
+             r.price_per_core_hour, s["peak_memory_mb"].get<double>());
   write_file_atomic(fs::path(r.out) / "compute.json", s.dump(2));
   return exit_code;
 }
