@@ -63,7 +63,10 @@ class DeepSeekModel final : public CausalLM {
 
   // Training: loss = mean next-token cross-entropy (+ mtp_lambda · MTP loss when the model has MTP), with
   // gradients of every parameter accumulated into `grads` (naive MLA, the training form). deepseek_train.cpp.
-  struct LossParts { double total = 0, main = 0, mtp = 0; };
+  struct LossParts { double total = 0, main = 0, mtp = 0, balance = 0; };
+  // Complementary sequence-wise balance loss (V3 eqs. 17–20): α Σ_i f_i P_i per MoE layer and sequence, added to
+  // the loss (0, the default, turns it off).
+  void set_sequence_balance_alpha(double alpha) { seq_balance_alpha_ = alpha; }
   LossParts loss_and_grad(std::span<const int32_t> tokens, nn::Gradients* grads, double mtp_lambda);
 
   // Auxiliary-loss-free balancing (V3 §2.1.2): loss_and_grad counts how many tokens each expert of each MoE
@@ -102,6 +105,7 @@ class DeepSeekModel final : public CausalLM {
   nn::Linear lm_head_;
   std::vector<Mtp> mtp_;
   bool has_mtp_ = false;
+  double seq_balance_alpha_ = 0.0;
   std::vector<std::vector<int64_t>> expert_load_;  // [layer][expert] tokens routed since reset_expert_load
   Arena arena_;
 };

@@ -53,6 +53,8 @@ struct DeepSeekModel::BlockActivations {
   Buf router_logits, scores;           // [T, E]
   std::vector<int32_t> chosen;         // [T, K]
   Buf gates;                           // [T, K]
+  double balance_loss = 0;             // α Σ f_i P_i (0 when off)
+  Buf balance_f;                       // [E] f_i·α/T: dL_bal/ds'_{i,t}
   std::vector<std::vector<std::pair<int32_t, int32_t>>> by_expert;  // expert -> (token, slot k)
   std::vector<SwiGLUActivations> expert_act;
   std::vector<Buf> expert_out;         // per expert [n_e, d]
@@ -127,6 +129,20 @@ void DeepSeekModel::block_forward_train(const Block& b, float* x, int64_t T, con
       ops::reference::softmax_rows(s, 1, E, E);
     }
   }
+  if (seq_balance_alpha_ > 0) {
+    // f_i = N_r/(K_r·T)·#{t: i ∈ TopK(t)}, P_i = mean_t s'_{i,t}, s' = s / Σ_j s_j (over all experts).
+    a.balance_f = zeros(E);
+    for (int32_t e : a.chosen) a.balance_f[size_t(e)] += float(double(E) / double(K * T));
+    double loss = 0;
+    for (int64_t t = 0; t < T; ++t) {
+      const float* s = &a.scores[size_t(t * E)];
+      double sum = 0;
+      for (int64_t e = 0; e < E; ++e) sum += s[e];
+      for (int64_t e = 0; e < E; ++e) loss += a.balance_f[size_t(e)] * s[e] / sum / double(T);
+    }
+    a.balance_loss = seq_balance_alpha_ * loss;
+    for (auto& f : a.balance_f) f = float(f * seq_balance_alpha_ / double(T));
+  }
   if (m.has_shared) swiglu_forward_train(m.shared_experts, tmp.data(), a.xn2.data(), T, a.shared);
   else std::fill(tmp.begin(), tmp.end(), 0.0f);
   a.by_expert.assign(size_t(E), {});
@@ -198,6 +214,12 @@ void DeepSeekModel::block_backward(const Block& b, float* dx, int64_t T, const i
       for (int64_t k = 0; k < K; ++k)
         ds[size_t(ch[k])] += float(normalise ? scale * (dgt[k] / (sum + 1e-20) - dot / ((sum + 1e-20) * (sum + 1e-20)))
                                              : scale * dgt[k]);
+      if (!a.balance_f.empty()) {  // d(α Σ f_i s'_i / T)/ds_k = (g_k − Σ_i g_i s'_i) / S, g = balance_f
+        double S = 0, gs = 0;
+        for (int64_t e = 0; e < E; ++e) S += s[e];
+        for (int64_t e = 0; e < E; ++e) gs += double(a.balance_f[size_t(e)]) * s[e] / S;
+        for (int64_t e = 0; e < E; ++e) ds[size_t(e)] += float((a.balance_f[size_t(e)] - gs) / S);
+      }
       float* dl = &dlogits[size_t(t * E)];
       if (c.scoring_func == ScoringFunc::Sigmoid) {
         for (int64_t e = 0; e < E; ++e) dl[e] = ds[size_t(e)] * s[e] * (1.0f - s[e]);
@@ -266,11 +288,13 @@ DeepSeekModel::LossParts DeepSeekModel::loss_and_grad(std::span<const int32_t> t
 
   if (expert_load_.size() != layers_.size()) reset_expert_load();
   // ---- forward
+  double balance = 0;
   Buf x = zeros(T * d);
   embed_tokens_.forward(x.data(), tokens.data(), T);
   std::vector<BlockActivations> acts(layers_.size());
   for (size_t l = 0; l < layers_.size(); ++l) {
     block_forward_train(layers_[l], x.data(), T, positions.data(), acts[l]);
+    balance += acts[l].balance_loss;
     for (size_t e = 0; e < acts[l].by_expert.size(); ++e) expert_load_[l][e] += int64_t(acts[l].by_expert[e].size());
   }
   const Buf h_main = x;  // [T, d] before the final norm (the MTP module reads it)
@@ -282,7 +306,8 @@ DeepSeekModel::LossParts DeepSeekModel::loss_and_grad(std::span<const int32_t> t
   LossParts loss;
   loss.main = ops::cross_entropy_loss(xf.data(), nn::weight_ref(lm_head_.weight), targets.data(), T,
                                       grads ? dxf.data() : nullptr, grads ? grads->of(head_slot) : nullptr, 1.0f);
-  loss.total = loss.main;
+  loss.balance = balance;
+  loss.total = loss.main + balance;
   if (grads) ops::rmsnorm_backward(dh.data(), grads->of(norm_.weight), dxf.data(), h_main.data(), norm_.weight.f32(), T, d, norm_.eps);
 
   // ---- MTP module (depth 1): row i predicts token i+2
@@ -305,7 +330,8 @@ DeepSeekModel::LossParts DeepSeekModel::loss_and_grad(std::span<const int32_t> t
     loss.mtp = ops::cross_entropy_loss(xmf.data(), nn::weight_ref(m.head.weight), mtp_targets.data(), n,
                                        grads ? dxmf.data() : nullptr, grads ? grads->of(mhead_slot) : nullptr,
                                        float(mtp_lambda));
-    loss.total += mtp_lambda * loss.mtp;
+    loss.total += mtp_lambda * loss.mtp + mact.balance_loss;
+    loss.balance += mact.balance_loss;
     if (grads) {
       nn::Gradients& g = *grads;
       Buf dhm = zeros(n * d), dcat = zeros(n * 2 * d), de = zeros(n * d);

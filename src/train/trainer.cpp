@@ -83,7 +83,7 @@ TrainRecipe load_recipe(const std::string& path) {
   r.source = path;
   static const std::vector<std::string> known = {
       "model", "data", "out", "seq_len", "batch_size", "steps", "lr", "adamw", "grad_clip", "mtp_lambda",
-      "bias_update_speed", "init_std", "seed", "checkpoint_every", "eval_every", "eval_batches", "log_every",
+      "bias_update_speed", "sequence_balance_alpha", "init_std", "seed", "checkpoint_every", "eval_every", "eval_batches", "log_every",
       "price_per_core_hour"};
   for (auto& [k, v] : j.items())
     BALEINE_CHECK(std::find(known.begin(), known.end(), k) != known.end(), "{}: unknown key '{}'", path, k);
@@ -110,6 +110,7 @@ TrainRecipe load_recipe(const std::string& path) {
   r.grad_clip = num(j, "grad_clip", 1.0, "", 0, 1e9);
   r.mtp_lambda = num(j, "mtp_lambda", 0.3, "", 0, 100);
   r.bias_update_speed = num(j, "bias_update_speed", 0.001, "", 0, 1);
+  r.sequence_balance_alpha = num(j, "sequence_balance_alpha", 0.0, "", 0, 10);
   r.init_std = num(j, "init_std", 0.02, "", 0, 10);
   r.seed = uint64_t(num(j, "seed", 1234, "", 0, 9e15));
   r.checkpoint_every = int64_t(num(j, "checkpoint_every", 50, "", 1, 1e12));
@@ -239,6 +240,7 @@ int run_training(const TrainRecipe& r, const TrainOptions& opts) {
                   r.source, data.vocab_size, cfg.vocab_size);
   auto model_ptr = create_model(cfg);
   auto& model = dynamic_cast<DeepSeekModel&>(*model_ptr);
+  model.set_sequence_balance_alpha(r.sequence_balance_alpha);
   Checkpointer ckpt{fs::path(r.out) / "checkpoints", data.tokenizer_dir};
   const fs::path metrics_path = fs::path(r.out) / "metrics.jsonl";
   fs::create_directories(r.out);
@@ -313,6 +315,7 @@ int run_training(const TrainRecipe& r, const TrainOptions& opts) {
     for (int64_t j = 0; j < r.batch_size; ++j) {
       auto l = model.loss_and_grad(data.window(false, r.seed, step, j, r.seq_len), &grads, r.mtp_lambda);
       loss.total += l.total / double(r.batch_size), loss.main += l.main / double(r.batch_size), loss.mtp += l.mtp / double(r.batch_size);
+      loss.balance += l.balance / double(r.batch_size);
     }
     if (!std::isfinite(loss.total)) {
       fmt::print(stderr, "error: loss is {} at step {}; stopping (the last good checkpoint is kept: {})\n", loss.total, step + 1,
@@ -335,6 +338,7 @@ int run_training(const TrainRecipe& r, const TrainOptions& opts) {
     json m = {{"step", done}, {"loss", loss.total}, {"loss_main", loss.main}, {"lr", lr}, {"grad_norm", norm},
               {"tokens_per_s", double(r.batch_size * (r.seq_len - 1)) / step_s}};
     if (model.has_mtp() && r.mtp_lambda > 0) m["loss_mtp"] = loss.mtp;
+    if (r.sequence_balance_alpha > 0) m["loss_balance"] = loss.balance;
     json balance = json::array();
     for (const auto& load : model.expert_load()) {
       if (load.empty()) continue;

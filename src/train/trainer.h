@@ -23,6 +23,7 @@ struct TrainRecipe {
   double grad_clip = 1.0;
   double mtp_lambda = 0.3;
   double bias_update_speed = 0.001;  // γ of auxiliary-loss-free balancing (0 turns it off)
+  double sequence_balance_alpha = 0.0;  // α of the complementary sequence-wise balance loss (0 turns it off)
   double init_std = 0.02;
   uint64_t seed = 1234;
   int64_t checkpoint_every = 50, eval_every = 50, eval_batches = 4, log_every = 1;
