@@ -2,6 +2,8 @@
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
+#include <unicode/unorm2.h>
+#include <unicode/ustring.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -112,6 +114,33 @@ struct PreStep {
   bool add_prefix_space = false, use_regex = false;
 };
 
+// Unicode NFC through ICU. Text that is not valid UTF-8 is left as it is (HF normalisers only ever see valid text).
+std::string nfc(const std::string& text) {
+  UErrorCode err = U_ZERO_ERROR;
+  const UNormalizer2* norm = unorm2_getNFCInstance(&err);
+  if (U_FAILURE(err) || text.empty()) return text;
+  int32_t len16 = 0;
+  u_strFromUTF8(nullptr, 0, &len16, text.data(), int32_t(text.size()), &err);
+  if (err != U_BUFFER_OVERFLOW_ERROR && U_FAILURE(err)) return text;
+  err = U_ZERO_ERROR;
+  std::u16string src(size_t(len16), u'\0');
+  u_strFromUTF8(reinterpret_cast<UChar*>(src.data()), len16, nullptr, text.data(), int32_t(text.size()), &err);
+  if (U_FAILURE(err)) return text;
+  if (unorm2_isNormalized(norm, reinterpret_cast<const UChar*>(src.data()), len16, &err) && U_SUCCESS(err)) return text;
+  err = U_ZERO_ERROR;
+  std::u16string out(size_t(len16) * 3 + 16, u'\0');
+  int32_t n = unorm2_normalize(norm, reinterpret_cast<const UChar*>(src.data()), len16, reinterpret_cast<UChar*>(out.data()),
+                               int32_t(out.size()), &err);
+  if (U_FAILURE(err)) return text;
+  int32_t len8 = 0;
+  err = U_ZERO_ERROR;
+  u_strToUTF8(nullptr, 0, &len8, reinterpret_cast<const UChar*>(out.data()), n, &err);
+  err = U_ZERO_ERROR;
+  std::string result(size_t(len8), '\0');
+  u_strToUTF8(result.data(), len8, nullptr, reinterpret_cast<const UChar*>(out.data()), n, &err);
+  return U_FAILURE(err) ? text : result;
+}
+
 const char* kGpt2Pattern = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 
 }  // namespace
@@ -125,6 +154,7 @@ struct Tokenizer::Impl {
   bool ignore_merges = false;
   std::vector<PreStep> steps;
   bool byte_level = false;
+  bool normalize_nfc = false;
   struct Added { std::string content; int32_t id; bool special; };
   std::vector<Added> added;  // sorted by content length, longest first
   bool added_first_byte[256] = {};  // quick filter: can an added token start with this byte?
@@ -316,7 +346,10 @@ Tokenizer Tokenizer::from_json(const std::string& text, const std::string& confi
     const json& n = j["normalizer"];
     std::string nt = n.value("type", std::string("?"));
     bool empty_sequence = nt == "Sequence" && n.contains("normalizers") && n["normalizers"].empty();
-    BALEINE_CHECK(empty_sequence, "{}: unsupported normalizer type '{}'", source, nt);
+    bool nfc_only = nt == "NFC" || (nt == "Sequence" && n.contains("normalizers") && n["normalizers"].size() == 1 &&
+                                    n["normalizers"][0].value("type", std::string()) == "NFC");
+    BALEINE_CHECK(empty_sequence || nfc_only, "{}: unsupported normalizer type '{}' (supported: NFC)", source, nt);
+    m.normalize_nfc = nfc_only;
   }
   std::function<void(const json&)> add_pre = [&](const json& p) {
     std::string pt = p.value("type", std::string("?"));
@@ -383,7 +416,7 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos, bool
   }
   auto encode_plain = [&](std::string_view s) {
     if (s.empty()) return;
-    for (const std::string& piece : m.pre_tokenize(std::string(s))) m.bpe(piece, ids);
+    for (const std::string& piece : m.pre_tokenize(m.normalize_nfc ? nfc(std::string(s)) : std::string(s))) m.bpe(piece, ids);
   };
   size_t at = 0, plain_from = 0;
   while (at < text.size()) {

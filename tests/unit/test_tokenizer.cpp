@@ -110,7 +110,7 @@ TEST(TokenizerErrors, NameTheProblem) {
   j["pre_tokenizer"] = {{"type", "Metaspace"}};
   EXPECT_NE(error_of(j).find("unsupported pre-tokenizer type 'Metaspace'"), std::string::npos);
   j = tiny_tokenizer();
-  j["normalizer"] = {{"type", "NFKC"}};
+  j["normalizer"] = {{"type", "NFKC"}};  // NFC is supported (Qwen2); NFKC is not
   EXPECT_NE(error_of(j).find("unsupported normalizer type 'NFKC'"), std::string::npos);
   j = tiny_tokenizer();
   j["model"]["type"] = "WordPiece";
@@ -125,4 +125,14 @@ TEST(TokenizerErrors, NameTheProblem) {
   EXPECT_THROW(Tokenizer::load("/nonexistent/tokenizer"), Error);
   Tokenizer t = make(tiny_tokenizer());
   EXPECT_THROW(t.token_bytes(99999), Error);
+}
+
+TEST(Tokenizer, NfcNormalizerComposesBeforeSplitting) {
+  auto j = tiny_tokenizer();
+  j["normalizer"] = {{"type", "NFC"}};
+  Tokenizer t = make(j);
+  // "e" + combining acute (U+0301) becomes the single code point é (U+00E9) before BPE.
+  EXPECT_EQ(t.decode(t.encode("caf" "e\xCC\x81")), "caf\xC3\xA9");
+  Tokenizer raw = make(tiny_tokenizer());
+  EXPECT_EQ(raw.decode(raw.encode("caf" "e\xCC\x81")), "caf" "e\xCC\x81");
 }
