@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   libfmt-dev libcli11-dev nlohmann-json3-dev libopenblas-dev libgtest-dev
   libpcre2-dev libsqlite3-dev libcpp-httplib-dev
-  zlib1g-dev libicu-dev
+  zlib1g-dev libicu-dev python3
 )
 # Only needed to regenerate the PyTorch parity fixtures (tests/reference/), never by CI.
 OPTIONAL_PACKAGES=(python3-torch python3-numpy)
