@@ -299,10 +299,12 @@ int run_training(const TrainRecipe& r, const TrainOptions& opts) {
                 {"flops", tokens * flops_per_token}, {"core_hours", e * threads / 3600.0},
                 {"cost_usd", e * threads / 3600.0 * r.price_per_core_hour}, {"seed", r.seed}};
   };
-  auto eval_loss = [&](int64_t step) {
+  // The validation set is the same eval_batches windows at every evaluation, so val_loss curves are comparable
+  // across steps and across runs with the same seed.
+  auto eval_loss = [&](int64_t) {
     double sum = 0;
     for (int64_t b = 0; b < r.eval_batches; ++b)
-      sum += model.loss_and_grad(data.window(true, r.seed, step, b, r.seq_len), nullptr, 0.0).main;
+      sum += model.loss_and_grad(data.window(true, r.seed, /*step=*/0, b, r.seq_len), nullptr, 0.0).main;
     return r.eval_batches > 0 ? sum / double(r.eval_batches) : 0.0;
   };
 
