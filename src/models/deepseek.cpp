@@ -384,11 +384,7 @@ void DeepSeekModel::block_forward(const Block& b, float* x, int64_t T, const int
 float* DeepSeekModel::forward_hidden(Sequence& s, std::span<const int32_t> tokens, MlaMode mode) {
   auto& seq = dynamic_cast<DeepSeekSequence&>(s);
   const int64_t T = int64_t(tokens.size()), p0 = seq.length_, d = cfg_.hidden_size;
-  BALEINE_CHECK(T > 0, "no tokens to process");
-  BALEINE_CHECK(p0 + T <= seq.capacity_, "{} tokens at position {} exceed the sequence capacity of {} (the context)", T,
-                p0, seq.capacity_);
-  for (int32_t t : tokens)
-    BALEINE_CHECK(t >= 0 && t < cfg_.vocab_size, "token id {} is outside the vocabulary [0, {})", t, cfg_.vocab_size);
+  check_forward_input(cfg_, seq, tokens);
   arena_.reset();
   float* x = arena_.alloc<float>(size_t(T * d));  // [T, d] residual stream
   embed_tokens_.forward(x, tokens.data(), T);

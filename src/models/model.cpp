@@ -8,6 +8,15 @@
 
 namespace baleine {
 
+void check_forward_input(const ModelConfig& config, const Sequence& seq, std::span<const int32_t> tokens) {
+  const int64_t T = int64_t(tokens.size()), p0 = seq.length();
+  BALEINE_CHECK(T > 0, "no tokens to process");
+  BALEINE_CHECK(p0 + T <= seq.capacity(), "{} tokens at position {} exceed the sequence capacity of {} (the context)", T,
+                p0, seq.capacity());
+  for (int32_t t : tokens)
+    BALEINE_CHECK(t >= 0 && t < config.vocab_size, "token id {} is outside the vocabulary [0, {})", t, config.vocab_size);
+}
+
 Tensor CausalLM::logits(std::span<const int32_t> tokens, MlaMode mode) {
   auto seq = new_sequence(int64_t(tokens.size()));
   return forward(*seq, tokens, mode);

@@ -29,6 +29,9 @@ class Sequence {
   friend class DenseModel;
 };
 
+// Checks a forward call: at least one token, every id inside the vocabulary, room left in the sequence.
+void check_forward_input(const ModelConfig& config, const Sequence& seq, std::span<const int32_t> tokens);
+
 class CausalLM {
  public:
   virtual ~CausalLM() = default;
