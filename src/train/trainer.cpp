@@ -320,8 +320,8 @@ int run_training(const TrainRecipe& r, const TrainOptions& opts) {
       loss.balance += l.balance / double(r.batch_size);
     }
     if (!std::isfinite(loss.total)) {
-      fmt::print(stderr, "error: loss is {} at step {}; stopping (the last good checkpoint is kept: {})\n", loss.total, step + 1,
-                 ckpt.latest().empty() ? "none" : ckpt.latest());
+      fmt::print(stderr, "\nerror: loss is {} at step {}; stopping (the last good checkpoint is kept: {})\n",
+                 std::isnan(loss.total) ? "NaN" : "infinite", step + 1, ckpt.latest().empty() ? "none" : ckpt.latest());
       exit_code = 1;
       break;
     }
@@ -360,7 +360,23 @@ int run_training(const TrainRecipe& r, const TrainOptions& opts) {
                100.0 * double(done) / double(r.steps), loss.total, lr, m["tokens_per_s"].get<double>(), eta,
                m.contains("val_loss") ? fmt::format(" val {:.4f}\n", m["val_loss"].get<double>()) : "");
     const bool interrupted = g_interrupted.load();
-    if (done % r.checkpoint_every == 0 || done == r.steps || interrupted) ckpt.save(model, opt, r.model, make_state(done));
+    if (done % r.checkpoint_every == 0 || done == r.steps || interrupted) {
+      // Never write a checkpoint holding NaN/Inf weights: the previous one stays the one to resume from.
+      bool finite = true;
+      model.for_each_param([&](nn::Param& p) {
+        if (!finite || !p.tensor->defined()) return;
+        const float* w = p.tensor->f32();
+        for (int64_t i = 0; i < p.tensor->numel(); ++i)
+          if (!std::isfinite(w[i])) { finite = false; break; }
+      });
+      if (!finite) {
+        fmt::print(stderr, "\nerror: parameters became NaN or infinite at step {}; stopping (the last good checkpoint is kept: {})\n",
+                   done, ckpt.latest().empty() ? "none" : ckpt.latest());
+        exit_code = 1;
+        break;
+      }
+      ckpt.save(model, opt, r.model, make_state(done));
+    }
     if (interrupted) {
       fmt::print(stderr, "\ninterrupted: checkpoint saved at step {}; continue with --resume\n", done);
       exit_code = 130;

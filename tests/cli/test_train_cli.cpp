@@ -157,3 +157,33 @@ TEST(TrainCli, RecipeErrorsNameTheKey) {
   check([](json& r) { r["steps"] = -3; }, "'steps' = -3 is outside");
   fs::remove_all(d);
 }
+
+TEST(TrainCli, NonFiniteLossStopsWithTheStepAndKeepsTheLastCheckpoint) {
+  // AdamW with eps = 0 divides 0 by 0 for parameters that got no gradient (embeddings of unseen tokens), which
+  // turns weights into NaN after the first update: the checkpoint check catches it before anything is saved.
+  fs::path d = make_dir("nan");
+  write_shards(d, 128);
+  write_recipe(d, d, 6);
+  std::ifstream in(d / "recipe.json");
+  json r = json::parse(in);
+  r["adamw"] = {{"eps", 0.0}};
+  r["checkpoint_every"] = 1;
+  std::ofstream(d / "recipe.json") << r.dump();
+  std::string out;
+  EXPECT_EQ(run("train --config " + (d / "recipe.json").string(), &out), 1) << out;
+  EXPECT_NE(out.find("NaN or infinite at step"), std::string::npos) << out;
+  std::ifstream latest(d / "run" / "checkpoints" / "latest");
+  std::string name;
+  latest >> name;
+  // The checkpoint left behind is from before the failing step (its weights are finite), and no later one exists.
+  const auto at = out.find("infinite at step ");
+  ASSERT_NE(at, std::string::npos);
+  const int failing = std::stoi(out.substr(at + 17));
+  if (name.empty()) {
+    EXPECT_EQ(failing, 1);  // it failed on the first update: nothing was ever saved
+    EXPECT_NE(out.find("kept: none"), std::string::npos) << out;
+  } else {
+    EXPECT_LT(std::stoi(name.substr(5)), failing) << name;
+  }
+  fs::remove_all(d);
+}
