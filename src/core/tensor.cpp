@@ -45,7 +45,11 @@ std::string TensorView::shape_string() const {
 Tensor Tensor::empty(DType dtype, const std::vector<int64_t>& shape) {
   Tensor t;
   t.view_ = TensorView::contiguous(nullptr, dtype, shape);
-  size_t bytes = size_t(t.view_.numel()) * dtype_size(dtype);
+  if (dtype_is_quantized(dtype))
+    BALEINE_CHECK(t.view_.ndim >= 1 && t.view_.shape[size_t(t.view_.ndim - 1)] % dtype_block_elems(dtype) == 0,
+                  "a {} tensor needs rows that are a multiple of {} values, got {}", dtype_name(dtype),
+                  dtype_block_elems(dtype), t.view_.shape_string());
+  size_t bytes = dtype_nbytes(dtype, t.view_.numel());
   size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
   if (rounded == 0) rounded = kAlignment;
   void* p = std::aligned_alloc(kAlignment, rounded);

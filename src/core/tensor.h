@@ -50,7 +50,7 @@ class Tensor {
   int ndim() const { return view_.ndim; }
   int64_t dim(int i) const { return view_.shape[i < 0 ? i + view_.ndim : i]; }
   int64_t numel() const { return view_.numel(); }
-  size_t nbytes() const { return size_t(numel()) * dtype_size(view_.dtype); }
+  size_t nbytes() const { return dtype_nbytes(view_.dtype, numel()); }
   bool defined() const { return view_.data != nullptr || owner_ != nullptr; }
   std::vector<int64_t> shape() const { return view_.shape_vector(); }
   std::string shape_string() const { return view_.shape_string(); }
