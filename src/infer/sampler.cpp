@@ -9,6 +9,28 @@
 
 namespace baleine {
 
+void apply_penalties(std::span<float> logits, const SamplingParams& p, std::span<const int32_t> generated,
+                     std::span<const int32_t> context) {
+  const int64_t V = int64_t(logits.size());
+  if (p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) {
+    std::vector<int32_t> count(static_cast<size_t>(V), 0);
+    for (int32_t t : generated)
+      if (t >= 0 && t < V) ++count[size_t(t)];
+    for (int64_t t = 0; t < V; ++t)
+      if (count[size_t(t)] > 0)
+        logits[size_t(t)] -= p.presence_penalty + p.frequency_penalty * float(count[size_t(t)]);
+  }
+  if (p.repetition_penalty != 1.0f && p.repetition_penalty > 0.0f) {
+    std::vector<bool> seen(static_cast<size_t>(V), false);
+    for (int32_t t : context)
+      if (t >= 0 && t < V && !seen[size_t(t)]) {
+        seen[size_t(t)] = true;
+        float& l = logits[size_t(t)];
+        l = l > 0 ? l / p.repetition_penalty : l * p.repetition_penalty;
+      }
+  }
+}
+
 int32_t Sampler::sample(std::span<const float> logits) {
   const int64_t V = int64_t(logits.size());
   BALEINE_CHECK(V > 0, "empty logits");

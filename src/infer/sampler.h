@@ -13,7 +13,16 @@ struct SamplingParams {
   float top_p = 1.0f;        // nucleus; 1: off
   float min_p = 0.0f;        // drop tokens with p < min_p · p_max; 0: off
   uint64_t seed = 0;
+  // OpenAI penalties on tokens already generated: logit -= presence·[count > 0] + frequency·count.
+  float presence_penalty = 0.0f, frequency_penalty = 0.0f;
+  // CTRL / llama.cpp repetition penalty on tokens seen in prompt or output: logit / r if > 0 else logit · r; 1: off.
+  float repetition_penalty = 1.0f;
 };
+
+// Applies the penalties of `p` in place. `generated`: completion tokens so far; `context`: prompt + completion
+// (for the repetition penalty).
+void apply_penalties(std::span<float> logits, const SamplingParams& p, std::span<const int32_t> generated,
+                     std::span<const int32_t> context);
 
 class Sampler {
  public:

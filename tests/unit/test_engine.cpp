@@ -1,0 +1,220 @@
+// The generation engine against a plain greedy loop over CausalLM::forward: same tokens, stop conditions,
+// logprobs, cancellation, concurrency, validation.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "infer/engine.h"
+#include "tokenizer/tokenizer.h"
+
+using namespace baleine;
+
+namespace {
+
+const std::string kParity = std::string(BALEINE_TEST_DATA) + "/parity";
+
+// A real byte-level BPE tokenizer (special tokens + bytes + a few merges) trained on a scrap of text.
+std::shared_ptr<const Tokenizer> tiny_tokenizer() {
+  static std::shared_ptr<const Tokenizer> tok = [] {
+    auto dir = std::filesystem::temp_directory_path() / "baleine_test_engine_tok";
+    std::filesystem::create_directories(dir);
+    {
+      std::ofstream f(dir / "text.txt");
+      for (int i = 0; i < 50; ++i) f << "the quick brown fox jumps over the lazy dog " << i << "\n";
+    }
+    BpeTrainOptions o;
+    o.vocab_size = 300;
+    o.progress = false;
+    train_bpe_tokenizer({(dir / "text.txt").string()}, (dir / "tok").string(), o);
+    return std::make_shared<const Tokenizer>(Tokenizer::load((dir / "tok").string()));
+  }();
+  return tok;
+}
+
+std::shared_ptr<CausalLM> model() { return std::shared_ptr<CausalLM>(load_model(kParity + "/v3")); }
+
+// Greedy continuation computed directly, token by token.
+std::vector<int32_t> greedy_reference(CausalLM& m, std::vector<int32_t> prompt, int n) {
+  auto seq = m.new_sequence(int64_t(prompt.size()) + n);
+  Tensor l = m.forward(*seq, prompt);
+  const int64_t V = l.dim(1);
+  std::vector<float> row(l.f32() + (l.dim(0) - 1) * V, l.f32() + l.dim(0) * V);
+  std::vector<int32_t> out;
+  for (int i = 0; i < n; ++i) {
+    int32_t t = int32_t(std::max_element(row.begin(), row.end()) - row.begin());
+    out.push_back(t);
+    Tensor s = m.forward(*seq, std::span<const int32_t>(&t, 1));
+    row.assign(s.f32(), s.f32() + V);
+  }
+  return out;
+}
+
+struct Collected {
+  std::vector<int32_t> tokens;
+  std::vector<GeneratedToken> entries;
+  std::string text;
+  GenerationEvent final;
+};
+
+Collected collect(GenerationHandle& h) {
+  Collected c;
+  while (auto e = h.next(std::chrono::seconds(30))) {
+    for (auto& g : e->tokens) c.tokens.push_back(g.token), c.entries.push_back(g);
+    c.text += e->text;
+    if (e->finished) { c.final = *e; break; }
+  }
+  return c;
+}
+
+}  // namespace
+
+TEST(Engine, GreedyMatchesForwardLoop) {
+  auto m = model();
+  std::vector<int32_t> prompt{5, 17, 42, 99, 3};
+  auto want = greedy_reference(*m, prompt, 12);
+  Engine eng(m, tiny_tokenizer());
+  GenerationRequest r;
+  r.prompt = prompt;
+  r.params.max_tokens = 12;
+  r.params.ignore_eos = true;
+  Collected c = collect(*eng.submit(r));
+  EXPECT_EQ(c.tokens, want);
+  EXPECT_TRUE(c.final.finished);
+  EXPECT_EQ(c.final.finish_reason, FinishReason::Length);
+  EXPECT_EQ(c.final.usage.prompt_tokens, 5);
+  EXPECT_EQ(c.final.usage.completion_tokens, 12);
+}
+
+TEST(Engine, ConcurrentRequestsEachMatchTheirOwnReference) {
+  auto m = model();
+  std::vector<std::vector<int32_t>> prompts{{1, 2, 3}, {7, 8}, {100, 4, 4, 4, 9, 11}, {60}};
+  std::vector<std::vector<int32_t>> want;
+  for (auto& p : prompts) want.push_back(greedy_reference(*m, p, 8));
+  EngineOptions o;
+  o.max_batch = 3;  // one request has to wait for a slot
+  Engine eng(m, tiny_tokenizer(), o);
+  std::vector<std::shared_ptr<GenerationHandle>> hs;
+  for (auto& p : prompts) {
+    GenerationRequest r;
+    r.prompt = p;
+    r.params.max_tokens = 8;
+    r.params.ignore_eos = true;
+    hs.push_back(eng.submit(r));
+  }
+  for (size_t i = 0; i < hs.size(); ++i) EXPECT_EQ(collect(*hs[i]).tokens, want[i]) << "request " << i;
+}
+
+TEST(Engine, StopTokenEndsWithoutText) {
+  auto m = model();
+  std::vector<int32_t> prompt{5, 17, 42};
+  auto want = greedy_reference(*m, prompt, 6);
+  Engine eng(m, tiny_tokenizer());
+  GenerationRequest r;
+  r.prompt = prompt;
+  r.params.max_tokens = 6;
+  r.params.ignore_eos = true;
+  r.params.stop_tokens = {want[2]};
+  Collected c = collect(*eng.submit(r));
+  EXPECT_EQ(c.final.finish_reason, FinishReason::Stop);
+  // Generation ends at the first occurrence of the stop token (which may come before position 2).
+  size_t first = size_t(std::find(want.begin(), want.end(), want[2]) - want.begin());
+  EXPECT_EQ(c.tokens.size(), first + 1);
+}
+
+TEST(Engine, StopStringCutsTheText) {
+  auto m = model();
+  auto tok = tiny_tokenizer();
+  std::vector<int32_t> prompt{5, 17, 42};
+  auto want = greedy_reference(*m, prompt, 10);
+  std::string full = tok->decode(want);
+  ASSERT_GE(full.size(), 4u);
+  std::string stop = full.substr(full.size() / 2, 2);
+  Engine eng(m, tok);
+  GenerationRequest r;
+  r.prompt = prompt;
+  r.params.max_tokens = 10;
+  r.params.ignore_eos = true;
+  r.params.stop_strings = {stop};
+  Collected c = collect(*eng.submit(r));
+  EXPECT_EQ(c.final.finish_reason, FinishReason::Stop);
+  EXPECT_EQ(c.text, full.substr(0, full.find(stop)));
+}
+
+TEST(Engine, LogprobsAreNormalisedAndIncludeTheChosenToken) {
+  auto m = model();
+  Engine eng(m, tiny_tokenizer());
+  GenerationRequest r;
+  r.prompt = {5, 17, 42};
+  r.params.max_tokens = 4;
+  r.params.ignore_eos = true;
+  r.params.logprobs = true;
+  r.params.top_logprobs = 5;
+  r.params.prompt_logprobs = true;
+  auto h = eng.submit(r);
+  auto first = h->next(std::chrono::seconds(30));
+  ASSERT_TRUE(first.has_value());
+  ASSERT_EQ(first->prompt_logprobs.size(), 3u);
+  Collected c = collect(*h);
+  c.entries.insert(c.entries.begin(), first->tokens.begin(), first->tokens.end());
+  ASSERT_EQ(c.entries.size(), 4u);
+  for (auto& g : c.entries) {
+    ASSERT_EQ(g.top.size(), 5u);
+    EXPECT_EQ(g.top[0].token, g.token);  // greedy picks the most likely token
+    EXPECT_FLOAT_EQ(g.top[0].logprob, g.logprob);
+    EXPECT_LT(g.logprob, 0.0f);
+    for (size_t i = 1; i < g.top.size(); ++i) EXPECT_LE(g.top[i].logprob, g.top[i - 1].logprob);
+  }
+}
+
+TEST(Engine, CancelFinishesTheRequest) {
+  auto m = model();
+  Engine eng(m, tiny_tokenizer());
+  GenerationRequest r;
+  r.prompt = {5, 17, 42};
+  r.params.max_tokens = 200;
+  r.params.ignore_eos = true;
+  auto h = eng.submit(r);
+  h->cancel();
+  Collected c = collect(*h);
+  EXPECT_EQ(c.final.finish_reason, FinishReason::Cancelled);
+  EXPECT_LT(c.tokens.size(), 200u);
+}
+
+TEST(Engine, RejectsBadRequests) {
+  auto m = model();
+  EngineOptions o;
+  o.context = 64;
+  Engine eng(m, tiny_tokenizer(), o);
+  GenerationRequest r;
+  EXPECT_THROW(eng.submit(r), Error);  // empty prompt
+  r.prompt = {1, 2, int32_t(m->config().vocab_size)};
+  EXPECT_THROW(eng.submit(r), Error);  // outside the vocabulary
+  r.prompt = {1, 2, 3};
+  r.params.max_tokens = 0;
+  EXPECT_THROW(eng.submit(r), Error);
+  r.params.max_tokens = 62;
+  EXPECT_THROW(eng.submit(r), Error);  // prompt + max_tokens > context
+  r.params.max_tokens = 4;
+  r.params.top_logprobs = 21;
+  EXPECT_THROW(eng.submit(r), Error);
+  r.params.top_logprobs = 0;
+  EXPECT_NO_THROW(collect(*eng.submit(r)));
+}
+
+TEST(Engine, DrainingShutdownFinishesInFlightRequests) {
+  auto m = model();
+  auto eng = std::make_unique<Engine>(m, tiny_tokenizer());
+  GenerationRequest r;
+  r.prompt = {5, 17, 42};
+  r.params.max_tokens = 6;
+  r.params.ignore_eos = true;
+  auto h = eng->submit(r);
+  eng->shutdown(/*drain=*/true);
+  Collected c = collect(*h);
+  EXPECT_EQ(c.final.finish_reason, FinishReason::Length);
+  EXPECT_EQ(c.tokens.size(), 6u);
+  EXPECT_THROW(eng->submit(r), Error);
+}
