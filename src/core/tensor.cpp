@@ -1,5 +1,6 @@
 #include "core/tensor.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
@@ -79,6 +80,15 @@ Tensor Tensor::reshape(const std::vector<int64_t>& shape) const {
   return t;
 }
 
+namespace {
+std::atomic<DequantizeFn>& dequantize_fn() {
+  static std::atomic<DequantizeFn> fn{nullptr};
+  return fn;
+}
+}  // namespace
+
+void set_dequantize_fn(DequantizeFn fn) { dequantize_fn().store(fn); }
+
 Tensor Tensor::to_f32() const {
   Tensor out = empty(DType::F32, shape());
   float* o = out.f32();
@@ -88,7 +98,11 @@ Tensor Tensor::to_f32() const {
     case DType::BF16: for (int64_t i = 0; i < n; ++i) o[i] = bf16_to_f32(data<uint16_t>()[i]); break;
     case DType::F16: for (int64_t i = 0; i < n; ++i) o[i] = f16_to_f32(data<uint16_t>()[i]); break;
     case DType::F8_E4M3: for (int64_t i = 0; i < n; ++i) o[i] = fp8_e4m3_to_f32(data<uint8_t>()[i]); break;
-    default: BALEINE_FAIL("cannot convert {} to f32", dtype_name(dtype()));
+    default: {
+      const DequantizeFn fn = dequantize_fn().load();
+      BALEINE_CHECK(dtype_is_quantized(dtype()) && fn != nullptr, "cannot convert {} to f32", dtype_name(dtype()));
+      fn(dtype(), raw(), o, n);
+    }
   }
   return out;
 }

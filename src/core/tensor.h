@@ -1,5 +1,5 @@
 // core/tensor.h — owned tensors and non-owning views (PyTorch dimension order, row-major).
-// defines: TensorView, Tensor, AlignedBuffer
+// defines: TensorView, Tensor, AlignedBuffer, DequantizeFn, set_dequantize_fn
 //
 // A TensorView is pointer + dtype + shape + strides (in elements), nothing more; kernels take raw pointers
 // and sizes, models use views to name things. Tensor owns a 64-byte aligned buffer (or shares a mapping).
@@ -61,12 +61,19 @@ class Tensor {
 
   // Same storage, new contiguous shape with equal numel.
   Tensor reshape(const std::vector<int64_t>& shape) const;
-  // Returns an f32 copy (converting bf16/f16/fp8).
+  // Returns an f32 copy (converting bf16/f16/fp8, and dequantising block types through the installed
+  // DequantizeFn).
   Tensor to_f32() const;
 
  private:
   TensorView view_;
   std::shared_ptr<void> owner_;
 };
+
+// Block-quantised dtypes (Q8_0, Q4_K, ...) are decoded by baleine_ops (ops/quant.h), which core cannot depend
+// on; ops installs its dequantiser here when it is linked in, so Tensor::to_f32 works for every dtype.
+// y[n] <- the n values stored in `blocks` (n a multiple of the block size).
+using DequantizeFn = void (*)(DType type, const void* blocks, float* y, int64_t n);
+void set_dequantize_fn(DequantizeFn fn);
 
 }  // namespace baleine

@@ -45,7 +45,7 @@ namespace {
 // A row-slice view of a weight matrix: rows [row0, row0 + rows) of W (any dtype).
 ops::WeightRef weight_rows(const Tensor& w, int64_t row0, int64_t rows) {
   ops::WeightRef r = nn::weight_ref(w);
-  r.data = static_cast<const char*>(r.data) + size_t(row0 * r.cols) * dtype_size(r.dtype);
+  r.data = static_cast<const char*>(r.data) + dtype_nbytes(r.dtype, row0 * r.cols);  // block types: whole rows
   r.rows = rows;
   return r;
 }

@@ -4,10 +4,14 @@
 namespace baleine::ops::detail {
 
 void check_weight(const char* op, const WeightRef& w) {
-  OPS_CHECK(op, w.dtype == DType::F32 || w.dtype == DType::BF16 || w.dtype == DType::F16,
-            "weight dtype {} is not supported (f32, bf16 or f16)", dtype_name(w.dtype));
+  OPS_CHECK(op, w.dtype == DType::F32 || w.dtype == DType::BF16 || w.dtype == DType::F16 || dtype_is_quantized(w.dtype),
+            "weight dtype {} is not supported (f32, bf16, f16, q8_0, q4_0, q4_k or q6_k)", dtype_name(w.dtype));
   OPS_CHECK(op, w.rows >= 0 && w.cols >= 0, "weight shape [{}, {}] is negative", w.rows, w.cols);
   OPS_CHECK(op, w.ld >= 0 && w.row_stride() >= w.cols, "weight row stride {} < cols {}", w.row_stride(), w.cols);
+  const int64_t be = dtype_block_elems(w.dtype);
+  OPS_CHECK(op, w.cols % be == 0 && w.row_stride() % be == 0,
+            "a {} weight needs cols and row stride that are multiples of {}, got {} and {}", dtype_name(w.dtype), be,
+            w.cols, w.row_stride());
   OPS_CHECK(op, w.data != nullptr || w.rows == 0 || w.cols == 0, "weight data is null");
 }
 

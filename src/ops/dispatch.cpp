@@ -30,6 +30,7 @@
 #include "core/threadpool.h"
 #include "ops/cpu/kernels.h"
 #include "ops/internal.h"
+#include "ops/quant.h"
 
 namespace baleine::ops {
 
@@ -119,6 +120,28 @@ void linear_sgemm(const cpu::Kernels& kt, float* y, int64_t ldy, const float* x,
   });
 }
 
+// Block-quantised weights without an integer kernel: rows dequantised 16 at a time into scratch and fed to
+// the f32 kernel (exact dequantisation, so this matches the reference up to f32 summation order).
+void linear_dequant(const cpu::Kernels& kt, float* y, int64_t ldy, const float* x, int64_t ldx, const WeightRef& w,
+                    const float* bias, int64_t M) {
+  constexpr int64_t kRows = 16;
+  const int64_t N = w.rows, K = w.cols;
+  const size_t row_bytes = dtype_nbytes(w.dtype, w.row_stride());
+  const int64_t blocks = ceil_div(N, kRows);
+  parallel_for(
+      blocks,
+      [&](int64_t b0, int64_t b1) {
+        float* wf = scratch(size_t(kRows * K));  // [kRows, K]
+        for (int64_t b = b0; b < b1; ++b) {
+          const int64_t n0 = b * kRows, n = std::min(kRows, N - n0);
+          for (int64_t r = 0; r < n; ++r)
+            dequantize_row(w.dtype, static_cast<const char*>(w.data) + size_t(n0 + r) * row_bytes, wf + r * K, K);
+          kt.linear_f32(y + n0, ldy, x, ldx, wf, K, bias ? bias + n0 : nullptr, M, 0, n, K);
+        }
+      },
+      std::max<int64_t>(1, kMinWorkPerPiece / (M * K * kRows)));
+}
+
 }  // namespace
 
 Backend best_backend() {
@@ -177,6 +200,7 @@ void linear(float* y, const float* x, const WeightRef& w, const float* bias, int
       for (int64_t n = 0; n < N; ++n) y[m * ldy + n] = bias ? bias[n] : 0.0f;
     return;
   }
+  if (dtype_is_quantized(w.dtype)) return linear_dequant(*kt, y, ldy, x, ldx, w, bias, M);
   const cpu::LinearTuning& tune = cpu::linear_tuning(active_backend());
   if (M >= (w.dtype == DType::F32 ? tune.sgemm_min_m_f32 : tune.sgemm_min_m_half) && fits_int({M, N, K, ldy, ldx, ldw}))
     return linear_sgemm(*kt, y, ldy, x, ldx, w, bias, M);
@@ -342,7 +366,10 @@ void embedding_gather(float* y, const WeightRef& table, const int32_t* ids, int6
       [&](int64_t i0, int64_t i1) {
         for (int64_t i = i0; i < i1; ++i) {
           const int64_t row = int64_t(ids[i]) * ld;
-          if (table.dtype == DType::F32)
+          if (dtype_is_quantized(table.dtype))
+            dequantize_row(table.dtype, static_cast<const char*>(table.data) + size_t(ids[i]) * dtype_nbytes(table.dtype, ld),
+                           y + i * dim, dim);
+          else if (table.dtype == DType::F32)
             std::memcpy(y + i * dim, static_cast<const float*>(table.data) + row, size_t(dim) * sizeof(float));
           else
             (table.dtype == DType::BF16 ? kt->widen_bf16 : kt->widen_f16)(

@@ -2,12 +2,13 @@
 #include <vector>
 
 #include "ops/internal.h"
+#include "ops/quant.h"
 
 namespace baleine::ops::reference {
 
 namespace {
 
-// Row n of W as floats (bf16 and f16 widen exactly), so the inner loop below is the same for every dtype.
+// Row n of W as floats (bf16 and f16 widen exactly, block types dequantise exactly), so the inner loop below is the same for every dtype.
 void weight_row(const WeightRef& w, int64_t n, float* out) {  // out: [w.cols]
   const int64_t ld = w.row_stride();
   switch (w.dtype) {
@@ -26,7 +27,10 @@ void weight_row(const WeightRef& w, int64_t n, float* out) {  // out: [w.cols]
       for (int64_t k = 0; k < w.cols; ++k) out[k] = f16_to_f32(p[k]);
       break;
     }
-    default: BALEINE_FAIL("unsupported dtype {}", dtype_name(w.dtype));
+    default:  // block-quantised: dtype_nbytes(dtype, ld) bytes per row
+      reference::dequantize_row(w.dtype, static_cast<const char*>(w.data) + size_t(n) * dtype_nbytes(w.dtype, ld), out,
+                                w.cols);
+      break;
   }
 }
 

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "ops/internal.h"
+#include "ops/quant.h"
 
 namespace baleine::ops::reference {
 
@@ -29,6 +30,12 @@ void embedding_gather(float* y, const WeightRef& table, const int32_t* ids, int6
   const int64_t dim = table.cols, ld = table.row_stride();
   for (int64_t i = 0; i < n; ++i) {
     float* yi = y + i * dim;  // y: [n, dim] dense
+    if (dtype_is_quantized(table.dtype)) {
+      reference::dequantize_row(table.dtype,
+                                static_cast<const char*>(table.data) + size_t(ids[i]) * dtype_nbytes(table.dtype, ld), yi,
+                                dim);
+      continue;
+    }
     const int64_t row = int64_t(ids[i]) * ld;
     for (int64_t c = 0; c < dim; ++c) {
       switch (table.dtype) {
