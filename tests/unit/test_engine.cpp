@@ -7,6 +7,8 @@
 #include <fstream>
 #include <thread>
 
+#include <unistd.h>
+
 #include "infer/engine.h"
 #include "tokenizer/tokenizer.h"
 
@@ -19,7 +21,8 @@ const std::string kParity = std::string(BALEINE_TEST_DATA) + "/parity";
 // A real byte-level BPE tokenizer (special tokens + bytes + a few merges) trained on a scrap of text.
 std::shared_ptr<const Tokenizer> tiny_tokenizer() {
   static std::shared_ptr<const Tokenizer> tok = [] {
-    auto dir = std::filesystem::temp_directory_path() / "baleine_test_engine_tok";
+    // One directory per process: CTest runs the cases of this file as parallel processes.
+    auto dir = std::filesystem::temp_directory_path() / ("baleine_test_engine_tok_" + std::to_string(::getpid()));
     std::filesystem::create_directories(dir);
     {
       std::ofstream f(dir / "text.txt");
