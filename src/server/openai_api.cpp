@@ -1,0 +1,386 @@
+#include "server/openai_api.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+
+namespace baleine::server {
+
+namespace {
+
+ApiError bad(const std::string& param, const std::string& message) { return ApiError(400, message, "invalid_request_error", param); }
+
+// Field readers: each names the field in its error. A missing or null field leaves the default.
+const json* field(const json& o, const char* name) {
+  auto it = o.find(name);
+  if (it == o.end() || it->is_null()) return nullptr;
+  return &*it;
+}
+
+bool read_bool(const json& o, const char* name, bool def) {
+  const json* v = field(o, name);
+  if (!v) return def;
+  if (!v->is_boolean()) throw bad(name, fmt::format("'{}' must be a boolean", name));
+  return v->get<bool>();
+}
+
+double read_number(const json& o, const char* name, double def, double lo, double hi) {
+  const json* v = field(o, name);
+  if (!v) return def;
+  if (!v->is_number()) throw bad(name, fmt::format("'{}' must be a number", name));
+  const double x = v->get<double>();
+  if (!std::isfinite(x) || x < lo || x > hi) throw bad(name, fmt::format("'{}' must be in [{}, {}], got {}", name, lo, hi, x));
+  return x;
+}
+
+int64_t read_int(const json& o, const char* name, int64_t def, int64_t lo, int64_t hi) {
+  const json* v = field(o, name);
+  if (!v) return def;
+  if (v->is_number_float()) {
+    const double d = v->get<double>();
+    if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9e15) {
+      const auto x = int64_t(d);
+      if (x < lo || x > hi) throw bad(name, fmt::format("'{}' must be in [{}, {}], got {}", name, lo, hi, x));
+      return x;
+    }
+    throw bad(name, fmt::format("'{}' must be an integer", name));
+  }
+  if (!v->is_number_integer()) throw bad(name, fmt::format("'{}' must be an integer", name));
+  if (v->is_number_unsigned() && v->get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max()))
+    throw bad(name, fmt::format("'{}' is too large", name));
+  const int64_t x = v->get<int64_t>();
+  if (x < lo || x > hi) throw bad(name, fmt::format("'{}' must be in [{}, {}], got {}", name, lo, hi, x));
+  return x;
+}
+
+const ModelRoute& find_route(const json& body, const std::vector<ModelRoute>& routes) {
+  const json* m = field(body, "model");
+  if (!m) throw bad("model", "'model' is required");
+  if (!m->is_string()) throw bad("model", "'model' must be a string");
+  const std::string name = m->get<std::string>();
+  for (const auto& r : routes)
+    if (r.id == name) return r;
+  std::string known;
+  for (const auto& r : routes) known += (known.empty() ? "" : ", ") + r.id;
+  ApiError e(404, fmt::format("The model '{}' does not exist (served: {})", name.substr(0, 200), known),
+             "invalid_request_error", "model", "model_not_found");
+  throw e;
+}
+
+// Sampling fields shared by both endpoints.
+void read_sampling(const json& b, GenerationParams& p, const Limits& limits) {
+  p.sampling.temperature = float(read_number(b, "temperature", 1.0, 0.0, 2.0));
+  p.sampling.top_p = float(read_number(b, "top_p", 1.0, 0.0, 1.0));
+  if (p.sampling.top_p <= 0.0f) throw bad("top_p", "'top_p' must be greater than 0");
+  p.sampling.presence_penalty = float(read_number(b, "presence_penalty", 0.0, -2.0, 2.0));
+  p.sampling.frequency_penalty = float(read_number(b, "frequency_penalty", 0.0, -2.0, 2.0));
+  p.sampling.top_k = read_int(b, "top_k", 0, 0, 1 << 20);  // extension, as in vLLM / llama.cpp
+  p.sampling.min_p = float(read_number(b, "min_p", 0.0, 0.0, 1.0));
+  if (const json* s = field(b, "seed")) {
+    if (!s->is_number_integer()) throw bad("seed", "'seed' must be an integer");
+    p.sampling.seed = s->is_number_unsigned() ? s->get<uint64_t>() : uint64_t(s->get<int64_t>());
+  } else {
+    p.sampling.seed = std::random_device{}();
+  }
+  if (const json* s = field(b, "stop")) {
+    std::vector<std::string> stops;
+    if (s->is_string()) stops.push_back(s->get<std::string>());
+    else if (s->is_array()) {
+      if (s->size() > limits.max_stop) throw bad("stop", fmt::format("'stop' holds at most {} strings", limits.max_stop));
+      for (const auto& x : *s) {
+        if (!x.is_string()) throw bad("stop", "'stop' must be a string or an array of strings");
+        stops.push_back(x.get<std::string>());
+      }
+    } else {
+      throw bad("stop", "'stop' must be a string or an array of strings");
+    }
+    for (const auto& x : stops) {
+      if (x.empty()) throw bad("stop", "stop strings must not be empty");
+      if (x.size() > 256) throw bad("stop", "stop strings are limited to 256 bytes");
+    }
+    p.stop_strings = std::move(stops);
+  }
+}
+
+void read_stream(const json& b, bool& stream, bool& include_usage) {
+  stream = read_bool(b, "stream", false);
+  if (const json* so = field(b, "stream_options")) {
+    if (!so->is_object()) throw bad("stream_options", "'stream_options' must be an object");
+    include_usage = read_bool(*so, "include_usage", false);
+  }
+}
+
+std::string message_content(const json& m, size_t index, bool& has_content) {
+  const json* c = field(m, "content");
+  has_content = c != nullptr;
+  if (!c) return "";
+  if (c->is_string()) return c->get<std::string>();
+  if (c->is_array()) {  // content parts: only text parts are understood
+    std::string out;
+    for (const auto& part : *c) {
+      if (!part.is_object() || !part.contains("type") || !part["type"].is_string())
+        throw bad(fmt::format("messages[{}].content", index), "content parts must be objects with a 'type'");
+      if (part["type"] != "text")
+        throw bad(fmt::format("messages[{}].content", index),
+                  fmt::format("content part type '{}' is not supported (text only)", part["type"].get<std::string>()));
+      if (!part.contains("text") || !part["text"].is_string())
+        throw bad(fmt::format("messages[{}].content", index), "a text part needs a string 'text'");
+      out += part["text"].get<std::string>();
+    }
+    return out;
+  }
+  throw bad(fmt::format("messages[{}].content", index), "'content' must be a string or an array of content parts");
+}
+
+}  // namespace
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+std::string error_body(const ApiError& e) {
+  json err = {{"message", e.what()}, {"type", e.type}, {"param", e.param.empty() ? json() : json(e.param)},
+              {"code", e.code.empty() ? json() : json(e.code)}};
+  return dump(json{{"error", err}});
+}
+
+PriceTable::PriceTable() {
+  table["deepseek-chat"] = {0.07, 0.27, 1.10};
+  table["deepseek-reasoner"] = {0.14, 0.55, 2.19};
+}
+
+PriceTable PriceTable::from_json(const json& j) {
+  PriceTable t;
+  BALEINE_CHECK(j.is_object(), "price table: expected an object of model -> prices");
+  for (auto& [name, v] : j.items()) {
+    BALEINE_CHECK(v.is_object(), "price table: '{}' must be an object", name);
+    Prices p;
+    auto num = [&](const char* k) {
+      BALEINE_CHECK(v.contains(k) && v[k].is_number() && v[k].get<double>() >= 0, "price table: '{}.{}' must be a non-negative number", name, k);
+      return v[k].get<double>();
+    };
+    p.input_cache_hit = num("input_cache_hit");
+    p.input_cache_miss = num("input_cache_miss");
+    p.output = num("output");
+    t.table[name] = p;
+  }
+  return t;
+}
+
+const Prices& PriceTable::get(const std::string& model) const {
+  auto it = table.find(model);
+  if (it != table.end()) return it->second;
+  auto chat = table.find("deepseek-chat");
+  static const Prices zero;
+  return chat != table.end() ? chat->second : zero;
+}
+
+UsageCount& UsageCount::operator+=(const UsageCount& o) {
+  prompt_tokens += o.prompt_tokens;
+  cached_tokens += o.cached_tokens;
+  completion_tokens += o.completion_tokens;
+  reasoning_tokens += o.reasoning_tokens;
+  return *this;
+}
+
+double cost_usd(const UsageCount& u, const Prices& p) {
+  return (double(u.cached_tokens) * p.input_cache_hit + double(u.prompt_tokens - u.cached_tokens) * p.input_cache_miss +
+          double(u.completion_tokens) * p.output) / 1e6;
+}
+
+json usage_json(const UsageCount& u, const Prices& p) {
+  return {{"prompt_tokens", u.prompt_tokens},
+          {"prompt_cache_hit_tokens", u.cached_tokens},
+          {"prompt_cache_miss_tokens", u.prompt_tokens - u.cached_tokens},
+          {"completion_tokens", u.completion_tokens},
+          {"total_tokens", u.prompt_tokens + u.completion_tokens},
+          {"prompt_tokens_details", {{"cached_tokens", u.cached_tokens}}},
+          {"completion_tokens_details", {{"reasoning_tokens", u.reasoning_tokens}}},
+          {"cost_usd", cost_usd(u, p)}};
+}
+
+json parse_json_body(const std::string& body, size_t max_bytes, int max_depth) {
+  if (body.size() > max_bytes)
+    throw ApiError(413, fmt::format("the request body has {} bytes; the limit is {}", body.size(), max_bytes),
+                   "invalid_request_error", "", "request_too_large");
+  if (body.empty()) throw bad("", "the request body is empty; expected a JSON object");
+  // Nesting is checked before parsing so a hostile body cannot make the parser or the destructor recurse deeply.
+  int depth = 0;
+  bool in_string = false, escape = false;
+  for (char c : body) {
+    if (in_string) {
+      if (escape) escape = false;
+      else if (c == '\\') escape = true;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      if (++depth > max_depth) throw bad("", fmt::format("the JSON is nested deeper than {} levels", max_depth));
+    } else if (c == '}' || c == ']') {
+      --depth;
+    }
+  }
+  json j;
+  try {
+    j = json::parse(body);
+  } catch (const json::exception& e) {
+    throw bad("", fmt::format("the request body is not valid JSON: {}", e.what()));
+  }
+  if (!j.is_object()) throw bad("", "the request body must be a JSON object");
+  return j;
+}
+
+ChatTask parse_chat_request(const json& b, const std::vector<ModelRoute>& routes, const Limits& limits) {
+  ChatTask t;
+  t.route = &find_route(b, routes);
+  const json* msgs = field(b, "messages");
+  if (!msgs) throw bad("messages", "'messages' is required");
+  if (!msgs->is_array() || msgs->empty()) throw bad("messages", "'messages' must be a non-empty array");
+  for (size_t i = 0; i < msgs->size(); ++i) {
+    const json& m = (*msgs)[i];
+    const std::string where = fmt::format("messages[{}]", i);
+    if (!m.is_object()) throw bad(where, where + " must be an object");
+    const json* role = field(m, "role");
+    if (!role || !role->is_string()) throw bad(where + ".role", where + ".role must be a string");
+    ChatMessage cm;
+    cm.role = role->get<std::string>();
+    if (cm.role == "developer") cm.role = "system";
+    if (cm.role != "system" && cm.role != "user" && cm.role != "assistant" && cm.role != "tool")
+      throw bad(where + ".role", fmt::format("{}.role '{}' is not one of system, user, assistant, tool", where, cm.role.substr(0, 64)));
+    cm.content = message_content(m, i, cm.has_content);
+    if (!cm.has_content && cm.role != "assistant") throw bad(where + ".content", where + ".content is required");
+    if (const json* calls = field(m, "tool_calls")) {
+      if (cm.role != "assistant" || !calls->is_array()) throw bad(where + ".tool_calls", "tool_calls must be an array on an assistant message");
+      for (const auto& c : *calls) {
+        if (!c.is_object() || !c.contains("function") || !c["function"].is_object())
+          throw bad(where + ".tool_calls", "each tool call needs a 'function' object");
+        const json& f = c["function"];
+        ToolCall tc;
+        if (c.contains("id") && c["id"].is_string()) tc.id = c["id"];
+        if (!f.contains("name") || !f["name"].is_string()) throw bad(where + ".tool_calls", "a tool call needs function.name");
+        tc.name = f["name"];
+        if (f.contains("arguments")) {
+          if (!f["arguments"].is_string()) throw bad(where + ".tool_calls", "function.arguments must be a JSON string");
+          tc.arguments = f["arguments"];
+        }
+        cm.tool_calls.push_back(std::move(tc));
+      }
+    }
+    if (!cm.has_content && cm.tool_calls.empty()) throw bad(where + ".content", where + ".content is required");
+    if (cm.role == "assistant" && t.route->reasoner && m.contains("reasoning_content") && !m["reasoning_content"].is_null())
+      throw bad(where + ".reasoning_content",
+                "earlier reasoning_content must not be sent back to deepseek-reasoner; send only 'content'");
+    t.messages.push_back(std::move(cm));
+  }
+  read_sampling(b, t.params, limits);
+  read_stream(b, t.stream, t.include_usage);
+  t.n = int(read_int(b, "n", 1, 1, limits.max_n));
+  const json* mt = field(b, "max_completion_tokens") ? field(b, "max_completion_tokens") : field(b, "max_tokens");
+  const char* mt_name = field(b, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
+  t.max_tokens_given = mt != nullptr;
+  t.params.max_tokens = read_int(b, mt_name, limits.default_max_tokens, 1, std::numeric_limits<int32_t>::max());
+  if (t.max_tokens_given && t.params.max_tokens >= limits.context)
+    throw ApiError(400, fmt::format("'{}' is {}; this model's context holds {} tokens (prompt included)", mt_name,
+                                    t.params.max_tokens, limits.context),
+                   "invalid_request_error", mt_name, "context_length_exceeded");
+  t.params.logprobs = read_bool(b, "logprobs", false);
+  t.params.top_logprobs = int(read_int(b, "top_logprobs", 0, 0, 20));
+  if (t.params.top_logprobs > 0 && !t.params.logprobs) throw bad("top_logprobs", "'top_logprobs' requires 'logprobs': true");
+  if (t.route->reasoner && t.params.logprobs)
+    throw bad("logprobs", "deepseek-reasoner does not support logprobs/top_logprobs (as DeepSeek's API)");
+  if (const json* rf = field(b, "response_format")) {
+    if (!rf->is_object() || !rf->contains("type") || !(*rf)["type"].is_string())
+      throw bad("response_format", "'response_format' must be an object with a string 'type'");
+    const std::string type = (*rf)["type"];
+    if (type == "json_object") t.json_mode = true;
+    else if (type != "text") throw bad("response_format.type", fmt::format("response_format type '{}' is not supported (text, json_object)", type.substr(0, 64)));
+  }
+  if (const json* tools = field(b, "tools")) {
+    if (!tools->is_array()) throw bad("tools", "'tools' must be an array");
+    for (const auto& tool : *tools)
+      if (!tool.is_object() || tool.value("type", "") != "function" || !tool.contains("function") || !tool["function"].is_object() ||
+          !tool["function"].contains("name") || !tool["function"]["name"].is_string())
+        throw bad("tools", "each tool must be {\"type\": \"function\", \"function\": {\"name\": ...}}");
+  }
+  if (const json* u = field(b, "user")) {
+    if (!u->is_string()) throw bad("user", "'user' must be a string");
+    t.user = u->get<std::string>();
+  }
+  if (const json* c = field(b, "conversation_id")) {
+    if (!c->is_string() || c->get<std::string>().size() > 64) throw bad("conversation_id", "'conversation_id' must be a short string");
+    t.conversation_id = c->get<std::string>();
+  }
+  return t;
+}
+
+CompletionTask parse_completion_request(const json& b, const std::vector<ModelRoute>& routes, const Limits& limits) {
+  CompletionTask t;
+  t.route = &find_route(b, routes);
+  const json* p = field(b, "prompt");
+  if (!p) throw bad("prompt", "'prompt' is required");
+  auto token_list = [&](const json& a) {
+    std::vector<int32_t> ids;
+    for (const auto& x : a) {
+      if (!x.is_number_integer()) throw bad("prompt", "a token-id prompt must hold integers only");
+      const int64_t v = x.get<int64_t>();
+      if (v < 0 || v > std::numeric_limits<int32_t>::max()) throw bad("prompt", fmt::format("token id {} is out of range", v));
+      ids.push_back(int32_t(v));
+    }
+    if (ids.empty()) throw bad("prompt", "a token-id prompt must not be empty");
+    return ids;
+  };
+  if (p->is_string()) {
+    t.text_prompts.push_back(p->get<std::string>());
+  } else if (p->is_array() && !p->empty()) {
+    if ((*p)[0].is_string()) {
+      for (const auto& x : *p) {
+        if (!x.is_string()) throw bad("prompt", "'prompt' arrays must hold only strings, or only token ids");
+        t.text_prompts.push_back(x.get<std::string>());
+      }
+    } else if ((*p)[0].is_number_integer()) {
+      t.token_prompts.push_back(token_list(*p));
+    } else if ((*p)[0].is_array()) {
+      for (const auto& x : *p) {
+        if (!x.is_array()) throw bad("prompt", "a batch of token-id prompts must be an array of arrays");
+        t.token_prompts.push_back(token_list(x));
+      }
+    } else {
+      throw bad("prompt", "'prompt' must be a string, an array of strings, or token ids");
+    }
+  } else {
+    throw bad("prompt", "'prompt' must be a string, an array of strings, or token ids (and not empty)");
+  }
+  if (t.text_prompts.size() + t.token_prompts.size() > 64) throw bad("prompt", "at most 64 prompts per request");
+  if (const json* s = field(b, "suffix")) {
+    if (!s->is_string()) throw bad("suffix", "'suffix' must be a string");
+    t.suffix = s->get<std::string>();
+    t.has_suffix = true;
+    if (!t.token_prompts.empty()) throw bad("suffix", "'suffix' needs a text prompt");
+  }
+  read_sampling(b, t.params, limits);
+  read_stream(b, t.stream, t.include_usage);
+  t.echo = read_bool(b, "echo", false);
+  t.n = int(read_int(b, "n", 1, 1, limits.max_n));
+  t.max_tokens_given = field(b, "max_tokens") != nullptr;
+  t.params.max_tokens = read_int(b, "max_tokens", 16, 0, std::numeric_limits<int32_t>::max());
+  if (t.params.max_tokens == 0) {
+    if (!t.echo) throw bad("max_tokens", "'max_tokens' must be at least 1 (0 is allowed only with echo, to score the prompt)");
+    t.zero_max_tokens = true;
+    t.params.max_tokens = 1;
+  }
+  if (t.params.max_tokens >= limits.context)
+    throw ApiError(400, fmt::format("'max_tokens' is {}; this model's context holds {} tokens (prompt included)",
+                                    t.params.max_tokens, limits.context),
+                   "invalid_request_error", "max_tokens", "context_length_exceeded");
+  if (const json* lp = field(b, "logprobs")) {
+    if (lp->is_boolean()) t.logprobs = lp->get<bool>() ? 0 : -1;
+    else t.logprobs = int(read_int(b, "logprobs", 0, 0, 20));
+  }
+  t.params.logprobs = t.logprobs >= 0;
+  t.params.top_logprobs = std::max(0, t.logprobs);
+  t.params.prompt_logprobs = t.echo && t.logprobs >= 0;
+  if (t.stream && t.n > 1) throw bad("n", "streaming supports n = 1 only on /completions");
+  return t;
+}
+
+}  // namespace baleine::server

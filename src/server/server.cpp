@@ -1,0 +1,927 @@
+#include "server/server.h"
+
+#include <fmt/format.h>
+#include <httplib.h>
+
+#include <chrono>
+#include <functional>
+#include <thread>
+
+#include "server/web_assets.h"
+
+namespace baleine::server {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string new_id(const char* prefix) {
+  static std::atomic<uint64_t> counter{0};
+  return fmt::format("{}-{:x}{:06x}", prefix, unix_now(), counter.fetch_add(1) & 0xFFFFFF);
+}
+
+void send_error(httplib::Response& res, const ApiError& e) {
+  res.status = e.status;
+  if (e.retry_after > 0) res.set_header("Retry-After", std::to_string(e.retry_after));
+  res.set_content(error_body(e), "application/json");
+}
+
+const char* finish_name(FinishReason r, bool tool_calls) {
+  if (tool_calls && r == FinishReason::Stop) return "tool_calls";
+  switch (r) {
+    case FinishReason::Length: return "length";
+    case FinishReason::Error: return "error";
+    default: return "stop";
+  }
+}
+
+json tool_calls_json(const std::vector<ToolCall>& calls, bool with_index) {
+  json a = json::array();
+  for (size_t i = 0; i < calls.size(); ++i) {
+    json c = {{"id", calls[i].id}, {"type", "function"},
+              {"function", {{"name", calls[i].name}, {"arguments", calls[i].arguments}}}};
+    if (with_index) c["index"] = i;
+    a.push_back(std::move(c));
+  }
+  return a;
+}
+
+json bytes_json(const std::string& s) {
+  json a = json::array();
+  for (unsigned char c : s) a.push_back(int(c));
+  return a;
+}
+
+}  // namespace
+
+// One generated choice: its handle and what has come out of it so far.
+struct Server::Choice {
+  std::shared_ptr<GenerationHandle> handle;
+  OutputParser parser;
+  std::string content, reasoning, text;
+  std::vector<ToolCall> calls;
+  std::vector<GeneratedToken> tokens, prompt_logprobs;
+  FinishReason finish = FinishReason::None;
+  std::string error;
+  GenerationUsage usage;
+  int64_t reasoning_tokens = 0;
+  bool done = false, got_first = false;
+  double reasoning_started = -1, reasoning_seconds = 0;
+  explicit Choice(std::shared_ptr<GenerationHandle> h, bool reasoner) : handle(std::move(h)), parser(reasoner) {}
+};
+
+namespace {
+
+// What one HTTP request generates: its choices plus accounting. Shared by the handler and the content provider.
+struct Session {
+  std::string id, model, endpoint;
+  int64_t created = 0, ledger_id = 0, key_id = 0;
+  Prices prices;
+  Clock::time_point t0 = Clock::now();
+  bool stream = false, include_usage = false, finished_accounting = false;
+  // Web chat: the assistant message being written into a conversation.
+  int64_t message_id = 0;
+  std::string conversation_id;
+};
+
+}  // namespace
+
+Server::Server(std::shared_ptr<Engine> engine, ServerOptions options)
+    : engine_(std::move(engine)), opt_(std::move(options)), http_(std::make_unique<httplib::Server>()) {
+  store_ = std::make_unique<Store>(opt_.db_path);
+  const Tokenizer& tok = engine_->tokenizer();
+  json_table_ = std::make_shared<JsonTokenTable>(tok);
+  routes_.push_back({opt_.model_id, opt_.format, false});
+  if (opt_.model_id != "deepseek-chat") routes_.push_back({"deepseek-chat", opt_.format, false});
+  if (opt_.model_id != "deepseek-reasoner") routes_.push_back({"deepseek-reasoner", ChatFormat::DeepSeekR1, true});
+  for (const char* t : {"<｜User｜>", "<|im_end|>", "<|eot_id|>", "<|end_of_text|>"})
+    if (auto id = tok.token_id(t)) stop_tokens_.push_back(*id);
+  limits_.context = engine_->context();
+  limits_.default_max_tokens = opt_.default_max_tokens;
+  http_->new_task_queue = [n = opt_.http_threads] { return new httplib::ThreadPool(size_t(n)); };
+  http_->set_payload_max_length(opt_.max_body_bytes);
+  http_->set_read_timeout(30);
+  http_->set_write_timeout(30);
+  routes();
+}
+
+Server::~Server() = default;
+
+void Server::bind() {
+  if (opt_.port == 0) {
+    port_ = http_->bind_to_any_port(opt_.host);
+    BALEINE_CHECK(port_ > 0, "cannot bind {}:<any port>", opt_.host);
+  } else {
+    BALEINE_CHECK(http_->bind_to_port(opt_.host, opt_.port), "cannot bind {}:{} (in use? try --port)", opt_.host, opt_.port);
+    port_ = opt_.port;
+  }
+}
+
+void Server::run() { http_->listen_after_bind(); }
+
+void Server::drain_and_stop() {
+  draining_ = true;
+  const auto t0 = Clock::now();
+  while (metrics_.in_flight.load() > 0 && since(t0) < opt_.drain_timeout_s)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  http_->stop();
+  engine_->shutdown(/*drain=*/metrics_.in_flight.load() == 0);
+}
+
+const ModelRoute& Server::route_for(const std::string& id) const {
+  for (const auto& r : routes_)
+    if (r.id == id) return r;
+  return routes_.front();
+}
+
+Server::Auth Server::authenticate(const httplib::Request& req) {
+  Auth a{0, opt_.default_rpm, opt_.default_tpm};
+  const bool required = opt_.api_keys_required || store_->any_active_key();
+  std::string header = req.get_header_value("Authorization");
+  if (header.empty() && !required) return a;
+  if (header.rfind("Bearer ", 0) != 0) {
+    if (!required) return a;
+    throw ApiError(401, "Missing API key: send 'Authorization: Bearer <key>' (create one with `baleine keys create`)",
+                   "authentication_error", "", "invalid_api_key");
+  }
+  auto key = store_->find_key(header.substr(7));
+  if (!key) {
+    if (!required) return a;
+    throw ApiError(401, "Incorrect API key provided", "authentication_error", "", "invalid_api_key");
+  }
+  a.key_id = key->id;
+  if (key->rpm > 0) a.rpm = key->rpm;
+  if (key->tpm > 0) a.tpm = key->tpm;
+  return a;
+}
+
+void Server::check_admission(const Auth& a) {
+  if (draining_) {
+    ApiError e(503, "The server is shutting down", "server_error", "", "server_shutting_down");
+    e.retry_after = 5;
+    throw e;
+  }
+  if (a.rpm > 0 || a.tpm > 0) {
+    if (int wait = limiter_.admit(a.key_id, a.rpm, a.tpm); wait > 0) {
+      ApiError e(429, fmt::format("Rate limit reached for this key ({} requests / {} tokens per minute); retry in {} s",
+                                  a.rpm, a.tpm, wait),
+                 "rate_limit_error", "", "rate_limit_exceeded");
+      e.retry_after = wait;
+      throw e;
+    }
+  }
+}
+
+std::vector<int32_t> Server::encode_prompt(const std::string& text) const {
+  return engine_->tokenizer().encode(text, /*add_bos=*/false, /*allow_special=*/true);
+}
+
+std::vector<std::shared_ptr<GenerationHandle>> Server::submit_all(std::vector<GenerationRequest> reqs) {
+  std::vector<std::shared_ptr<GenerationHandle>> handles;
+  try {
+    for (auto& r : reqs) handles.push_back(engine_->submit(std::move(r)));
+  } catch (const QueueFullError& e) {
+    for (auto& h : handles) h->cancel();
+    ApiError err(503, "The server is overloaded (generation queue full); retry later", "server_error", "", "queue_full");
+    err.retry_after = 1;
+    throw err;
+  } catch (const Error& e) {
+    for (auto& h : handles) h->cancel();
+    throw ApiError(400, e.what());
+  }
+  return handles;
+}
+
+// Pumps events from every choice until all are finished. on_event(choice index, event, parser delta) for each
+// event; keepalive() is called when nothing was written for a while and returns false once the client is gone,
+// which cancels every choice.
+static bool pump(std::vector<std::unique_ptr<Server::Choice>>& choices, const std::function<bool(size_t, const GenerationEvent&, const OutputParser::Delta&)>& on_event,
+                 const std::function<bool()>& keepalive);
+
+void Server::routes() {
+  auto& s = *http_;
+  if (!opt_.cors_origin.empty()) {
+    s.set_default_headers({{"Access-Control-Allow-Origin", opt_.cors_origin},
+                           {"Access-Control-Allow-Headers", "Authorization, Content-Type"},
+                           {"Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE, OPTIONS"}});
+    s.Options(R"(.*)", [](const httplib::Request&, httplib::Response& res) { res.status = 204; });
+  }
+  s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    std::string msg = res.status == 404   ? fmt::format("Unknown endpoint {} {}", req.method, req.path.substr(0, 200))
+                      : res.status == 413 ? "The request body is too large"
+                      : res.status == 405 ? "Method not allowed"
+                                          : fmt::format("HTTP {}", res.status);
+    res.set_content(error_body(ApiError(res.status, msg, res.status >= 500 ? "server_error" : "invalid_request_error")),
+                    "application/json");
+  });
+  s.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+    ApiError e(500, "internal error", "server_error");
+    try {
+      std::rethrow_exception(ep);
+    } catch (const ApiError& a) {
+      e = a;
+    } catch (const std::exception& x) {
+      e = ApiError(500, x.what(), "server_error");
+    }
+    send_error(res, e);
+  });
+  // Every handler: errors become OpenAI error bodies; every answer is counted.
+  auto wrap = [this](const char* name, std::function<void(const httplib::Request&, httplib::Response&)> f) {
+    return [this, name, f](const httplib::Request& req, httplib::Response& res) {
+      try {
+        f(req, res);
+      } catch (const ApiError& e) {
+        send_error(res, e);
+      } catch (const json::exception& e) {
+        send_error(res, ApiError(400, fmt::format("invalid request: {}", e.what())));
+      } catch (const Error& e) {
+        send_error(res, ApiError(400, e.what()));
+      } catch (const std::exception& e) {
+        send_error(res, ApiError(500, e.what(), "server_error"));
+      }
+      metrics_.request(name, res.status);
+    };
+  };
+  for (const std::string prefix : {"", "/v1"}) {
+    s.Post(prefix + "/chat/completions", wrap("chat", [this](auto& q, auto& r) { chat(q, r); }));
+    s.Post(prefix + "/completions", wrap("completions", [this](auto& q, auto& r) { completions(q, r); }));
+    s.Post(prefix + "/beta/completions", wrap("completions", [this](auto& q, auto& r) { completions(q, r); }));
+    s.Get(prefix + "/models", wrap("models", [this](const httplib::Request& q, httplib::Response& r) {
+      authenticate(q);
+      json data = json::array();
+      for (const auto& m : routes_)
+        data.push_back({{"id", m.id}, {"object", "model"}, {"created", 0}, {"owned_by", "baleine"},
+                        {"context_length", limits_.context}, {"reasoning", m.reasoner}});
+      r.set_content(dump({{"object", "list"}, {"data", data}}), "application/json");
+    }));
+  }
+  s.Get("/health", wrap("health", [this](const httplib::Request&, httplib::Response& r) {
+    const EngineStats st = engine_->stats();
+    r.status = draining_ ? 503 : 200;
+    r.set_content(dump({{"status", draining_ ? "draining" : "ok"}, {"model", opt_.model_id}, {"queued", st.queued},
+                        {"running", st.running}, {"in_flight", metrics_.in_flight.load()},
+                        {"context", limits_.context}}),
+                  "application/json");
+  }));
+  s.Get("/metrics", wrap("metrics", [this](const httplib::Request&, httplib::Response& r) {
+    r.set_content(metrics_.render(engine_->stats()), "text/plain; version=0.0.4");
+  }));
+  s.Get(R"(/api/conversations.*)", wrap("conversations", [this](auto& q, auto& r) { conversations_api(q, r); }));
+  s.Post(R"(/api/conversations.*)", wrap("conversations", [this](auto& q, auto& r) { conversations_api(q, r); }));
+  s.Patch(R"(/api/conversations.*)", wrap("conversations", [this](auto& q, auto& r) { conversations_api(q, r); }));
+  s.Delete(R"(/api/conversations.*)", wrap("conversations", [this](auto& q, auto& r) { conversations_api(q, r); }));
+  s.Get("/api/config", wrap("config", [this](const httplib::Request&, httplib::Response& r) {
+    json models = json::array();
+    for (const auto& m : routes_) models.push_back({{"id", m.id}, {"reasoning", m.reasoner}, {"prices", {
+        {"input_cache_hit", opt_.prices.get(m.id).input_cache_hit}, {"input_cache_miss", opt_.prices.get(m.id).input_cache_miss},
+        {"output", opt_.prices.get(m.id).output}}}});
+    r.set_content(dump({{"models", models}, {"context", limits_.context},
+                        {"keys_required", opt_.api_keys_required || store_->any_active_key()}}),
+                  "application/json");
+  }));
+  if (opt_.web) {
+    s.Get(R"(/|/index\.html|/app\.js|/style\.css|/markdown\.js)", [](const httplib::Request& q, httplib::Response& r) {
+      const WebAsset* a = find_web_asset(q.path == "/" ? "/index.html" : q.path);
+      if (!a) { r.status = 404; return; }
+      r.set_content(std::string(reinterpret_cast<const char*>(a->data), a->size), a->mime);
+      r.set_header("Cache-Control", "no-cache");
+    });
+  }
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// Generation plumbing
+// ------------------------------------------------------------------------------------------------------------
+static bool pump(std::vector<std::unique_ptr<Server::Choice>>& choices,
+                 const std::function<bool(size_t, const GenerationEvent&, const OutputParser::Delta&)>& on_event,
+                 const std::function<bool()>& keepalive) {
+  auto last_write = Clock::now();
+  bool alive = true;
+  while (true) {
+    bool all_done = true, got = false;
+    for (size_t i = 0; i < choices.size(); ++i) {
+      Server::Choice& c = *choices[i];
+      if (c.done) continue;
+      all_done = false;
+      auto ev = c.handle->next(std::chrono::milliseconds(got ? 0 : 100));
+      if (!ev) continue;
+      got = true;
+      const bool was_reasoning = c.parser.in_reasoning();
+      OutputParser::Delta d = c.parser.push(ev->text);
+      if (ev->finished) {
+        OutputParser::Delta tail = c.parser.finish();
+        d.reasoning += tail.reasoning;
+        d.content += tail.content;
+        for (auto& t : tail.tool_calls) d.tool_calls.push_back(std::move(t));
+      }
+      if (was_reasoning) c.reasoning_tokens += int64_t(ev->tokens.size());
+      c.text += ev->text;
+      c.reasoning += d.reasoning;
+      c.content += d.content;
+      for (const auto& t : d.tool_calls) c.calls.push_back(t);
+      for (const auto& t : ev->tokens) c.tokens.push_back(t);
+      if (!ev->prompt_logprobs.empty()) c.prompt_logprobs = ev->prompt_logprobs;
+      if (ev->finished) {
+        c.done = true;
+        c.finish = ev->finish_reason;
+        c.error = ev->error;
+        c.usage = ev->usage;
+      }
+      if (alive) {
+        if (!on_event(i, *ev, d)) alive = false;
+        else last_write = Clock::now();
+      }
+    }
+    if (all_done) return alive;
+    if (alive && since(last_write) > 1.0) {
+      if (!keepalive()) alive = false;
+      last_write = Clock::now();
+    }
+    if (!alive) {
+      for (auto& c : choices) c->handle->cancel();
+    }
+  }
+}
+
+namespace {
+
+UsageCount count_usage(const std::vector<std::unique_ptr<Server::Choice>>& choices) {
+  UsageCount u;
+  for (size_t i = 0; i < choices.size(); ++i) {
+    const auto& c = *choices[i];
+    if (i == 0) {  // n choices share one prompt (the engine prefills each; we bill it once, as OpenAI does)
+      u.prompt_tokens = c.usage.prompt_tokens;
+      u.cached_tokens = c.usage.cached_prompt_tokens;
+    }
+    u.completion_tokens += c.usage.completion_tokens;
+    u.reasoning_tokens += c.reasoning_tokens;
+  }
+  return u;
+}
+
+json chat_logprobs(const Tokenizer& tok, const std::vector<GeneratedToken>& tokens) {
+  json content = json::array();
+  for (const auto& t : tokens) {
+    const std::string s = tok.token_bytes(t.token);
+    json top = json::array();
+    for (const auto& a : t.top) {
+      const std::string as = tok.token_bytes(a.token);
+      top.push_back({{"token", as}, {"logprob", a.logprob}, {"bytes", bytes_json(as)}});
+    }
+    content.push_back({{"token", s}, {"logprob", t.logprob}, {"bytes", bytes_json(s)}, {"top_logprobs", top}});
+  }
+  return {{"content", content}};
+}
+
+}  // namespace
+
+void Server::chat(const httplib::Request& req, httplib::Response& res) {
+  const Auth auth = authenticate(req);
+  const json body = parse_json_body(req.body, opt_.max_body_bytes);
+  ChatTask task = parse_chat_request(body, routes_, limits_);
+  const ModelRoute& route = *task.route;
+  std::string prompt_text;
+  try {
+    prompt_text = apply_chat_template(route.format, task.messages);
+  } catch (const Error& e) {
+    throw ApiError(400, e.what(), "invalid_request_error", "messages");
+  }
+  std::vector<int32_t> prompt = encode_prompt(prompt_text);
+  const int64_t n_prompt = int64_t(prompt.size());
+  if (n_prompt >= limits_.context)
+    throw ApiError(400, fmt::format("This model's maximum context length is {} tokens; the messages have {} tokens",
+                                    limits_.context, n_prompt),
+                   "invalid_request_error", "messages", "context_length_exceeded");
+  if (task.max_tokens_given && n_prompt + task.params.max_tokens > limits_.context)
+    throw ApiError(400, fmt::format("This model's maximum context length is {} tokens; the messages ({} tokens) plus "
+                                    "max_tokens ({}) exceed it", limits_.context, n_prompt, task.params.max_tokens),
+                   "invalid_request_error", "max_tokens", "context_length_exceeded");
+  if (!task.max_tokens_given) task.params.max_tokens = std::min(task.params.max_tokens, limits_.context - n_prompt);
+  for (int32_t t : stop_tokens_) task.params.stop_tokens.push_back(t);
+  check_admission(auth);
+  if (!task.conversation_id.empty() && !store_->get_conversation(task.conversation_id))
+    throw ApiError(404, "no such conversation", "invalid_request_error", "conversation_id");
+
+  std::vector<GenerationRequest> reqs;
+  for (int i = 0; i < task.n; ++i) {
+    GenerationRequest r{prompt, task.params};
+    r.params.sampling.seed += uint64_t(i);
+    if (task.json_mode) r.params.constraint = std::make_shared<JsonObjectConstraint>(json_table_, r.params.max_tokens);
+    reqs.push_back(std::move(r));
+  }
+  auto handles = submit_all(std::move(reqs));
+  auto session = std::make_shared<Session>();
+  session->id = new_id("chatcmpl");
+  session->model = route.id;
+  session->endpoint = "chat";
+  session->created = unix_now();
+  session->prices = opt_.prices.get(route.id);
+  session->key_id = auth.key_id;
+  session->stream = task.stream;
+  session->include_usage = task.include_usage;
+  session->ledger_id = store_->ledger_begin(auth.key_id, "chat", route.id, n_prompt * task.n);
+  if (auth.tpm > 0) limiter_.add_tokens(auth.key_id, n_prompt);
+  if (!task.conversation_id.empty()) {
+    StoredMessage m;
+    m.conversation_id = task.conversation_id;
+    m.role = "assistant";
+    m.model = route.id;
+    m.status = "streaming";
+    session->conversation_id = task.conversation_id;
+    session->message_id = store_->add_message(m);
+  }
+  auto choices = std::make_shared<std::vector<std::unique_ptr<Choice>>>();
+  for (auto& h : handles) choices->push_back(std::make_unique<Choice>(h, route.reasoner));
+  ++metrics_.in_flight;
+  const bool want_logprobs = task.params.logprobs;
+
+  // Finishes the accounting exactly once (provider end or connection teardown).
+  auto finish_accounting = [this, session, choices](const std::string& status) {
+    if (session->finished_accounting) return;
+    session->finished_accounting = true;
+    UsageCount u = count_usage(*choices);
+    LedgerEntry e;
+    e.status = status;
+    e.prompt_tokens = u.prompt_tokens;
+    e.cached_tokens = u.cached_tokens;
+    e.completion_tokens = u.completion_tokens;
+    e.reasoning_tokens = u.reasoning_tokens;
+    e.cost_usd = cost_usd(u, session->prices);
+    store_->ledger_end(session->ledger_id, e);
+    metrics_.tokens(u.prompt_tokens, u.cached_tokens, u.completion_tokens);
+    metrics_.duration.observe(since(session->t0));
+    limiter_.add_tokens(session->key_id, u.completion_tokens);
+    if (session->message_id) {
+      const Choice& c = *choices->front();
+      StoredMessage m;
+      m.id = session->message_id;
+      m.content = c.content;
+      m.reasoning = c.reasoning;
+      m.reasoning_seconds = c.reasoning_seconds;
+      m.prompt_tokens = u.prompt_tokens;
+      m.completion_tokens = c.usage.completion_tokens;
+      m.cost_usd = e.cost_usd;
+      m.status = status == "done" ? "done" : "stopped";
+      store_->update_message(m);
+    }
+    --metrics_.in_flight;
+  };
+
+  // Progress of the web chat's message, saved about once a second so a crash loses at most that.
+  auto save_progress = [this, session, choices, last = std::make_shared<Clock::time_point>(Clock::now())]() {
+    if (!session->message_id || since(*last) < 1.0) return;
+    *last = Clock::now();
+    const Choice& c = *choices->front();
+    StoredMessage m;
+    m.id = session->message_id;
+    m.content = c.content;
+    m.reasoning = c.reasoning;
+    m.reasoning_seconds = c.reasoning_started >= 0 ? since(session->t0) - c.reasoning_started : 0;
+    m.completion_tokens = int64_t(c.tokens.size());
+    m.status = "streaming";
+    store_->update_message(m);
+  };
+  auto track_first = [this, session](Choice& c, const OutputParser::Delta& d) {
+    if (!c.got_first) {
+      c.got_first = true;
+      metrics_.ttft.observe(since(session->t0));
+    }
+    const double t = since(session->t0);
+    if (!d.reasoning.empty() && c.reasoning_started < 0) c.reasoning_started = t;
+    if (c.reasoning_started >= 0 && c.reasoning_seconds == 0 && (!d.content.empty() || c.done))
+      c.reasoning_seconds = t - c.reasoning_started;
+  };
+
+  const Tokenizer* tok = &engine_->tokenizer();
+  if (task.stream) {
+    res.set_header("Cache-Control", "no-cache");
+    res.set_header("X-Accel-Buffering", "no");
+    res.set_chunked_content_provider(
+        "text/event-stream",
+        [this, session, choices, finish_accounting, save_progress, track_first, want_logprobs, tok](size_t, httplib::DataSink& sink) {
+          auto send = [&](const json& chunk) {
+            const std::string line = "data: " + dump(chunk) + "\n\n";
+            return sink.write(line.data(), line.size());
+          };
+          auto chunk = [&](json choices_json) {
+            json c = {{"id", session->id}, {"object", "chat.completion.chunk"}, {"created", session->created},
+                      {"model", session->model}, {"system_fingerprint", "baleine"}, {"choices", std::move(choices_json)}};
+            if (session->include_usage) c["usage"] = nullptr;
+            return c;
+          };
+          bool ok = true;
+          for (size_t i = 0; i < choices->size() && ok; ++i)
+            ok = send(chunk(json::array({{{"index", i}, {"delta", {{"role", "assistant"}, {"content", ""}}},
+                                          {"logprobs", nullptr}, {"finish_reason", nullptr}}})));
+          if (ok)
+            ok = pump(*choices,
+                      [&](size_t i, const GenerationEvent& ev, const OutputParser::Delta& d) {
+                        Choice& c = *(*choices)[i];
+                        track_first(c, d);
+                        save_progress();
+                        bool w = true;
+                        json delta = json::object();
+                        if (!d.reasoning.empty()) delta["reasoning_content"] = d.reasoning;
+                        if (!d.content.empty()) delta["content"] = d.content;
+                        if (!d.tool_calls.empty()) delta["tool_calls"] = tool_calls_json(d.tool_calls, true);
+                        if (!delta.empty() || (want_logprobs && !ev.tokens.empty())) {
+                          json ch = {{"index", i}, {"delta", delta}, {"finish_reason", nullptr},
+                                     {"logprobs", want_logprobs ? chat_logprobs(*tok, ev.tokens) : json()}};
+                          w = send(chunk(json::array({ch})));
+                        }
+                        if (w && ev.finished) {
+                          if (ev.finish_reason == FinishReason::Error) {
+                            w = send({{"error", {{"message", ev.error}, {"type", "server_error"}, {"param", nullptr}, {"code", nullptr}}}});
+                          } else {
+                            w = send(chunk(json::array({{{"index", i}, {"delta", json::object()}, {"logprobs", nullptr},
+                                                         {"finish_reason", finish_name(ev.finish_reason, !c.calls.empty())}}})));
+                          }
+                        }
+                        return w;
+                      },
+                      [&] { return sink.write(": keep-alive\n\n", 14); });
+          if (ok && session->include_usage) {
+            json c = chunk(json::array());
+            c["usage"] = usage_json(count_usage(*choices), session->prices);
+            ok = send(c);
+          }
+          if (ok) ok = sink.write("data: [DONE]\n\n", 14);
+          finish_accounting(ok ? "done" : "cancelled");
+          if (ok) sink.done();
+          return ok;
+        },
+        [choices, finish_accounting](bool) {  // connection finished or dropped: never leave a generation running
+          for (auto& c : *choices) c->handle->cancel();
+          finish_accounting("cancelled");
+        });
+    return;
+  }
+  // Non-streaming: the body is written once at the end; spaces (valid leading JSON whitespace) are sent while
+  // waiting so that a client that went away is noticed and its generation cancelled.
+  res.set_chunked_content_provider(
+      "application/json",
+      [this, session, choices, finish_accounting, save_progress, track_first, want_logprobs, tok](size_t, httplib::DataSink& sink) {
+        bool ok = pump(*choices,
+                       [&](size_t i, const GenerationEvent&, const OutputParser::Delta& d) {
+                         track_first(*(*choices)[i], d);
+                         save_progress();
+                         return true;
+                       },
+                       [&] { return sink.write(" ", 1); });
+        if (!ok) {
+          finish_accounting("cancelled");
+          return false;
+        }
+        json out_choices = json::array();
+        std::string error;
+        for (size_t i = 0; i < choices->size(); ++i) {
+          const Choice& c = *(*choices)[i];
+          if (c.finish == FinishReason::Error) error = c.error;
+          json msg = {{"role", "assistant"}, {"content", c.content}};
+          if (!c.reasoning.empty() || session->model == "deepseek-reasoner") msg["reasoning_content"] = c.reasoning;
+          if (!c.calls.empty()) msg["tool_calls"] = tool_calls_json(c.calls, false);
+          out_choices.push_back({{"index", i}, {"message", msg},
+                                 {"logprobs", want_logprobs ? chat_logprobs(*tok, c.tokens) : json()},
+                                 {"finish_reason", finish_name(c.finish, !c.calls.empty())}});
+        }
+        std::string body;
+        if (!error.empty()) {
+          body = error_body(ApiError(500, "generation failed: " + error, "server_error"));
+        } else {
+          body = dump({{"id", session->id}, {"object", "chat.completion"}, {"created", session->created},
+                       {"model", session->model}, {"system_fingerprint", "baleine"}, {"choices", out_choices},
+                       {"usage", usage_json(count_usage(*choices), session->prices)}});
+        }
+        ok = sink.write(body.data(), body.size());
+        finish_accounting(error.empty() ? "done" : "error");
+        if (ok) sink.done();
+        return ok;
+      },
+      [choices, finish_accounting](bool) {
+        for (auto& c : *choices) c->handle->cancel();
+        finish_accounting("cancelled");
+      });
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// POST /completions: text or token prompts, FIM through suffix, echo, logprobs (lm-evaluation-harness style)
+// ------------------------------------------------------------------------------------------------------------
+void Server::completions(const httplib::Request& req, httplib::Response& res) {
+  const Auth auth = authenticate(req);
+  const json body = parse_json_body(req.body, opt_.max_body_bytes);
+  CompletionTask task = parse_completion_request(body, routes_, limits_);
+  const Tokenizer& tok = engine_->tokenizer();
+  std::vector<std::vector<int32_t>> prompts = task.token_prompts;
+  for (const auto& text : task.text_prompts) {
+    std::string full = text;
+    if (task.has_suffix) {
+      auto begin = tok.token_id("<｜fim▁begin｜>"), hole = tok.token_id("<｜fim▁hole｜>"), end = tok.token_id("<｜fim▁end｜>");
+      if (!begin || !hole || !end)
+        throw ApiError(400, "this model's tokenizer has no fill-in-the-middle tokens; 'suffix' is not supported", "invalid_request_error", "suffix");
+      full = "<｜fim▁begin｜>" + text + "<｜fim▁hole｜>" + task.suffix + "<｜fim▁end｜>";
+    }
+    std::vector<int32_t> ids;
+    if (tok.bos_id() >= 0) ids.push_back(tok.bos_id());
+    auto enc = tok.encode(full, false, /*allow_special=*/true);
+    ids.insert(ids.end(), enc.begin(), enc.end());
+    prompts.push_back(std::move(ids));
+  }
+  for (const auto& p : prompts) {
+    for (int32_t t : p)
+      if (t >= tok.vocab_size()) throw ApiError(400, fmt::format("prompt token {} is outside the vocabulary [0, {})", t, tok.vocab_size()), "invalid_request_error", "prompt");
+    const int64_t n = int64_t(p.size());
+    if (n >= limits_.context)
+      throw ApiError(400, fmt::format("This model's maximum context length is {} tokens; the prompt has {} tokens", limits_.context, n),
+                     "invalid_request_error", "prompt", "context_length_exceeded");
+    if (task.max_tokens_given && n + task.params.max_tokens > limits_.context)
+      throw ApiError(400, fmt::format("This model's maximum context length is {} tokens; the prompt ({} tokens) plus max_tokens ({}) exceed it",
+                                      limits_.context, n, task.params.max_tokens),
+                     "invalid_request_error", "max_tokens", "context_length_exceeded");
+  }
+  for (int32_t t : stop_tokens_) task.params.stop_tokens.push_back(t);
+  check_admission(auth);
+  std::vector<GenerationRequest> reqs;
+  for (const auto& p : prompts)
+    for (int i = 0; i < task.n; ++i) {
+      GenerationRequest r{p, task.params};
+      r.params.max_tokens = std::min<int64_t>(r.params.max_tokens, limits_.context - int64_t(p.size()));
+      r.params.sampling.seed += uint64_t(i);
+      reqs.push_back(std::move(r));
+    }
+  auto handles = submit_all(std::move(reqs));
+  auto session = std::make_shared<Session>();
+  session->id = new_id("cmpl");
+  session->model = task.route->id;
+  session->created = unix_now();
+  session->prices = opt_.prices.get(task.route->id);
+  session->key_id = auth.key_id;
+  int64_t total_prompt = 0;
+  for (const auto& p : prompts) total_prompt += int64_t(p.size()) * task.n;
+  session->ledger_id = store_->ledger_begin(auth.key_id, "completions", task.route->id, total_prompt);
+  if (auth.tpm > 0) limiter_.add_tokens(auth.key_id, total_prompt);
+  auto choices = std::make_shared<std::vector<std::unique_ptr<Choice>>>();
+  for (auto& h : handles) choices->push_back(std::make_unique<Choice>(h, false));
+  ++metrics_.in_flight;
+  const bool zero = task.zero_max_tokens;
+  auto usage_of = [choices, zero] {
+    UsageCount u;
+    for (const auto& c : *choices) {  // every prompt is its own sequence here
+      u.prompt_tokens += c->usage.prompt_tokens;
+      u.cached_tokens += c->usage.cached_prompt_tokens;
+      u.completion_tokens += zero ? 0 : c->usage.completion_tokens;
+    }
+    return u;
+  };
+  auto finish_accounting = [this, session, choices, usage_of](const std::string& status) {
+    if (session->finished_accounting) return;
+    session->finished_accounting = true;
+    UsageCount u = usage_of();
+    LedgerEntry e;
+    e.status = status;
+    e.prompt_tokens = u.prompt_tokens;
+    e.cached_tokens = u.cached_tokens;
+    e.completion_tokens = u.completion_tokens;
+    e.cost_usd = cost_usd(u, session->prices);
+    store_->ledger_end(session->ledger_id, e);
+    metrics_.tokens(u.prompt_tokens, u.cached_tokens, u.completion_tokens);
+    metrics_.duration.observe(since(session->t0));
+    limiter_.add_tokens(session->key_id, u.completion_tokens);
+    --metrics_.in_flight;
+  };
+  // The OpenAI completions logprobs object over prompt (echo) and generated tokens.
+  const int top = task.logprobs;
+  auto logprobs_of = [&tok, top](const std::vector<GeneratedToken>& prompt_lp, const std::vector<GeneratedToken>& gen) {
+    json tokens = json::array(), lps = json::array(), tops = json::array(), offsets = json::array();
+    int64_t offset = 0;
+    auto add = [&](const GeneratedToken& g, bool first_prompt) {
+      const std::string s = tok.token_bytes(g.token);
+      tokens.push_back(s);
+      offsets.push_back(offset);
+      offset += int64_t(s.size());
+      if (first_prompt) {
+        lps.push_back(nullptr);
+        tops.push_back(nullptr);
+        return;
+      }
+      lps.push_back(g.logprob);
+      json t = json::object();
+      for (int k = 0; k < top && k < int(g.top.size()); ++k) t[tok.token_bytes(g.top[size_t(k)].token)] = g.top[size_t(k)].logprob;
+      tops.push_back(top > 0 ? t : json());
+    };
+    for (size_t i = 0; i < prompt_lp.size(); ++i) add(prompt_lp[i], i == 0);
+    for (const auto& g : gen) add(g, false);
+    return json{{"tokens", tokens}, {"token_logprobs", lps}, {"top_logprobs", tops}, {"text_offset", offsets}};
+  };
+  auto prompt_texts = std::make_shared<std::vector<std::string>>();
+  for (const auto& p : prompts) {
+    // Echo returns the prompt as given; for text prompts that is the text (without the BOS we added).
+    std::vector<int32_t> shown = p;
+    if (!task.token_prompts.empty() || shown.empty() || shown[0] != tok.bos_id()) prompt_texts->push_back(tok.decode(shown));
+    else prompt_texts->push_back(tok.decode(std::span<const int32_t>(shown).subspan(1)));
+  }
+  const bool echo = task.echo, want_lp = task.logprobs >= 0, include_usage = task.include_usage;
+  const int n = task.n;
+  if (task.stream) {
+    res.set_header("Cache-Control", "no-cache");
+    res.set_chunked_content_provider(
+        "text/event-stream",
+        [session, choices, finish_accounting, usage_of, logprobs_of, prompt_texts, echo, want_lp, include_usage, zero](size_t, httplib::DataSink& sink) {
+          auto send = [&](json c) {
+            const std::string line = "data: " + dump(c) + "\n\n";
+            return sink.write(line.data(), line.size());
+          };
+          auto chunk = [&](const std::string& text, const char* finish, json lp) {
+            return json{{"id", session->id}, {"object", "text_completion"}, {"created", session->created}, {"model", session->model},
+                        {"choices", json::array({{{"index", 0}, {"text", text}, {"logprobs", lp},
+                                                  {"finish_reason", finish ? json(finish) : json()}}})}};
+          };
+          bool ok = true;
+          if (echo) ok = send(chunk((*prompt_texts)[0], nullptr, nullptr));
+          if (ok)
+            ok = pump(*choices,
+                      [&](size_t, const GenerationEvent& ev, const OutputParser::Delta&) {
+                        bool w = true;
+                        if (!zero && (!ev.text.empty() || !ev.tokens.empty()))
+                          w = send(chunk(ev.text, nullptr, want_lp ? logprobs_of({}, ev.tokens) : json()));
+                        if (w && ev.finished) w = send(chunk("", finish_name(ev.finish_reason, false), nullptr));
+                        return w;
+                      },
+                      [&] { return sink.write(": keep-alive\n\n", 14); });
+          if (ok && include_usage) {
+            json c = chunk("", nullptr, nullptr);
+            c["choices"] = json::array();
+            c["usage"] = usage_json(usage_of(), session->prices);
+            ok = send(c);
+          }
+          if (ok) ok = sink.write("data: [DONE]\n\n", 14);
+          finish_accounting(ok ? "done" : "cancelled");
+          if (ok) sink.done();
+          return ok;
+        },
+        [choices, finish_accounting](bool) {
+          for (auto& c : *choices) c->handle->cancel();
+          finish_accounting("cancelled");
+        });
+    return;
+  }
+  res.set_chunked_content_provider(
+      "application/json",
+      [session, choices, finish_accounting, usage_of, logprobs_of, prompt_texts, echo, want_lp, zero, n](size_t, httplib::DataSink& sink) {
+        bool ok = pump(*choices, [](size_t, const GenerationEvent&, const OutputParser::Delta&) { return true; },
+                       [&] { return sink.write(" ", 1); });
+        if (!ok) {
+          finish_accounting("cancelled");
+          return false;
+        }
+        json out = json::array();
+        std::string error;
+        for (size_t i = 0; i < choices->size(); ++i) {
+          const Choice& c = *(*choices)[i];
+          if (c.finish == FinishReason::Error) error = c.error;
+          const std::string& ptext = (*prompt_texts)[i / size_t(n)];
+          std::string text = (echo ? ptext : "") + (zero ? "" : c.text);
+          json lp;
+          if (want_lp) lp = logprobs_of(echo ? c.prompt_logprobs : std::vector<GeneratedToken>{}, zero ? std::vector<GeneratedToken>{} : c.tokens);
+          out.push_back({{"index", i}, {"text", text}, {"logprobs", lp}, {"finish_reason", zero ? "length" : finish_name(c.finish, false)}});
+        }
+        std::string body = !error.empty()
+                               ? error_body(ApiError(500, "generation failed: " + error, "server_error"))
+                               : dump({{"id", session->id}, {"object", "text_completion"}, {"created", session->created},
+                                       {"model", session->model}, {"system_fingerprint", "baleine"}, {"choices", out},
+                                       {"usage", usage_json(usage_of(), session->prices)}});
+        ok = sink.write(body.data(), body.size());
+        finish_accounting(error.empty() ? "done" : "error");
+        if (ok) sink.done();
+        return ok;
+      },
+      [choices, finish_accounting](bool) {
+        for (auto& c : *choices) c->handle->cancel();
+        finish_accounting("cancelled");
+      });
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// /api/conversations — the web chat's storage (JSON in, JSON out)
+// ------------------------------------------------------------------------------------------------------------
+namespace {
+json conversation_json(const Conversation& c) {
+  return {{"id", c.id}, {"title", c.title}, {"model", c.model}, {"system_prompt", c.system_prompt},
+          {"temperature", c.temperature}, {"created", c.created}, {"updated", c.updated}};
+}
+json message_json(const StoredMessage& m) {
+  return {{"id", m.id}, {"role", m.role}, {"content", m.content}, {"reasoning", m.reasoning}, {"model", m.model},
+          {"reasoning_seconds", m.reasoning_seconds}, {"prompt_tokens", m.prompt_tokens},
+          {"completion_tokens", m.completion_tokens}, {"cost_usd", m.cost_usd}, {"status", m.status}, {"created", m.created}};
+}
+std::string str_field(const json& b, const char* name, const std::string& def, size_t max_len) {
+  if (!b.contains(name) || b[name].is_null()) return def;
+  if (!b[name].is_string()) throw ApiError(400, fmt::format("'{}' must be a string", name), "invalid_request_error", name);
+  std::string s = b[name];
+  if (s.size() > max_len) throw ApiError(400, fmt::format("'{}' is longer than {} bytes", name, max_len), "invalid_request_error", name);
+  return s;
+}
+}  // namespace
+
+void Server::conversations_api(const httplib::Request& req, httplib::Response& res) {
+  authenticate(req);
+  // /api/conversations[/ID[/messages[/MID]]]
+  std::vector<std::string> parts;
+  for (size_t at = 1; at <= req.path.size();) {
+    size_t next = req.path.find('/', at);
+    if (next == std::string::npos) next = req.path.size();
+    if (next > at) parts.push_back(req.path.substr(at, next - at));
+    at = next + 1;
+  }
+  auto not_found = [] { return ApiError(404, "no such conversation or message", "invalid_request_error", "", "not_found"); };
+  if (parts.size() < 2 || parts[0] != "api" || parts[1] != "conversations" || parts.size() > 5) throw not_found();
+  const std::string& m = req.method;
+  auto body = [&] { return parse_json_body(req.body.empty() ? "{}" : req.body, opt_.max_body_bytes); };
+  if (parts.size() == 2) {
+    if (m == "GET") {
+      json a = json::array();
+      for (const auto& c : store_->list_conversations()) a.push_back(conversation_json(c));
+      res.set_content(dump({{"data", a}}), "application/json");
+      return;
+    }
+    if (m == "POST") {
+      json b = body();
+      Conversation c;
+      c.title = str_field(b, "title", "New chat", 200);
+      c.model = str_field(b, "model", routes_.front().id, 200);
+      c.system_prompt = str_field(b, "system_prompt", "", 100000);
+      if (b.contains("temperature")) {
+        if (!b["temperature"].is_number() || b["temperature"].get<double>() < 0 || b["temperature"].get<double>() > 2)
+          throw ApiError(400, "'temperature' must be a number in [0, 2]", "invalid_request_error", "temperature");
+        c.temperature = b["temperature"];
+      }
+      res.status = 201;
+      res.set_content(dump(conversation_json(store_->create_conversation(c))), "application/json");
+      return;
+    }
+    throw ApiError(405, "method not allowed");
+  }
+  auto conv = store_->get_conversation(parts[2]);
+  if (!conv) throw not_found();
+  if (parts.size() == 3) {
+    if (m == "GET") {
+      json msgs = json::array();
+      for (const auto& x : store_->messages(conv->id)) msgs.push_back(message_json(x));
+      json out = conversation_json(*conv);
+      out["messages"] = msgs;
+      res.set_content(dump(out), "application/json");
+    } else if (m == "PATCH") {
+      json b = body();
+      conv->title = str_field(b, "title", conv->title, 200);
+      conv->model = str_field(b, "model", conv->model, 200);
+      conv->system_prompt = str_field(b, "system_prompt", conv->system_prompt, 100000);
+      if (b.contains("temperature")) {
+        if (!b["temperature"].is_number() || b["temperature"].get<double>() < 0 || b["temperature"].get<double>() > 2)
+          throw ApiError(400, "'temperature' must be a number in [0, 2]", "invalid_request_error", "temperature");
+        conv->temperature = b["temperature"];
+      }
+      store_->update_conversation(*conv);
+      res.set_content(dump(conversation_json(*store_->get_conversation(conv->id))), "application/json");
+    } else if (m == "DELETE") {
+      store_->delete_conversation(conv->id);
+      res.set_content(dump({{"deleted", true}, {"id", conv->id}}), "application/json");
+    } else {
+      throw ApiError(405, "method not allowed");
+    }
+    return;
+  }
+  if (parts[3] != "messages") throw not_found();
+  if (parts.size() == 4 && m == "POST") {
+    json b = body();
+    StoredMessage msg;
+    msg.conversation_id = conv->id;
+    msg.role = str_field(b, "role", "user", 20);
+    if (msg.role != "user" && msg.role != "assistant" && msg.role != "system")
+      throw ApiError(400, "'role' must be user, assistant or system", "invalid_request_error", "role");
+    msg.content = str_field(b, "content", "", opt_.max_body_bytes);
+    msg.model = conv->model;
+    msg.id = store_->add_message(msg);
+    res.status = 201;
+    res.set_content(dump(message_json(msg)), "application/json");
+    return;
+  }
+  if (parts.size() == 5 && m == "DELETE") {
+    int64_t id = 0;
+    try {
+      id = std::stoll(parts[4]);
+    } catch (const std::exception&) {
+      throw not_found();
+    }
+    if (!store_->delete_message(conv->id, id)) throw not_found();
+    res.set_content(dump({{"deleted", true}, {"id", id}}), "application/json");
+    return;
+  }
+  throw ApiError(405, "method not allowed");
+}
+
+}  // namespace baleine::server

@@ -1,0 +1,86 @@
+// server/server.h — `baleine serve`: the OpenAI/DeepSeek-compatible HTTP API and the web chat over one Engine.
+// HTTP threads (cpp-httplib) parse and validate requests into GenerationRequests and only ever talk to the engine
+// through submit() and the handles; the engine thread owns the model.
+// defines: ServerOptions, Server
+#pragma once
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "infer/engine.h"
+#include "server/json_constraint.h"
+#include "server/metrics.h"
+#include "server/openai_api.h"
+#include "server/store.h"
+
+namespace httplib {
+class Server;
+class Request;
+class Response;
+}  // namespace httplib
+
+namespace baleine::server {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 8080;                    // 0: any free port (see Server::port())
+  std::string db_path = "baleine.db";
+  bool api_keys_required = false;     // refuse unauthenticated requests even when no key exists yet
+  std::string cors_origin;            // empty: no CORS headers
+  size_t max_body_bytes = 4 << 20;
+  int http_threads = 64;              // concurrent connections served (each stream holds one)
+  int64_t default_rpm = 0, default_tpm = 0;  // per-key limits when a key has none (0: unlimited)
+  int64_t default_max_tokens = 4096;
+  double drain_timeout_s = 120;
+  std::string model_id = "baleine";   // the real model id, served next to deepseek-chat / deepseek-reasoner
+  ChatFormat format = ChatFormat::DeepSeekV3;
+  PriceTable prices;
+  bool web = true;                    // serve the web chat at /
+};
+
+class Server {
+ public:
+  Server(std::shared_ptr<Engine> engine, ServerOptions options);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  void bind();          // throws baleine::Error when the address cannot be bound
+  int port() const { return port_; }
+  void run();           // serves until stop(); returns after the listener closed
+  // Refuses new generations (503), waits for in-flight ones up to drain_timeout_s, then stops the listener and
+  // the engine. Safe from any thread except an HTTP handler.
+  void drain_and_stop();
+
+  struct Choice;  // one generated choice (server.cpp)
+
+ private:
+  struct Auth {
+    int64_t key_id = 0, rpm = 0, tpm = 0;
+  };
+  Auth authenticate(const httplib::Request& req);
+  void check_admission(const Auth& a);
+  std::vector<int32_t> encode_prompt(const std::string& text) const;
+  std::vector<std::shared_ptr<GenerationHandle>> submit_all(std::vector<GenerationRequest> reqs);
+  void chat(const httplib::Request& req, httplib::Response& res);
+  void completions(const httplib::Request& req, httplib::Response& res);
+  void conversations_api(const httplib::Request& req, httplib::Response& res);
+  void routes();
+  const ModelRoute& route_for(const std::string& id) const;
+
+  std::shared_ptr<Engine> engine_;
+  ServerOptions opt_;
+  std::unique_ptr<httplib::Server> http_;
+  std::unique_ptr<Store> store_;
+  std::shared_ptr<const JsonTokenTable> json_table_;
+  std::vector<ModelRoute> routes_;
+  std::vector<int32_t> stop_tokens_;
+  Limits limits_;
+  Metrics metrics_;
+  RateLimiter limiter_;
+  std::atomic<bool> draining_{false};
+  int port_ = 0;
+};
+
+}  // namespace baleine::server

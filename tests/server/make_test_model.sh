@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# A tiny DeepSeek-V3-shaped model with a matching tokenizer for the server tests: tokenizer trained on the licence
+# texts every Debian system ships, a few training steps (the weights only need to be real, not good).
+# Usage: tests/server/make_test_model.sh BALEINE_BINARY OUT_DIR   (the model ends in OUT_DIR/model)
+set -euo pipefail
+B=$1
+W=$2
+rm -rf "$W" && mkdir -p "$W/text"
+for f in /usr/share/common-licenses/*; do [[ -f "$f" ]] && cp "$f" "$W/text/$(basename "$f").txt"; done
+"$B" tokenizer train --input "$W/text" --vocab-size 600 --out "$W/tok" >/dev/null 2>&1
+"$B" data --input "$W/text" --tokenizer "$W/tok" --out "$W/corpus" --min-chars 50 --val-fraction 0.05 >/dev/null 2>&1
+cat > "$W/recipe.json" <<JSON
+{"model": {"model_type": "deepseek_v3", "vocab_size": 600, "hidden_size": 32, "num_hidden_layers": 2,
+           "first_k_dense_replace": 1, "intermediate_size": 64, "num_attention_heads": 2, "q_lora_rank": 16,
+           "kv_lora_rank": 16, "qk_nope_head_dim": 8, "qk_rope_head_dim": 8, "v_head_dim": 8, "n_routed_experts": 4,
+           "num_experts_per_tok": 2, "n_group": 1, "topk_group": 1, "n_shared_experts": 1, "moe_intermediate_size": 16,
+           "scoring_func": "sigmoid", "topk_method": "noaux_tc", "norm_topk_prob": true, "routed_scaling_factor": 2.5,
+           "num_nextn_predict_layers": 0, "max_position_embeddings": 1024, "bos_token_id": 0, "eos_token_id": 1},
+ "data": "$W/corpus", "out": "$W/run", "seq_len": 32, "batch_size": 2, "steps": 4, "checkpoint_every": 4,
+ "eval_every": 4, "eval_batches": 1, "lr": {"schedule": "cosine", "max": 3e-3, "warmup_steps": 1}}
+JSON
+"$B" train --config "$W/recipe.json" >/dev/null 2>&1
+CK="$W/run/checkpoints/$(cat "$W/run/checkpoints/latest")"
+rm -rf "$W/model" && cp -r "$CK" "$W/model"
+[[ -f "$W/model/tokenizer.json" ]] || cp "$W/tok/"tokenizer*.json "$W/model/"
+echo "test model: $W/model"

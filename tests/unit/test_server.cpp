@@ -1,0 +1,323 @@
+// The server library without a network: the JSON-mode validator and constraint, request validation, usage and
+// cost, the SQLite store (keys hashed, ledger, conversations), the rate limiter and the Prometheus text.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "server/json_constraint.h"
+#include "server/metrics.h"
+#include "server/openai_api.h"
+#include "server/store.h"
+#include "tokenizer/tokenizer.h"
+
+using namespace baleine;
+using namespace baleine::server;
+
+namespace {
+
+bool valid_prefix(const std::string& s, bool object_only = true) {
+  JsonPrefixValidator v(object_only);
+  return v.push(s);
+}
+bool complete_json(const std::string& s, bool object_only = true) {
+  JsonPrefixValidator v(object_only);
+  return v.push(s) && v.complete();
+}
+
+std::shared_ptr<const Tokenizer> tiny_tokenizer() {
+  static std::shared_ptr<const Tokenizer> tok = [] {
+    auto dir = std::filesystem::temp_directory_path() / "baleine_test_server_tok";
+    std::filesystem::create_directories(dir);
+    {
+      std::ofstream f(dir / "text.txt");
+      for (int i = 0; i < 40; ++i) f << "{\"name\": \"fox\", \"n\": " << i << ", \"ok\": true, \"xs\": [1, 2.5e3, null]}\n";
+    }
+    BpeTrainOptions o;
+    o.vocab_size = 330;
+    o.progress = false;
+    train_bpe_tokenizer({(dir / "text.txt").string()}, (dir / "tok").string(), o);
+    return std::make_shared<const Tokenizer>(Tokenizer::load((dir / "tok").string()));
+  }();
+  return tok;
+}
+
+std::vector<ModelRoute> routes() {
+  return {{"tiny", ChatFormat::DeepSeekV3, false}, {"deepseek-chat", ChatFormat::DeepSeekV3, false},
+          {"deepseek-reasoner", ChatFormat::DeepSeekR1, true}};
+}
+
+int status_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const ApiError& e) {
+    return e.status;
+  }
+  return 0;
+}
+
+}  // namespace
+
+TEST(JsonValidator, AcceptsValidDocuments) {
+  for (const char* s : {"{}", "{\"a\":1}", " {\"a\" : [1, -2.5e+3, 0.0, true, false, null, \"x\\n\\u00e9\", {}, []]}",
+                        "{\"k\":{\"n\":{\"m\":[[],[{}]]}}}", "{\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x90\x8b\":0}", "{\"a\":-0}",
+                        "{\"a\":1E5,\"b\":1e-5}"}) {
+    EXPECT_TRUE(complete_json(s)) << s;
+    // Every proper prefix is valid but not complete.
+    std::string str = s;
+    size_t end = str.find_last_of('}');
+    for (size_t i = 0; i < end; ++i) {
+      JsonPrefixValidator v;
+      ASSERT_TRUE(v.push(str.substr(0, i))) << str.substr(0, i);
+      EXPECT_FALSE(v.complete()) << str.substr(0, i);
+    }
+  }
+}
+
+TEST(JsonValidator, RefusesInvalidText) {
+  for (const char* s : {"[1]", "\"x\"", "1", "{,", "{\"a\"}", "{\"a\":}", "{\"a\":1,}", "{\"a\":01}", "{\"a\":1.}",
+                        "{\"a\":.5}", "{\"a\":tru}", "{\"a\":truex}", "{\"a\":\"\x01\"}", "{\"a\":\"\\x\"}",
+                        "{\"a\":\"\\u12g4\"}", "{\"a\":[1,]}", "{\"a\":1]", "{} {}", "{\"a\":\"\xc0\xaf\"}",
+                        "{\"a\":\"\xed\xa0\x80\"}", "{\"a\":\"\xff\"}", "{'a':1}", "{\"a\":+1}", "{\"a\":NaN}"})
+    EXPECT_FALSE(complete_json(s)) << s;
+  EXPECT_FALSE(valid_prefix("{\"a\":01"));
+  EXPECT_FALSE(valid_prefix("{\"a\"  :  1 }x"));
+  EXPECT_TRUE(complete_json("{} \n"));
+  EXPECT_FALSE(valid_prefix(std::string("{") + std::string(40, ' ')));  // whitespace runs are bounded
+  EXPECT_TRUE(valid_prefix("[1", /*object_only=*/false));
+  EXPECT_TRUE(complete_json("[1, {\"a\": []}]", /*object_only=*/false));
+}
+
+// Against nlohmann's parser on random byte strings built from JSON-ish pieces: whatever the validator calls
+// complete parses, and what it refuses never parses as an object.
+TEST(JsonValidator, AgreesWithNlohmannOnRandomText) {
+  const std::vector<std::string> pieces = {"{", "}", "[", "]", ",", ":", "\"a\"", "\"", "1", "-", ".", "e", "0", "true",
+                                           "null", " ", "\\", "\\n", "x", "\xc3\xa9", "\xc3"};
+  std::mt19937 rng(7);
+  int complete = 0;
+  for (int iter = 0; iter < 20000; ++iter) {
+    std::string s;
+    const int n = 1 + int(rng() % 12);
+    for (int i = 0; i < n; ++i) s += pieces[rng() % pieces.size()];
+    JsonPrefixValidator v;
+    const bool ok = v.push(s);
+    const bool parses = nlohmann::json::accept(s) && nlohmann::json::parse(s).is_object();
+    if (ok && v.complete()) {
+      ++complete;
+      EXPECT_TRUE(parses) << s;
+    }
+    if (parses) {
+      EXPECT_TRUE(ok && v.complete()) << s;
+    }
+  }
+  EXPECT_GT(complete, 3);
+}
+
+// The constraint over a real tokenizer: sampling uniformly among allowed tokens always yields a JSON object.
+TEST(JsonConstraint, RandomSamplingYieldsValidJson) {
+  auto tok = tiny_tokenizer();
+  auto table = std::make_shared<JsonTokenTable>(*tok);
+  std::mt19937 rng(11);
+  int finished = 0;
+  for (int trial = 0; trial < 30; ++trial) {
+    JsonObjectConstraint c(table);
+    for (int step = 0; step < 400 && !c.complete(); ++step) {
+      std::vector<float> logits(size_t(tok->vocab_size()), 0.0f);
+      // Bias towards closing so documents end: '}' and ']' tokens get a higher weight.
+      c.mask(logits);
+      std::vector<int32_t> allowed;
+      for (size_t i = 0; i < logits.size(); ++i)
+        if (std::isfinite(logits[i])) allowed.push_back(int32_t(i));
+      ASSERT_FALSE(allowed.empty());
+      for (int32_t id : allowed) EXPECT_FALSE(tok->is_special(id)) << id;
+      int32_t pick = allowed[rng() % allowed.size()];
+      for (int32_t id : allowed) {
+        const std::string b = tok->token_bytes(id);
+        if ((b == "}" || b == "]") && rng() % 3 == 0) pick = id;
+      }
+      c.accept(pick);
+    }
+    if (c.complete()) {
+      ++finished;
+      EXPECT_TRUE(nlohmann::json::accept(c.text())) << c.text();
+      EXPECT_TRUE(nlohmann::json::parse(c.text()).is_object()) << c.text();
+    } else {
+      JsonPrefixValidator v;
+      EXPECT_TRUE(v.push(c.text()));
+    }
+  }
+  EXPECT_GT(finished, 5);
+}
+
+// With a token budget the constraint closes the object in time, whatever the sampling does.
+TEST(JsonConstraint, ClosesWithinTheBudget) {
+  auto tok = tiny_tokenizer();
+  auto table = std::make_shared<JsonTokenTable>(*tok);
+  std::mt19937 rng(5);
+  for (int budget : {2, 3, 8, 20, 60}) {
+    for (int trial = 0; trial < 10; ++trial) {
+      JsonObjectConstraint c(table, budget);
+      int used = 0;
+      while (!c.complete() && used < budget) {
+        std::vector<float> logits(size_t(tok->vocab_size()), 0.0f);
+        c.mask(logits);
+        std::vector<int32_t> allowed;
+        for (size_t i = 0; i < logits.size(); ++i)
+          if (std::isfinite(logits[i])) allowed.push_back(int32_t(i));
+        ASSERT_FALSE(allowed.empty());
+        c.accept(allowed[rng() % allowed.size()]);
+        ++used;
+      }
+      EXPECT_TRUE(c.complete()) << "budget " << budget << ": " << c.text();
+      EXPECT_TRUE(nlohmann::json::accept(c.text())) << c.text();
+    }
+  }
+  JsonPrefixValidator v;
+  v.push("{\"a\": [1, {\"b\": \"x");
+  EXPECT_EQ(v.closing(), "\"}]}");
+}
+
+TEST(Api, ParsesAChatRequest) {
+  Limits lim;
+  lim.context = 1024;
+  auto body = parse_json_body(R"({"model":"deepseek-reasoner","messages":[{"role":"system","content":"be brief"},
+      {"role":"user","content":[{"type":"text","text":"hi"},{"type":"text","text":" there"}]}],
+      "temperature":0.5,"top_p":0.9,"max_tokens":100,"stop":["\n\n","END"],"seed":42,"presence_penalty":0.5,
+      "stream":true,"stream_options":{"include_usage":true},"n":2})", 1 << 20);
+  auto routes_ = routes();
+  ChatTask t = parse_chat_request(body, routes_, lim);
+  EXPECT_TRUE(t.route->reasoner);
+  ASSERT_EQ(t.messages.size(), 2u);
+  EXPECT_EQ(t.messages[1].content, "hi there");
+  EXPECT_FLOAT_EQ(t.params.sampling.temperature, 0.5f);
+  EXPECT_EQ(t.params.max_tokens, 100);
+  EXPECT_EQ(t.params.stop_strings.size(), 2u);
+  EXPECT_EQ(t.params.sampling.seed, 42u);
+  EXPECT_TRUE(t.stream && t.include_usage);
+  EXPECT_EQ(t.n, 2);
+}
+
+TEST(Api, RefusesBadRequests) {
+  Limits lim;
+  lim.context = 1024;
+  auto r = routes();
+  auto chat = [&](const std::string& s) { return status_of([&] { parse_chat_request(parse_json_body(s, 1 << 16), r, lim); }); };
+  EXPECT_EQ(chat(""), 400);
+  EXPECT_EQ(chat("{}"), 400);
+  EXPECT_EQ(chat("[]"), 400);
+  EXPECT_EQ(chat("{\"model\":"), 400);
+  EXPECT_EQ(chat(std::string(100000, ' ')), 413);
+  EXPECT_EQ(chat(std::string(200, '[') + std::string(200, ']')), 400);
+  EXPECT_EQ(chat(R"({"model":"nope","messages":[{"role":"user","content":"x"}]})"), 404);
+  EXPECT_EQ(chat(R"({"model":"tiny","messages":[]})"), 400);
+  EXPECT_EQ(chat(R"({"model":"tiny","messages":[{"role":"robot","content":"x"}]})"), 400);
+  EXPECT_EQ(chat(R"({"model":"tiny","messages":[{"role":"user","content":5}]})"), 400);
+  EXPECT_EQ(chat(R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"max_tokens":-1})"), 400);
+  EXPECT_EQ(chat(R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"max_tokens":5000})"), 400);
+  EXPECT_EQ(chat(R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"temperature":"hot"})"), 400);
+  EXPECT_EQ(chat(R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"top_logprobs":3})"), 400);
+  EXPECT_EQ(chat(R"({"model":"deepseek-reasoner","messages":[{"role":"user","content":"x"}],"logprobs":true})"), 400);
+  EXPECT_EQ(chat(R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"response_format":{"type":"xml"}})"), 400);
+  EXPECT_EQ(chat(R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"stop":["a","b","c","d","e"]})"), 400);
+  EXPECT_EQ(chat("{\"model\":\"tiny\",\"messages\":[{\"role\":\"user\",\"content\":\"\xff\xfe\"}]}"), 400);
+  EXPECT_EQ(chat(R"({"model":"tiny","messages":[{"role":"user","content":"x"}]})"), 0);
+  auto cmpl = [&](const std::string& s) { return status_of([&] { parse_completion_request(parse_json_body(s, 1 << 16), r, lim); }); };
+  EXPECT_EQ(cmpl(R"({"model":"tiny"})"), 400);
+  EXPECT_EQ(cmpl(R"({"model":"tiny","prompt":[]})"), 400);
+  EXPECT_EQ(cmpl(R"({"model":"tiny","prompt":[1,"a"]})"), 400);
+  EXPECT_EQ(cmpl(R"({"model":"tiny","prompt":"x","max_tokens":0})"), 400);
+  EXPECT_EQ(cmpl(R"({"model":"tiny","prompt":"x","max_tokens":0,"echo":true,"logprobs":1})"), 0);
+  EXPECT_EQ(cmpl(R"({"model":"tiny","prompt":[[1,2],[3]],"logprobs":5})"), 0);
+}
+
+TEST(Api, UsageAndCost) {
+  UsageCount u{1000, 400, 200, 50};
+  PriceTable t;
+  json j = usage_json(u, t.get("deepseek-chat"));
+  EXPECT_EQ(j["prompt_tokens"], 1000);
+  EXPECT_EQ(j["prompt_cache_hit_tokens"], 400);
+  EXPECT_EQ(j["prompt_cache_miss_tokens"], 600);
+  EXPECT_EQ(j["completion_tokens_details"]["reasoning_tokens"], 50);
+  EXPECT_EQ(j["total_tokens"], 1200);
+  // 400 x 0.07 + 600 x 0.27 + 200 x 1.10 per million
+  EXPECT_NEAR(j["cost_usd"].get<double>(), (400 * 0.07 + 600 * 0.27 + 200 * 1.10) / 1e6, 1e-12);
+  EXPECT_NEAR(cost_usd(u, t.get("deepseek-reasoner")), (400 * 0.14 + 600 * 0.55 + 200 * 2.19) / 1e6, 1e-12);
+  PriceTable custom = PriceTable::from_json(json::parse(R"({"mine": {"input_cache_hit": 1, "input_cache_miss": 2, "output": 3}})"));
+  EXPECT_NEAR(cost_usd(u, custom.get("mine")), (400 * 1 + 600 * 2 + 200 * 3) / 1e6, 1e-12);
+  EXPECT_THROW(PriceTable::from_json(json::parse(R"({"x": {"output": -1}})")), Error);
+}
+
+TEST(Store, KeysAreHashedAndRevocable) {
+  EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  auto path = std::filesystem::temp_directory_path() / "baleine_test_store.db";
+  std::filesystem::remove(path);
+  {
+    Store s(path.string());
+    EXPECT_FALSE(s.any_active_key());
+    ApiKey k;
+    std::string secret = s.create_key("ci", 10, 1000, &k);
+    EXPECT_EQ(secret.rfind("sk-", 0), 0u);
+    EXPECT_TRUE(s.any_active_key());
+    ASSERT_TRUE(s.find_key(secret));
+    EXPECT_EQ(s.find_key(secret)->rpm, 10);
+    EXPECT_FALSE(s.find_key(secret + "x"));
+    int64_t l = s.ledger_begin(k.id, "chat", "tiny", 12);
+    s.ledger_end(l, {0, 0, 0, "", "", "done", 12, 4, 7, 2, 0.5});
+    Conversation c = s.create_conversation({"", "hello", "tiny", "sys", 0.3, 0, 0});
+    StoredMessage m;
+    m.conversation_id = c.id;
+    m.role = "user";
+    m.content = "hi";
+    s.add_message(m);
+    EXPECT_TRUE(s.revoke_key(std::to_string(k.id)));
+    EXPECT_FALSE(s.find_key(secret));
+  }
+  // Reopened: everything is still there, and the secret itself is nowhere in the file.
+  Store s(path.string());
+  EXPECT_FALSE(s.any_active_key());
+  auto led = s.ledger(-1, 10);
+  ASSERT_EQ(led.size(), 1u);
+  EXPECT_EQ(led[0].completion_tokens, 7);
+  EXPECT_EQ(led[0].status, "done");
+  auto convs = s.list_conversations();
+  ASSERT_EQ(convs.size(), 1u);
+  EXPECT_EQ(s.messages(convs[0].id).size(), 1u);
+  EXPECT_TRUE(s.delete_conversation(convs[0].id));
+  EXPECT_TRUE(s.messages(convs[0].id).empty());
+}
+
+TEST(RateLimiter, RequestsAndTokensPerMinute) {
+  RateLimiter r;
+  EXPECT_EQ(r.admit(1, 2, 0), 0);
+  EXPECT_EQ(r.admit(1, 2, 0), 0);
+  EXPECT_GT(r.admit(1, 2, 0), 0);  // third request within a minute
+  EXPECT_EQ(r.admit(2, 2, 0), 0);  // other keys are independent
+  EXPECT_EQ(r.admit(3, 0, 100), 0);
+  r.add_tokens(3, 150);
+  const int wait = r.admit(3, 0, 100);
+  EXPECT_GE(wait, 59);
+  EXPECT_LE(wait, 60);
+}
+
+TEST(Metrics, PrometheusText) {
+  Metrics m;
+  m.request("chat", 200);
+  m.request("chat", 400);
+  m.tokens(10, 4, 5);
+  m.ttft.observe(0.02);
+  EngineStats st;
+  st.queued = 3;
+  st.steps = 4;
+  st.batched_sequences = 10;
+  st.prompt_tokens = 10;
+  st.cached_prompt_tokens = 4;
+  std::string t = m.render(st);
+  EXPECT_NE(t.find("baleine_requests_total{endpoint=\"chat\",status=\"400\"} 1"), std::string::npos) << t;
+  EXPECT_NE(t.find("baleine_queue_depth 3"), std::string::npos);
+  EXPECT_NE(t.find("baleine_batch_size_mean 2.5"), std::string::npos);
+  EXPECT_NE(t.find("baleine_prefix_cache_hit_ratio 0.4"), std::string::npos);
+  EXPECT_NE(t.find("baleine_time_to_first_token_seconds_bucket{le=\"0.025\"} 1"), std::string::npos);
+  EXPECT_NE(t.find("baleine_time_to_first_token_seconds_count 1"), std::string::npos);
+}
