@@ -5,7 +5,8 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
-#include <pthread.h>
+#include <atomic>
+#include <chrono>
 #include <thread>
 
 #include "apps/baleine/command.h"
@@ -17,6 +18,8 @@
 
 namespace baleine::app {
 namespace {
+
+std::atomic<int> g_signal{0};
 
 struct ServeArgs {
   std::string model, prices, chat_format = "auto", model_id;
@@ -36,12 +39,12 @@ int run_serve(ServeArgs& a) {
                 "pass a model directory (config.json, safetensors, tokenizer.json)");
   BALEINE_CHECK(std::filesystem::exists(std::filesystem::path(a.model) / "tokenizer.json"),
                 "{}: no tokenizer.json next to the model", a.model);
-  // Signals are taken by one thread with sigwait; blocked everywhere else (set before any thread starts).
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  // SIGINT/SIGTERM only set a flag (any thread may receive them); a watcher thread does the draining.
+  struct sigaction sa {};
+  sa.sa_handler = [](int sig) { g_signal.store(sig); };
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
   auto tok = std::make_shared<Tokenizer>(Tokenizer::load(a.model));
@@ -70,18 +73,16 @@ int run_serve(ServeArgs& a) {
   fmt::print("Web chat and API on http://{}:{}/  (OpenAI base URL http://{}:{}/v1)\n", shown_host, srv.port(), shown_host,
              srv.port());
   std::fflush(stdout);
-  std::thread signals([&] {
-    int sig = 0;
-    sigwait(&sigs, &sig);
-    fmt::print(stderr, "baleine serve: signal {}: draining in-flight requests\n", sig);
+  std::atomic<bool> listening{true};
+  std::thread watcher([&] {
+    while (listening && g_signal.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (!listening) return;
+    fmt::print(stderr, "baleine serve: signal {}: draining in-flight requests\n", g_signal.load());
     srv.drain_and_stop();
   });
   srv.run();
-  // The listener stopped by itself (not through a signal): wake the signal thread so it can finish.
-  if (signals.joinable()) {
-    pthread_kill(signals.native_handle(), SIGTERM);
-    signals.join();
-  }
+  listening = false;
+  watcher.join();
   fmt::print(stderr, "baleine serve: stopped\n");
   return 0;
 }

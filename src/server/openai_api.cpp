@@ -78,6 +78,7 @@ void read_sampling(const json& b, GenerationParams& p, const Limits& limits) {
   p.sampling.frequency_penalty = float(read_number(b, "frequency_penalty", 0.0, -2.0, 2.0));
   p.sampling.top_k = read_int(b, "top_k", 0, 0, 1 << 20);  // extension, as in vLLM / llama.cpp
   p.sampling.min_p = float(read_number(b, "min_p", 0.0, 0.0, 1.0));
+  p.ignore_eos = read_bool(b, "ignore_eos", false);  // extension, as in vLLM: run to max_tokens (benchmarks)
   if (const json* s = field(b, "seed")) {
     if (!s->is_number_integer()) throw bad("seed", "'seed' must be an integer");
     p.sampling.seed = s->is_number_unsigned() ? s->get<uint64_t>() : uint64_t(s->get<int64_t>());

@@ -245,7 +245,7 @@ void Server::routes() {
       } catch (const std::exception& e) {
         send_error(res, ApiError(500, e.what(), "server_error"));
       }
-      metrics_.request(name, res.status);
+      metrics_.request(name, res.status < 0 ? 200 : res.status);  // -1: a content provider answers 200 later
     };
   };
   for (const std::string prefix : {"", "/v1"}) {
@@ -403,7 +403,8 @@ void Server::chat(const httplib::Request& req, httplib::Response& res) {
                                     "max_tokens ({}) exceed it", limits_.context, n_prompt, task.params.max_tokens),
                    "invalid_request_error", "max_tokens", "context_length_exceeded");
   if (!task.max_tokens_given) task.params.max_tokens = std::min(task.params.max_tokens, limits_.context - n_prompt);
-  for (int32_t t : stop_tokens_) task.params.stop_tokens.push_back(t);
+  if (!task.params.ignore_eos)
+    for (int32_t t : stop_tokens_) task.params.stop_tokens.push_back(t);
   check_admission(auth);
   if (!task.conversation_id.empty() && !store_->get_conversation(task.conversation_id))
     throw ApiError(404, "no such conversation", "invalid_request_error", "conversation_id");
@@ -644,7 +645,8 @@ void Server::completions(const httplib::Request& req, httplib::Response& res) {
                                       limits_.context, n, task.params.max_tokens),
                      "invalid_request_error", "max_tokens", "context_length_exceeded");
   }
-  for (int32_t t : stop_tokens_) task.params.stop_tokens.push_back(t);
+  if (!task.params.ignore_eos)
+    for (int32_t t : stop_tokens_) task.params.stop_tokens.push_back(t);
   check_admission(auth);
   std::vector<GenerationRequest> reqs;
   for (const auto& p : prompts)

@@ -8,7 +8,9 @@ import fs from "node:fs";
 import OpenAI from "openai";
 import { harness, startServer, stopServer } from "./server_util.mjs";
 
-const [bin, model, work] = process.argv.slice(2);
+// MODEL_DIR: a model slow enough (a few hundred tokens/s) that a 600-token stream is still running after 1.5 s.
+const [bin, modelDir, work] = process.argv.slice(2);
+const model = modelDir;
 fs.rmSync(work, { recursive: true, force: true });
 fs.mkdirSync(work, { recursive: true });
 const db = `${work}/server.db`;
@@ -30,7 +32,7 @@ await t.check("keys are stored hashed", async () => {
 });
 await t.check("no key, a wrong key: 401 with an OpenAI error", async () => {
   for (const key of [null, "sk-wrong"]) {
-    const r = await post("/v1/chat/completions", { model: "model", messages: msgs, max_tokens: 2 }, key);
+    const r = await post("/v1/chat/completions", { model: "slow", messages: msgs, max_tokens: 2 }, key);
     assert.equal(r.status, 401);
     assert.equal((await r.json()).error.type, "authentication_error");
   }
@@ -39,12 +41,12 @@ await t.check("no key, a wrong key: 401 with an OpenAI error", async () => {
 });
 await t.check("a valid key works", async () => {
   const sdk = new OpenAI({ baseURL: server.url + "/v1", apiKey: secret, maxRetries: 0 });
-  const r = await sdk.chat.completions.create({ model: "model", messages: msgs, max_tokens: 3 });
+  const r = await sdk.chat.completions.create({ model: "slow", messages: msgs, max_tokens: 3 });
   assert.ok(r.usage.completion_tokens >= 1);
 });
 await t.check("rate limit: the third request in a minute gets 429 with Retry-After", async () => {
-  for (let i = 0; i < 2; i++) assert.equal((await post("/v1/chat/completions", { model: "model", messages: msgs, max_tokens: 2 }, limited)).status, 200);
-  const r = await post("/v1/chat/completions", { model: "model", messages: msgs, max_tokens: 2 }, limited);
+  for (let i = 0; i < 2; i++) assert.equal((await post("/v1/chat/completions", { model: "slow", messages: msgs, max_tokens: 2 }, limited)).status, 200);
+  const r = await post("/v1/chat/completions", { model: "slow", messages: msgs, max_tokens: 2 }, limited);
   assert.equal(r.status, 429);
   const wait = Number(r.headers.get("retry-after"));
   assert.ok(wait >= 1 && wait <= 60, "Retry-After " + wait);
@@ -54,9 +56,9 @@ await t.check("rate limit: the third request in a minute gets 429 with Retry-Aft
 let conversation = null;
 await t.check("SIGKILL mid-stream loses neither the conversation nor the ledger", async () => {
   const auth = { "Content-Type": "application/json", Authorization: "Bearer " + secret };
-  conversation = await (await fetch(server.url + "/api/conversations", { method: "POST", headers: auth, body: JSON.stringify({ title: "kill test", model: "model" }) })).json();
+  conversation = await (await fetch(server.url + "/api/conversations", { method: "POST", headers: auth, body: JSON.stringify({ title: "kill test", model: "slow" }) })).json();
   await fetch(server.url + `/api/conversations/${conversation.id}/messages`, { method: "POST", headers: auth, body: JSON.stringify({ role: "user", content: "hello" }) });
-  const r = await post("/v1/chat/completions", { model: "model", messages: msgs, max_tokens: 1000, stream: true, conversation_id: conversation.id }, secret);
+  const r = await post("/v1/chat/completions", { model: "slow", messages: msgs, max_tokens: 600, ignore_eos: true, stream: true, conversation_id: conversation.id }, secret);
   assert.equal(r.status, 200);
   const reader = r.body.getReader();
   await reader.read();
@@ -69,6 +71,9 @@ await t.check("SIGKILL mid-stream loses neither the conversation nor the ledger"
   assert.equal(c.messages.length, 2);
   assert.equal(c.messages[0].content, "hello");
   assert.equal(c.messages[1].role, "assistant");
+  // The answer was still streaming when the server died: what had been generated a second in is kept.
+  assert.equal(c.messages[1].status, "streaming");
+  assert.ok(c.messages[1].content.length + c.messages[1].reasoning.length > 0, "partial answer lost");
   const list = keys("list", "--usage");
   const alice = list.split("\n").findIndex((l) => l.includes("alice"));
   const m = list.split("\n")[alice + 1].match(/(\d+) requests, (\d+) prompt/);
@@ -76,18 +81,18 @@ await t.check("SIGKILL mid-stream loses neither the conversation nor the ledger"
 });
 await t.check("revoked keys are refused at once", async () => {
   keys("revoke", "alice");
-  const r = await post("/v1/chat/completions", { model: "model", messages: msgs, max_tokens: 2 }, secret);
+  const r = await post("/v1/chat/completions", { model: "slow", messages: msgs, max_tokens: 2 }, secret);
   assert.equal(r.status, 401);
 });
 await t.check("SIGTERM drains: a running stream finishes with [DONE], new requests get 503, exit 0", async () => {
   const bob = keys("create", "carol").trim();
-  const s = await post("/v1/chat/completions", { model: "model", messages: msgs, max_tokens: 400, stream: true, stop: null }, bob);
+  const s = await post("/v1/chat/completions", { model: "slow", messages: msgs, max_tokens: 300, n: 2, ignore_eos: true, stream: true }, bob);
   assert.equal(s.status, 200);
   const reader = s.body.getReader();
   await reader.read();
   server.proc.kill("SIGTERM");
   await new Promise((res) => setTimeout(res, 100));
-  const refused = await post("/v1/chat/completions", { model: "model", messages: msgs, max_tokens: 2 }, bob).catch(() => null);
+  const refused = await post("/v1/chat/completions", { model: "slow", messages: msgs, max_tokens: 2 }, bob).catch(() => null);
   if (refused) assert.equal(refused.status, 503);
   let text = "";
   const dec = new TextDecoder();
@@ -97,6 +102,7 @@ await t.check("SIGTERM drains: a running stream finishes with [DONE], new reques
     text += dec.decode(value);
   }
   assert.ok(text.includes("data: [DONE]"), "stream cut: " + text.slice(-200));
+  assert.equal((text.match(/"finish_reason":"length"/g) || []).length, 2, "every choice ran to max_tokens");
   const code = await new Promise((res) => (server.proc.exitCode !== null ? res(server.proc.exitCode) : server.proc.on("exit", (c) => res(c))));
   assert.equal(code, 0);
 });

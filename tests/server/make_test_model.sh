@@ -6,7 +6,8 @@ set -euo pipefail
 B=$1
 W=$2
 rm -rf "$W" && mkdir -p "$W/text"
-for f in /usr/share/common-licenses/*; do [[ -f "$f" ]] && cp "$f" "$W/text/$(basename "$f").txt"; done
+W=$(cd "$W" && pwd)  # the recipe resolves relative paths against its own folder
+for f in /usr/share/common-licenses/*; do if [[ -f "$f" ]]; then cp "$f" "$W/text/$(basename "$f").txt"; fi; done
 "$B" tokenizer train --input "$W/text" --vocab-size 600 --out "$W/tok" >/dev/null 2>&1
 "$B" data --input "$W/text" --tokenizer "$W/tok" --out "$W/corpus" --min-chars 50 --val-fraction 0.05 >/dev/null 2>&1
 cat > "$W/recipe.json" <<JSON
@@ -24,3 +25,15 @@ CK="$W/run/checkpoints/$(cat "$W/run/checkpoints/latest")"
 rm -rf "$W/model" && cp -r "$CK" "$W/model"
 [[ -f "$W/model/tokenizer.json" ]] || cp "$W/tok/"tokenizer*.json "$W/model/"
 echo "test model: $W/model"
+# A wider one, slow enough (a few hundred tokens/s) that a stream is surely still running when a test kills the
+# server: the durability and drain tests need that.
+sed -e 's/"hidden_size": 32/"hidden_size": 384/' -e 's/"intermediate_size": 64/"intermediate_size": 1536/' \
+    -e 's/"num_hidden_layers": 2/"num_hidden_layers": 6/' -e 's/"moe_intermediate_size": 16/"moe_intermediate_size": 384/' \
+    -e 's/"steps": 4, "checkpoint_every": 4/"steps": 1, "checkpoint_every": 1/' -e "s#$W/run#$W/run-slow#" \
+    "$W/recipe.json" > "$W/recipe-slow.json"
+"$B" train --config "$W/recipe-slow.json" >/dev/null 2>&1
+CK="$W/run-slow/checkpoints/$(cat "$W/run-slow/checkpoints/latest")"
+rm -rf "$W/slow" && cp -r "$CK" "$W/slow"
+[[ -f "$W/slow/tokenizer.json" ]] || cp "$W/tok/"tokenizer*.json "$W/slow/"
+rm -f "$W/model/optimizer.safetensors" "$W/slow/optimizer.safetensors"
+echo "slow test model: $W/slow"
