@@ -254,11 +254,25 @@
     }
   }
 
-  async function send(ev) {
+  // body[data-busy] from a click until the stored answer is shown (tests wait on it).
+  async function busy(work) {
+    document.body.dataset.busy = "1";
+    try {
+      await work();
+    } finally {
+      delete document.body.dataset.busy;
+    }
+  }
+
+  function send(ev) {
     if (ev) ev.preventDefault();
     const text = $("input").value.trim();
     if (!text || state.streaming) return;
     showError("");
+    return busy(() => sendText(text));
+  }
+
+  async function sendText(text) {
     try {
       const conv = await ensureConversation(text);
       const saved = await api("POST", "/api/conversations/" + conv.id + "/messages", { role: "user", content: text });
@@ -271,7 +285,11 @@
     }
   }
 
-  async function regenerate() {
+  function regenerate() {
+    return busy(regenerateLast);
+  }
+
+  async function regenerateLast() {
     const last = state.messages[state.messages.length - 1];
     if (!last || last.role !== "assistant" || state.streaming) return;
     try {

@@ -23,9 +23,39 @@ page.on("request", (r) => { if (!r.url().startsWith(server.url)) external.push(r
 const pageErrors = [];
 page.on("pageerror", (e) => pageErrors.push(String(e)));
 
+// The model is random: find prompts whose greedy answer (temperature 0, as set in the UI below) runs long enough
+// to be watched while it streams and stopped, asking the API exactly what the page will send.
+async function longPrompt(model, tokens) {
+  for (let i = 0; i < 40; i++) {
+    const content = `Tell me about License number ${i}.`;
+    const r = await fetch(server.url + "/v1/chat/completions", { method: "POST", body: JSON.stringify({
+      model, messages: [{ role: "user", content }], temperature: 0, max_tokens: tokens }) });
+    const c = (await r.json()).choices[0];
+    if (c.finish_reason === "length" && (model !== "deepseek-reasoner" || c.message.reasoning_content.length > 0)) return content;
+  }
+  throw new Error("no prompt gives a long answer");
+}
+const chatPrompt = await longPrompt("deepseek-chat", 120);
+const reasonerPrompt = await longPrompt("deepseek-reasoner", 60);
+
+// Lengths of the last answer's text each time the page changes it, to see it grow while streaming.
+async function watchLastAnswer() {
+  await page.evaluate(() => {
+    window.__lengths = [];
+    new MutationObserver(() => {
+      const all = document.querySelectorAll(".message.assistant");
+      const last = all[all.length - 1];
+      if (last) window.__lengths.push(last.textContent.length);
+    }).observe(document.querySelector("#messages"), { childList: true, subtree: true, characterData: true });
+  });
+}
+
 await t.check("the page loads offline from the binary", async () => {
   await page.goto(server.url + "/");
-  await page.waitForSelector("#model option");
+  await page.waitForSelector("#model option", { state: "attached" });
+  await page.click("#toggle-settings");
+  await page.$eval("#temperature", (e) => { e.value = "0"; e.dispatchEvent(new Event("input")); });
+  assert.equal(await page.textContent("#temperature-value"), "0");
   const models = await page.$$eval("#model option", (os) => os.map((o) => o.value));
   assert.ok(models.includes("deepseek-reasoner") && models.includes("deepseek-chat"), models.join(","));
   assert.deepEqual(external, []);
@@ -33,12 +63,16 @@ await t.check("the page loads offline from the binary", async () => {
 
 await t.check("send a message and watch the answer stream", async () => {
   await page.selectOption("#model", "deepseek-chat");
-  await page.fill("#input", "What does this License allow?");
+  await watchLastAnswer();
+  await page.fill("#input", chatPrompt);
   await page.click("#send");
   await page.waitForSelector(".message.user");
   // While streaming, the stop button shows and the assistant message grows.
   await page.waitForSelector(".message.assistant.streaming", { timeout: 20000 });
-  await page.waitForSelector("#send:not([hidden])", { timeout: 60000 });
+  await page.waitForSelector("#stop:not([hidden])");
+  await page.waitForSelector("body:not([data-busy])", { timeout: 60000 });
+  const lengths = new Set(await page.evaluate(() => window.__lengths.filter((n) => n > 0)));
+  assert.ok(lengths.size >= 5, "the answer did not grow in steps: " + [...lengths].join(","));
   const meta = await page.textContent(".message.assistant .usage");
   assert.match(meta, /completion tokens/);
   assert.match(meta, /\$0\.\d+/);
@@ -47,13 +81,13 @@ await t.check("send a message and watch the answer stream", async () => {
 await t.check("a reasoner answer has a collapsible thinking section with its duration", async () => {
   await page.click("#new-chat");
   await page.selectOption("#model", "deepseek-reasoner");
-  await page.fill("#input", "Think about copies of the License.");
+  await page.fill("#input", reasonerPrompt);
   await page.click("#send");
-  await page.waitForSelector("#send:not([hidden])", { timeout: 60000 });
-  const details = await page.waitForSelector(".message.assistant details.thinking");
-  assert.equal(await details.evaluate((d) => d.open), false);
+  await page.waitForSelector("body:not([data-busy])", { timeout: 60000 });
+  const open = () => page.$eval(".message.assistant details.thinking", (d) => d.open);
+  assert.equal(await open(), false);
   await page.click(".message.assistant details.thinking summary");
-  assert.equal(await details.evaluate((d) => d.open), true);
+  assert.equal(await open(), true);
   const reasoning = await page.textContent(".message.assistant details.thinking .reasoning");
   assert.ok(reasoning.length > 0);
   assert.match(await page.textContent(".message.assistant details.thinking summary"), /Thought for \d+\.\d s/);
@@ -63,22 +97,24 @@ await t.check("reload: both conversations are listed and the messages come back"
   await page.reload();
   await page.waitForSelector("#conversations li");
   const titles = await page.$$eval("#conversations li a", (as) => as.map((a) => a.textContent));
-  assert.ok(titles.some((x) => x.startsWith("What does this License")), titles.join("|"));
-  assert.ok(titles.some((x) => x.startsWith("Think about copies")), titles.join("|"));
-  await page.click("#conversations li a >> text=What does this License allow?");
+  assert.ok(titles.includes(chatPrompt) && titles.includes(reasonerPrompt), titles.join("|"));
+  await page.click(`#conversations li a >> text=${chatPrompt}`);
   await page.waitForSelector(".message.assistant");
-  assert.equal(await page.textContent(".message.user .bubble"), "What does this License allow?");
+  assert.equal(await page.textContent(".message.user .bubble"), chatPrompt);
 });
 
 await t.check("stop and regenerate", async () => {
-  await page.fill("#input", "Write a very long story.");
+  await page.click("#new-chat");
+  await page.selectOption("#model", "deepseek-chat");
+  await page.fill("#input", chatPrompt);
   await page.click("#send");
   await page.waitForSelector("#stop:not([hidden])");
   await page.click("#stop");
-  await page.waitForSelector("#send:not([hidden])");
+  await page.waitForSelector("body:not([data-busy])");
+  await page.waitForSelector(".message.assistant .usage >> text=stopped");
   const before = (await page.$$(".message.assistant")).length;
   await page.click(".message.assistant:last-child .regenerate");
-  await page.waitForSelector("#send:not([hidden])", { timeout: 60000 });
+  await page.waitForSelector("body:not([data-busy])", { timeout: 60000 });
   assert.equal((await page.$$(".message.assistant")).length, before);
 });
 
