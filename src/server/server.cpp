@@ -474,9 +474,9 @@ void Server::chat(const httplib::Request& req, httplib::Response& res) {
     --metrics_.in_flight;
   };
 
-  // Progress of the web chat's message, saved about once a second so a crash loses at most that.
+  // Progress of the web chat's message, saved every half second so a crash loses at most that.
   auto save_progress = [this, session, choices, last = std::make_shared<Clock::time_point>(Clock::now())]() {
-    if (!session->message_id || since(*last) < 1.0) return;
+    if (!session->message_id || since(*last) < 0.5) return;
     *last = Clock::now();
     const Choice& c = *choices->front();
     StoredMessage m;

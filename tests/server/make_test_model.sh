@@ -27,8 +27,8 @@ rm -rf "$W/model" && cp -r "$CK" "$W/model"
 echo "test model: $W/model"
 # A wider one, slow enough (a few hundred tokens/s) that a stream is surely still running when a test kills the
 # server: the durability and drain tests need that.
-sed -e 's/"hidden_size": 32/"hidden_size": 384/' -e 's/"intermediate_size": 64/"intermediate_size": 1536/' \
-    -e 's/"num_hidden_layers": 2/"num_hidden_layers": 6/' -e 's/"moe_intermediate_size": 16/"moe_intermediate_size": 384/' \
+sed -e 's/"hidden_size": 32/"hidden_size": 512/' -e 's/"intermediate_size": 64/"intermediate_size": 2048/' \
+    -e 's/"num_hidden_layers": 2/"num_hidden_layers": 6/' -e 's/"moe_intermediate_size": 16/"moe_intermediate_size": 512/' \
     -e 's/"steps": 4, "checkpoint_every": 4/"steps": 1, "checkpoint_every": 1/' -e "s#$W/run#$W/run-slow#" \
     "$W/recipe.json" > "$W/recipe-slow.json"
 "$B" train --config "$W/recipe-slow.json" >/dev/null 2>&1
