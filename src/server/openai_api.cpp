@@ -271,6 +271,14 @@ ChatTask parse_chat_request(const json& b, const std::vector<ModelRoute>& routes
     if (cm.role == "assistant" && t.route->reasoner && m.contains("reasoning_content") && !m["reasoning_content"].is_null())
       throw bad(where + ".reasoning_content",
                 "earlier reasoning_content must not be sent back to deepseek-reasoner; send only 'content'");
+    if (const json* pre = field(m, "prefix")) {
+      if (!pre->is_boolean()) throw bad(where + ".prefix", "'prefix' must be a boolean");
+      if (pre->get<bool>()) {
+        if (cm.role != "assistant" || i + 1 != msgs->size())
+          throw bad(where + ".prefix", "'prefix': true is allowed only on the last message, an assistant one");
+        t.prefix = true;
+      }
+    }
     t.messages.push_back(std::move(cm));
   }
   read_sampling(b, t.params, limits);

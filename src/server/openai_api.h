@@ -77,6 +77,7 @@ struct ChatTask {
   int n = 1;
   bool json_mode = false;
   bool max_tokens_given = false;
+  bool prefix = false;            // chat prefix completion: the last (assistant) message is continued
   GenerationParams params;        // prompt and constraint are filled later (tokenizer / engine side)
   std::string conversation_id;    // web chat: persist the answer into this conversation (extension)
   std::string user;

@@ -133,12 +133,6 @@ void Server::drain_and_stop() {
   engine_->shutdown(/*drain=*/metrics_.in_flight.load() == 0);
 }
 
-const ModelRoute& Server::route_for(const std::string& id) const {
-  for (const auto& r : routes_)
-    if (r.id == id) return r;
-  return routes_.front();
-}
-
 Server::Auth Server::authenticate(const httplib::Request& req) {
   Auth a{0, opt_.default_rpm, opt_.default_tpm};
   const bool required = opt_.api_keys_required || store_->any_active_key();
@@ -388,7 +382,12 @@ void Server::chat(const httplib::Request& req, httplib::Response& res) {
   const ModelRoute& route = *task.route;
   std::string prompt_text;
   try {
-    prompt_text = apply_chat_template(route.format, task.messages);
+    if (task.prefix) {  // DeepSeek's chat prefix completion: continue the last assistant message as written
+      std::vector<ChatMessage> history(task.messages.begin(), task.messages.end() - 1);
+      prompt_text = apply_chat_template(route.format, history) + task.messages.back().content;
+    } else {
+      prompt_text = apply_chat_template(route.format, task.messages);
+    }
   } catch (const Error& e) {
     throw ApiError(400, e.what(), "invalid_request_error", "messages");
   }
@@ -806,124 +805,6 @@ void Server::completions(const httplib::Request& req, httplib::Response& res) {
         for (auto& c : *choices) c->handle->cancel();
         finish_accounting("cancelled");
       });
-}
-
-// ------------------------------------------------------------------------------------------------------------
-// /api/conversations — the web chat's storage (JSON in, JSON out)
-// ------------------------------------------------------------------------------------------------------------
-namespace {
-json conversation_json(const Conversation& c) {
-  return {{"id", c.id}, {"title", c.title}, {"model", c.model}, {"system_prompt", c.system_prompt},
-          {"temperature", c.temperature}, {"created", c.created}, {"updated", c.updated}};
-}
-json message_json(const StoredMessage& m) {
-  return {{"id", m.id}, {"role", m.role}, {"content", m.content}, {"reasoning", m.reasoning}, {"model", m.model},
-          {"reasoning_seconds", m.reasoning_seconds}, {"prompt_tokens", m.prompt_tokens},
-          {"completion_tokens", m.completion_tokens}, {"cost_usd", m.cost_usd}, {"status", m.status}, {"created", m.created}};
-}
-std::string str_field(const json& b, const char* name, const std::string& def, size_t max_len) {
-  if (!b.contains(name) || b[name].is_null()) return def;
-  if (!b[name].is_string()) throw ApiError(400, fmt::format("'{}' must be a string", name), "invalid_request_error", name);
-  std::string s = b[name];
-  if (s.size() > max_len) throw ApiError(400, fmt::format("'{}' is longer than {} bytes", name, max_len), "invalid_request_error", name);
-  return s;
-}
-}  // namespace
-
-void Server::conversations_api(const httplib::Request& req, httplib::Response& res) {
-  authenticate(req);
-  // /api/conversations[/ID[/messages[/MID]]]
-  std::vector<std::string> parts;
-  for (size_t at = 1; at <= req.path.size();) {
-    size_t next = req.path.find('/', at);
-    if (next == std::string::npos) next = req.path.size();
-    if (next > at) parts.push_back(req.path.substr(at, next - at));
-    at = next + 1;
-  }
-  auto not_found = [] { return ApiError(404, "no such conversation or message", "invalid_request_error", "", "not_found"); };
-  if (parts.size() < 2 || parts[0] != "api" || parts[1] != "conversations" || parts.size() > 5) throw not_found();
-  const std::string& m = req.method;
-  auto body = [&] { return parse_json_body(req.body.empty() ? "{}" : req.body, opt_.max_body_bytes); };
-  if (parts.size() == 2) {
-    if (m == "GET") {
-      json a = json::array();
-      for (const auto& c : store_->list_conversations()) a.push_back(conversation_json(c));
-      res.set_content(dump({{"data", a}}), "application/json");
-      return;
-    }
-    if (m == "POST") {
-      json b = body();
-      Conversation c;
-      c.title = str_field(b, "title", "New chat", 200);
-      c.model = str_field(b, "model", routes_.front().id, 200);
-      c.system_prompt = str_field(b, "system_prompt", "", 100000);
-      if (b.contains("temperature")) {
-        if (!b["temperature"].is_number() || b["temperature"].get<double>() < 0 || b["temperature"].get<double>() > 2)
-          throw ApiError(400, "'temperature' must be a number in [0, 2]", "invalid_request_error", "temperature");
-        c.temperature = b["temperature"];
-      }
-      res.status = 201;
-      res.set_content(dump(conversation_json(store_->create_conversation(c))), "application/json");
-      return;
-    }
-    throw ApiError(405, "method not allowed");
-  }
-  auto conv = store_->get_conversation(parts[2]);
-  if (!conv) throw not_found();
-  if (parts.size() == 3) {
-    if (m == "GET") {
-      json msgs = json::array();
-      for (const auto& x : store_->messages(conv->id)) msgs.push_back(message_json(x));
-      json out = conversation_json(*conv);
-      out["messages"] = msgs;
-      res.set_content(dump(out), "application/json");
-    } else if (m == "PATCH") {
-      json b = body();
-      conv->title = str_field(b, "title", conv->title, 200);
-      conv->model = str_field(b, "model", conv->model, 200);
-      conv->system_prompt = str_field(b, "system_prompt", conv->system_prompt, 100000);
-      if (b.contains("temperature")) {
-        if (!b["temperature"].is_number() || b["temperature"].get<double>() < 0 || b["temperature"].get<double>() > 2)
-          throw ApiError(400, "'temperature' must be a number in [0, 2]", "invalid_request_error", "temperature");
-        conv->temperature = b["temperature"];
-      }
-      store_->update_conversation(*conv);
-      res.set_content(dump(conversation_json(*store_->get_conversation(conv->id))), "application/json");
-    } else if (m == "DELETE") {
-      store_->delete_conversation(conv->id);
-      res.set_content(dump({{"deleted", true}, {"id", conv->id}}), "application/json");
-    } else {
-      throw ApiError(405, "method not allowed");
-    }
-    return;
-  }
-  if (parts[3] != "messages") throw not_found();
-  if (parts.size() == 4 && m == "POST") {
-    json b = body();
-    StoredMessage msg;
-    msg.conversation_id = conv->id;
-    msg.role = str_field(b, "role", "user", 20);
-    if (msg.role != "user" && msg.role != "assistant" && msg.role != "system")
-      throw ApiError(400, "'role' must be user, assistant or system", "invalid_request_error", "role");
-    msg.content = str_field(b, "content", "", opt_.max_body_bytes);
-    msg.model = conv->model;
-    msg.id = store_->add_message(msg);
-    res.status = 201;
-    res.set_content(dump(message_json(msg)), "application/json");
-    return;
-  }
-  if (parts.size() == 5 && m == "DELETE") {
-    int64_t id = 0;
-    try {
-      id = std::stoll(parts[4]);
-    } catch (const std::exception&) {
-      throw not_found();
-    }
-    if (!store_->delete_message(conv->id, id)) throw not_found();
-    res.set_content(dump({{"deleted", true}, {"id", id}}), "application/json");
-    return;
-  }
-  throw ApiError(405, "method not allowed");
 }
 
 }  // namespace baleine::server

@@ -67,7 +67,6 @@ class Server {
   void completions(const httplib::Request& req, httplib::Response& res);
   void conversations_api(const httplib::Request& req, httplib::Response& res);
   void routes();
-  const ModelRoute& route_for(const std::string& id) const;
 
   std::shared_ptr<Engine> engine_;
   ServerOptions opt_;

@@ -53,6 +53,8 @@ const cases = [
   ["unknown response_format", "/v1/chat/completions", chat({ response_format: { type: "yaml" } })],
   ["seed as a string", "/v1/chat/completions", chat({ seed: "abc" })],
   ["tools not an array", "/v1/chat/completions", chat({ tools: "all" })],
+  ["prefix on a user message", "/v1/chat/completions", JSON.stringify({ model: "model", messages: [{ role: "user", content: "x", prefix: true }] })],
+  ["prefix as a string", "/v1/chat/completions", JSON.stringify({ model: "model", messages: [{ role: "user", content: "x" }, { role: "assistant", content: "y", prefix: "yes" }] })],
   ["prompt over the context", "/v1/chat/completions", JSON.stringify({ model: "model", messages: [{ role: "user", content: "the License ".repeat(2000) }] })],
   ["huge string over the size cap", "/v1/chat/completions", JSON.stringify({ model: "model", messages: [{ role: "user", content: "x".repeat(2_000_000) }] })],
   ["deeply nested JSON", "/v1/chat/completions", `{"model": "model", "messages": ${deep(100000)}}`],
@@ -84,6 +86,7 @@ for (const [name, path, body] of cases) {
     assert.equal(typeof j.error.message, "string");
     assert.equal(typeof j.error.type, "string");
     assert.ok("param" in j.error && "code" in j.error);
+    assert.equal(r.headers.get("access-control-allow-origin"), null);  // CORS is off unless configured
     await health();
   });
 }

@@ -115,6 +115,20 @@ await t.check("n = 3, stop strings, logprobs with top_logprobs", async () => {
   }
 });
 
+await t.check("chat prefix completion continues the assistant message", async () => {
+  const base = [{ role: "user", content: "Tell me about this License." }];
+  const prefix = "The License says";
+  const full = await client.chat.completions.create({ model: "model", messages: base, max_tokens: 4, temperature: 0 });
+  const cont = await client.chat.completions.create({ model: "model", max_tokens: 4, temperature: 0,
+    messages: [...base, { role: "assistant", content: prefix, prefix: true }] });
+  // The prompt is the history with its generation prompt, then the prefix text as is: count the prefix's tokens
+  // through /completions echo (which adds a BOS).
+  const echo = await client.completions.create({ model: "model", prompt: prefix, max_tokens: 0, echo: true, logprobs: 0 });
+  const prefixTokens = echo.choices[0].logprobs.tokens.length - 1;
+  assert.equal(cont.usage.prompt_tokens, full.usage.prompt_tokens + prefixTokens);
+  assert.equal(typeof cont.choices[0].message.content, "string");
+});
+
 await t.check("response_format json_object always yields a JSON object", async () => {
   for (const max_tokens of [6, 30]) {
     const r = await client.chat.completions.create({ model: "model", messages: [{ role: "user", content: "JSON please" }],
