@@ -67,7 +67,7 @@ struct Limits {
   int64_t context = 4096;         // the engine's per-sequence limit
   int64_t default_max_tokens = 4096;
   int max_n = 8;
-  size_t max_stop = 4;
+  size_t max_stop = 16;            // OpenAI allows 4; lm-evaluation-harness may send more
 };
 
 struct ChatTask {

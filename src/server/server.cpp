@@ -255,6 +255,39 @@ void Server::routes() {
       r.set_content(dump({{"object", "list"}, {"data", data}}), "application/json");
     }));
   }
+  // Tokenizer endpoints as vLLM has them (lm-evaluation-harness uses them as its "remote" tokenizer).
+  s.Get("/tokenizer_info", wrap("tokenizer", [this](const httplib::Request& q, httplib::Response& r) {
+    authenticate(q);
+    const Tokenizer& tok = engine_->tokenizer();
+    auto text_of = [&](int32_t id) { return id >= 0 ? json(tok.token_bytes(id)) : json(); };
+    auto pad = tok.token_id("<｜▁pad▁｜>");
+    r.set_content(dump({{"eos_token", text_of(tok.eos_id())}, {"bos_token", text_of(tok.bos_id())},
+                        {"pad_token", pad ? json(tok.token_bytes(*pad)) : json()}, {"model_max_length", limits_.context},
+                        {"vocab_size", tok.vocab_size()}}),
+                  "application/json");
+  }));
+  s.Post("/tokenize", wrap("tokenizer", [this](const httplib::Request& q, httplib::Response& r) {
+    authenticate(q);
+    const json b = parse_json_body(q.body, opt_.max_body_bytes);
+    if (!b.contains("prompt") || !b["prompt"].is_string()) throw ApiError(400, "'prompt' must be a string", "invalid_request_error", "prompt");
+    const bool special = b.value("add_special_tokens", false);
+    const Tokenizer& tok = engine_->tokenizer();
+    std::vector<int32_t> ids = tok.encode(b["prompt"].get<std::string>(), special && tok.bos_id() >= 0, true);
+    r.set_content(dump({{"tokens", ids}, {"count", ids.size()}, {"max_model_len", limits_.context}}), "application/json");
+  }));
+  s.Post("/detokenize", wrap("tokenizer", [this](const httplib::Request& q, httplib::Response& r) {
+    authenticate(q);
+    const json b = parse_json_body(q.body, opt_.max_body_bytes);
+    const Tokenizer& tok = engine_->tokenizer();
+    std::vector<int32_t> ids;
+    if (!b.contains("tokens") || !b["tokens"].is_array()) throw ApiError(400, "'tokens' must be an array of token ids", "invalid_request_error", "tokens");
+    for (const auto& x : b["tokens"]) {
+      if (!x.is_number_integer() || x.get<int64_t>() < 0 || x.get<int64_t>() >= tok.vocab_size())
+        throw ApiError(400, fmt::format("token ids must be integers in [0, {})", tok.vocab_size()), "invalid_request_error", "tokens");
+      ids.push_back(x.get<int32_t>());
+    }
+    r.set_content(dump({{"prompt", tok.decode(ids)}}), "application/json");
+  }));
   s.Get("/health", wrap("health", [this](const httplib::Request&, httplib::Response& r) {
     const EngineStats st = engine_->stats();
     r.status = draining_ ? 503 : 200;

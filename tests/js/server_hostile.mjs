@@ -47,7 +47,7 @@ const cases = [
   ["stream not a boolean", "/v1/chat/completions", chat({ stream: "yes" })],
   ["stop holds a number", "/v1/chat/completions", chat({ stop: [1] })],
   ["stop is an empty string", "/v1/chat/completions", chat({ stop: "" })],
-  ["too many stop strings", "/v1/chat/completions", chat({ stop: ["a", "b", "c", "d", "e"] })],
+  ["too many stop strings", "/v1/chat/completions", chat({ stop: "abcdefghijklmnopq".split("") })],
   ["top_logprobs without logprobs", "/v1/chat/completions", chat({ top_logprobs: 5 })],
   ["top_logprobs out of range", "/v1/chat/completions", chat({ logprobs: true, top_logprobs: 99 })],
   ["unknown response_format", "/v1/chat/completions", chat({ response_format: { type: "yaml" } })],
@@ -68,6 +68,8 @@ const cases = [
   ["completions negative token id", "/v1/completions", JSON.stringify({ model: "model", prompt: [-3] })],
   ["completions max_tokens 0 without echo", "/v1/completions", JSON.stringify({ model: "model", prompt: "x", max_tokens: 0 })],
   ["completions logprobs over 20", "/v1/completions", JSON.stringify({ model: "model", prompt: "x", logprobs: 50 })],
+  ["tokenize without a prompt", "/tokenize", "{}"],
+  ["detokenize an id out of the vocabulary", "/detokenize", JSON.stringify({ tokens: [1, 1e9] })],
   ["unknown endpoint", "/v1/engines/davinci/completions", "{}"],
   ["conversation that does not exist", "/api/conversations/nope", null],
 ];

@@ -164,6 +164,21 @@ await t.check("completions: text, echo + logprobs (lm-evaluation-harness), token
   assert.ok(n >= 1);
 });
 
+await t.check("tokenizer endpoints agree with what completions see (lm-evaluation-harness remote tokenizer)", async () => {
+  const info = await (await fetch(server.url + "/tokenizer_info")).json();
+  assert.equal(typeof info.eos_token, "string");
+  const tok = await (await fetch(server.url + "/tokenize", { method: "POST", body: JSON.stringify({ prompt: "This License", add_special_tokens: false }) })).json();
+  const e = await client.completions.create({ model: "model", prompt: tok.tokens, max_tokens: 1, temperature: 0, echo: true, logprobs: 1 });
+  assert.equal(e.usage.prompt_tokens, tok.tokens.length);
+  const back = await (await fetch(server.url + "/detokenize", { method: "POST", body: JSON.stringify({ tokens: tok.tokens }) })).json();
+  assert.equal(back.prompt, "This License");
+  // lm-evaluation-harness reads token_logprobs[ctxlen:-1] and checks greediness against max(top_logprobs): the
+  // generated (greedy) token's logprob is the top one.
+  const last = e.choices[0].logprobs;
+  const n = last.token_logprobs.length;
+  assert.equal(last.token_logprobs[n - 1], Math.max(...Object.values(last.top_logprobs[n - 1])));
+});
+
 await t.check("errors come back as OpenAI errors through the SDK", async () => {
   await assert.rejects(client.chat.completions.create({ model: "gpt-4", messages: ask }), (e) => e.status === 404 && /does not exist/.test(e.message));
   await assert.rejects(client.chat.completions.create({ model: "model", messages: ask, max_tokens: 5000 }),

@@ -220,7 +220,7 @@ TEST(Api, RefusesBadRequests) {
   EXPECT_EQ(chat(R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"top_logprobs":3})"), 400);
   EXPECT_EQ(chat(R"({"model":"deepseek-reasoner","messages":[{"role":"user","content":"x"}],"logprobs":true})"), 400);
   EXPECT_EQ(chat(R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"response_format":{"type":"xml"}})"), 400);
-  EXPECT_EQ(chat(R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"stop":["a","b","c","d","e"]})"), 400);
+  EXPECT_EQ(chat(R"({"model":"tiny","messages":[{"role":"user","content":"x"}],"stop":["a","b","c","d","e","f","g","h","i","j","k","l","m","n","o","p","q"]})"), 400);
   EXPECT_EQ(chat("{\"model\":\"tiny\",\"messages\":[{\"role\":\"user\",\"content\":\"\xff\xfe\"}]}"), 400);
   EXPECT_EQ(chat(R"({"model":"tiny","messages":[{"role":"user","content":"x"}]})"), 0);
   auto cmpl = [&](const std::string& s) { return status_of([&] { parse_completion_request(parse_json_body(s, 1 << 16), r, lim); }); };
