@@ -489,6 +489,7 @@ void Server::chat(const httplib::Request& req, httplib::Response& res) {
     store_->ledger_end(session->ledger_id, e);
     metrics_.tokens(u.prompt_tokens, u.cached_tokens, u.completion_tokens);
     metrics_.duration.observe(since(session->t0));
+    for (const auto& c : *choices) metrics_.queue_wait.observe(c->usage.queue_seconds);
     limiter_.add_tokens(session->key_id, u.completion_tokens);
     if (session->message_id) {
       const Choice& c = *choices->front();
@@ -725,6 +726,7 @@ void Server::completions(const httplib::Request& req, httplib::Response& res) {
     store_->ledger_end(session->ledger_id, e);
     metrics_.tokens(u.prompt_tokens, u.cached_tokens, u.completion_tokens);
     metrics_.duration.observe(since(session->t0));
+    for (const auto& c : *choices) metrics_.queue_wait.observe(c->usage.queue_seconds);
     limiter_.add_tokens(session->key_id, u.completion_tokens);
     --metrics_.in_flight;
   };
