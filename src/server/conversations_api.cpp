@@ -29,7 +29,7 @@ std::string str_field(const json& b, const char* name, const std::string& def, s
 }  // namespace
 
 void Server::conversations_api(const httplib::Request& req, httplib::Response& res) {
-  authenticate(req);
+  const Auth auth = authenticate(req);
   // /api/conversations[/ID[/messages[/MID]]]
   std::vector<std::string> parts;
   for (size_t at = 1; at <= req.path.size();) {
@@ -45,13 +45,14 @@ void Server::conversations_api(const httplib::Request& req, httplib::Response& r
   if (parts.size() == 2) {
     if (m == "GET") {
       json a = json::array();
-      for (const auto& c : store_->list_conversations()) a.push_back(conversation_json(c));
+      for (const auto& c : store_->list_conversations(auth.key_id)) a.push_back(conversation_json(c));
       res.set_content(dump({{"data", a}}), "application/json");
       return;
     }
     if (m == "POST") {
       json b = body();
       Conversation c;
+      c.key_id = auth.key_id;
       c.title = str_field(b, "title", "New chat", 200);
       c.model = str_field(b, "model", routes_.front().id, 200);
       c.system_prompt = str_field(b, "system_prompt", "", 100000);
@@ -67,7 +68,7 @@ void Server::conversations_api(const httplib::Request& req, httplib::Response& r
     throw ApiError(405, "method not allowed");
   }
   auto conv = store_->get_conversation(parts[2]);
-  if (!conv) throw not_found();
+  if (!conv || conv->key_id != auth.key_id) throw not_found();  // another key's conversation does not exist for you
   if (parts.size() == 3) {
     if (m == "GET") {
       json msgs = json::array();

@@ -438,8 +438,11 @@ void Server::chat(const httplib::Request& req, httplib::Response& res) {
   if (!task.params.ignore_eos)
     for (int32_t t : stop_tokens_) task.params.stop_tokens.push_back(t);
   check_admission(auth);
-  if (!task.conversation_id.empty() && !store_->get_conversation(task.conversation_id))
-    throw ApiError(404, "no such conversation", "invalid_request_error", "conversation_id");
+  if (!task.conversation_id.empty()) {
+    auto conv = store_->get_conversation(task.conversation_id);
+    if (!conv || conv->key_id != auth.key_id)
+      throw ApiError(404, "no such conversation", "invalid_request_error", "conversation_id");
+  }
 
   std::vector<GenerationRequest> reqs;
   for (int i = 0; i < task.n; ++i) {

@@ -54,11 +54,11 @@ class Server {
   void drain_and_stop();
 
   struct Choice;  // one generated choice (server.cpp)
-
- private:
   struct Auth {
     int64_t key_id = 0, rpm = 0, tpm = 0;
   };
+
+ private:
   Auth authenticate(const httplib::Request& req);
   void check_admission(const Auth& a);
   std::vector<int32_t> encode_prompt(const std::string& text) const;

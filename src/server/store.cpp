@@ -79,6 +79,7 @@ Conversation read_conversation(Stmt& s) {
   c.temperature = s.f64(4);
   c.created = s.i64(5);
   c.updated = s.i64(6);
+  c.key_id = s.i64(7);
   return c;
 }
 
@@ -104,7 +105,8 @@ Store::Store(const std::string& path) : path_(path) {
   exec("CREATE INDEX IF NOT EXISTS usage_by_key ON usage_ledger(key_id, ts)");
   exec(R"(CREATE TABLE IF NOT EXISTS conversations (
       id TEXT PRIMARY KEY, title TEXT NOT NULL, model TEXT NOT NULL, system_prompt TEXT NOT NULL,
-      temperature REAL NOT NULL, created INTEGER NOT NULL, updated INTEGER NOT NULL))");
+      temperature REAL NOT NULL, created INTEGER NOT NULL, updated INTEGER NOT NULL,
+      key_id INTEGER NOT NULL DEFAULT 0))");
   exec(R"(CREATE TABLE IF NOT EXISTS messages (
       id INTEGER PRIMARY KEY, conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
       role TEXT NOT NULL, content TEXT NOT NULL, reasoning TEXT NOT NULL, model TEXT NOT NULL,
@@ -196,15 +198,18 @@ Conversation Store::create_conversation(const Conversation& in) {
   c.id = random_hex(8);
   c.created = c.updated = now_s();
   std::lock_guard lock(mu_);
-  Stmt s(db_, "INSERT INTO conversations(id, title, model, system_prompt, temperature, created, updated) VALUES(?,?,?,?,?,?,?)");
+  Stmt s(db_, "INSERT INTO conversations(id, title, model, system_prompt, temperature, created, updated, key_id) "
+              "VALUES(?,?,?,?,?,?,?,?)");
   s.bind(1, c.id).bind(2, c.title).bind(3, c.model).bind(4, c.system_prompt).bind(5, c.temperature).bind(6, c.created)
-      .bind(7, c.updated).run();
+      .bind(7, c.updated).bind(8, c.key_id).run();
   return c;
 }
 
-std::vector<Conversation> Store::list_conversations() {
+std::vector<Conversation> Store::list_conversations(int64_t key_id) {
   std::lock_guard lock(mu_);
-  Stmt s(db_, "SELECT id, title, model, system_prompt, temperature, created, updated FROM conversations ORDER BY updated DESC, rowid DESC");
+  Stmt s(db_, "SELECT id, title, model, system_prompt, temperature, created, updated, key_id FROM conversations "
+              "WHERE key_id = ? ORDER BY updated DESC, rowid DESC");
+  s.bind(1, key_id);
   std::vector<Conversation> out;
   while (s.row()) out.push_back(read_conversation(s));
   return out;
@@ -212,7 +217,7 @@ std::vector<Conversation> Store::list_conversations() {
 
 std::optional<Conversation> Store::get_conversation(const std::string& id) {
   std::lock_guard lock(mu_);
-  Stmt s(db_, "SELECT id, title, model, system_prompt, temperature, created, updated FROM conversations WHERE id = ?");
+  Stmt s(db_, "SELECT id, title, model, system_prompt, temperature, created, updated, key_id FROM conversations WHERE id = ?");
   s.bind(1, id);
   if (!s.row()) return std::nullopt;
   return read_conversation(s);

@@ -34,6 +34,7 @@ struct LedgerEntry {
 
 struct Conversation {
   std::string id, title, model, system_prompt;
+  int64_t key_id = 0;             // owner: the API key that created it (0: open server); others never see it
   double temperature = 0.7;
   int64_t created = 0, updated = 0;
 };
@@ -69,7 +70,7 @@ class Store {
 
   // Conversations.
   Conversation create_conversation(const Conversation& c);
-  std::vector<Conversation> list_conversations();
+  std::vector<Conversation> list_conversations(int64_t key_id);
   std::optional<Conversation> get_conversation(const std::string& id);
   bool update_conversation(const Conversation& c);
   bool delete_conversation(const std::string& id);

@@ -79,6 +79,14 @@ await t.check("SIGKILL mid-stream loses neither the conversation nor the ledger"
   const m = list.split("\n")[alice + 1].match(/(\d+) requests, (\d+) prompt/);
   assert.ok(m && Number(m[1]) >= 2 && Number(m[2]) > 0, list);  // the finished request and the killed one
 });
+await t.check("a conversation is visible to its own key only", async () => {
+  const other = await fetch(server.url + `/api/conversations/${conversation.id}`, { headers: { Authorization: "Bearer " + limited } });
+  assert.equal(other.status, 404);
+  const list = await (await fetch(server.url + "/api/conversations", { headers: { Authorization: "Bearer " + limited } })).json();
+  assert.equal(list.data.length, 0);
+  const r = await post("/v1/chat/completions", { model: "slow", messages: msgs, max_tokens: 2, conversation_id: conversation.id }, limited);
+  assert.ok(r.status === 404 || r.status === 429, "status " + r.status);
+});
 await t.check("revoked keys are refused at once", async () => {
   keys("revoke", "alice");
   const r = await post("/v1/chat/completions", { model: "slow", messages: msgs, max_tokens: 2 }, secret);

@@ -265,7 +265,8 @@ TEST(Store, KeysAreHashedAndRevocable) {
     EXPECT_FALSE(s.find_key(secret + "x"));
     int64_t l = s.ledger_begin(k.id, "chat", "tiny", 12);
     s.ledger_end(l, {0, 0, 0, "", "", "done", 12, 4, 7, 2, 0.5});
-    Conversation c = s.create_conversation({"", "hello", "tiny", "sys", 0.3, 0, 0});
+    Conversation c = s.create_conversation({"", "hello", "tiny", "sys", k.id, 0.3, 0, 0});
+    EXPECT_TRUE(s.list_conversations(0).empty());  // another key (or none) does not see it
     StoredMessage m;
     m.conversation_id = c.id;
     m.role = "user";
@@ -281,7 +282,7 @@ TEST(Store, KeysAreHashedAndRevocable) {
   ASSERT_EQ(led.size(), 1u);
   EXPECT_EQ(led[0].completion_tokens, 7);
   EXPECT_EQ(led[0].status, "done");
-  auto convs = s.list_conversations();
+  auto convs = s.list_conversations(1);
   ASSERT_EQ(convs.size(), 1u);
   EXPECT_EQ(s.messages(convs[0].id).size(), 1u);
   EXPECT_TRUE(s.delete_conversation(convs[0].id));
