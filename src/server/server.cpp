@@ -194,8 +194,9 @@ std::vector<std::shared_ptr<GenerationHandle>> Server::submit_all(std::vector<Ge
 // Pumps events from every choice until all are finished. on_event(choice index, event, parser delta) for each
 // event; keepalive() is called when nothing was written for a while and returns false once the client is gone,
 // which cancels every choice.
+// events_write: on_event writes to the client (streaming); otherwise keepalive() runs every second regardless.
 static bool pump(std::vector<std::unique_ptr<Server::Choice>>& choices, const std::function<bool(size_t, const GenerationEvent&, const OutputParser::Delta&)>& on_event,
-                 const std::function<bool()>& keepalive);
+                 const std::function<bool()>& keepalive, bool events_write = true);
 
 void Server::routes() {
   auto& s = *http_;
@@ -327,7 +328,7 @@ void Server::routes() {
 // ------------------------------------------------------------------------------------------------------------
 static bool pump(std::vector<std::unique_ptr<Server::Choice>>& choices,
                  const std::function<bool(size_t, const GenerationEvent&, const OutputParser::Delta&)>& on_event,
-                 const std::function<bool()>& keepalive) {
+                 const std::function<bool()>& keepalive, bool events_write) {
   auto last_write = Clock::now();
   bool alive = true;
   while (true) {
@@ -362,7 +363,7 @@ static bool pump(std::vector<std::unique_ptr<Server::Choice>>& choices,
       }
       if (alive) {
         if (!on_event(i, *ev, d)) alive = false;
-        else last_write = Clock::now();
+        else if (events_write) last_write = Clock::now();
       }
     }
     if (all_done) return alive;
@@ -610,7 +611,7 @@ void Server::chat(const httplib::Request& req, httplib::Response& res) {
                          save_progress();
                          return true;
                        },
-                       [&] { return sink.write(" ", 1); });
+                       [&] { return sink.write(" ", 1); }, /*events_write=*/false);
         if (!ok) {
           finish_accounting("cancelled");
           return false;
@@ -813,7 +814,7 @@ void Server::completions(const httplib::Request& req, httplib::Response& res) {
       "application/json",
       [session, choices, finish_accounting, usage_of, logprobs_of, prompt_texts, echo, want_lp, zero, n](size_t, httplib::DataSink& sink) {
         bool ok = pump(*choices, [](size_t, const GenerationEvent&, const OutputParser::Delta&) { return true; },
-                       [&] { return sink.write(" ", 1); });
+                       [&] { return sink.write(" ", 1); }, /*events_write=*/false);
         if (!ok) {
           finish_accounting("cancelled");
           return false;

@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import net from "node:net";
+import path from "node:path";
 import { harness, startServer, stopServer } from "./server_util.mjs";
 
 const [bin, model, work] = process.argv.slice(2);
@@ -117,16 +118,11 @@ await t.check("half a body, then the client vanishes", async () => {
   });
   await health();
 });
-await t.check("a stream whose client disconnects is cancelled", async () => {
-  const generated = async () => Number((await (await fetch(server.url + "/metrics")).text()).match(/^baleine_engine_generated_tokens_total (\d+)/m)[1]);
-  const before = await generated();
-  const ac = new AbortController();
-  const r = await fetch(server.url + "/v1/chat/completions", { method: "POST", signal: ac.signal, headers: { "Content-Type": "application/json" },
-                                                               body: chat({ stream: true, max_tokens: 1000, n: 4, ignore_eos: true }) });
-  const reader = r.body.getReader();
-  await reader.read();
-  ac.abort();
-  // The engine goes quiet soon after (the generation was cancelled, not run to 1000 tokens).
+// Disconnects, on the fixture's slower model (next to MODEL_DIR) so that generations outlast the 1 s heartbeat.
+const slow = await startServer(bin, path.join(path.dirname(model), "slow"), `${work}/slow.db`);
+const generated = async () => Number((await (await fetch(slow.url + "/metrics")).text()).match(/^baleine_engine_generated_tokens_total (\d+)/m)[1]);
+// Waits until the engine stops generating; returns the tokens generated since `before`.
+async function quiet(before) {
   let last = -1, now = await generated();
   for (let i = 0; i < 50 && now !== last; i++) {
     await new Promise((res) => setTimeout(res, 300));
@@ -134,10 +130,24 @@ await t.check("a stream whose client disconnects is cancelled", async () => {
     now = await generated();
   }
   assert.equal(now, last, "still generating");
-  assert.ok(now - before < 4000, `generated ${now - before}`);  // all 4 x 1000 tokens would run unless cancelled
-  const h = await (await fetch(server.url + "/health")).json();
-  assert.equal(h.in_flight, 0);
-});
+  return now - before;
+}
+for (const stream of [true, false]) {
+  await t.check(`a ${stream ? "stream" : "non-streaming request"} whose client disconnects is cancelled`, async () => {
+    const before = await generated();
+    const ac = new AbortController();
+    const pending = fetch(slow.url + "/v1/chat/completions", { method: "POST", signal: ac.signal, headers: { "Content-Type": "application/json" },
+                                                               body: JSON.stringify({ model: "slow", messages: msgs, stream, max_tokens: 1000, n: 8, ignore_eos: true }) });
+    if (stream) await (await pending).body.getReader().read();
+    else pending.catch(() => {});
+    setTimeout(() => ac.abort(), stream ? 0 : 300);
+    const n = await quiet(before);
+    assert.ok(n < 8000, `generated ${n}`);  // all 8 x 1000 tokens would run unless cancelled
+    const h = await (await fetch(slow.url + "/health")).json();
+    assert.equal(h.in_flight, 0);
+  });
+}
+await stopServer(slow);
 await t.check("still serving: a real generation after all of the above", async () => {
   const r = await fetch(server.url + "/v1/chat/completions", { method: "POST", body: chat({ max_tokens: 4 }) });
   assert.equal(r.status, 200);
