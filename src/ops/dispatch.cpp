@@ -29,6 +29,7 @@
 #include "core/cpu.h"
 #include "core/threadpool.h"
 #include "ops/cpu/kernels.h"
+#include "ops/cpu/quant_kernels.h"
 #include "ops/internal.h"
 #include "ops/quant.h"
 
@@ -120,6 +121,64 @@ void linear_sgemm(const cpu::Kernels& kt, float* y, int64_t ldy, const float* x,
   });
 }
 
+// The integer kernels for block-quantised weights, or null for Reference. The AVX-512 backend uses VNNI
+// when the CPU has it and the AVX2 kernels (valid on every AVX-512 CPU) when it does not.
+const cpu::QuantKernels* quant_kernels() {
+  switch (backend_state().load(std::memory_order_relaxed)) {
+    case Backend::AVX512: return cpu_features().avx512_vnni ? &cpu::kAvx512VnniQuant : &cpu::kAvx2Quant;
+    case Backend::AVX2: return &cpu::kAvx2Quant;
+    case Backend::Reference: return nullptr;
+  }
+  return nullptr;
+}
+
+// Quantised activations of the calling thread (pool threads only read them during the call).
+struct ActScratch {
+  std::vector<int8_t> q;
+  std::vector<float> d;
+  std::vector<int16_t> bsum;
+};
+ActScratch& act_scratch() {
+  thread_local ActScratch s;
+  return s;
+}
+
+// Q8_0 / Q4_0 / Q4_K weights: x quantised to int8 blocks once (rows in parallel), then integer dot products
+// over pieces of 16 output columns. Accuracy: the weights are used exactly; x̂ is within half a step
+// (amax/254 of its block) of x, which bounds |y − y_ref| (test_quant checks that bound).
+void linear_int(const cpu::QuantKernels& qk, float* y, int64_t ldy, const float* x, int64_t ldx, const WeightRef& w,
+                const float* bias, int64_t M) {
+  const int64_t N = w.rows, K = w.cols;
+  const int block = w.dtype == DType::Q4_K ? 256 : 32;
+  ActScratch& s = act_scratch();
+  if (s.q.size() < size_t(M * K)) s.q.resize(size_t(M * K));
+  if (s.d.size() < size_t(M * (K / block))) s.d.resize(size_t(M * (K / block)));
+  const bool sums = block == 256;
+  if (sums && s.bsum.size() < size_t(M * (K / 32))) s.bsum.resize(size_t(M * (K / 32)));
+  int8_t* q = s.q.data();
+  float* d = s.d.data();
+  int16_t* bsum = sums ? s.bsum.data() : nullptr;
+  parallel_for(
+      M,
+      [&](int64_t m0, int64_t m1) {
+        qk.quantize_acts(block, x + m0 * ldx, ldx, m1 - m0, K, q + m0 * K, d + m0 * (K / block),
+                         bsum ? bsum + m0 * (K / 32) : nullptr);
+      },
+      std::max<int64_t>(1, (1 << 16) / K));
+  const cpu::QuantActs acts{q, d, bsum, K};
+  const size_t row_bytes = dtype_nbytes(w.dtype, w.row_stride());
+  const auto* wb = static_cast<const uint8_t*>(w.data);
+  auto kernel = w.dtype == DType::Q8_0 ? qk.linear_q8_0 : w.dtype == DType::Q4_0 ? qk.linear_q4_0 : qk.linear_q4_k;
+  constexpr int64_t kCols = 16;
+  const int64_t blocks = ceil_div(N, kCols);
+  // Integer MACs are ~4x cheaper than f32 FMAs per element, hence the larger minimum piece.
+  const int64_t min_blocks = std::max<int64_t>(1, 4 * kMinWorkPerPiece / (M * K * kCols));
+  parallel_for(
+      blocks,
+      [&](int64_t b0, int64_t b1) { kernel(y, ldy, acts, M, wb, row_bytes, bias, b0 * kCols, std::min(N, b1 * kCols)); },
+      min_blocks);
+}
+
 // Block-quantised weights without an integer kernel: rows dequantised 16 at a time into scratch and fed to
 // the f32 kernel (exact dequantisation, so this matches the reference up to f32 summation order).
 void linear_dequant(const cpu::Kernels& kt, float* y, int64_t ldy, const float* x, int64_t ldx, const WeightRef& w,
@@ -200,7 +259,11 @@ void linear(float* y, const float* x, const WeightRef& w, const float* bias, int
       for (int64_t n = 0; n < N; ++n) y[m * ldy + n] = bias ? bias[n] : 0.0f;
     return;
   }
-  if (dtype_is_quantized(w.dtype)) return linear_dequant(*kt, y, ldy, x, ldx, w, bias, M);
+  if (dtype_is_quantized(w.dtype)) {
+    const cpu::QuantKernels* qk = quant_kernels();
+    if (qk && w.dtype != DType::Q6_K) return linear_int(*qk, y, ldy, x, ldx, w, bias, M);
+    return linear_dequant(*kt, y, ldy, x, ldx, w, bias, M);
+  }
   const cpu::LinearTuning& tune = cpu::linear_tuning(active_backend());
   if (M >= (w.dtype == DType::F32 ? tune.sgemm_min_m_f32 : tune.sgemm_min_m_half) && fits_int({M, N, K, ldy, ldx, ldw}))
     return linear_sgemm(*kt, y, ldy, x, ldx, w, bias, M);
