@@ -143,18 +143,18 @@ ActScratch& act_scratch() {
   return s;
 }
 
-// Q8_0 / Q4_0 / Q4_K weights: x quantised to int8 blocks once (rows in parallel), then integer dot products
+// Q8_0 / Q4_0 / Q4_K / Q6_K weights: x quantised to int8 blocks once (rows in parallel), then integer dot products
 // over pieces of 16 output columns. Accuracy: the weights are used exactly; x̂ is within half a step
 // (amax/254 of its block) of x, which bounds |y − y_ref| (test_quant checks that bound).
 void linear_int(const cpu::QuantKernels& qk, float* y, int64_t ldy, const float* x, int64_t ldx, const WeightRef& w,
                 const float* bias, int64_t M) {
   const int64_t N = w.rows, K = w.cols;
-  const int block = w.dtype == DType::Q4_K ? 256 : 32;
+  const int block = int(dtype_block_elems(w.dtype));  // activation blocks: 32 or 256 like the weights
   ActScratch& s = act_scratch();
   if (s.q.size() < size_t(M * K)) s.q.resize(size_t(M * K));
   if (s.d.size() < size_t(M * (K / block))) s.d.resize(size_t(M * (K / block)));
   const bool sums = block == 256;
-  if (sums && s.bsum.size() < size_t(M * (K / 32))) s.bsum.resize(size_t(M * (K / 32)));
+  if (sums && s.bsum.size() < size_t(M * (K / 16))) s.bsum.resize(size_t(M * (K / 16)));
   int8_t* q = s.q.data();
   float* d = s.d.data();
   int16_t* bsum = sums ? s.bsum.data() : nullptr;
@@ -162,13 +162,16 @@ void linear_int(const cpu::QuantKernels& qk, float* y, int64_t ldy, const float*
       M,
       [&](int64_t m0, int64_t m1) {
         qk.quantize_acts(block, x + m0 * ldx, ldx, m1 - m0, K, q + m0 * K, d + m0 * (K / block),
-                         bsum ? bsum + m0 * (K / 32) : nullptr);
+                         bsum ? bsum + m0 * (K / 16) : nullptr);
       },
       std::max<int64_t>(1, (1 << 16) / K));
   const cpu::QuantActs acts{q, d, bsum, K};
   const size_t row_bytes = dtype_nbytes(w.dtype, w.row_stride());
   const auto* wb = static_cast<const uint8_t*>(w.data);
-  auto kernel = w.dtype == DType::Q8_0 ? qk.linear_q8_0 : w.dtype == DType::Q4_0 ? qk.linear_q4_0 : qk.linear_q4_k;
+  auto kernel = w.dtype == DType::Q8_0   ? qk.linear_q8_0
+                : w.dtype == DType::Q4_0 ? qk.linear_q4_0
+                : w.dtype == DType::Q4_K ? qk.linear_q4_k
+                                         : qk.linear_q6_k;
   constexpr int64_t kCols = 16;
   const int64_t blocks = ceil_div(N, kCols);
   // Integer MACs are ~4x cheaper than f32 FMAs per element, hence the larger minimum piece.
@@ -179,8 +182,9 @@ void linear_int(const cpu::QuantKernels& qk, float* y, int64_t ldy, const float*
       min_blocks);
 }
 
-// Block-quantised weights without an integer kernel: rows dequantised 16 at a time into scratch and fed to
-// the f32 kernel (exact dequantisation, so this matches the reference up to f32 summation order).
+// Block-quantised weights through the f32 kernel: rows dequantised 16 at a time into scratch (exact
+// dequantisation, so this matches the reference up to f32 summation order). Kept as the fallback and for
+// comparisons (LinearTuning::quant_via_f32).
 void linear_dequant(const cpu::Kernels& kt, float* y, int64_t ldy, const float* x, int64_t ldx, const WeightRef& w,
                     const float* bias, int64_t M) {
   constexpr int64_t kRows = 16;
@@ -259,12 +263,12 @@ void linear(float* y, const float* x, const WeightRef& w, const float* bias, int
       for (int64_t n = 0; n < N; ++n) y[m * ldy + n] = bias ? bias[n] : 0.0f;
     return;
   }
+  const cpu::LinearTuning& tune = cpu::linear_tuning(active_backend());
   if (dtype_is_quantized(w.dtype)) {
     const cpu::QuantKernels* qk = quant_kernels();
-    if (qk && w.dtype != DType::Q6_K) return linear_int(*qk, y, ldy, x, ldx, w, bias, M);
+    if (qk && !tune.quant_via_f32) return linear_int(*qk, y, ldy, x, ldx, w, bias, M);
     return linear_dequant(*kt, y, ldy, x, ldx, w, bias, M);
   }
-  const cpu::LinearTuning& tune = cpu::linear_tuning(active_backend());
   if (M >= (w.dtype == DType::F32 ? tune.sgemm_min_m_f32 : tune.sgemm_min_m_half) && fits_int({M, N, K, ldy, ldx, ldw}))
     return linear_sgemm(*kt, y, ldy, x, ldx, w, bias, M);
   // Own kernel over blocks of 16 output columns (cache-line aligned pieces of y for f32).

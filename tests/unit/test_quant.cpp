@@ -17,6 +17,7 @@
 #include "models/config.h"
 #include "models/model.h"
 #include "models/quantize.h"
+#include "ops/cpu/kernels.h"
 #include "ops/ops.h"
 #include "ops/quant.h"
 #include "ops/quant_blocks.h"
@@ -267,13 +268,13 @@ QuantMatrix make_matrix(DType t, int64_t N, int64_t K, uint32_t seed) {
   return m;
 }
 
-// The int8 activation blocks the fast path uses (32 values for Q8_0 / Q4_0, 256 for Q4_K; Q6_K runs on f32).
-int64_t act_block(DType t) { return t == DType::Q4_K ? 256 : t == DType::Q6_K ? 0 : 32; }
+// The int8 activation blocks the fast path uses (32 values for Q8_0 / Q4_0, 256 for the K-quants).
+int64_t act_block(DType t) { return dtype_block_elems(t); }
 
 // Allowed |y_fast − y_ref| for output (m, n): the activation rounding, at most half a step (amax/254 of its
 // block) per value, times |ŵ|, plus f32 summation error.
 double allowed(DType t, const float* x, const float* w, int64_t K) {
-  const int64_t blk = act_block(t), step = blk ? blk : K;  // Q6_K: one pass, no activation rounding
+  const int64_t blk = act_block(t), step = blk ? blk : K;  // blk 0: a path without activation rounding
   double bound = 0, mag = 0;
   for (int64_t b0 = 0; b0 < K; b0 += step) {
     const int64_t b1 = b0 + step;
@@ -309,6 +310,14 @@ TEST_P(QuantLinear, FastBackendsMatchReferenceOnAwkwardSizes) {
         ops::linear(ref.data(), x.data(), w.ref, bias.data(), M);
         for (ops::Backend b : backends) {
           ops::set_backend(b);
+          {  // the f32 fallback path: exact activations, so only summation order differs from the reference
+            ops::cpu::LinearTuning& tune = ops::cpu::linear_tuning(b);
+            tune.quant_via_f32 = true;
+            std::vector<float> out(size_t(M * N));
+            ops::linear(out.data(), x.data(), w.ref, bias.data(), M);
+            tune.quant_via_f32 = false;
+            for (size_t i = 0; i < out.size(); ++i) ASSERT_NEAR(out[i], ref[i], 1e-5 * (1 + std::fabs(ref[i]))) << i;
+          }
           for (int threads : {1, 2}) {
             ThreadPool::set_global_threads(threads);
             std::vector<float> out(size_t(M * N), -1.0f);
@@ -511,10 +520,10 @@ TEST_P(QuantizedWideModel, LogitsCloseToF32) {
   EXPECT_LE(d, tol) << dtype_name(t);
   EXPECT_GT(d, 0.0);
   EXPECT_LE(rel_rms(naive, absorbed), 1e-4) << "the MLA forms disagree on quantised weights";
-  // The fast kernels also round the activations to int8 blocks (Q6_K: f32): measured 0.028 (Q8_0), 0.037
-  // (Q4_0), 0.038 (Q4_K) relative rms through the whole model.
+  // The fast kernels also round the activations to int8 blocks: measured 0.028 (Q8_0), 0.037 (Q4_0), 0.038
+  // (Q4_K), Q6_K below, relative rms through the whole model.
   const double df = rel_rms(fast, absorbed);
-  EXPECT_LE(df, t == DType::Q6_K ? 1e-4 : 0.06) << dtype_name(t) << " fast kernels vs reference";
+  EXPECT_LE(df, 0.06) << dtype_name(t) << " fast kernels vs reference";
   std::printf("wide model %s: relative rms logit difference to f32 %.4f; fast vs reference kernels %.4f\n",
               std::string(dtype_name(t)).c_str(), d, df);
   dequantize_model(*model);

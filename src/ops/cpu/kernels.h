@@ -77,6 +77,9 @@ static inline int64_t attention_items(const AttentionArgs& a, int64_t head_block
 struct LinearTuning {
   int64_t sgemm_min_m_f32;
   int64_t sgemm_min_m_half;
+  // Block-quantised weights: false = integer kernels on int8-quantised activations (the default), true =
+  // weights dequantised to f32 16 rows at a time and fed to the f32 kernel (exact activations, slower).
+  bool quant_via_f32 = false;
 };
 LinearTuning& linear_tuning(Backend b);
 
