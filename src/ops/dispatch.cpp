@@ -137,6 +137,8 @@ struct ActScratch {
   std::vector<int8_t> q;
   std::vector<float> d;
   std::vector<int16_t> bsum;
+  std::vector<int32_t> s4neg;
+  std::vector<float> dx16;
 };
 ActScratch& act_scratch() {
   thread_local ActScratch s;
@@ -165,7 +167,18 @@ void linear_int(const cpu::QuantKernels& qk, float* y, int64_t ldy, const float*
                          bsum ? bsum + m0 * (K / 16) : nullptr);
       },
       std::max<int64_t>(1, (1 << 16) / K));
-  const cpu::QuantActs acts{q, d, bsum, K};
+  cpu::QuantActs acts{q, d, bsum, K};
+  if (block == 32 && qk.pair_acts) {
+    if (s.s4neg.size() < size_t(M * (K / 4))) s.s4neg.resize(size_t(M * (K / 4)));
+    if (s.dx16.size() < size_t(M * (K / 64) * 16)) s.dx16.resize(size_t(M * (K / 64) * 16));
+    int32_t* s4 = s.s4neg.data();
+    float* dx16 = s.dx16.data();
+    parallel_for(
+        M, [&](int64_t m0, int64_t m1) { qk.pair_acts(q + m0 * K, d + m0 * (K / 32), m1 - m0, K, s4 + m0 * (K / 4), dx16 + m0 * (K / 64) * 16); },
+        std::max<int64_t>(1, (1 << 16) / K));
+    acts.s4neg = s4;
+    acts.dx16 = dx16;
+  }
   const size_t row_bytes = dtype_nbytes(w.dtype, w.row_stride());
   const auto* wb = static_cast<const uint8_t*>(w.data);
   auto kernel = w.dtype == DType::Q8_0   ? qk.linear_q8_0

@@ -21,6 +21,6 @@ inline __m256i madd_acc(__m256i acc, __m256i p, __m256i w) { return _mm256_add_e
 
 }  // namespace
 
-const QuantKernels kAvx2Quant = {quantize_acts, linear_q8_0, linear_q4_0, linear_q4_k, linear_q6_k};
+const QuantKernels kAvx2Quant = {quantize_acts, nullptr, linear_q8_0, linear_q4_0, linear_q4_k, linear_q6_k};
 
 }  // namespace baleine::ops::cpu

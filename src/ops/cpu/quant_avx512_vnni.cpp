@@ -4,6 +4,11 @@
 // flags plus -mavx512vnni; chosen at run time only when the CPU reports AVX512-VNNI.
 #include <immintrin.h>
 
+// GCC 12 reports "'__Y' may be used uninitialized" inside its own AVX-512 intrinsics (the self-initialised
+// _mm512_undefined_* they use as pass-through operands) once they are inlined here; a false positive.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
 #include <cstdint>
 #include <cstring>
 
@@ -18,8 +23,134 @@ inline __m256i madd_acc(__m256i acc, __m256i p, __m256i w) { return _mm256_dpwss
 
 #include "ops/cpu/quant_kernels.inc"
 
+// 512-bit Q8_0 / Q4_0 kernels: one vector holds two 32-value blocks. Weights go in unsigned (Q8_0: w + 128 by
+// flipping the sign bit; Q4_0: the raw nibble u, value u − 8), so vpdpbusd needs no per-row sign fix-up: the
+// offset's contribution (128 or 8 times the sum of each 4 activation codes) is subtracted by starting the
+// accumulator at that multiple of s4neg. Each block pair then costs one dot instruction, one conversion and
+// one FMA per activation row, with the scale vector dw ⊗ dx16 from one multiply; tiles of 4 weight rows × 4
+// activation rows share every load.
+
+void pair_acts(const int8_t* q, const float* d, int64_t M, int64_t K, int32_t* s4neg, float* dx16) {
+  const __m512i ones = _mm512_set1_epi8(1);
+  const int64_t nb = K / 32, np = K / 64;
+  for (int64_t m = 0; m < M; ++m) {
+    const int8_t* qm = q + m * K;
+    int32_t* sm = s4neg + m * (K / 4);
+    for (int64_t k = 0; k + 64 <= K; k += 64) {
+      const __m512i s4 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, _mm512_loadu_si512(qm + k));
+      _mm512_storeu_si512(sm + k / 4, _mm512_sub_epi32(_mm512_setzero_si512(), s4));
+    }
+    for (int64_t k = K / 64 * 64; k < K; k += 4) sm[k / 4] = -(qm[k] + qm[k + 1] + qm[k + 2] + qm[k + 3]);
+    const float* dm = d + m * nb;
+    float* xm = dx16 + m * np * 16;
+    for (int64_t p = 0; p < np; ++p)
+      _mm512_storeu_ps(xm + 16 * p, _mm512_insertf32x8(_mm512_set1_ps(dm[2 * p]), _mm256_set1_ps(dm[2 * p + 1]), 1));
+  }
+}
+
+inline __m512i pair_q8_0(const BlockQ8_0* b) {  // w + 128 as u8
+  const __m512i v = _mm512_inserti64x4(
+      _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[0].qs))),
+      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[1].qs)), 1);
+  return _mm512_xor_si512(v, _mm512_set1_epi8(char(0x80)));
+}
+inline __m512i pair_q4_0(const BlockQ4_0* b) {  // the nibbles u in value order
+  const __m128i v0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[0].qs));
+  const __m128i v1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[1].qs));
+  const __m512i t = _mm512_inserti64x4(_mm512_zextsi256_si512(_mm256_set_m128i(_mm_srli_epi16(v0, 4), v0)),
+                                       _mm256_set_m128i(_mm_srli_epi16(v1, 4), v1), 1);
+  return _mm512_and_si512(t, _mm512_set1_epi8(0x0F));
+}
+
+// NR weight rows × MR activation rows per pass over K: each unpacked weight pair serves MR rows and each
+// activation load serves NR weight rows (16 accumulators, 29 of the 32 vector registers).
+template <class Block, __m512i (*Pair)(const Block*), int Shift, __m256i (*Unpack)(const Block*), int NR, int MR>
+inline void tile_pairs(float* y, int64_t ldy, const QuantActs& a, int64_t m0, const Block* const* wr, int64_t nb,
+                       const float* bias) {
+  __m512 acc[NR][MR];
+  for (int i = 0; i < NR; ++i)
+    for (int r = 0; r < MR; ++r) acc[i][r] = _mm512_setzero_ps();
+  const int64_t np = nb / 2, K = a.K;
+  for (int64_t p = 0; p < np; ++p) {
+    __m512i w[NR];
+    __m512 dw[NR];
+    for (int i = 0; i < NR; ++i) {
+      const Block* b = wr[i] + 2 * p;
+      w[i] = Pair(b);
+      dw[i] = _mm512_cvtph_ps(_mm256_set_m128i(_mm_set1_epi16(short(b[1].d)), _mm_set1_epi16(short(b[0].d))));
+    }
+    for (int r = 0; r < MR; ++r) {
+      const int64_t row = m0 + r;
+      const __m512i start = _mm512_slli_epi32(_mm512_loadu_si512(a.s4neg + row * (K / 4) + 16 * p), Shift);
+      const __m512i x = _mm512_loadu_si512(a.q + row * K + 64 * p);
+      const __m512 dx = _mm512_loadu_ps(a.dx16 + (row * (K / 64) + p) * 16);
+      for (int i = 0; i < NR; ++i) {
+        const __m512i dot = _mm512_dpbusd_epi32(start, w[i], x);
+        acc[i][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw[i], dx), acc[i][r]);
+      }
+    }
+  }
+  for (int i = 0; i < NR; ++i) {
+    float tail[MR] = {};
+    if (nb % 2) {  // odd block count: the last block as in the 256-bit kernel
+      const Block* b = wr[i] + nb - 1;
+      const __m256i wv = Unpack(b);
+      const __m256i wabs = _mm256_sign_epi8(wv, wv);
+      const float dwt = f16_to_f32_hw(b->d);
+      for (int r = 0; r < MR; ++r) {
+        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q + (m0 + r) * K + 32 * (nb - 1)));
+        const __m256i dot = dot_u8s8(_mm256_setzero_si256(), wabs, _mm256_sign_epi8(xv, wv));
+        tail[r] = float(hsum8i(dot)) * (dwt * a.d[(m0 + r) * nb + nb - 1]);
+      }
+    }
+    for (int r = 0; r < MR; ++r)
+      y[(m0 + r) * ldy + i] = _mm512_reduce_add_ps(acc[i][r]) + tail[r] + (bias ? bias[i] : 0.0f);
+  }
+}
+
+template <class Block, __m512i (*Pair)(const Block*), int Shift, __m256i (*Unpack)(const Block*), int NR>
+inline void rows_pairs(float* y, int64_t ldy, const QuantActs& a, int64_t M, const Block* const* wr, int64_t nb,
+                       const float* bias) {
+  int64_t m = 0;
+  for (; m + kMR <= M; m += kMR) tile_pairs<Block, Pair, Shift, Unpack, NR, kMR>(y, ldy, a, m, wr, nb, bias);
+  switch (M - m) {
+    case 3: tile_pairs<Block, Pair, Shift, Unpack, NR, 3>(y, ldy, a, m, wr, nb, bias); break;
+    case 2: tile_pairs<Block, Pair, Shift, Unpack, NR, 2>(y, ldy, a, m, wr, nb, bias); break;
+    case 1: tile_pairs<Block, Pair, Shift, Unpack, NR, 1>(y, ldy, a, m, wr, nb, bias); break;
+    default: break;
+  }
+}
+
+template <class Block, __m512i (*Pair)(const Block*), int Shift, __m256i (*Unpack)(const Block*)>
+void linear_pairs(float* y, int64_t ldy, const QuantActs& a, int64_t M, const uint8_t* w, size_t row_bytes,
+                  const float* bias, int64_t n0, int64_t n1) {
+  constexpr int NR = 4;
+  const int64_t nb = a.K / 32;
+  for (int64_t n = n0; n < n1; n += NR) {
+    const Block* wr[NR];
+    const int nr = int(n1 - n < NR ? n1 - n : NR);
+    for (int i = 0; i < nr; ++i) wr[i] = reinterpret_cast<const Block*>(w + size_t(n + i) * row_bytes);
+    const float* bn = bias ? bias + n : nullptr;
+    switch (nr) {
+      case 4: rows_pairs<Block, Pair, Shift, Unpack, 4>(y + n, ldy, a, M, wr, nb, bn); break;
+      case 3: rows_pairs<Block, Pair, Shift, Unpack, 3>(y + n, ldy, a, M, wr, nb, bn); break;
+      case 2: rows_pairs<Block, Pair, Shift, Unpack, 2>(y + n, ldy, a, M, wr, nb, bn); break;
+      default: rows_pairs<Block, Pair, Shift, Unpack, 1>(y + n, ldy, a, M, wr, nb, bn); break;
+    }
+  }
+}
+
+void linear_q8_0_512(float* y, int64_t ldy, const QuantActs& a, int64_t M, const uint8_t* w, size_t row_bytes,
+                     const float* bias, int64_t n0, int64_t n1) {
+  linear_pairs<BlockQ8_0, pair_q8_0, 7, unpack_q8_0>(y, ldy, a, M, w, row_bytes, bias, n0, n1);
+}
+void linear_q4_0_512(float* y, int64_t ldy, const QuantActs& a, int64_t M, const uint8_t* w, size_t row_bytes,
+                     const float* bias, int64_t n0, int64_t n1) {
+  linear_pairs<BlockQ4_0, pair_q4_0, 3, unpack_q4_0>(y, ldy, a, M, w, row_bytes, bias, n0, n1);
+}
+
 }  // namespace
 
-const QuantKernels kAvx512VnniQuant = {quantize_acts, linear_q8_0, linear_q4_0, linear_q4_k, linear_q6_k};
+const QuantKernels kAvx512VnniQuant = {quantize_acts, pair_acts, linear_q8_0_512, linear_q4_0_512, linear_q4_k, linear_q6_k};
 
 }  // namespace baleine::ops::cpu
