@@ -155,7 +155,7 @@ double cross_entropy_loss(const float* h, const WeightRef& w, const int32_t* tar
   std::vector<double> target_logit(static_cast<size_t>(T), 0.0);
   auto chunk_logits = [&](int64_t v0, int64_t n) {
     WeightRef wc = w;
-    wc.data = static_cast<const char*>(w.data) + size_t(v0 * w.row_stride()) * dtype_size(w.dtype);
+    wc.data = static_cast<const char*>(w.data) + dtype_nbytes(w.dtype, v0 * w.row_stride());  // block types too
     wc.rows = n;
     linear(logits.data(), h, wc, nullptr, T, C, 0);
   };

@@ -18,6 +18,7 @@
 #include "models/model.h"
 #include "models/quantize.h"
 #include "ops/cpu/kernels.h"
+#include "ops/grad.h"
 #include "ops/ops.h"
 #include "ops/quant.h"
 #include "ops/quant_blocks.h"
@@ -383,6 +384,20 @@ TEST_P(QuantLinear, EmbeddingGatherDequantisesRows) {
     EXPECT_THROW(ops::embedding_gather(y.data(), table.ref, &bad, 1), Error);
   }
   ops::set_backend(ops::best_backend());
+}
+
+// The chunked loss (evaluation on a quantised model) slices the head by rows: block types must slice by bytes.
+TEST(QuantLinear, CrossEntropyOverChunksOfAQuantisedHead) {
+  const int64_t V = 50, d = 64, T = 3;
+  const QuantMatrix head = make_matrix(DType::Q8_0, V, d, 21);
+  const auto h = gaussian(size_t(T * d), 22);
+  const std::vector<int32_t> targets = {3, 49, 17};
+  const ops::WeightRef f32{head.deq.data(), DType::F32, V, d, 0};
+  ops::set_backend(ops::Backend::Reference);  // exact activations: the two heads give the same logits
+  const double want = ops::cross_entropy_loss(h.data(), f32, targets.data(), T, nullptr, nullptr, 1.0f, nullptr, 7);
+  const double got = ops::cross_entropy_loss(h.data(), head.ref, targets.data(), T, nullptr, nullptr, 1.0f, nullptr, 7);
+  ops::set_backend(ops::best_backend());
+  EXPECT_NEAR(got, want, 1e-5);
 }
 
 INSTANTIATE_TEST_SUITE_P(Quant, QuantLinear, testing::ValuesIn(kTypes), type_name);
