@@ -66,7 +66,7 @@ inline __m512i pair_q4_0(const BlockQ4_0* b) {  // the nibbles u in value order
 // activation load serves NR weight rows (16 accumulators, 29 of the 32 vector registers).
 template <class Block, __m512i (*Pair)(const Block*), int Shift, __m256i (*Unpack)(const Block*), int NR, int MR>
 inline void tile_pairs(float* y, int64_t ldy, const QuantActs& a, int64_t m0, const Block* const* wr, int64_t nb,
-                       const float* bias) {
+                       const float* bias, const char* const* next) {
   __m512 acc[NR][MR];
   for (int i = 0; i < NR; ++i)
     for (int r = 0; r < MR; ++r) acc[i][r] = _mm512_setzero_ps();
@@ -76,6 +76,7 @@ inline void tile_pairs(float* y, int64_t ldy, const QuantActs& a, int64_t m0, co
     __m512 dw[NR];
     for (int i = 0; i < NR; ++i) {
       const Block* b = wr[i] + 2 * p;
+      if (next[i]) _mm_prefetch(next[i] + 2 * p * int64_t(sizeof(Block)), _MM_HINT_T0);
       w[i] = Pair(b);
       dw[i] = _mm512_cvtph_ps(_mm256_set_m128i(_mm_set1_epi16(short(b[1].d)), _mm_set1_epi16(short(b[0].d))));
     }
@@ -110,13 +111,13 @@ inline void tile_pairs(float* y, int64_t ldy, const QuantActs& a, int64_t m0, co
 
 template <class Block, __m512i (*Pair)(const Block*), int Shift, __m256i (*Unpack)(const Block*), int NR>
 inline void rows_pairs(float* y, int64_t ldy, const QuantActs& a, int64_t M, const Block* const* wr, int64_t nb,
-                       const float* bias) {
+                       const float* bias, const char* const* next) {
   int64_t m = 0;
-  for (; m + kMR <= M; m += kMR) tile_pairs<Block, Pair, Shift, Unpack, NR, kMR>(y, ldy, a, m, wr, nb, bias);
+  for (; m + kMR <= M; m += kMR) tile_pairs<Block, Pair, Shift, Unpack, NR, kMR>(y, ldy, a, m, wr, nb, bias, next);
   switch (M - m) {
-    case 3: tile_pairs<Block, Pair, Shift, Unpack, NR, 3>(y, ldy, a, m, wr, nb, bias); break;
-    case 2: tile_pairs<Block, Pair, Shift, Unpack, NR, 2>(y, ldy, a, m, wr, nb, bias); break;
-    case 1: tile_pairs<Block, Pair, Shift, Unpack, NR, 1>(y, ldy, a, m, wr, nb, bias); break;
+    case 3: tile_pairs<Block, Pair, Shift, Unpack, NR, 3>(y, ldy, a, m, wr, nb, bias, next); break;
+    case 2: tile_pairs<Block, Pair, Shift, Unpack, NR, 2>(y, ldy, a, m, wr, nb, bias, next); break;
+    case 1: tile_pairs<Block, Pair, Shift, Unpack, NR, 1>(y, ldy, a, m, wr, nb, bias, next); break;
     default: break;
   }
 }
@@ -131,11 +132,16 @@ void linear_pairs(float* y, int64_t ldy, const QuantActs& a, int64_t M, const ui
     const int nr = int(n1 - n < NR ? n1 - n : NR);
     for (int i = 0; i < nr; ++i) wr[i] = reinterpret_cast<const Block*>(w + size_t(n + i) * row_bytes);
     const float* bn = bias ? bias + n : nullptr;
+    // Decode streams each row once: while a tile runs, its pass over K also prefetches the next tile's rows at
+    // the same offset, so short rows (K = 2048: 2 KB) do not wait for the hardware prefetcher at each start.
+    const char* next[NR] = {};
+    if (M <= 2)
+      for (int i = 0; i < NR && n + NR + i < n1; ++i) next[i] = reinterpret_cast<const char*>(w + size_t(n + NR + i) * row_bytes);
     switch (nr) {
-      case 4: rows_pairs<Block, Pair, Shift, Unpack, 4>(y + n, ldy, a, M, wr, nb, bn); break;
-      case 3: rows_pairs<Block, Pair, Shift, Unpack, 3>(y + n, ldy, a, M, wr, nb, bn); break;
-      case 2: rows_pairs<Block, Pair, Shift, Unpack, 2>(y + n, ldy, a, M, wr, nb, bn); break;
-      default: rows_pairs<Block, Pair, Shift, Unpack, 1>(y + n, ldy, a, M, wr, nb, bn); break;
+      case 4: rows_pairs<Block, Pair, Shift, Unpack, 4>(y + n, ldy, a, M, wr, nb, bn, next); break;
+      case 3: rows_pairs<Block, Pair, Shift, Unpack, 3>(y + n, ldy, a, M, wr, nb, bn, next); break;
+      case 2: rows_pairs<Block, Pair, Shift, Unpack, 2>(y + n, ldy, a, M, wr, nb, bn, next); break;
+      default: rows_pairs<Block, Pair, Shift, Unpack, 1>(y + n, ldy, a, M, wr, nb, bn, next); break;
     }
   }
 }
