@@ -444,7 +444,7 @@ void dequantize_model(CausalLM& m) {
 // weight noise (bf16 alone moves the llama fixture's logits by 0.8% rms), so the f32 bounds are loose;
 // QuantizedWideModel has the tight ones.
 TEST(QuantizedModel, ParityFixturesQ8_0AndQ4_0) {
-  for (const char* name : {"v3", "llama"})
+  for (const char* name : {"v3", "llama", "qwen2"})
     for (auto [t, tol] : {std::pair{DType::Q8_0, 0.12}, std::pair{DType::Q4_0, 0.9}}) {
       auto model = load_model(kData + "/parity/" + name);
       const Tensor ref = model->logits(kTokens);
