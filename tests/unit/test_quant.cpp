@@ -400,6 +400,29 @@ TEST(QuantLinear, CrossEntropyOverChunksOfAQuantisedHead) {
   EXPECT_NEAR(got, want, 1e-5);
 }
 
+// A NaN or infinite activation must not be rounded into some finite int8 code: the outputs become NaN.
+TEST_P(QuantLinear, NonFiniteActivationsGiveNaN) {
+  const DType t = GetParam();
+  const int64_t N = 5, K = 512;
+  const QuantMatrix w = make_matrix(t, N, K, 31);
+  std::vector<ops::Backend> all = fast_backends();
+  all.push_back(ops::Backend::Reference);
+  for (float bad : {std::nanf(""), INFINITY}) {
+    auto x = gaussian(size_t(2 * K), 32);
+    x[size_t(K + 300)] = bad;  // row 1 only
+    for (ops::Backend b : all) {
+      ops::set_backend(b);
+      std::vector<float> y(size_t(2 * N));
+      ops::linear(y.data(), x.data(), w.ref, nullptr, 2);
+      for (int64_t n = 0; n < N; ++n) {
+        EXPECT_TRUE(std::isfinite(y[size_t(n)])) << ops::backend_name(b);
+        EXPECT_FALSE(std::isfinite(y[size_t(N + n)])) << dtype_name(t) << " " << ops::backend_name(b) << " " << bad;
+      }
+    }
+  }
+  ops::set_backend(ops::best_backend());
+}
+
 INSTANTIATE_TEST_SUITE_P(Quant, QuantLinear, testing::ValuesIn(kTypes), type_name);
 
 TEST(QuantLinear, RejectsRowsThatAreNotWholeBlocks) {
