@@ -155,8 +155,69 @@ void linear_q4_0_512(float* y, int64_t ldy, const QuantActs& a, int64_t M, const
   linear_pairs<BlockQ4_0, pair_q4_0, 3, unpack_q4_0>(y, ldy, a, M, w, row_bytes, bias, n0, n1);
 }
 
+// Q4_K with 512-bit vectors: chunk c of a super-block (32 bytes: sub-block 2c in the low nibbles, 2c+1 in the
+// high ones) becomes one vector of 64 codes in value order, against 64 contiguous activation codes;
+// vpmaddubsw gives 32 int16 pair sums, vpdpwssd weights them by [sc_2c ×16, sc_2c+1 ×16] into 16 int32.
+template <int MR>
+inline void row_q4_k_512(float* y, int64_t ldy, const QuantActs& a, int64_t m0, const BlockQ4_K* wr, int64_t nb,
+                         float bias, const char* next) {
+  __m512 acc[MR];
+  __m256 accm[MR];  // the mins term, kept in vector lanes until the end
+  for (int r = 0; r < MR; ++r) acc[r] = _mm512_setzero_ps(), accm[r] = _mm256_setzero_ps();
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  const int64_t nsub = a.K / 16;
+  for (int64_t b = 0; b < nb; ++b) {
+    if (next)
+      for (int64_t off = 0; off < int64_t(sizeof(BlockQ4_K)); off += 64) _mm_prefetch(next + b * int64_t(sizeof(BlockQ4_K)) + off, _MM_HINT_T0);
+    const BlockQ4_K& B = wr[b];
+    uint8_t sc[8], mn[8];
+    for (int j = 0; j < 8; ++j) q4k_scale_min(j, B.scales, &sc[j], &mn[j]);
+    const float d = f16_to_f32_hw(B.d), dmin = f16_to_f32_hw(B.dmin);
+    __m512i q[4], scv[4];
+    for (int c = 0; c < 4; ++c) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(B.qs + 32 * c));
+      const __m512i both = _mm512_inserti64x4(_mm512_zextsi256_si512(v), _mm256_srli_epi16(v, 4), 1);
+      q[c] = _mm512_and_si512(both, low4);
+      scv[c] = _mm512_inserti64x4(_mm512_set1_epi16(short(sc[2 * c])), _mm256_set1_epi16(short(sc[2 * c + 1])), 1);
+    }
+    int64_t mins64;
+    std::memcpy(&mins64, mn, 8);
+    const __m128i m8 = _mm_cvtsi64_si128(mins64);
+    const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
+    for (int r = 0; r < MR; ++r) {
+      const int8_t* xq = a.q + (m0 + r) * a.K + kQK * b;
+      __m512i isum = _mm512_setzero_si512();
+      for (int c = 0; c < 4; ++c)
+        isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(q[c], _mm512_loadu_si512(xq + 64 * c)), scv[c]);
+      const float dx = a.d[(m0 + r) * nb + b];
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(d * dx), acc[r]);
+      const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.bsum + (m0 + r) * nsub + 16 * b));
+      accm[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mins16)), _mm256_set1_ps(dmin * dx), accm[r]);
+    }
+  }
+  for (int r = 0; r < MR; ++r) y[(m0 + r) * ldy] = _mm512_reduce_add_ps(acc[r]) - hsum8(accm[r]) + bias;
+}
+
+void linear_q4_k_512(float* y, int64_t ldy, const QuantActs& a, int64_t M, const uint8_t* w, size_t row_bytes,
+                     const float* bias, int64_t n0, int64_t n1) {
+  const int64_t nb = a.K / kQK;
+  for (int64_t n = n0; n < n1; ++n) {
+    const BlockQ4_K* wr = reinterpret_cast<const BlockQ4_K*>(w + size_t(n) * row_bytes);
+    const float bn = bias ? bias[n] : 0.0f;
+    const char* next = next_row(w, row_bytes, M, n, n1);
+    int64_t m = 0;
+    for (; m + kMR <= M; m += kMR) row_q4_k_512<kMR>(y + n, ldy, a, m, wr, nb, bn, next);
+    switch (M - m) {
+      case 3: row_q4_k_512<3>(y + n, ldy, a, m, wr, nb, bn, next); break;
+      case 2: row_q4_k_512<2>(y + n, ldy, a, m, wr, nb, bn, next); break;
+      case 1: row_q4_k_512<1>(y + n, ldy, a, m, wr, nb, bn, next); break;
+      default: break;
+    }
+  }
+}
+
 }  // namespace
 
-const QuantKernels kAvx512VnniQuant = {quantize_acts, pair_acts, linear_q8_0_512, linear_q4_0_512, linear_q4_k, linear_q6_k};
+const QuantKernels kAvx512VnniQuant = {quantize_acts, pair_acts, linear_q8_0_512, linear_q4_0_512, linear_q4_k_512, linear_q6_k};
 
 }  // namespace baleine::ops::cpu
