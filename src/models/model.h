@@ -1,5 +1,5 @@
 // models/model.h — what every architecture offers the engine, trainers and tools.
-// defines: MlaMode, Sequence, CausalLM, load_model
+// defines: MlaMode, BatchItem, CausalLM, load_model (Sequence and KvPool: models/kv_cache.h)
 #pragma once
 #include <memory>
 #include <span>
@@ -7,6 +7,7 @@
 
 #include "core/tensor.h"
 #include "models/config.h"
+#include "models/kv_cache.h"
 #include "nn/layers.h"
 
 namespace baleine {
@@ -16,30 +17,44 @@ namespace baleine {
 // over the kv_lora_rank + rope latent directly (cheap for decode). Ignored by dense GQA models.
 enum class MlaMode { Naive, Absorbed };
 
-// Per-sequence state: the KV cache of every layer and how many positions it holds. Created by the model.
-class Sequence {
- public:
-  virtual ~Sequence() = default;
-  int64_t length() const { return length_; }
-  int64_t capacity() const { return capacity_; }
+// One sequence's share of a batched forward step: append `tokens` to `seq`.
+struct BatchItem {
+  Sequence* seq = nullptr;
+  std::span<const int32_t> tokens;
+  bool all_logits = false;  // logits of every token (prompt logprobs), else of the last one only
+};
 
- protected:
-  int64_t length_ = 0, capacity_ = 0;
-  friend class DeepSeekModel;
-  friend class DenseModel;
+// Where one item's rows sit in a batched step (internal to the models): rows [row0, row0 + T) of the step,
+// positions [p0, p0 + T) of seq.
+struct BatchSegment {
+  Sequence* seq = nullptr;
+  int64_t row0 = 0, T = 0, p0 = 0;
 };
 
 // Checks a forward call: at least one token, every id inside the vocabulary, room left in the sequence.
 void check_forward_input(const ModelConfig& config, const Sequence& seq, std::span<const int32_t> tokens);
+// Checks a batch (distinct sequences, pools of this layout, every item's input) and reserves the blocks its
+// tokens need.
+void check_batch(const ModelConfig& config, std::span<const BatchItem> items, int64_t layers, int64_t row);
 
 class CausalLM {
  public:
   virtual ~CausalLM() = default;
   virtual const ModelConfig& config() const = 0;
-  virtual std::unique_ptr<Sequence> new_sequence(int64_t max_tokens) const = 0;
+  // A KV pool laid out for this model (latent rows for MLA, [k ‖ v] for GQA) that many sequences share.
+  virtual std::shared_ptr<KvPool> new_kv_pool(int64_t max_blocks, int64_t block_size = 16) const = 0;
+  // A sequence of up to `max_tokens` positions in `pool` (blocks are taken as it grows).
+  std::unique_ptr<Sequence> new_sequence(std::shared_ptr<KvPool> pool, int64_t max_tokens) const;
+  // A sequence with a private pool just large enough for `max_tokens`.
+  std::unique_ptr<Sequence> new_sequence(int64_t max_tokens) const;
+  // One model step over several sequences: the linear layers and MoE run once over the rows of all items
+  // (M = their token count), attention runs per sequence over its own blocks. Returns logits [rows, vocab]:
+  // every token's row for items with all_logits, the last token's otherwise, in item order. Throws (before
+  // changing any sequence's length) if a sequence would exceed its capacity or the pool is exhausted.
+  virtual Tensor forward_batch(std::span<const BatchItem> items, MlaMode mode = MlaMode::Absorbed) = 0;
   // Appends `tokens` to `seq` (positions seq.length() ...) and returns their logits [T, vocab]. Throws if the
   // sequence would exceed its capacity or the model's context.
-  virtual Tensor forward(Sequence& seq, std::span<const int32_t> tokens, MlaMode mode = MlaMode::Absorbed) = 0;
+  Tensor forward(Sequence& seq, std::span<const int32_t> tokens, MlaMode mode = MlaMode::Absorbed);
   // Teacher-forced MTP logits: row i predicts token i+2 from tokens[0..i+1]; [T-1, vocab]. Throws if the model
   // has no MTP module.
   virtual Tensor mtp_logits(std::span<const int32_t> tokens, MlaMode mode = MlaMode::Absorbed) { (void)tokens; (void)mode; BALEINE_FAIL("this model has no MTP module"); }

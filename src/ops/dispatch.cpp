@@ -397,4 +397,24 @@ void attention_causal(float* out, const float* q, const float* k, const float* v
       std::max<int64_t>(1, kMinWorkPerPiece / per_item));
 }
 
+// The SIMD path gathers the visible rows into one contiguous buffer (kept per calling thread, apart from the
+// kernels' scratch) and runs the contiguous kernel; the reference attends over the blocks directly.
+void attention_paged(float* out, const float* q, const PagedKv& kv, const AttentionArgs& a) {
+  const cpu::Kernels* kt = kernels();
+  if (!kt) return reference::attention_paged(out, q, kv, a);
+  detail::check_paged(kv, a);
+  const float* first = a.n_q > 0 ? kv.blocks[0] : nullptr;
+  detail::check_attention(out, q, first, first, a);
+  if (a.n_q == 0) return;
+  thread_local std::vector<float> rows;
+  rows.resize(size_t(a.n_kv * kv.row));
+  for (int64_t s0 = 0; s0 < a.n_kv; s0 += kv.block_size) {
+    const int64_t n = std::min(kv.block_size, a.n_kv - s0);
+    std::memcpy(rows.data() + s0 * kv.row, kv.blocks[s0 / kv.block_size], size_t(n * kv.row) * sizeof(float));
+  }
+  AttentionArgs c = a;
+  c.k_stride = c.v_stride = kv.row;
+  attention_causal(out, q, rows.data() + kv.k_offset, rows.data() + kv.v_offset, c);
+}
+
 }  // namespace baleine::ops
