@@ -152,11 +152,14 @@ int32_t SamplerChain::draw(const Candidates& c) {
   }
   const std::vector<double> prob = c.probabilities();
   double r = std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
+  int64_t last = 0;  // the last candidate with positive probability (rounding can leave r above the total)
   for (int64_t i = 0; i < c.size(); ++i) {
+    if (prob[size_t(i)] <= 0) continue;
+    if (r < prob[size_t(i)]) return c.id(i);
     r -= prob[size_t(i)];
-    if (r <= 0) return c.id(i);
+    last = i;
   }
-  return c.id(c.size() - 1);
+  return c.id(last);
 }
 
 int32_t SamplerChain::sample(std::span<const float> logits, const SamplerContext& ctx) {

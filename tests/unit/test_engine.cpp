@@ -221,3 +221,111 @@ TEST(Engine, DrainingShutdownFinishesInFlightRequests) {
   EXPECT_EQ(c.tokens.size(), 6u);
   EXPECT_THROW(eng->submit(r), Error);
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Prefix cache
+// ---------------------------------------------------------------------------------------------------------
+TEST(PrefixCache, HitsMissesAndLruEviction) {
+  auto pool = std::make_shared<KvPool>(1, 2, 4, 4);  // 4 blocks of 4 tokens
+  PrefixCache cache(pool);
+  const std::vector<int32_t> a{1, 2, 3, 4, 5, 6, 7, 8, 9}, b{1, 2, 3, 4, 9, 9, 9, 9};
+  const int32_t a0 = pool->allocate(), a1 = pool->allocate();
+  const int32_t a_blocks[2] = {a0, a1};
+  cache.insert(a, a_blocks);  // two full blocks of a (token 9 is in no full block)
+  EXPECT_EQ(cache.blocks(), 2);
+  EXPECT_EQ(pool->refcount(a0), 2);
+  EXPECT_EQ(cache.lookup(a, 9), (std::vector<int32_t>{a0, a1}));
+  EXPECT_EQ(cache.lookup(a, 7), (std::vector<int32_t>{a0}));  // at most 7 tokens: one block
+  EXPECT_EQ(cache.lookup(b, 8), (std::vector<int32_t>{a0}));  // shares the first block only
+  EXPECT_EQ(cache.misses(), 1u);
+  EXPECT_EQ(cache.lookup(std::vector<int32_t>{2, 2, 3, 4}, 4), std::vector<int32_t>{});  // same tokens at another place
+  EXPECT_EQ(cache.hits(), 2u + 1u + 1u);
+  // The owner lets go: the cache alone holds the blocks, which stay reusable.
+  pool->release(a0), pool->release(a1);
+  EXPECT_EQ(pool->used_blocks(), 2);
+  // Fill the pool: allocation evicts the least recently used block the cache alone holds (a's second block,
+  // the deepest of the chain), then its first.
+  const int32_t x = pool->allocate(), y = pool->allocate();
+  (void)x, (void)y;
+  EXPECT_EQ(pool->allocate(), a1);
+  EXPECT_EQ(cache.evictions(), 1u);
+  EXPECT_EQ(cache.lookup(a, 9), (std::vector<int32_t>{a0}));
+  pool->retain(a0);  // a running sequence uses a0 again: it cannot be evicted
+  EXPECT_THROW(pool->allocate(), Error);
+  pool->release(a0);
+  EXPECT_EQ(pool->allocate(), a0);
+  EXPECT_EQ(cache.blocks(), 0);
+}
+
+TEST(Engine, PrefixCacheReusesPromptBlocksWithIdenticalTokens) {
+  auto m = model();
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 37; ++i) prompt.push_back(int32_t((i * 37 + 11) % 128));
+  auto want = greedy_reference(*m, prompt, 10);
+  EngineOptions o;
+  o.kv_block_size = 8;
+  Engine eng(m, tiny_tokenizer(), o);
+  GenerationRequest r;
+  r.prompt = prompt;
+  r.params.max_tokens = 10;
+  r.params.ignore_eos = true;
+  Collected first = collect(*eng.submit(r));
+  Collected second = collect(*eng.submit(r));
+  EXPECT_EQ(first.tokens, want);
+  EXPECT_EQ(second.tokens, want);
+  EXPECT_EQ(first.final.usage.cached_prompt_tokens, 0);
+  EXPECT_EQ(second.final.usage.cached_prompt_tokens, 32);  // four full blocks; the last 5 tokens computed
+  EXPECT_EQ(second.final.usage.prompt_tokens, 37);
+  // Prompt + completion blocks were offered at the end (37 + 9 fed tokens = 46: five full blocks), so a request
+  // continuing the conversation reuses five blocks.
+  GenerationRequest r3 = r;
+  r3.prompt.insert(r3.prompt.end(), want.begin(), want.end());
+  r3.prompt.push_back(7);
+  Collected third = collect(*eng.submit(r3));
+  EXPECT_EQ(third.final.usage.cached_prompt_tokens, 40);
+  EXPECT_EQ(third.tokens, greedy_reference(*m, r3.prompt, 10));
+  EXPECT_EQ(eng.stats().cached_prompt_tokens, 72u);
+  // Prompt logprobs need every position computed: no reuse.
+  GenerationRequest r4 = r;
+  r4.params.prompt_logprobs = true;
+  Collected fourth = collect(*eng.submit(r4));
+  EXPECT_EQ(fourth.final.usage.cached_prompt_tokens, 0);
+  EXPECT_EQ(fourth.tokens, want);
+  // Turned off: nothing cached.
+  EngineOptions off = o;
+  off.prefix_cache = false;
+  Engine plain(m, tiny_tokenizer(), off);
+  collect(*plain.submit(r));
+  Collected again = collect(*plain.submit(r));
+  EXPECT_EQ(again.final.usage.cached_prompt_tokens, 0);
+  EXPECT_EQ(again.tokens, want);
+}
+
+TEST(Engine, SmallPoolEvictsAndQueuesButFinishesEverything) {
+  auto m = model();
+  EngineOptions o;
+  o.kv_block_size = 4;
+  o.context = 32;
+  o.kv_cache_tokens = 40;  // 10 blocks: two requests of 20 tokens at a time
+  o.max_batch = 4;
+  o.prefill_chunk = 3;     // prompts prefill in chunks of 3 mixed with decoding
+  Engine eng(m, tiny_tokenizer(), o);
+  std::vector<std::shared_ptr<GenerationHandle>> hs;
+  std::vector<std::vector<int32_t>> prompts;
+  for (int k = 0; k < 6; ++k) {
+    GenerationRequest r;
+    for (int i = 0; i < 12; ++i) r.prompt.push_back(int32_t((k * 53 + i * 7 + 1) % 128));
+    r.params.max_tokens = 8;
+    r.params.ignore_eos = true;
+    prompts.push_back(r.prompt);
+    hs.push_back(eng.submit(r));
+  }
+  for (size_t k = 0; k < hs.size(); ++k) {
+    Collected c = collect(*hs[k]);
+    EXPECT_EQ(c.final.finish_reason, FinishReason::Length) << c.final.error;
+    EXPECT_EQ(c.tokens, greedy_reference(*m, prompts[k], 8)) << "request " << k;
+  }
+  EngineStats s = eng.stats();
+  EXPECT_LE(s.kv_blocks_used, 10);
+  EXPECT_EQ(s.kv_blocks_total, 10);
+}
