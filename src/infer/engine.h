@@ -117,6 +117,7 @@ struct EngineStats {
   uint64_t requests_finished = 0, prompt_tokens = 0, cached_prompt_tokens = 0, generated_tokens = 0;
   uint64_t steps = 0, batched_sequences = 0;  // decode steps and the sum of their batch sizes
   int64_t kv_blocks_used = 0, kv_blocks_total = 0, prefix_cache_blocks = 0;  // after the last step
+  uint64_t draft_tokens = 0, accepted_draft_tokens = 0;  // speculative decoding, finished requests
 };
 
 // The queue is full: the caller should answer "try later" (HTTP 503).
@@ -156,6 +157,7 @@ class Engine {
   EngineOptions options_;
   std::shared_ptr<KvPool> pool_;          // engine thread only
   std::unique_ptr<PrefixCache> cache_;    // engine thread only; null when options_.prefix_cache is false
+  std::shared_ptr<KvPool> mtp_pool_;      // MTP latent cache (speculative_mtp on a model with MTP); else null
   int64_t context_ = 0;
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -166,4 +166,24 @@ int32_t SamplerChain::sample(std::span<const float> logits, const SamplerContext
   return draw(filter(logits, ctx));
 }
 
+int32_t speculative_verify(std::span<const double> p, std::span<const double> q, int32_t draft, std::mt19937_64& rng) {
+  const int64_t V = int64_t(p.size());
+  BALEINE_CHECK(int64_t(q.size()) == V && draft >= 0 && draft < V, "speculative_verify: bad sizes or draft");
+  std::uniform_real_distribution<double> u01(0.0, 1.0);
+  const double pd = p[size_t(draft)], qd = q[size_t(draft)];
+  if (qd > 0 && u01(rng) < std::min(1.0, pd / qd)) return draft;
+  double sum = 0;
+  for (int64_t i = 0; i < V; ++i) sum += std::max(0.0, p[size_t(i)] - q[size_t(i)]);
+  double x = u01(rng) * (sum > 0 ? sum : 1.0);  // p == q: the residual is empty, draw from p itself
+  int32_t last = -1;
+  for (int64_t i = 0; i < V; ++i) {
+    const double r = sum > 0 ? std::max(0.0, p[size_t(i)] - q[size_t(i)]) : p[size_t(i)];
+    if (r <= 0) continue;
+    last = int32_t(i);
+    if (x < r) return int32_t(i);
+    x -= r;
+  }
+  return last >= 0 ? last : draft;
+}
+
 }  // namespace baleine

@@ -2,7 +2,8 @@
 //   penalties -> constraint mask -> temperature -> top-k -> top-p -> min-p -> draw.
 // Each stage narrows or reshapes a candidate list; the draw takes the argmax (temperature 0) or a seeded draw.
 // defines: SamplingParams, apply_penalties, TokenConstraint, Candidates, SamplerContext, SamplerStage,
-//          PenaltyStage, ConstraintStage, TemperatureStage, TopKStage, TopPStage, MinPStage, SamplerChain, Sampler
+//          PenaltyStage, ConstraintStage, TemperatureStage, TopKStage, TopPStage, MinPStage, SamplerChain,
+//          speculative_verify, Sampler
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -151,6 +152,11 @@ class SamplerChain {
   std::mt19937_64 rng_;
   std::vector<std::unique_ptr<SamplerStage>> stages_;
 };
+
+// Speculative sampling's acceptance test (Leviathan et al. 2023, Chen et al. 2023): `draft` was drawn from q;
+// it is kept with probability min(1, p(draft) / q(draft)), otherwise a token is drawn from the residual
+// max(0, p - q) renormalised. The result is distributed exactly as p. p, q: probabilities over the vocabulary.
+int32_t speculative_verify(std::span<const double> p, std::span<const double> q, int32_t draft, std::mt19937_64& rng);
 
 // temperature -> top-k -> top-p -> min-p -> draw (penalties and constraints applied by the caller).
 class Sampler {

@@ -404,10 +404,15 @@ float* DeepSeekModel::forward_hidden(std::span<const BatchItem> items, std::vect
 }
 
 // Final norm and head over the rows the caller wants: all rows of items with all_logits, else the last.
-Tensor DeepSeekModel::forward_batch(std::span<const BatchItem> items, MlaMode mode) {
+Tensor DeepSeekModel::forward_batch(std::span<const BatchItem> items, MlaMode mode, Tensor* hidden) {
   const int64_t d = cfg_.hidden_size;
   std::vector<BatchSegment> segs;
   float* x = forward_hidden(items, segs, mode);
+  if (hidden) {
+    const int64_t N = segs.back().row0 + segs.back().T;
+    *hidden = Tensor::empty(DType::F32, {N, d});
+    std::memcpy(hidden->f32(), x, size_t(N * d) * 4);
+  }
   int64_t rows = 0;
   for (size_t i = 0; i < items.size(); ++i) rows += items[i].all_logits ? segs[i].T : 1;
   float* h = arena_.alloc<float>(size_t(rows * d));  // [rows, d]
@@ -421,6 +426,42 @@ Tensor DeepSeekModel::forward_batch(std::span<const BatchItem> items, MlaMode mo
   norm_.forward(h, h, rows);
   Tensor logits = Tensor::empty(DType::F32, {rows, cfg_.vocab_size});
   lm_head_.forward(logits.f32(), h, rows);
+  return logits;
+}
+
+std::shared_ptr<KvPool> DeepSeekModel::new_mtp_kv_pool(int64_t max_blocks, int64_t block_size) const {
+  BALEINE_CHECK(has_mtp_, "this model has no MTP module");
+  return std::make_shared<KvPool>(1, cfg_.kv_lora_rank + cfg_.qk_rope_head_dim, block_size, max_blocks);
+}
+
+Tensor DeepSeekModel::mtp_step(Sequence& seq, const float* h, std::span<const int32_t> next, bool all_rows,
+                               MlaMode mode) {
+  BALEINE_CHECK(has_mtp_, "this model has no MTP module");
+  const int64_t n = int64_t(next.size()), d = cfg_.hidden_size, p0 = seq.length();
+  BALEINE_CHECK(seq.pool().layers() == 1 && seq.pool().row() == cfg_.kv_lora_rank + cfg_.qk_rope_head_dim,
+                "mtp_step needs a sequence in a pool from new_mtp_kv_pool");
+  check_forward_input(cfg_, seq, next);
+  BALEINE_CHECK(h != nullptr, "mtp_step: no hidden states");
+  seq.reserve(p0 + n);
+  arena_.reset();
+  const Mtp& m = mtp_[0];
+  // h'_i = M [RMSNorm(Emb(t_{i+1})) ‖ RMSNorm(h_i)], as in mtp_logits, at positions p0 ...
+  float* cat = arena_.alloc<float>(size_t(n * 2 * d));  // [n, 2d]
+  for (int64_t i = 0; i < n; ++i) m.embed.forward(cat + i * 2 * d, next.data() + i, 1);
+  m.enorm.forward(cat, cat, n, 2 * d, 2 * d);
+  m.hnorm.forward(cat + d, h, n, 2 * d, d);
+  float* x = arena_.alloc<float>(size_t(n * d));  // [n, d]
+  m.eh_proj.forward(x, cat, n);
+  int32_t* positions = arena_.alloc<int32_t>(size_t(n));
+  std::iota(positions, positions + n, int32_t(p0));
+  const BatchSegment seg{&seq, 0, n, p0};
+  block_forward(m.block, x, n, positions, std::span<const BatchSegment>(&seg, 1), 0, mode);
+  seq.advance(n);
+  const int64_t first = all_rows ? 0 : n - 1, rows = n - first;
+  float* y = x + first * d;
+  m.head_norm.forward(y, y, rows);
+  Tensor logits = Tensor::empty(DType::F32, {rows, cfg_.vocab_size});
+  m.head.forward(logits.f32(), y, rows);
   return logits;
 }
 

@@ -91,7 +91,7 @@ void DenseModel::block_forward(const Block& b, float* x, int64_t N, const int32_
   ops::add_inplace(x, tmp, N * d);
 }
 
-Tensor DenseModel::forward_batch(std::span<const BatchItem> items, MlaMode) {
+Tensor DenseModel::forward_batch(std::span<const BatchItem> items, MlaMode, Tensor* hidden) {
   const int64_t d = cfg_.hidden_size;
   check_batch(cfg_, items, cfg_.num_hidden_layers, 2 * cfg_.num_key_value_heads * cfg_.head_dim);
   arena_.reset();
@@ -109,6 +109,10 @@ Tensor DenseModel::forward_batch(std::span<const BatchItem> items, MlaMode) {
   }
   for (size_t l = 0; l < layers_.size(); ++l) block_forward(layers_[l], x, N, positions, segs, int64_t(l));
   for (const BatchSegment& sg : segs) sg.seq->advance(sg.T);
+  if (hidden) {
+    *hidden = Tensor::empty(DType::F32, {N, d});
+    std::memcpy(hidden->f32(), x, size_t(N * d) * 4);
+  }
   int64_t rows = 0;
   for (size_t i = 0; i < items.size(); ++i) rows += items[i].all_logits ? segs[i].T : 1;
   float* h = arena_.alloc<float>(size_t(rows * d));  // [rows, d] the rows whose logits are wanted

@@ -51,7 +51,10 @@ class CausalLM {
   // (M = their token count), attention runs per sequence over its own blocks. Returns logits [rows, vocab]:
   // every token's row for items with all_logits, the last token's otherwise, in item order. Throws (before
   // changing any sequence's length) if a sequence would exceed its capacity or the pool is exhausted.
-  virtual Tensor forward_batch(std::span<const BatchItem> items, MlaMode mode = MlaMode::Absorbed) = 0;
+  // `hidden`, when given, receives the residual stream before the final norm for every token of the step,
+  // [N, hidden_size] in item order (what the MTP module drafts from).
+  virtual Tensor forward_batch(std::span<const BatchItem> items, MlaMode mode = MlaMode::Absorbed,
+                               Tensor* hidden = nullptr) = 0;
   // Appends `tokens` to `seq` (positions seq.length() ...) and returns their logits [T, vocab]. Throws if the
   // sequence would exceed its capacity or the model's context.
   Tensor forward(Sequence& seq, std::span<const int32_t> tokens, MlaMode mode = MlaMode::Absorbed);
@@ -59,6 +62,19 @@ class CausalLM {
   // has no MTP module.
   virtual Tensor mtp_logits(std::span<const int32_t> tokens, MlaMode mode = MlaMode::Absorbed) { (void)tokens; (void)mode; BALEINE_FAIL("this model has no MTP module"); }
   virtual bool has_mtp() const { return false; }
+  // Incremental MTP for speculative decoding. The MTP block keeps its own one-layer latent cache: position i
+  // pairs the main model's hidden state h_i (before the final norm) with the token t_{i+1} that followed, and
+  // its output predicts t_{i+2}. mtp_step appends hidden [T, hidden_size] with next_tokens [T] at positions
+  // seq.length() ... and returns the logits of its last row [1, vocab] (every row with all_rows).
+  virtual std::shared_ptr<KvPool> new_mtp_kv_pool(int64_t max_blocks, int64_t block_size = 16) const {
+    (void)max_blocks, (void)block_size;
+    BALEINE_FAIL("this model has no MTP module");
+  }
+  virtual Tensor mtp_step(Sequence& seq, const float* hidden, std::span<const int32_t> next_tokens, bool all_rows = false,
+                          MlaMode mode = MlaMode::Absorbed) {
+    (void)seq, (void)hidden, (void)next_tokens, (void)all_rows, (void)mode;
+    BALEINE_FAIL("this model has no MTP module");
+  }
   // Every parameter, with its Hugging Face name and shape.
   virtual void for_each_param(const nn::ParamVisitor& v) = 0;
   // Derives what depends on the parameters (tied head, absorbed MLA weights); call after loading or changing them.

@@ -124,6 +124,30 @@ TEST(Batch, AllLogitsRowsAndBadBatches) {
   EXPECT_EQ(a->length(), 6);
 }
 
+TEST(Batch, IncrementalMtpStepEqualsTeacherForcedMtp) {
+  auto model = load_model(kParity + "/v3");
+  ASSERT_TRUE(model->has_mtp());
+  const int64_t V = model->config().vocab_size, d = model->config().hidden_size;
+  const std::vector<int32_t> toks = prompt(12, 8, V);
+  Tensor want = model->mtp_logits(toks);  // [11, V]: row i from h_i and t_{i+1}
+  auto seq = model->new_sequence(12);
+  Tensor hidden;
+  const BatchItem item{seq.get(), toks, false};
+  model->forward_batch(std::span<const BatchItem>(&item, 1), MlaMode::Absorbed, &hidden);
+  ASSERT_EQ(hidden.dim(0), 12);
+  auto mseq = model->new_sequence(model->new_mtp_kv_pool(4, 4), 12);
+  Tensor first = model->mtp_step(*mseq, hidden.f32(), std::span(toks).subspan(1, 6), true);  // positions 0..5
+  ASSERT_EQ(first.dim(0), 6);
+  EXPECT_LE(max_rel_diff(first.f32(), want.f32(), size_t(6 * V)), 1e-5);
+  for (int64_t i = 6; i < 11; ++i) {
+    Tensor step = model->mtp_step(*mseq, hidden.f32() + i * d, std::span(toks).subspan(size_t(i + 1), 1));
+    EXPECT_LE(max_rel_diff(step.f32(), want.f32() + i * V, size_t(V)), 1e-5) << i;
+  }
+  EXPECT_EQ(mseq->length(), 11);
+  auto dense = load_model(kParity + "/qwen2");
+  EXPECT_THROW(dense->new_mtp_kv_pool(4), Error);
+}
+
 TEST(KvPool, RefcountsAndReclaim) {
   KvPool pool(2, 3, 4, 2);
   const int32_t x = pool.allocate(), y = pool.allocate();

@@ -164,3 +164,37 @@ TEST(Sampler, SeedsReproduceAndGreedyTakesLowestIdOnTies) {
   for (auto& s : all_chain.stages()) names2.push_back(s->name());
   EXPECT_EQ(names2, (std::vector<std::string>{"penalties", "temperature", "top_k", "top_p", "min_p"}));
 }
+
+TEST(Sampler, SpeculativeVerifyOutputFollowsTheTargetDistribution) {
+  // Draft from q, verify against p: the accepted-or-resampled token must be distributed as p, and the
+  // acceptance rate must be sum_i min(p_i, q_i).
+  const std::vector<double> p{0.5, 0.2, 0.2, 0.1, 0.0}, q{0.1, 0.5, 0.1, 0.1, 0.2};
+  std::mt19937_64 rng(5);
+  std::discrete_distribution<int> draft_dist(q.begin(), q.end());
+  const int n = 60000;
+  std::vector<int> count(p.size(), 0);
+  int accepted = 0;
+  for (int i = 0; i < n; ++i) {
+    const int32_t d = int32_t(draft_dist(rng));
+    const int32_t t = speculative_verify(p, q, d, rng);
+    accepted += t == d;
+    ++count[size_t(t)];
+  }
+  double chi = 0;
+  for (size_t t = 0; t < p.size(); ++t) {
+    if (p[t] == 0) { EXPECT_EQ(count[t], 0); continue; }
+    chi += (count[t] - p[t] * n) * (count[t] - p[t] * n) / (p[t] * n);
+  }
+  EXPECT_LT(chi, 21.0);  // 3 dof, p = 0.0001
+  double overlap = 0;
+  for (size_t t = 0; t < p.size(); ++t) overlap += std::min(p[t], q[t]);
+  EXPECT_NEAR(double(accepted) / n, overlap, 0.01);
+  // Returning the draft unconditionally would follow q, which the same test rejects.
+  std::vector<int> naive(p.size(), 0);
+  for (int i = 0; i < n; ++i) ++naive[size_t(draft_dist(rng))];
+  double chi_naive = 0;
+  for (size_t t = 0; t < 4; ++t) chi_naive += (naive[t] - p[t] * n) * (naive[t] - p[t] * n) / (p[t] * n);
+  EXPECT_GT(chi_naive, 1000.0);
+  // p == q: always accepted.
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(speculative_verify(q, q, 1, rng), 1);
+}
