@@ -298,7 +298,7 @@ void Engine::loop() {
 
 void Engine::step(std::vector<std::unique_ptr<Active>>& active) {
   const int64_t V = model_->config().vocab_size;
-  uint64_t prompt_tokens = 0, cached_tokens = 0, generated = 0, finished = 0, stepped = 0;
+  uint64_t prompt_tokens = 0, generated = 0, stepped = 0;
   auto finish = [&](Active& a, FinishReason reason, const std::string& error, GenerationEvent e = {}) {
     e.finished = true;
     e.finish_reason = reason;
@@ -311,11 +311,18 @@ void Engine::step(std::vector<std::unique_ptr<Active>>& active) {
     a.usage.decode_seconds = a.prefilled ? seconds_between(a.first_token, Clock::now()) : 0;
     e.usage = a.usage;
     a.done = true;
-    ++finished;
     // Offer the sequence's full blocks (prompt and completion) to the prefix cache before releasing them.
     if (cache_ && a.seq) cache_->insert(std::span(a.context).first(size_t(a.seq->length())), a.seq->blocks());
     a.seq.reset();
     a.mtp_seq.reset();
+    {
+      // Before the final event goes out, so a caller that saw it also sees the counts.
+      std::lock_guard lock(mu_);
+      stats_.draft_tokens += uint64_t(a.usage.draft_tokens);
+      stats_.accepted_draft_tokens += uint64_t(a.usage.accepted_draft_tokens);
+      stats_.requests_finished += 1;
+      if (a.prefilled) stats_.cached_prompt_tokens += uint64_t(a.usage.cached_prompt_tokens);
+    }
     a.handle->push(std::move(e));
   };
 
@@ -454,8 +461,7 @@ void Engine::step(std::vector<std::unique_ptr<Active>>& active) {
           a.prefilled = true;
           a.first_token = Clock::now();
           a.usage.prefill_seconds = seconds_between(a.started, a.first_token);
-          cached_tokens += uint64_t(a.usage.cached_prompt_tokens);
-          // The prompt's full blocks are shareable from now on.
+            // The prompt's full blocks are shareable from now on.
           if (cache_) cache_->insert(a.req.prompt, a.seq->blocks());
           std::span<const float> row(l, size_t(V));
           const int32_t tok = sample(a, row);
@@ -497,14 +503,10 @@ void Engine::step(std::vector<std::unique_ptr<Active>>& active) {
   }
   std::lock_guard lock(mu_);
   stats_.prompt_tokens += prompt_tokens;
-  stats_.cached_prompt_tokens += cached_tokens;
   stats_.generated_tokens += generated;
-  stats_.requests_finished += finished;
   stats_.steps += stepped > 0 ? 1 : 0;
   stats_.batched_sequences += stepped;
   stats_.kv_blocks_used = pool_->used_blocks();
-  for (auto& ap : active)
-    if (ap->done) stats_.draft_tokens += uint64_t(ap->usage.draft_tokens), stats_.accepted_draft_tokens += uint64_t(ap->usage.accepted_draft_tokens);
   stats_.prefix_cache_blocks = cache_ ? cache_->blocks() : 0;
 }
 

@@ -262,6 +262,10 @@ TEST(Engine, PrefixCacheReusesPromptBlocksWithIdenticalTokens) {
   std::vector<int32_t> prompt;
   for (int i = 0; i < 37; ++i) prompt.push_back(int32_t((i * 37 + 11) % 128));
   auto want = greedy_reference(*m, prompt, 10);
+  std::vector<int32_t> longer = prompt;
+  longer.insert(longer.end(), want.begin(), want.end());
+  longer.push_back(7);
+  auto want_longer = greedy_reference(*m, longer, 10);
   EngineOptions o;
   o.kv_block_size = 8;
   Engine eng(m, tiny_tokenizer(), o);
@@ -279,11 +283,10 @@ TEST(Engine, PrefixCacheReusesPromptBlocksWithIdenticalTokens) {
   // Prompt + completion blocks were offered at the end (37 + 9 fed tokens = 46: five full blocks), so a request
   // continuing the conversation reuses five blocks.
   GenerationRequest r3 = r;
-  r3.prompt.insert(r3.prompt.end(), want.begin(), want.end());
-  r3.prompt.push_back(7);
+  r3.prompt = longer;
   Collected third = collect(*eng.submit(r3));
   EXPECT_EQ(third.final.usage.cached_prompt_tokens, 40);
-  EXPECT_EQ(third.tokens, greedy_reference(*m, r3.prompt, 10));
+  EXPECT_EQ(third.tokens, want_longer);
   EXPECT_EQ(eng.stats().cached_prompt_tokens, 72u);
   // Prompt logprobs need every position computed: no reuse.
   GenerationRequest r4 = r;
@@ -309,21 +312,27 @@ TEST(Engine, SmallPoolEvictsAndQueuesButFinishesEverything) {
   o.kv_cache_tokens = 40;  // 10 blocks: two requests of 20 tokens at a time
   o.max_batch = 4;
   o.prefill_chunk = 3;     // prompts prefill in chunks of 3 mixed with decoding
+  // References first: the model is not shared between threads while an engine runs on it.
+  std::vector<std::vector<int32_t>> prompts, want;
+  for (int k = 0; k < 6; ++k) {
+    std::vector<int32_t> p;
+    for (int i = 0; i < 12; ++i) p.push_back(int32_t((k * 53 + i * 7 + 1) % 128));
+    prompts.push_back(p);
+    want.push_back(greedy_reference(*m, p, 8));
+  }
   Engine eng(m, tiny_tokenizer(), o);
   std::vector<std::shared_ptr<GenerationHandle>> hs;
-  std::vector<std::vector<int32_t>> prompts;
   for (int k = 0; k < 6; ++k) {
     GenerationRequest r;
-    for (int i = 0; i < 12; ++i) r.prompt.push_back(int32_t((k * 53 + i * 7 + 1) % 128));
+    r.prompt = prompts[size_t(k)];
     r.params.max_tokens = 8;
     r.params.ignore_eos = true;
-    prompts.push_back(r.prompt);
     hs.push_back(eng.submit(r));
   }
   for (size_t k = 0; k < hs.size(); ++k) {
     Collected c = collect(*hs[k]);
     EXPECT_EQ(c.final.finish_reason, FinishReason::Length) << c.final.error;
-    EXPECT_EQ(c.tokens, greedy_reference(*m, prompts[k], 8)) << "request " << k;
+    EXPECT_EQ(c.tokens, want[k]) << "request " << k;
   }
   EngineStats s = eng.stats();
   EXPECT_LE(s.kv_blocks_used, 10);
@@ -370,6 +379,7 @@ TEST(Engine, GreedySpeculativeEqualsGreedyExactly) {
 
 TEST(Engine, SpeculativeSamplingIsSeededAndStopsCorrectly) {
   auto m = model();
+  const std::vector<int32_t> greedy = greedy_reference(*m, {9, 8, 7}, 15);
   EngineOptions o;
   o.speculative_mtp = true;
   Engine eng(m, tiny_tokenizer(), o);
@@ -389,7 +399,6 @@ TEST(Engine, SpeculativeSamplingIsSeededAndStopsCorrectly) {
   // A stop token inside an accepted pair ends the request there.
   GenerationRequest s = r;
   s.params.sampling = SamplingParams{};
-  std::vector<int32_t> greedy = greedy_reference(*m, s.prompt, 15);
   s.params.stop_tokens = {greedy[6]};
   Collected c = collect(*eng.submit(s));
   const size_t first = size_t(std::find(greedy.begin(), greedy.end(), greedy[6]) - greedy.begin());
