@@ -137,9 +137,9 @@ Engine::Engine(std::shared_ptr<CausalLM> model, std::shared_ptr<const Tokenizer>
   const int64_t bs = options_.kv_block_size;
   const int64_t tokens = options_.kv_cache_tokens > 0 ? options_.kv_cache_tokens : options_.max_batch * context_;
   // At least one full-context sequence must fit.
-  pool_ = model_->new_kv_pool(std::max((tokens + bs - 1) / bs, (context_ + bs - 1) / bs), bs);
+  pool_ = model_->new_kv_pool(std::max((tokens + bs - 1) / bs, (context_ + bs - 1) / bs), bs, options_.kv_dtype);
   if (options_.prefix_cache) cache_ = std::make_unique<PrefixCache>(pool_);
-  if (options_.speculative_mtp && model_->has_mtp()) mtp_pool_ = model_->new_mtp_kv_pool(pool_->max_blocks(), bs);
+  if (options_.speculative_mtp && model_->has_mtp()) mtp_pool_ = model_->new_mtp_kv_pool(pool_->max_blocks(), bs, options_.kv_dtype);
   stats_.kv_blocks_total = pool_->max_blocks();
   thread_ = std::thread([this] { loop(); });
 }

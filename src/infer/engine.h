@@ -108,6 +108,7 @@ struct EngineOptions {
   bool speculative_mtp = false;      // draft with the model's MTP module, verify with the main model
   int64_t kv_block_size = 16;        // tokens per KV block (also the prefix cache's granularity)
   int64_t kv_cache_tokens = 0;       // KV pool size in tokens (0: max_batch · context); memory is taken as used
+  ops::KvDType kv_dtype = ops::KvDType::F32;  // how cached rows are stored: f32, bf16 or int8 (per-32 scales)
   int64_t prefill_chunk = 512;       // prompt tokens per sequence per step (long prompts prefill in chunks)
   MlaMode mla_mode = MlaMode::Absorbed;  // DeepSeek attention form (both give the same results)
 };

@@ -192,10 +192,10 @@ void DeepSeekModel::prepare() {
   }
 }
 
-std::shared_ptr<KvPool> DeepSeekModel::new_kv_pool(int64_t max_blocks, int64_t block_size) const {
-  // One latent row per token and layer: normalised c^KV ‖ roped k_pe (R + Dr floats).
+std::shared_ptr<KvPool> DeepSeekModel::new_kv_pool(int64_t max_blocks, int64_t block_size, ops::KvDType dtype) const {
+  // One latent row per token and layer: normalised c^KV ‖ roped k_pe (R + Dr values).
   return std::make_shared<KvPool>(cfg_.num_hidden_layers, cfg_.kv_lora_rank + cfg_.qk_rope_head_dim, block_size,
-                                  max_blocks);
+                                  max_blocks, dtype);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -227,7 +227,7 @@ void DeepSeekModel::attention_forward(const Attention& a, float* out, const floa
   ops::rope_apply(latent + R, N, 1, C, 0, positions, rope_, ops::RopeLayout::Interleaved);
   for (const BatchSegment& sg : segs)
     for (int64_t t = 0; t < sg.T; ++t)
-      std::memcpy(sg.seq->row(layer, sg.p0 + t), latent + (sg.row0 + t) * C, size_t(C) * 4);
+      sg.seq->write_row(layer, sg.p0 + t, latent + (sg.row0 + t) * C);
 
   float* o = arena_.alloc<float>(size_t(N * H * Dv));  // [N, H, Dv]
   ops::AttentionArgs args;
@@ -239,7 +239,7 @@ void DeepSeekModel::attention_forward(const Attention& a, float* out, const floa
     for (const BatchSegment& sg : segs) {
       const int64_t S = sg.p0 + sg.T;
       float* cache = arena_.alloc<float>(size_t(S * C));  // [S, R+Dr] this sequence's latents, gathered
-      for (int64_t s = 0; s < S; ++s) std::memcpy(cache + s * C, sg.seq->row(layer, s), size_t(C) * 4);
+      for (int64_t s = 0; s < S; ++s) sg.seq->read_row(layer, s, cache + s * C);
       float* kv = arena_.alloc<float>(size_t(S * H * (Dn + Dv)));  // [S, H, Dn+Dv]
       a.kv_b_proj.forward(kv, cache, S, 0, C);
       float* k = arena_.alloc<float>(size_t(S * H * Dqk));  // [S, H, Dn+Dr]
@@ -276,11 +276,10 @@ void DeepSeekModel::attention_forward(const Attention& a, float* out, const floa
     args.q_stride = H * C, args.q_head_stride = C;
     args.k_head_stride = 0, args.v_head_stride = 0;
     args.out_stride = H * R, args.out_head_stride = R;
-    std::vector<const float*> blocks;
+    std::vector<const void*> blocks;
     for (const BatchSegment& sg : segs) {
-      blocks.clear();
-      for (int32_t b : sg.seq->blocks()) blocks.push_back(sg.seq->pool().data(b, layer));
-      ops::PagedKv kv{blocks.data(), sg.seq->pool().block_size(), C, 0, 0};
+      sg.seq->layer_blocks(layer, blocks);
+      ops::PagedKv kv{blocks.data(), sg.seq->pool().block_size(), C, 0, 0, sg.seq->pool().dtype()};
       args.n_q = sg.T, args.n_kv = sg.p0 + sg.T, args.kv_offset = sg.p0;
       ops::attention_paged(o_latent + sg.row0 * H * R, qa + sg.row0 * H * C, kv, args);
     }
@@ -429,9 +428,9 @@ Tensor DeepSeekModel::forward_batch(std::span<const BatchItem> items, MlaMode mo
   return logits;
 }
 
-std::shared_ptr<KvPool> DeepSeekModel::new_mtp_kv_pool(int64_t max_blocks, int64_t block_size) const {
+std::shared_ptr<KvPool> DeepSeekModel::new_mtp_kv_pool(int64_t max_blocks, int64_t block_size, ops::KvDType dtype) const {
   BALEINE_CHECK(has_mtp_, "this model has no MTP module");
-  return std::make_shared<KvPool>(1, cfg_.kv_lora_rank + cfg_.qk_rope_head_dim, block_size, max_blocks);
+  return std::make_shared<KvPool>(1, cfg_.kv_lora_rank + cfg_.qk_rope_head_dim, block_size, max_blocks, dtype);
 }
 
 Tensor DeepSeekModel::mtp_step(Sequence& seq, const float* h, std::span<const int32_t> next, bool all_rows,

@@ -15,12 +15,14 @@ class DeepSeekModel final : public CausalLM {
   explicit DeepSeekModel(const ModelConfig& config);
 
   const ModelConfig& config() const override { return cfg_; }
-  std::shared_ptr<KvPool> new_kv_pool(int64_t max_blocks, int64_t block_size = 16) const override;
+  std::shared_ptr<KvPool> new_kv_pool(int64_t max_blocks, int64_t block_size = 16,
+                                      ops::KvDType dtype = ops::KvDType::F32) const override;
   Tensor forward_batch(std::span<const BatchItem> items, MlaMode mode = MlaMode::Absorbed,
                        Tensor* hidden = nullptr) override;
   Tensor mtp_logits(std::span<const int32_t> tokens, MlaMode mode) override;
   bool has_mtp() const override { return has_mtp_; }
-  std::shared_ptr<KvPool> new_mtp_kv_pool(int64_t max_blocks, int64_t block_size = 16) const override;
+  std::shared_ptr<KvPool> new_mtp_kv_pool(int64_t max_blocks, int64_t block_size = 16,
+                                          ops::KvDType dtype = ops::KvDType::F32) const override;
   Tensor mtp_step(Sequence& seq, const float* hidden, std::span<const int32_t> next_tokens, bool all_rows = false,
                   MlaMode mode = MlaMode::Absorbed) override;
   void for_each_param(const nn::ParamVisitor& v) override;

@@ -48,9 +48,9 @@ void DenseModel::prepare() {
   if (cfg_.tie_word_embeddings) lm_head_.weight = embed_tokens_.weight;
 }
 
-std::shared_ptr<KvPool> DenseModel::new_kv_pool(int64_t max_blocks, int64_t block_size) const {
+std::shared_ptr<KvPool> DenseModel::new_kv_pool(int64_t max_blocks, int64_t block_size, ops::KvDType dtype) const {
   return std::make_shared<KvPool>(cfg_.num_hidden_layers, 2 * cfg_.num_key_value_heads * cfg_.head_dim, block_size,
-                                  max_blocks);
+                                  max_blocks, dtype);
 }
 
 void DenseModel::block_forward(const Block& b, float* x, int64_t N, const int32_t* positions,
@@ -69,18 +69,17 @@ void DenseModel::block_forward(const Block& b, float* x, int64_t N, const int32_
   ops::rope_apply(kv, N, G, 2 * G * D, D, positions, rope_, ops::RopeLayout::HalfSplit);
   for (const BatchSegment& sg : segs)
     for (int64_t t = 0; t < sg.T; ++t)
-      std::memcpy(sg.seq->row(layer, sg.p0 + t), kv + (sg.row0 + t) * 2 * G * D, size_t(2 * G * D) * 4);
+      sg.seq->write_row(layer, sg.p0 + t, kv + (sg.row0 + t) * 2 * G * D);
   ops::AttentionArgs a;
   a.n_heads = H, a.n_kv_heads = G, a.qk_dim = D, a.v_dim = D;
   a.q_stride = H * D, a.q_head_stride = D;
   a.k_head_stride = D, a.v_head_stride = D;
   a.out_stride = H * D, a.out_head_stride = D;
   a.scale = attn_scale_;
-  std::vector<const float*> blocks;
+  std::vector<const void*> blocks;
   for (const BatchSegment& sg : segs) {
-    blocks.clear();
-    for (int32_t blk : sg.seq->blocks()) blocks.push_back(sg.seq->pool().data(blk, layer));
-    ops::PagedKv cache{blocks.data(), sg.seq->pool().block_size(), 2 * G * D, 0, G * D};
+    sg.seq->layer_blocks(layer, blocks);
+    ops::PagedKv cache{blocks.data(), sg.seq->pool().block_size(), 2 * G * D, 0, G * D, sg.seq->pool().dtype()};
     a.n_q = sg.T, a.n_kv = sg.p0 + sg.T, a.kv_offset = sg.p0;
     ops::attention_paged(o + sg.row0 * H * D, q + sg.row0 * H * D, cache, a);
   }

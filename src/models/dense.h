@@ -15,7 +15,8 @@ class DenseModel final : public CausalLM {
 
   const ModelConfig& config() const override { return cfg_; }
   // Pool rows are [k ‖ v] per token and layer (2·G·D floats, keys already roped).
-  std::shared_ptr<KvPool> new_kv_pool(int64_t max_blocks, int64_t block_size = 16) const override;
+  std::shared_ptr<KvPool> new_kv_pool(int64_t max_blocks, int64_t block_size = 16,
+                                      ops::KvDType dtype = ops::KvDType::F32) const override;
   Tensor forward_batch(std::span<const BatchItem> items, MlaMode mode = MlaMode::Absorbed,
                        Tensor* hidden = nullptr) override;
   void for_each_param(const nn::ParamVisitor& v) override;

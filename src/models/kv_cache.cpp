@@ -6,8 +6,8 @@
 
 namespace baleine {
 
-KvPool::KvPool(int64_t layers, int64_t row, int64_t block_size, int64_t max_blocks)
-    : layers_(layers), row_(row), block_size_(block_size) {
+KvPool::KvPool(int64_t layers, int64_t row, int64_t block_size, int64_t max_blocks, ops::KvDType dtype)
+    : layers_(layers), row_(row), block_size_(block_size), dtype_(dtype), row_bytes_(ops::kv_row_bytes(dtype, row)) {
   BALEINE_CHECK(layers >= 1 && row >= 1, "KV pool: layers ({}) and row ({}) must be positive", layers, row);
   BALEINE_CHECK(block_size >= 1 && max_blocks >= 1, "KV pool: block size ({}) and block count ({}) must be positive",
                 block_size, max_blocks);
@@ -25,7 +25,7 @@ int32_t KvPool::allocate() {
   }
   const int32_t b = free_.back();
   free_.pop_back();
-  if (!storage_[size_t(b)]) storage_[size_t(b)] = std::make_unique<float[]>(size_t(layers_ * block_size_ * row_));
+  if (!storage_[size_t(b)]) storage_[size_t(b)] = std::make_unique<char[]>(size_t(layers_ * block_size_ * row_bytes_));
   refs_[size_t(b)] = 1;
   return b;
 }

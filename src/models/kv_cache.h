@@ -10,17 +10,21 @@
 #include <span>
 #include <vector>
 
+#include "ops/ops.h"
+
 namespace baleine {
 
 class KvPool {
  public:
-  // `layers` layers of `row` f32 per token; at most `max_blocks` blocks of `block_size` tokens. Block memory is
-  // allocated when a block is first used.
-  KvPool(int64_t layers, int64_t row, int64_t block_size, int64_t max_blocks);
+  // `layers` layers of `row` values per token, stored as `dtype` (f32, bf16, int8 with per-32 scales); at most
+  // `max_blocks` blocks of `block_size` tokens. Block memory is allocated when a block is first used.
+  KvPool(int64_t layers, int64_t row, int64_t block_size, int64_t max_blocks, ops::KvDType dtype = ops::KvDType::F32);
 
   int64_t layers() const { return layers_; }
   int64_t row() const { return row_; }
   int64_t block_size() const { return block_size_; }
+  ops::KvDType dtype() const { return dtype_; }
+  int64_t row_bytes() const { return row_bytes_; }
   int64_t max_blocks() const { return int64_t(refs_.size()); }
   int64_t free_blocks() const { return int64_t(free_.size()); }
   int64_t used_blocks() const { return max_blocks() - free_blocks(); }
@@ -34,14 +38,16 @@ class KvPool {
   // Frees at least one block and returns true, or returns false.
   void set_reclaim(std::function<bool()> reclaim) { reclaim_ = std::move(reclaim); }
 
-  // Rows of `layer` in `block`: [block_size, row].
-  float* data(int32_t block, int64_t layer) { return storage_[size_t(block)].get() + layer * block_size_ * row_; }
+  // Rows of `layer` in `block`: block_size rows of row_bytes() bytes.
+  char* data(int32_t block, int64_t layer) { return storage_[size_t(block)].get() + layer * block_size_ * row_bytes_; }
 
  private:
   int64_t layers_, row_, block_size_;
+  ops::KvDType dtype_;
+  int64_t row_bytes_;
   std::vector<int32_t> refs_;
   std::vector<int32_t> free_;  // LIFO: recently freed blocks are warm in cache
-  std::vector<std::unique_ptr<float[]>> storage_;
+  std::vector<std::unique_ptr<char[]>> storage_;
   std::function<bool()> reclaim_;
 };
 
@@ -65,14 +71,25 @@ class Sequence {
   void adopt_prefix(std::span<const int32_t> blocks);
   // Forgets positions >= n (speculative decoding rolls back rejected drafts); blocks stay reserved.
   void truncate(int64_t n);
-  // The row of `layer` at position `pos` (which must have a block).
-  float* row(int64_t layer, int64_t pos) {
-    return pool_->data(blocks_[size_t(pos / pool_->block_size())], layer) + (pos % pool_->block_size()) * pool_->row();
+  // Stores / loads the row of `layer` at position `pos` (which must have a block), converting from / to f32.
+  void write_row(int64_t layer, int64_t pos, const float* src) {
+    ops::kv_encode_row(pool_->dtype(), src, pool_->row(), row_data(layer, pos));
+  }
+  void read_row(int64_t layer, int64_t pos, float* dst) const {
+    ops::kv_decode_row(pool_->dtype(), row_data(layer, pos), pool_->row(), dst);
+  }
+  // Block base pointers of `layer`, in position order (for ops::PagedKv).
+  void layer_blocks(int64_t layer, std::vector<const void*>& out) const {
+    out.clear();
+    for (int32_t b : blocks_) out.push_back(pool_->data(b, layer));
   }
   // Advances the length after a forward pass wrote rows [length, length + n).
   void advance(int64_t n) { length_ += n; }
 
  protected:
+  char* row_data(int64_t layer, int64_t pos) const {
+    return pool_->data(blocks_[size_t(pos / pool_->block_size())], layer) + (pos % pool_->block_size()) * pool_->row_bytes();
+  }
   std::shared_ptr<KvPool> pool_;
   std::vector<int32_t> blocks_;
   int64_t length_ = 0, capacity_ = 0;

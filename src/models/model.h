@@ -42,7 +42,8 @@ class CausalLM {
   virtual ~CausalLM() = default;
   virtual const ModelConfig& config() const = 0;
   // A KV pool laid out for this model (latent rows for MLA, [k ‖ v] for GQA) that many sequences share.
-  virtual std::shared_ptr<KvPool> new_kv_pool(int64_t max_blocks, int64_t block_size = 16) const = 0;
+  virtual std::shared_ptr<KvPool> new_kv_pool(int64_t max_blocks, int64_t block_size = 16,
+                                              ops::KvDType dtype = ops::KvDType::F32) const = 0;
   // A sequence of up to `max_tokens` positions in `pool` (blocks are taken as it grows).
   std::unique_ptr<Sequence> new_sequence(std::shared_ptr<KvPool> pool, int64_t max_tokens) const;
   // A sequence with a private pool just large enough for `max_tokens`.
@@ -66,8 +67,9 @@ class CausalLM {
   // pairs the main model's hidden state h_i (before the final norm) with the token t_{i+1} that followed, and
   // its output predicts t_{i+2}. mtp_step appends hidden [T, hidden_size] with next_tokens [T] at positions
   // seq.length() ... and returns the logits of its last row [1, vocab] (every row with all_rows).
-  virtual std::shared_ptr<KvPool> new_mtp_kv_pool(int64_t max_blocks, int64_t block_size = 16) const {
-    (void)max_blocks, (void)block_size;
+  virtual std::shared_ptr<KvPool> new_mtp_kv_pool(int64_t max_blocks, int64_t block_size = 16,
+                                                  ops::KvDType dtype = ops::KvDType::F32) const {
+    (void)max_blocks, (void)block_size, (void)dtype;
     BALEINE_FAIL("this model has no MTP module");
   }
   virtual Tensor mtp_step(Sequence& seq, const float* hidden, std::span<const int32_t> next_tokens, bool all_rows = false,

@@ -124,6 +124,29 @@ TEST(Batch, AllLogitsRowsAndBadBatches) {
   EXPECT_EQ(a->length(), 6);
 }
 
+// bf16 and int8 caches: the same steps stay close to the f32-cache logits (the cache is the only difference).
+TEST_P(Batch, QuantisedKvCachesStayClose) {
+  auto model = load_model(kParity + "/" + GetParam());
+  const int64_t V = model->config().vocab_size;
+  const std::vector<int32_t> p = prompt(20, 9, V);
+  auto run = [&](ops::KvDType dt) {
+    auto seq = model->new_sequence(model->new_kv_pool(8, 4, dt), 32);
+    std::vector<float> out;
+    Tensor a = model->forward(*seq, std::span(p).first(12));
+    for (int64_t t = 12; t < 20; ++t) {
+      Tensor l = model->forward(*seq, std::span(p).subspan(size_t(t), 1));
+      out.insert(out.end(), l.f32(), l.f32() + V);
+    }
+    return out;
+  };
+  const std::vector<float> f32 = run(ops::KvDType::F32), bf16 = run(ops::KvDType::BF16), i8 = run(ops::KvDType::Int8);
+  const double e_bf16 = max_rel_diff(bf16.data(), f32.data(), f32.size()), e_i8 = max_rel_diff(i8.data(), f32.data(), f32.size());
+  EXPECT_LE(e_bf16, 2e-2) << GetParam();
+  EXPECT_LE(e_i8, 5e-2) << GetParam();
+  EXPECT_GT(e_i8, 0.0);  // the int8 cache is really used
+  std::printf("%s: max rel logit diff vs f32 cache: bf16 %.2e, int8 %.2e\n", GetParam().c_str(), e_bf16, e_i8);
+}
+
 TEST(Batch, IncrementalMtpStepEqualsTeacherForcedMtp) {
   auto model = load_model(kParity + "/v3");
   ASSERT_TRUE(model->has_mtp());

@@ -32,7 +32,9 @@ std::shared_ptr<const Tokenizer> tiny_tokenizer() {
     o.vocab_size = 300;
     o.progress = false;
     train_bpe_tokenizer({(dir / "text.txt").string()}, (dir / "tok").string(), o);
-    return std::make_shared<const Tokenizer>(Tokenizer::load((dir / "tok").string()));
+    auto t = std::make_shared<const Tokenizer>(Tokenizer::load((dir / "tok").string()));
+    std::filesystem::remove_all(dir);
+    return t;
   }();
   return tok;
 }
