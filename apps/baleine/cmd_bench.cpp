@@ -31,7 +31,7 @@ struct BenchArgs {
   int64_t prompt_tokens = 128, gen_tokens = 64, batch = 1;
   int reps = 5;
   bool json = false, random_init = false;
-  std::string mla = "absorbed";
+  std::string mla = "absorbed", kv_type = "f32";
 };
 
 using Clock = std::chrono::steady_clock;
@@ -77,7 +77,7 @@ double read_bandwidth() {
 struct TokenBytes {
   double weights = 0, kv_per_position = 0;
 };
-TokenBytes decode_bytes(CausalLM& m) {
+TokenBytes decode_bytes(CausalLM& m, ops::KvDType kv_type) {
   const ModelConfig& c = m.config();
   TokenBytes b;
   double routed = 0;
@@ -101,8 +101,8 @@ TokenBytes decode_bytes(CausalLM& m) {
   // One embedding row; a tied head reads the whole table.
   b.weights += c.tie_word_embeddings && !saw_head ? embedding : embedding / double(c.vocab_size);
   if (c.n_routed_experts > 0) b.weights += routed * double(c.num_experts_per_tok) / double(c.n_routed_experts);
-  auto pool = m.new_kv_pool(1, 1);
-  b.kv_per_position = double(pool->layers() * pool->row()) * 4.0;
+  auto pool = m.new_kv_pool(1, 1, kv_type);
+  b.kv_per_position = double(pool->layers() * pool->row_bytes());
   return b;
 }
 
@@ -123,6 +123,7 @@ int run_bench(const BenchArgs& a) {
   BALEINE_CHECK(a.prompt_tokens + 1 <= c.max_position_embeddings && a.gen_tokens + 1 <= c.max_position_embeddings,
                 "--prompt-tokens / --gen-tokens exceed the model context of {}", c.max_position_embeddings);
   const MlaMode mode = a.mla == "naive" ? MlaMode::Naive : MlaMode::Absorbed;
+  (void)ops::kv_dtype_from_name(a.kv_type);  // a bad name fails before any work
   BALEINE_CHECK(a.mla == "naive" || a.mla == "absorbed", "--mla must be naive or absorbed, got '{}'", a.mla);
   std::mt19937 rng(42);
   auto random_tokens = [&](int64_t n) {
@@ -135,7 +136,8 @@ int run_bench(const BenchArgs& a) {
   // Prefill: N prompt tokens into an empty sequence, logits of the last one (as llama-bench's pp).
   auto prefill = [&]() {
     std::vector<int32_t> p = random_tokens(a.prompt_tokens);
-    auto seq = model->new_sequence(a.prompt_tokens);
+    auto seq = model->new_sequence(model->new_kv_pool((a.prompt_tokens + 15) / 16, 16, ops::kv_dtype_from_name(a.kv_type)),
+                                   a.prompt_tokens);
     auto t0 = Clock::now();
     BatchItem it{seq.get(), p, false};
     model->forward_batch(std::span<const BatchItem>(&it, 1), mode);
@@ -143,7 +145,7 @@ int run_bench(const BenchArgs& a) {
   };
   // Decode: N tokens one at a time from an empty sequence (as llama-bench's tg), B sequences per step.
   auto decode = [&](int64_t batch) {
-    auto pool = model->new_kv_pool(batch * ((a.gen_tokens + 15) / 16), 16);
+    auto pool = model->new_kv_pool(batch * ((a.gen_tokens + 15) / 16), 16, ops::kv_dtype_from_name(a.kv_type));
     std::vector<std::unique_ptr<Sequence>> seqs;
     for (int64_t b = 0; b < batch; ++b) seqs.push_back(model->new_sequence(pool, a.gen_tokens));
     std::vector<int32_t> toks = random_tokens(batch);
@@ -169,7 +171,7 @@ int run_bench(const BenchArgs& a) {
   MeanSd tgb;
   if (a.batch > 1) tgb = repeat([&] { return decode(a.batch); });
   const double bw = read_bandwidth();
-  const TokenBytes tb = decode_bytes(*model);
+  const TokenBytes tb = decode_bytes(*model, ops::kv_dtype_from_name(a.kv_type));
   const double kv_read = tb.kv_per_position * (double(a.gen_tokens) + 1) / 2;  // mean context of the tg run
   const double per_token = tb.weights + kv_read;
   const double used = per_token * tg.mean / 1e9;
@@ -199,6 +201,7 @@ int run_bench(const BenchArgs& a) {
                      {"gen_tokens", a.gen_tokens},
                      {"reps", a.reps},
                      {"mla", a.mla},
+                     {"kv_type", a.kv_type},
                      {"pp_tokens_per_s", pp.mean},
                      {"pp_tokens_per_s_sd", pp.sd},
                      {"tg_tokens_per_s", tg.mean},
@@ -222,6 +225,7 @@ CommandRegistration reg{{"bench", "Prefill and decode speed (llama-bench style) 
                            sub.add_option("--reps", a->reps, "Timed repetitions after one warm-up")->check(CLI::Range(1, 1000));
                            sub.add_option("--batch", a->batch, "Also decode this many sequences together (aggregate t/s)")->check(CLI::Range(int64_t(1), int64_t(4096)));
                            sub.add_option("--mla", a->mla, "DeepSeek attention form: absorbed or naive");
+                           sub.add_option("--kv-type", a->kv_type, "KV cache storage: f32, bf16 or int8");
                            sub.add_flag("--random-init", a->random_init, "Random weights from the config (no checkpoint needed)");
                            sub.add_flag("--json", a->json, "End with one JSON line (pp_tokens_per_s, tg_tokens_per_s, ...)");
                            return [a] { return run_bench(*a); };
