@@ -30,7 +30,7 @@ struct BenchArgs {
   int threads = 0;
   int64_t prompt_tokens = 128, gen_tokens = 64, batch = 1;
   int reps = 5;
-  bool json = false, random_init = false;
+  bool json = false, random_init = false, speculative = false;
   std::string mla = "absorbed", kv_type = "f32";
 };
 
@@ -170,6 +170,70 @@ int run_bench(const BenchArgs& a) {
   const MeanSd tg = repeat([&] { return decode(1); });
   MeanSd tgb;
   if (a.batch > 1) tgb = repeat([&] { return decode(a.batch); });
+  // Greedy decoding with and without MTP speculation from the same prompt: acceptance, speed-up, and a check
+  // that both produce the same tokens.
+  struct Spec { double plain = 0, spec = 0; int64_t drafts = 0, accepted = 0; bool identical = false; };
+  Spec sp;
+  if (a.speculative) {
+    BALEINE_CHECK(model->has_mtp(), "--speculative: this model has no MTP module");
+    const std::vector<int32_t> prompt = random_tokens(16);
+    const int64_t n = a.gen_tokens, cap = 16 + n + 2;
+    auto argmax = [&](const float* l) { return int32_t(std::max_element(l, l + c.vocab_size) - l); };
+    auto plain = [&](std::vector<int32_t>& out) {
+      out.clear();
+      auto seq = model->new_sequence(cap);
+      auto t0 = Clock::now();
+      Tensor l = model->forward(*seq, prompt, mode);
+      out.push_back(argmax(l.f32() + (l.dim(0) - 1) * c.vocab_size));
+      while (int64_t(out.size()) < n) {
+        Tensor s1 = model->forward(*seq, std::span<const int32_t>(&out.back(), 1), mode);
+        out.push_back(argmax(s1.f32()));
+      }
+      return double(n) / since(t0);
+    };
+    auto spec = [&](std::vector<int32_t>& out) {
+      out.clear();
+      sp.drafts = sp.accepted = 0;
+      auto seq = model->new_sequence(cap);
+      auto mseq = model->new_sequence(model->new_mtp_kv_pool((cap + 15) / 16), cap);
+      auto t0 = Clock::now();
+      Tensor hidden;
+      const BatchItem first{seq.get(), prompt, false};
+      Tensor l = model->forward_batch(std::span<const BatchItem>(&first, 1), mode, &hidden);
+      int32_t t = argmax(l.f32());
+      out.push_back(t);
+      std::vector<int32_t> next(prompt.begin() + 1, prompt.end());
+      next.push_back(t);
+      int32_t draft = argmax(model->mtp_step(*mseq, hidden.f32(), next, false, mode).f32());
+      while (int64_t(out.size()) < n) {
+        const int64_t L = seq->length();
+        const int32_t feed[2] = {t, draft};
+        const BatchItem it{seq.get(), feed, true};
+        l = model->forward_batch(std::span<const BatchItem>(&it, 1), mode, &hidden);
+        ++sp.drafts;
+        const int32_t y1 = argmax(l.f32());
+        out.push_back(y1);
+        if (int64_t(out.size()) >= n) break;
+        if (y1 == draft) {
+          ++sp.accepted;
+          const int32_t y2 = argmax(l.f32() + c.vocab_size);
+          out.push_back(y2);
+          const int32_t pair[2] = {y1, y2};
+          draft = argmax(model->mtp_step(*mseq, hidden.f32(), pair, false, mode).f32());
+          t = y2;
+        } else {
+          seq->truncate(L + 1);
+          draft = argmax(model->mtp_step(*mseq, hidden.f32(), std::span<const int32_t>(&y1, 1), false, mode).f32());
+          t = y1;
+        }
+      }
+      return double(n) / since(t0);
+    };
+    std::vector<int32_t> o1, o2;
+    sp.plain = repeat([&] { return plain(o1); }).mean;
+    sp.spec = repeat([&] { return spec(o2); }).mean;
+    sp.identical = o1 == o2;
+  }
   const double bw = read_bandwidth();
   const TokenBytes tb = decode_bytes(*model, ops::kv_dtype_from_name(a.kv_type));
   const double kv_read = tb.kv_per_position * (double(a.gen_tokens) + 1) / 2;  // mean context of the tg run
@@ -190,6 +254,11 @@ int run_bench(const BenchArgs& a) {
   fmt::print("decode reads {:.3f} MB per token (weights {:.3f} MB + KV {:.3f} MB): {:.2f} GB/s = {:.1f}% of the "
              "measured {:.1f} GB/s streaming read bandwidth ({} threads)\n",
              per_token / 1e6, tb.weights / 1e6, kv_read / 1e6, used, 100.0 * used / bw, bw, threads);
+  if (a.speculative)
+    fmt::print("speculative decoding (MTP, greedy, tg{}): {} drafts, {} accepted ({:.1f}%); {:.2f} t/s vs {:.2f} t/s "
+               "without: speed-up {:.2f}x; outputs {}\n",
+               a.gen_tokens, sp.drafts, sp.accepted, sp.drafts ? 100.0 * double(sp.accepted) / double(sp.drafts) : 0.0,
+               sp.spec, sp.plain, sp.spec / sp.plain, sp.identical ? "identical" : "DIFFER");
   if (per_token < 64e6)
     fmt::print("note: {:.1f} MB per token fits in the CPU caches, so decode is not bound by DRAM bandwidth and the "
                "percentage can exceed 100%\n", per_token / 1e6);
@@ -209,6 +278,9 @@ int run_bench(const BenchArgs& a) {
                      {"decode_bytes_per_token", per_token},
                      {"read_bandwidth_gb_s", bw},
                      {"decode_bandwidth_fraction", used / bw}};
+    if (a.speculative)
+      j["spec_tg_tokens_per_s"] = sp.spec, j["spec_plain_tg_tokens_per_s"] = sp.plain, j["spec_drafts"] = sp.drafts,
+      j["spec_accepted"] = sp.accepted, j["spec_identical"] = sp.identical;
     if (a.batch > 1) j["batch"] = a.batch, j["batch_tg_tokens_per_s"] = tgb.mean, j["batch_tg_tokens_per_s_sd"] = tgb.sd;
     fmt::print("{}\n", j.dump());
   }
@@ -226,6 +298,7 @@ CommandRegistration reg{{"bench", "Prefill and decode speed (llama-bench style) 
                            sub.add_option("--batch", a->batch, "Also decode this many sequences together (aggregate t/s)")->check(CLI::Range(int64_t(1), int64_t(4096)));
                            sub.add_option("--mla", a->mla, "DeepSeek attention form: absorbed or naive");
                            sub.add_option("--kv-type", a->kv_type, "KV cache storage: f32, bf16 or int8");
+                           sub.add_flag("--speculative", a->speculative, "Also greedy decode with MTP speculation: acceptance and speed-up");
                            sub.add_flag("--random-init", a->random_init, "Random weights from the config (no checkpoint needed)");
                            sub.add_flag("--json", a->json, "End with one JSON line (pp_tokens_per_s, tg_tokens_per_s, ...)");
                            return [a] { return run_bench(*a); };
