@@ -1,9 +1,9 @@
 // infer/engine.cpp — the engine thread: admits queued requests into the running batch, advances every running
 // sequence by one step, samples, applies stop conditions and pushes events to the handles.
 //
-// This first version advances each sequence with its own forward call (continuous batching at the scheduler
-// level: requests join and leave between steps); the batched forward over a paged latent cache replaces the
-// per-sequence loop in step() without changing this interface.
+// Each step is one CausalLM::forward_batch over every running request (prompt chunks of those still
+// prefilling, one token — or a token and its MTP draft — for the others) in one shared paged KV pool; requests
+// join and leave between steps (continuous batching). Design notes: docs/inference.md.
 #include "infer/engine.h"
 
 #include <algorithm>

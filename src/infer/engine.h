@@ -1,7 +1,7 @@
 // infer/engine.h — the generation engine. One engine thread owns the model, the KV cache and the running batch;
 // any other thread (HTTP handlers, CLI, RL rollouts) submits typed requests and reads typed events from a handle.
 // The engine never sees HTTP or JSON.
-// defines: TokenConstraint, GenerationParams, GenerationRequest, FinishReason, TokenLogprob, GeneratedToken,
+// defines: GenerationParams, GenerationRequest, FinishReason, TokenLogprob, GeneratedToken,
 //          GenerationUsage, GenerationEvent, GenerationHandle, EngineOptions, EngineStats, QueueFullError, Engine
 #pragma once
 #include <chrono>

@@ -1,5 +1,6 @@
 // models/model.h — what every architecture offers the engine, trainers and tools.
-// defines: MlaMode, BatchItem, CausalLM, load_model (Sequence and KvPool: models/kv_cache.h)
+// defines: MlaMode, BatchItem, BatchSegment, check_forward_input, check_batch, CausalLM, load_model, create_model
+//          (Sequence and KvPool: models/kv_cache.h)
 #pragma once
 #include <memory>
 #include <span>
