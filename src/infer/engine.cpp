@@ -1,12 +1,13 @@
 // infer/engine.cpp — the engine thread: admits queued requests into the running batch, advances every running
 // sequence by one step, samples, applies stop conditions and pushes events to the handles.
 //
-// This first version advances each sequence with its own forward call (continuous batching at the scheduler
-// level: requests join and leave between steps); the batched forward over a paged latent cache replaces the
-// per-sequence loop in step() without changing this interface.
+// Each step is one CausalLM::forward_batch over every running request (prompt chunks of those still
+// prefilling, one token — or a token and its MTP draft — for the others) in one shared paged KV pool; requests
+// join and leave between steps (continuous batching). Design notes: docs/inference.md.
 #include "infer/engine.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 
@@ -86,13 +87,21 @@ GeneratedToken logprob_entry(std::span<const float> logits, int32_t token, int t
   return g;
 }
 
+// Probabilities of the candidates scattered over the vocabulary (0 for tokens the chain removed).
+std::vector<double> dense_probabilities(const Candidates& c, int64_t V) {
+  std::vector<double> p(static_cast<size_t>(V), 0.0);
+  const std::vector<double> q = c.probabilities();
+  for (int64_t i = 0; i < c.size(); ++i) p[size_t(c.id(i))] = q[size_t(i)];
+  return p;
+}
+
 }  // namespace
 
 struct Engine::Active {
   std::shared_ptr<GenerationHandle> handle;
   GenerationRequest req;
   std::unique_ptr<Sequence> seq;
-  Sampler sampler;
+  SamplerChain chain;
   StreamDecoder decoder;
   std::vector<int32_t> context;    // prompt + generated
   std::vector<int32_t> generated;
@@ -100,11 +109,18 @@ struct Engine::Active {
   std::string held;                // decoded text held back: it may be the start of a stop string
   int64_t budget = 0;
   bool prefilled = false, done = false;
+  // Speculative decoding with the model's MTP module: its own latent cache (positions aligned with the
+  // main sequence's computed positions) and the drafted token that follows the last sampled one.
+  bool speculate = false;
+  std::unique_ptr<Sequence> mtp_seq;
+  int32_t draft = -1;
+  std::vector<double> draft_q;     // sampling: the draft distribution over the vocabulary
   GenerationUsage usage;
   Clock::time_point started, first_token;
 
   Active(std::shared_ptr<GenerationHandle> h, GenerationRequest r, const Tokenizer& tok)
-      : handle(std::move(h)), req(std::move(r)), sampler(req.params.sampling),
+      : handle(std::move(h)), req(std::move(r)),
+        chain(SamplerChain::standard(req.params.sampling, req.params.constraint)),
         decoder(tok, req.params.skip_special_tokens) {}
 };
 
@@ -113,8 +129,18 @@ Engine::Engine(std::shared_ptr<CausalLM> model, std::shared_ptr<const Tokenizer>
   BALEINE_CHECK(model_ != nullptr && tokenizer_ != nullptr, "engine needs a model and a tokenizer");
   BALEINE_CHECK(options_.max_batch >= 1, "max_batch must be at least 1, got {}", options_.max_batch);
   BALEINE_CHECK(options_.max_queue >= 0, "max_queue must not be negative, got {}", options_.max_queue);
+  BALEINE_CHECK(options_.kv_block_size >= 1, "kv_block_size must be at least 1, got {}", options_.kv_block_size);
+  BALEINE_CHECK(options_.kv_cache_tokens >= 0, "kv_cache_tokens must not be negative");
+  BALEINE_CHECK(options_.prefill_chunk >= 1, "prefill_chunk must be at least 1, got {}", options_.prefill_chunk);
   const int64_t model_ctx = model_->config().max_position_embeddings;
   context_ = options_.context > 0 ? std::min(options_.context, model_ctx) : std::min<int64_t>(model_ctx, 4096);
+  const int64_t bs = options_.kv_block_size;
+  const int64_t tokens = options_.kv_cache_tokens > 0 ? options_.kv_cache_tokens : options_.max_batch * context_;
+  // At least one full-context sequence must fit.
+  pool_ = model_->new_kv_pool(std::max((tokens + bs - 1) / bs, (context_ + bs - 1) / bs), bs, options_.kv_dtype);
+  if (options_.prefix_cache) cache_ = std::make_unique<PrefixCache>(pool_);
+  if (options_.speculative_mtp && model_->has_mtp()) mtp_pool_ = model_->new_mtp_kv_pool(pool_->max_blocks(), bs, options_.kv_dtype);
+  stats_.kv_blocks_total = pool_->max_blocks();
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -161,6 +187,41 @@ EngineStats Engine::stats() const {
   return stats_;
 }
 
+bool Engine::start(Active& a, bool alone) {
+  const GenerationParams& p = a.req.params;
+  const int64_t n = int64_t(a.req.prompt.size());
+  a.budget = p.max_tokens;
+  a.stop_tokens = p.stop_tokens;
+  if (!p.ignore_eos && tokenizer_->eos_id() >= 0) a.stop_tokens.push_back(tokenizer_->eos_id());
+  a.context = a.req.prompt;
+  a.usage.prompt_tokens = n;
+  a.seq = model_->new_sequence(pool_, n + a.budget);
+  // Reuse cached blocks of the prompt, leaving at least its last token to compute (its logits start the
+  // completion). Prompt logprobs need every prompt position's logits, so those requests compute everything.
+  if (cache_ && !p.prompt_logprobs) {
+    std::vector<int32_t> blocks = cache_->lookup(a.req.prompt, n - 1);
+    a.seq->adopt_prefix(blocks);
+    a.usage.cached_prompt_tokens = a.seq->length();
+  }
+  // Constrained requests do not speculate (the constraint must see each token before the next is masked).
+  if (mtp_pool_ && !p.constraint) {
+    a.speculate = true;
+    a.mtp_seq = model_->new_sequence(mtp_pool_, n + a.budget);
+  }
+  // All blocks the request can need are taken now, so a running request never runs out of cache.
+  try {
+    a.seq->reserve(n + a.budget);
+    if (a.mtp_seq) a.mtp_seq->reserve(n + a.budget);
+  } catch (const Error&) {
+    a.seq.reset();
+    a.mtp_seq.reset();
+    a.usage.cached_prompt_tokens = 0;
+    if (alone) throw;
+    return false;
+  }
+  return true;
+}
+
 void Engine::loop() {
   std::vector<std::unique_ptr<Active>> active;
   auto finish = [&](Active& a, FinishReason reason, const std::string& error) {
@@ -175,9 +236,11 @@ void Engine::loop() {
     a.usage.completion_tokens = int64_t(a.generated.size());
     e.usage = a.usage;
     a.done = true;
+    a.seq.reset();
     a.handle->push(std::move(e));
   };
   while (true) {
+    std::vector<std::unique_ptr<Active>> admitted;
     {
       std::unique_lock lock(mu_);
       cv_.wait(lock, [&] { return stopping_ || !queue_.empty() || !active.empty(); });
@@ -195,30 +258,39 @@ void Engine::loop() {
         return;
       }
       if (stopping_ && queue_.empty() && active.empty()) return;
-      while (!queue_.empty() && int64_t(active.size()) < options_.max_batch) {
+      while (!queue_.empty() && int64_t(active.size() + admitted.size()) < options_.max_batch) {
         auto [h, r] = std::move(queue_.front());
         queue_.pop_front();
         --stats_.queued;
         auto a = std::make_unique<Active>(std::move(h), std::move(r), *tokenizer_);
         a->started = Clock::now();
-        active.push_back(std::move(a));
+        admitted.push_back(std::move(a));
       }
+    }
+    // Admission needs KV blocks: a request that does not fit waits (back at the queue's head) until running
+    // ones finish; one that does not fit an empty engine fails.
+    for (size_t i = 0; i < admitted.size(); ++i) {
+      Active& a = *admitted[i];
+      bool ok = false;
+      try {
+        ok = start(a, active.empty());
+      } catch (const std::exception& ex) {
+        finish(a, FinishReason::Error, ex.what());
+        continue;
+      }
+      if (ok) { active.push_back(std::move(admitted[i])); continue; }
+      std::lock_guard lock(mu_);
+      for (size_t j = admitted.size(); j-- > i;) {
+        queue_.emplace_front(std::move(admitted[j]->handle), std::move(admitted[j]->req));
+        ++stats_.queued;
+      }
+      break;
+    }
+    {
+      std::lock_guard lock(mu_);
       stats_.running = int64_t(active.size());
     }
-    for (auto& a : active) {
-      if (a->seq) continue;
-      const GenerationParams& p = a->req.params;
-      a->budget = p.max_tokens;
-      a->stop_tokens = p.stop_tokens;
-      if (!p.ignore_eos && tokenizer_->eos_id() >= 0) a->stop_tokens.push_back(tokenizer_->eos_id());
-      a->context = a->req.prompt;
-      a->usage.prompt_tokens = int64_t(a->req.prompt.size());
-      try {
-        a->seq = model_->new_sequence(int64_t(a->req.prompt.size()) + a->budget);
-      } catch (const std::exception& ex) {
-        finish(*a, FinishReason::Error, ex.what());
-      }
-    }
+    if (active.empty()) continue;
     step(active);
     std::erase_if(active, [](const std::unique_ptr<Active>& a) { return a->done; });
   }
@@ -226,98 +298,216 @@ void Engine::loop() {
 
 void Engine::step(std::vector<std::unique_ptr<Active>>& active) {
   const int64_t V = model_->config().vocab_size;
-  uint64_t prompt_tokens = 0, generated = 0, finished = 0, stepped = 0;
-  for (auto& ap : active) {
-    Active& a = *ap;
-    if (a.done) continue;
-    const GenerationParams& p = a.req.params;
-    auto finish = [&](FinishReason reason, const std::string& error, GenerationEvent e = {}) {
-      e.finished = true;
-      e.finish_reason = reason;
-      e.error = error;
-      if (reason != FinishReason::Error && reason != FinishReason::Cancelled) {
-        e.text += a.held + a.decoder.flush();
-        a.held.clear();
-      }
-      a.usage.completion_tokens = int64_t(a.generated.size());
-      a.usage.decode_seconds = a.prefilled ? seconds_between(a.first_token, Clock::now()) : 0;
-      e.usage = a.usage;
-      a.done = true;
-      ++finished;
-      a.handle->push(std::move(e));
-    };
-    if (a.handle->cancelled()) { finish(FinishReason::Cancelled, ""); continue; }
-    GenerationEvent ev;
-    std::vector<float> row;
-    try {
-      if (!a.prefilled) {
-        a.usage.queue_seconds = seconds_between(a.handle->created(), a.started);
-        Tensor logits = model_->forward(*a.seq, a.req.prompt);  // [T, V]
-        const float* l = logits.f32();
-        const int64_t T = logits.dim(0);
-        if (p.prompt_logprobs) {
-          ev.prompt_logprobs.push_back({a.req.prompt[0], 0.0f, {}});
-          for (int64_t t = 1; t < T; ++t)
-            ev.prompt_logprobs.push_back(
-                logprob_entry({l + (t - 1) * V, size_t(V)}, a.req.prompt[size_t(t)], p.top_logprobs));
-        }
-        row.assign(l + (T - 1) * V, l + T * V);
-        a.prefilled = true;
-        a.first_token = Clock::now();
-        a.usage.prefill_seconds = seconds_between(a.started, a.first_token);
-        prompt_tokens += uint64_t(T);
-      } else {
-        const int32_t last = a.generated.back();
-        Tensor logits = model_->forward(*a.seq, std::span<const int32_t>(&last, 1));
-        row.assign(logits.f32(), logits.f32() + V);
-      }
-    } catch (const std::exception& ex) {
-      finish(FinishReason::Error, ex.what());
-      continue;
+  uint64_t prompt_tokens = 0, generated = 0, stepped = 0;
+  auto finish = [&](Active& a, FinishReason reason, const std::string& error, GenerationEvent e = {}) {
+    e.finished = true;
+    e.finish_reason = reason;
+    e.error = error;
+    if (reason != FinishReason::Error && reason != FinishReason::Cancelled) {
+      e.text += a.held + a.decoder.flush();
+      a.held.clear();
     }
-    ++stepped;
-    std::vector<float> raw;
-    if (p.logprobs) raw = row;
-    apply_penalties(row, p.sampling, a.generated, a.context);
-    if (p.constraint) p.constraint->mask(row);
-    const int32_t tok = a.sampler.sample(row);
+    a.usage.completion_tokens = int64_t(a.generated.size());
+    a.usage.decode_seconds = a.prefilled ? seconds_between(a.first_token, Clock::now()) : 0;
+    e.usage = a.usage;
+    a.done = true;
+    // Offer the sequence's full blocks (prompt and completion) to the prefix cache before releasing them.
+    if (cache_ && a.seq) cache_->insert(std::span(a.context).first(size_t(a.seq->length())), a.seq->blocks());
+    a.seq.reset();
+    a.mtp_seq.reset();
+    {
+      // Before the final event goes out, so a caller that saw it also sees the counts.
+      std::lock_guard lock(mu_);
+      stats_.draft_tokens += uint64_t(a.usage.draft_tokens);
+      stats_.accepted_draft_tokens += uint64_t(a.usage.accepted_draft_tokens);
+      stats_.requests_finished += 1;
+      if (a.prefilled) stats_.cached_prompt_tokens += uint64_t(a.usage.cached_prompt_tokens);
+    }
+    a.handle->push(std::move(e));
+  };
+
+  // Takes one sampled token: logprobs, stop tokens and strings, constraint, budget. True when the request
+  // finished (the event went out with the final one); otherwise the token and its text are in `ev`.
+  auto take = [&](Active& a, std::span<const float> row, int32_t tok, GenerationEvent& ev) {
+    const GenerationParams& p = a.req.params;
     if (p.constraint) p.constraint->accept(tok);
     a.generated.push_back(tok);
     a.context.push_back(tok);
     ++generated;
-    GeneratedToken g = p.logprobs ? logprob_entry(raw, tok, p.top_logprobs) : GeneratedToken{tok, 0.0f, {}};
+    GeneratedToken g = p.logprobs ? logprob_entry(row, tok, p.top_logprobs) : GeneratedToken{tok, 0.0f, {}};
     ev.tokens.push_back(std::move(g));
     if (std::find(a.stop_tokens.begin(), a.stop_tokens.end(), tok) != a.stop_tokens.end()) {
-      finish(FinishReason::Stop, "", std::move(ev));
-      continue;
+      finish(a, FinishReason::Stop, "", std::move(ev));
+      return true;
     }
     a.held += a.decoder.push(tok);
     // Stop strings: cut at the first match; otherwise hold back the longest tail that could still start one.
     size_t cut = std::string::npos;
     for (const auto& s : p.stop_strings) cut = std::min(cut, a.held.find(s));
     if (cut != std::string::npos) {
-      ev.text = a.held.substr(0, cut);
+      ev.text += a.held.substr(0, cut);
       a.held.clear();
       a.decoder.flush();
-      finish(FinishReason::Stop, "", std::move(ev));
-      continue;
+      finish(a, FinishReason::Stop, "", std::move(ev));
+      return true;
     }
     size_t keep = 0;
     for (const auto& s : p.stop_strings)
       for (size_t k = std::min(s.size() - 1, a.held.size()); k > keep; --k)
         if (a.held.compare(a.held.size() - k, k, s, 0, k) == 0) { keep = k; break; }
-    ev.text = a.held.substr(0, a.held.size() - keep);
+    ev.text += a.held.substr(0, a.held.size() - keep);
     a.held.erase(0, a.held.size() - keep);
-    if (p.constraint && p.constraint->complete()) { finish(FinishReason::Stop, "", std::move(ev)); continue; }
-    if (int64_t(a.generated.size()) >= a.budget) { finish(FinishReason::Length, "", std::move(ev)); continue; }
-    a.handle->push(std::move(ev));
+    if (p.constraint && p.constraint->complete()) { finish(a, FinishReason::Stop, "", std::move(ev)); return true; }
+    if (int64_t(a.generated.size()) >= a.budget) { finish(a, FinishReason::Length, "", std::move(ev)); return true; }
+    return false;
+  };
+  auto sample = [&](Active& a, std::span<const float> row) {
+    const SamplerContext ctx{a.generated, a.context};
+    return a.chain.draw(a.chain.filter(row, ctx));  // penalties, constraint mask, temperature, top-k/p, min-p
+  };
+  // The draft for the token after the last sampled one, from the MTP logits (same sampler chain).
+  auto make_draft = [&](Active& a, const Tensor& mtp_logits) {
+    const SamplerContext ctx{a.generated, a.context};
+    const float* l = mtp_logits.f32() + (mtp_logits.dim(0) - 1) * V;
+    Candidates c = a.chain.filter({l, size_t(V)}, ctx);
+    if (!a.chain.greedy()) a.draft_q = dense_probabilities(c, V);
+    a.draft = a.chain.draw(c);
+  };
+  // Verification of the draft against the main model's distribution at the same position: greedy accepts an
+  // exact match; sampling accepts with probability min(1, p(d) / q(d)) and otherwise draws from the residual
+  // max(0, p - q) (Leviathan et al. / Chen et al., so the output follows p exactly). Returns the token taken
+  // and whether it is the draft.
+  auto verify = [&](Active& a, std::span<const float> row) -> std::pair<int32_t, bool> {
+    const SamplerContext ctx{a.generated, a.context};
+    Candidates c = a.chain.filter(row, ctx);
+    if (a.chain.greedy()) {
+      const int32_t t = a.chain.draw(c);
+      return {t, t == a.draft};
+    }
+    const std::vector<double> pp = dense_probabilities(c, V);
+    const int32_t t = speculative_verify(pp, a.draft_q, a.draft, a.chain.rng());
+    return {t, t == a.draft};
+  };
+
+  // One batch: a prompt chunk for sequences still prefilling, the last sampled token for the others.
+  std::vector<BatchItem> items;
+  std::vector<Active*> owners;
+  std::vector<std::array<int32_t, 2>> feed(active.size());
+  bool want_hidden = false;
+  for (size_t i = 0; i < active.size(); ++i) {
+    Active& a = *active[i];
+    if (a.done) continue;
+    if (a.handle->cancelled()) { finish(a, FinishReason::Cancelled, ""); continue; }
+    BatchItem it;
+    it.seq = a.seq.get();
+    if (!a.prefilled) {
+      const int64_t n = int64_t(a.req.prompt.size()), p0 = a.seq->length();
+      // Prompt logprobs are computed in one pass (every position's logits at once).
+      const int64_t len = a.req.params.prompt_logprobs ? n - p0 : std::min(options_.prefill_chunk, n - p0);
+      if (p0 == a.usage.cached_prompt_tokens) a.usage.queue_seconds = seconds_between(a.handle->created(), a.started);
+      it.tokens = std::span(a.req.prompt).subspan(size_t(p0), size_t(len));
+      it.all_logits = a.req.params.prompt_logprobs;
+    } else if (a.speculate && a.draft >= 0) {
+      // Verify: the last sampled token and the draft after it, both rows' logits.
+      feed[i] = {a.generated.back(), a.draft};
+      it.tokens = std::span<const int32_t>(feed[i].data(), 2);
+      it.all_logits = true;
+    } else {
+      feed[i][0] = a.generated.back();
+      it.tokens = std::span<const int32_t>(feed[i].data(), 1);
+    }
+    want_hidden = want_hidden || a.speculate;
+    items.push_back(it);
+    owners.push_back(&a);
+  }
+  if (!items.empty()) {
+    Tensor logits, hidden;
+    try {
+      logits = model_->forward_batch(items, options_.mla_mode, want_hidden ? &hidden : nullptr);
+    } catch (const std::exception& ex) {
+      for (Active* a : owners) finish(*a, FinishReason::Error, ex.what());
+      owners.clear();
+    }
+    const int64_t d = model_->config().hidden_size;
+    int64_t row0 = 0, hrow0 = 0;
+    for (size_t i = 0; i < owners.size(); ++i) {
+      Active& a = *owners[i];
+      const BatchItem& it = items[i];
+      const GenerationParams& p = a.req.params;
+      const int64_t T = int64_t(it.tokens.size()), rows = it.all_logits ? T : 1;
+      const float* l = logits.f32() + row0 * V;
+      const float* h = want_hidden ? hidden.f32() + hrow0 * d : nullptr;  // [T, d] this item's hidden states
+      row0 += rows;
+      hrow0 += T;
+      ++stepped;
+      GenerationEvent ev;
+      try {
+        if (!a.prefilled) {
+          prompt_tokens += uint64_t(T);
+          const int64_t n = int64_t(a.req.prompt.size()), p0 = a.seq->length() - T;
+          // The MTP pairs each hidden state with the token that follows it.
+          std::vector<int32_t> next(a.req.prompt.begin() + p0 + 1, a.req.prompt.begin() + std::min(n, p0 + T + 1));
+          if (a.seq->length() < n) {  // more prompt chunks to go
+            if (a.speculate) model_->mtp_step(*a.mtp_seq, h, next, false, options_.mla_mode);
+            continue;
+          }
+          if (p.prompt_logprobs) {
+            ev.prompt_logprobs.push_back({a.req.prompt[0], 0.0f, {}});
+            for (int64_t t = 1; t < T; ++t)
+              ev.prompt_logprobs.push_back(
+                  logprob_entry({l + (t - 1) * V, size_t(V)}, a.req.prompt[size_t(t)], p.top_logprobs));
+          }
+          l += (rows - 1) * V;
+          a.prefilled = true;
+          a.first_token = Clock::now();
+          a.usage.prefill_seconds = seconds_between(a.started, a.first_token);
+            // The prompt's full blocks are shareable from now on.
+          if (cache_) cache_->insert(a.req.prompt, a.seq->blocks());
+          std::span<const float> row(l, size_t(V));
+          const int32_t tok = sample(a, row);
+          if (take(a, row, tok, ev)) continue;
+          if (a.speculate) {
+            next.push_back(tok);
+            make_draft(a, model_->mtp_step(*a.mtp_seq, h, next, false, options_.mla_mode));
+          }
+        } else if (T == 2) {
+          // Speculative verification: row 0 decides the drafted position, row 1 (when the draft stands) gives
+          // one more token for free.
+          const int64_t L = a.seq->length() - 2;
+          ++a.usage.draft_tokens;
+          auto [y1, accepted] = verify(a, {l, size_t(V)});
+          if (take(a, {l, size_t(V)}, y1, ev)) continue;
+          if (accepted) {
+            ++a.usage.accepted_draft_tokens;
+            std::span<const float> row1(l + V, size_t(V));
+            const int32_t y2 = sample(a, row1);
+            if (take(a, row1, y2, ev)) continue;
+            const int32_t next[2] = {y1, y2};
+            make_draft(a, model_->mtp_step(*a.mtp_seq, h, next, false, options_.mla_mode));
+          } else {
+            a.seq->truncate(L + 1);  // the draft's position is recomputed with y1 next step
+            make_draft(a, model_->mtp_step(*a.mtp_seq, h, std::span<const int32_t>(&y1, 1), false, options_.mla_mode));
+          }
+        } else {
+          std::span<const float> row(l, size_t(V));
+          const int32_t tok = sample(a, row);
+          if (take(a, row, tok, ev)) continue;
+          if (a.speculate) make_draft(a, model_->mtp_step(*a.mtp_seq, h, std::span<const int32_t>(&tok, 1), false, options_.mla_mode));
+        }
+      } catch (const std::exception& ex) {
+        finish(a, FinishReason::Error, ex.what());
+        continue;
+      }
+      a.handle->push(std::move(ev));
+    }
   }
   std::lock_guard lock(mu_);
   stats_.prompt_tokens += prompt_tokens;
   stats_.generated_tokens += generated;
-  stats_.requests_finished += finished;
   stats_.steps += stepped > 0 ? 1 : 0;
   stats_.batched_sequences += stepped;
+  stats_.kv_blocks_used = pool_->used_blocks();
+  stats_.prefix_cache_blocks = cache_ ? cache_->blocks() : 0;
 }
 
 }  // namespace baleine

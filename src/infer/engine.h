@@ -1,7 +1,7 @@
 // infer/engine.h — the generation engine. One engine thread owns the model, the KV cache and the running batch;
 // any other thread (HTTP handlers, CLI, RL rollouts) submits typed requests and reads typed events from a handle.
 // The engine never sees HTTP or JSON.
-// defines: TokenConstraint, GenerationParams, GenerationRequest, FinishReason, TokenLogprob, GeneratedToken,
+// defines: GenerationParams, GenerationRequest, FinishReason, TokenLogprob, GeneratedToken,
 //          GenerationUsage, GenerationEvent, GenerationHandle, EngineOptions, EngineStats, QueueFullError, Engine
 #pragma once
 #include <chrono>
@@ -17,23 +17,14 @@
 #include <vector>
 
 #include "core/check.h"
+#include "infer/prefix_cache.h"
 #include "infer/sampler.h"
 #include "models/model.h"
 #include "tokenizer/tokenizer.h"
 
 namespace baleine {
 
-// A sampler stage that restricts which tokens may come next (JSON / grammar constrained decoding). The engine
-// calls mask() on the logits before sampling (set disallowed entries to -inf) and accept() with the chosen token.
-// Called only from the engine thread.
-class TokenConstraint {
- public:
-  virtual ~TokenConstraint() = default;
-  virtual void mask(std::span<float> logits) = 0;
-  virtual void accept(int32_t token) = 0;
-  // True once the constrained text is complete (the engine then finishes with FinishReason::Stop).
-  virtual bool complete() const { return false; }
-};
+// TokenConstraint (a constrained-decoding sampler stage) lives in infer/sampler.h.
 
 struct GenerationParams {
   SamplingParams sampling;                // temperature, top-k/p, min-p, penalties, seed
@@ -115,12 +106,19 @@ struct EngineOptions {
   int64_t context = 0;               // per-sequence token limit (0: the model's max_position_embeddings, capped at 4096)
   bool prefix_cache = true;          // reuse KV of shared prompt prefixes across requests
   bool speculative_mtp = false;      // draft with the model's MTP module, verify with the main model
+  int64_t kv_block_size = 16;        // tokens per KV block (also the prefix cache's granularity)
+  int64_t kv_cache_tokens = 0;       // KV pool size in tokens (0: max_batch · context); memory is taken as used
+  ops::KvDType kv_dtype = ops::KvDType::F32;  // how cached rows are stored: f32, bf16 or int8 (per-32 scales)
+  int64_t prefill_chunk = 512;       // prompt tokens per sequence per step (long prompts prefill in chunks)
+  MlaMode mla_mode = MlaMode::Absorbed;  // DeepSeek attention form (both give the same results)
 };
 
 struct EngineStats {
   int64_t queued = 0, running = 0;   // now
   uint64_t requests_finished = 0, prompt_tokens = 0, cached_prompt_tokens = 0, generated_tokens = 0;
   uint64_t steps = 0, batched_sequences = 0;  // decode steps and the sum of their batch sizes
+  int64_t kv_blocks_used = 0, kv_blocks_total = 0, prefix_cache_blocks = 0;  // after the last step
+  uint64_t draft_tokens = 0, accepted_draft_tokens = 0;  // speculative decoding, finished requests
 };
 
 // The queue is full: the caller should answer "try later" (HTTP 503).
@@ -151,11 +149,16 @@ class Engine {
  private:
   struct Active;
   void loop();
+  // Prepares an admitted request (sequence, prefix reuse, block reservation); false: no room yet.
+  bool start(Active& a, bool alone);
   void step(std::vector<std::unique_ptr<Active>>& active);
 
   std::shared_ptr<CausalLM> model_;
   std::shared_ptr<const Tokenizer> tokenizer_;
   EngineOptions options_;
+  std::shared_ptr<KvPool> pool_;          // engine thread only
+  std::unique_ptr<PrefixCache> cache_;    // engine thread only; null when options_.prefix_cache is false
+  std::shared_ptr<KvPool> mtp_pool_;      // MTP latent cache (speculative_mtp on a model with MTP); else null
   int64_t context_ = 0;
   mutable std::mutex mu_;
   std::condition_variable cv_;

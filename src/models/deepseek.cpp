@@ -13,14 +13,6 @@
 
 namespace baleine {
 
-namespace {
-
-struct DeepSeekSequence final : Sequence {
-  std::vector<Tensor> latent;  // per layer [capacity, R + Dr]: normalised c^KV ‖ roped k_pe
-};
-
-}  // namespace
-
 ops::RopeTable make_rope_table(const ModelConfig& c, int dim) {
   const RopeScaling& s = c.rope_scaling;
   switch (s.type) {
@@ -200,94 +192,102 @@ void DeepSeekModel::prepare() {
   }
 }
 
-std::unique_ptr<Sequence> DeepSeekModel::new_sequence(int64_t max_tokens) const {
-  BALEINE_CHECK(max_tokens > 0, "sequence capacity must be positive, got {}", max_tokens);
-  BALEINE_CHECK(max_tokens <= cfg_.max_position_embeddings, "{} tokens exceed the model context of {}", max_tokens,
-                cfg_.max_position_embeddings);
-  auto s = std::make_unique<DeepSeekSequence>();
-  s->capacity_ = max_tokens;
-  for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l)
-    s->latent.push_back(Tensor::empty(DType::F32, {max_tokens, cfg_.kv_lora_rank + cfg_.qk_rope_head_dim}));
-  return s;
+std::shared_ptr<KvPool> DeepSeekModel::new_kv_pool(int64_t max_blocks, int64_t block_size, ops::KvDType dtype) const {
+  // One latent row per token and layer: normalised c^KV ‖ roped k_pe (R + Dr values).
+  return std::make_shared<KvPool>(cfg_.num_hidden_layers, cfg_.kv_lora_rank + cfg_.qk_rope_head_dim, block_size,
+                                  max_blocks, dtype);
 }
 
 // ---------------------------------------------------------------------------------------------------------
 // Multi-head Latent Attention
 // ---------------------------------------------------------------------------------------------------------
-void DeepSeekModel::attention_forward(const Attention& a, float* out, const float* x, int64_t T,
-                                      const int32_t* positions, float* cache, int64_t p0, MlaMode mode) {
+void DeepSeekModel::attention_forward(const Attention& a, float* out, const float* x, int64_t N,
+                                      const int32_t* positions, std::span<const BatchSegment> segs, int64_t layer,
+                                      MlaMode mode) {
   const int64_t H = cfg_.num_attention_heads, R = cfg_.kv_lora_rank, Dn = cfg_.qk_nope_head_dim;
   const int64_t Dr = cfg_.qk_rope_head_dim, Dv = cfg_.v_head_dim, Dqk = Dn + Dr, C = R + Dr;
-  const int64_t S = p0 + T;
 
-  // Queries: q = W^UQ RMSNorm(W^DQ h) (or W^Q h without compression), per head [q_nope ‖ q_pe].
-  float* q = arena_.alloc<float>(size_t(T * H * Dqk));  // [T, H, Dn+Dr]
+  // Queries for all N rows: q = W^UQ RMSNorm(W^DQ h) (or W^Q h without compression), per head [q_nope ‖ q_pe].
+  float* q = arena_.alloc<float>(size_t(N * H * Dqk));  // [N, H, Dn+Dr]
   if (a.q_compressed) {
-    float* cq = arena_.alloc<float>(size_t(T * cfg_.q_lora_rank));  // [T, q_lora_rank]
-    a.q_a_proj.forward(cq, x, T);
-    a.q_a_layernorm.forward(cq, cq, T);
-    a.q_b_proj.forward(q, cq, T);
+    float* cq = arena_.alloc<float>(size_t(N * cfg_.q_lora_rank));  // [N, q_lora_rank]
+    a.q_a_proj.forward(cq, x, N);
+    a.q_a_layernorm.forward(cq, cq, N);
+    a.q_b_proj.forward(q, cq, N);
   } else {
-    a.q_proj.forward(q, x, T);
+    a.q_proj.forward(q, x, N);
   }
-  ops::rope_apply(q + Dn, T, H, H * Dqk, Dqk, positions, rope_, ops::RopeLayout::Interleaved);
+  ops::rope_apply(q + Dn, N, H, H * Dqk, Dqk, positions, rope_, ops::RopeLayout::Interleaved);
 
-  // Keys/values: [c^KV ‖ k_pe] = W^DKV h; c^KV normalised, k_pe roped once (shared by all heads); cached.
-  float* new_rows = cache + p0 * C;  // [T, R+Dr] inside the cache
-  a.kv_a_proj_with_mqa.forward(new_rows, x, T);
-  a.kv_a_layernorm.forward(new_rows, new_rows, T, C, C);
-  ops::rope_apply(new_rows + R, T, 1, C, 0, positions, rope_, ops::RopeLayout::Interleaved);
+  // Keys/values: [c^KV ‖ k_pe] = W^DKV h; c^KV normalised, k_pe roped once (shared by all heads), then written
+  // into each sequence's latent blocks.
+  float* latent = arena_.alloc<float>(size_t(N * C));  // [N, R+Dr]
+  a.kv_a_proj_with_mqa.forward(latent, x, N);
+  a.kv_a_layernorm.forward(latent, latent, N, C, C);
+  ops::rope_apply(latent + R, N, 1, C, 0, positions, rope_, ops::RopeLayout::Interleaved);
+  for (const BatchSegment& sg : segs)
+    for (int64_t t = 0; t < sg.T; ++t)
+      sg.seq->write_row(layer, sg.p0 + t, latent + (sg.row0 + t) * C);
 
-  float* o = arena_.alloc<float>(size_t(T * H * Dv));  // [T, H, Dv]
+  float* o = arena_.alloc<float>(size_t(N * H * Dv));  // [N, H, Dv]
   ops::AttentionArgs args;
-  args.n_q = T;
-  args.n_kv = S;
   args.n_heads = H;
-  args.kv_offset = p0;
   args.scale = attn_scale_;
   if (mode == MlaMode::Naive) {
     // Up-project every cached latent: [k_nope ‖ v] = W^UKV c^KV, then ordinary multi-head attention with
-    // k = [k_nope ‖ k_pe] (192 dims for V3) and v (128).
-    float* kv = arena_.alloc<float>(size_t(S * H * (Dn + Dv)));  // [S, H, Dn+Dv]
-    a.kv_b_proj.forward(kv, cache, S, 0, C);
-    float* k = arena_.alloc<float>(size_t(S * H * Dqk));  // [S, H, Dn+Dr]
-    for (int64_t s = 0; s < S; ++s)
-      for (int64_t h = 0; h < H; ++h) {
-        std::memcpy(k + (s * H + h) * Dqk, kv + (s * H + h) * (Dn + Dv), size_t(Dn) * 4);
-        std::memcpy(k + (s * H + h) * Dqk + Dn, cache + s * C + R, size_t(Dr) * 4);
-      }
-    args.n_kv_heads = H;
-    args.qk_dim = Dqk;
-    args.v_dim = Dv;
-    args.q_stride = H * Dqk, args.q_head_stride = Dqk;
-    args.k_stride = H * Dqk, args.k_head_stride = Dqk;
-    args.v_stride = H * (Dn + Dv), args.v_head_stride = Dn + Dv;
-    args.out_stride = H * Dv, args.out_head_stride = Dv;
-    ops::attention_causal(o, q, k, kv + Dn, args);
+    // k = [k_nope ‖ k_pe] (192 dims for V3) and v (128), per sequence.
+    for (const BatchSegment& sg : segs) {
+      const int64_t S = sg.p0 + sg.T;
+      float* cache = arena_.alloc<float>(size_t(S * C));  // [S, R+Dr] this sequence's latents, gathered
+      for (int64_t s = 0; s < S; ++s) sg.seq->read_row(layer, s, cache + s * C);
+      float* kv = arena_.alloc<float>(size_t(S * H * (Dn + Dv)));  // [S, H, Dn+Dv]
+      a.kv_b_proj.forward(kv, cache, S, 0, C);
+      float* k = arena_.alloc<float>(size_t(S * H * Dqk));  // [S, H, Dn+Dr]
+      for (int64_t s = 0; s < S; ++s)
+        for (int64_t h = 0; h < H; ++h) {
+          std::memcpy(k + (s * H + h) * Dqk, kv + (s * H + h) * (Dn + Dv), size_t(Dn) * 4);
+          std::memcpy(k + (s * H + h) * Dqk + Dn, cache + s * C + R, size_t(Dr) * 4);
+        }
+      args.n_q = sg.T, args.n_kv = S, args.kv_offset = sg.p0;
+      args.n_kv_heads = H;
+      args.qk_dim = Dqk;
+      args.v_dim = Dv;
+      args.q_stride = H * Dqk, args.q_head_stride = Dqk;
+      args.k_stride = H * Dqk, args.k_head_stride = Dqk;
+      args.v_stride = H * (Dn + Dv), args.v_head_stride = Dn + Dv;
+      args.out_stride = H * Dv, args.out_head_stride = Dv;
+      ops::attention_causal(o + sg.row0 * H * Dv, q + sg.row0 * H * Dqk, k, kv + Dn, args);
+    }
   } else {
     // Absorbed: score_hj = (W^UK_hᵀ q_nope_h)·c_j + q_pe_h·k_pe_j — one shared "key" [c_j ‖ k_pe_j] of R+Dr
     // dims (MQA over the latent cache); the value is c_j itself, up-projected by W^UV_h after attention.
-    float* qa = arena_.alloc<float>(size_t(T * H * C));  // [T, H, R+Dr]
+    // The query transform and W^UV run once over all N rows; attention reads each sequence's latent blocks.
+    float* qa = arena_.alloc<float>(size_t(N * H * C));  // [N, H, R+Dr]
     for (int64_t h = 0; h < H; ++h) {
       ops::WeightRef w_uk_t{a.w_uk_t.f32() + h * R * Dn, DType::F32, R, Dn, 0};
-      ops::linear(qa + h * C, q + h * Dqk, w_uk_t, nullptr, T, H * C, H * Dqk);
-      for (int64_t t = 0; t < T; ++t)
+      ops::linear(qa + h * C, q + h * Dqk, w_uk_t, nullptr, N, H * C, H * Dqk);
+      for (int64_t t = 0; t < N; ++t)
         std::memcpy(qa + (t * H + h) * C + R, q + (t * H + h) * Dqk + Dn, size_t(Dr) * 4);
     }
-    float* o_latent = arena_.alloc<float>(size_t(T * H * R));  // [T, H, R]
+    float* o_latent = arena_.alloc<float>(size_t(N * H * R));  // [N, H, R]
     args.n_kv_heads = 1;
     args.qk_dim = C;
     args.v_dim = R;
     args.q_stride = H * C, args.q_head_stride = C;
-    args.k_stride = C, args.k_head_stride = 0;
-    args.v_stride = C, args.v_head_stride = 0;
+    args.k_head_stride = 0, args.v_head_stride = 0;
     args.out_stride = H * R, args.out_head_stride = R;
-    ops::attention_causal(o_latent, qa, cache, cache, args);
+    std::vector<const void*> blocks;
+    for (const BatchSegment& sg : segs) {
+      sg.seq->layer_blocks(layer, blocks);
+      ops::PagedKv kv{blocks.data(), sg.seq->pool().block_size(), C, 0, 0, sg.seq->pool().dtype()};
+      args.n_q = sg.T, args.n_kv = sg.p0 + sg.T, args.kv_offset = sg.p0;
+      ops::attention_paged(o_latent + sg.row0 * H * R, qa + sg.row0 * H * C, kv, args);
+    }
     for (int64_t h = 0; h < H; ++h)  // o_h = W^UV_h · o_latent_h
-      ops::linear(o + h * Dv, o_latent + h * R, weight_rows(a.kv_b_proj.weight, h * (Dn + Dv) + Dn, Dv), nullptr, T,
+      ops::linear(o + h * Dv, o_latent + h * R, weight_rows(a.kv_b_proj.weight, h * (Dn + Dv) + Dn, Dv), nullptr, N,
                   H * Dv, H * R);
   }
-  a.o_proj.forward(out, o, T);
+  a.o_proj.forward(out, o, N);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -367,41 +367,100 @@ void DeepSeekModel::moe_forward(const MoE& m, float* out, const float* x, int64_
 // ---------------------------------------------------------------------------------------------------------
 // Blocks, model, MTP
 // ---------------------------------------------------------------------------------------------------------
-void DeepSeekModel::block_forward(const Block& b, float* x, int64_t T, const int32_t* positions, float* cache,
-                                  int64_t p0, MlaMode mode) {
+void DeepSeekModel::block_forward(const Block& b, float* x, int64_t N, const int32_t* positions,
+                                  std::span<const BatchSegment> segs, int64_t layer, MlaMode mode) {
   const int64_t d = cfg_.hidden_size;
-  float* xn = arena_.alloc<float>(size_t(T * d));   // [T, d]
-  float* tmp = arena_.alloc<float>(size_t(T * d));  // [T, d]
-  b.input_layernorm.forward(xn, x, T);
-  attention_forward(b.attn, tmp, xn, T, positions, cache, p0, mode);
-  ops::add_inplace(x, tmp, T * d);  // h = x + Attn(RMSNorm(x))
-  b.post_attention_layernorm.forward(xn, x, T);
-  if (b.is_moe) moe_forward(b.moe, tmp, xn, T);
-  else b.mlp.forward(tmp, xn, T, arena_);
-  ops::add_inplace(x, tmp, T * d);  // x = h + FFN(RMSNorm(h))
+  float* xn = arena_.alloc<float>(size_t(N * d));   // [N, d]
+  float* tmp = arena_.alloc<float>(size_t(N * d));  // [N, d]
+  b.input_layernorm.forward(xn, x, N);
+  attention_forward(b.attn, tmp, xn, N, positions, segs, layer, mode);
+  ops::add_inplace(x, tmp, N * d);  // h = x + Attn(RMSNorm(x))
+  b.post_attention_layernorm.forward(xn, x, N);
+  if (b.is_moe) moe_forward(b.moe, tmp, xn, N);  // tokens of all sequences grouped by expert
+  else b.mlp.forward(tmp, xn, N, arena_);
+  ops::add_inplace(x, tmp, N * d);  // x = h + FFN(RMSNorm(h))
 }
 
-float* DeepSeekModel::forward_hidden(Sequence& s, std::span<const int32_t> tokens, MlaMode mode) {
-  auto& seq = dynamic_cast<DeepSeekSequence&>(s);
-  const int64_t T = int64_t(tokens.size()), p0 = seq.length_, d = cfg_.hidden_size;
-  check_forward_input(cfg_, seq, tokens);
+float* DeepSeekModel::forward_hidden(std::span<const BatchItem> items, std::vector<BatchSegment>& segs, MlaMode mode) {
+  const int64_t d = cfg_.hidden_size;
+  check_batch(cfg_, items, cfg_.num_hidden_layers, cfg_.kv_lora_rank + cfg_.qk_rope_head_dim);
   arena_.reset();
-  float* x = arena_.alloc<float>(size_t(T * d));  // [T, d] residual stream
-  embed_tokens_.forward(x, tokens.data(), T);
-  int32_t* positions = arena_.alloc<int32_t>(size_t(T));
-  std::iota(positions, positions + T, int32_t(p0));
-  for (size_t l = 0; l < layers_.size(); ++l) block_forward(layers_[l], x, T, positions, seq.latent[l].f32(), p0, mode);
-  seq.length_ += T;
+  segs.clear();
+  int64_t N = 0;
+  for (const BatchItem& it : items) {
+    segs.push_back({it.seq, N, int64_t(it.tokens.size()), it.seq->length()});
+    N += int64_t(it.tokens.size());
+  }
+  float* x = arena_.alloc<float>(size_t(N * d));  // [N, d] residual stream
+  int32_t* positions = arena_.alloc<int32_t>(size_t(N));
+  for (size_t i = 0; i < items.size(); ++i) {
+    embed_tokens_.forward(x + segs[i].row0 * d, items[i].tokens.data(), segs[i].T);
+    std::iota(positions + segs[i].row0, positions + segs[i].row0 + segs[i].T, int32_t(segs[i].p0));
+  }
+  for (size_t l = 0; l < layers_.size(); ++l) block_forward(layers_[l], x, N, positions, segs, int64_t(l), mode);
+  for (const BatchSegment& sg : segs) sg.seq->advance(sg.T);
   return x;
 }
 
-Tensor DeepSeekModel::forward(Sequence& seq, std::span<const int32_t> tokens, MlaMode mode) {
-  const int64_t T = int64_t(tokens.size()), d = cfg_.hidden_size;
-  float* x = forward_hidden(seq, tokens, mode);
-  norm_.forward(x, x, T);
-  Tensor logits = Tensor::empty(DType::F32, {T, cfg_.vocab_size});
-  lm_head_.forward(logits.f32(), x, T);
-  (void)d;
+// Final norm and head over the rows the caller wants: all rows of items with all_logits, else the last.
+Tensor DeepSeekModel::forward_batch(std::span<const BatchItem> items, MlaMode mode, Tensor* hidden) {
+  const int64_t d = cfg_.hidden_size;
+  std::vector<BatchSegment> segs;
+  float* x = forward_hidden(items, segs, mode);
+  if (hidden) {
+    const int64_t N = segs.back().row0 + segs.back().T;
+    *hidden = Tensor::empty(DType::F32, {N, d});
+    std::memcpy(hidden->f32(), x, size_t(N * d) * 4);
+  }
+  int64_t rows = 0;
+  for (size_t i = 0; i < items.size(); ++i) rows += items[i].all_logits ? segs[i].T : 1;
+  float* h = arena_.alloc<float>(size_t(rows * d));  // [rows, d]
+  int64_t r = 0;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const int64_t first = items[i].all_logits ? 0 : segs[i].T - 1;
+    const int64_t n = segs[i].T - first;
+    std::memcpy(h + r * d, x + (segs[i].row0 + first) * d, size_t(n * d) * 4);
+    r += n;
+  }
+  norm_.forward(h, h, rows);
+  Tensor logits = Tensor::empty(DType::F32, {rows, cfg_.vocab_size});
+  lm_head_.forward(logits.f32(), h, rows);
+  return logits;
+}
+
+std::shared_ptr<KvPool> DeepSeekModel::new_mtp_kv_pool(int64_t max_blocks, int64_t block_size, ops::KvDType dtype) const {
+  BALEINE_CHECK(has_mtp_, "this model has no MTP module");
+  return std::make_shared<KvPool>(1, cfg_.kv_lora_rank + cfg_.qk_rope_head_dim, block_size, max_blocks, dtype);
+}
+
+Tensor DeepSeekModel::mtp_step(Sequence& seq, const float* h, std::span<const int32_t> next, bool all_rows,
+                               MlaMode mode) {
+  BALEINE_CHECK(has_mtp_, "this model has no MTP module");
+  const int64_t n = int64_t(next.size()), d = cfg_.hidden_size, p0 = seq.length();
+  BALEINE_CHECK(seq.pool().layers() == 1 && seq.pool().row() == cfg_.kv_lora_rank + cfg_.qk_rope_head_dim,
+                "mtp_step needs a sequence in a pool from new_mtp_kv_pool");
+  check_forward_input(cfg_, seq, next);
+  BALEINE_CHECK(h != nullptr, "mtp_step: no hidden states");
+  seq.reserve(p0 + n);
+  arena_.reset();
+  const Mtp& m = mtp_[0];
+  // h'_i = M [RMSNorm(Emb(t_{i+1})) ‖ RMSNorm(h_i)], as in mtp_logits, at positions p0 ...
+  float* cat = arena_.alloc<float>(size_t(n * 2 * d));  // [n, 2d]
+  for (int64_t i = 0; i < n; ++i) m.embed.forward(cat + i * 2 * d, next.data() + i, 1);
+  m.enorm.forward(cat, cat, n, 2 * d, 2 * d);
+  m.hnorm.forward(cat + d, h, n, 2 * d, d);
+  float* x = arena_.alloc<float>(size_t(n * d));  // [n, d]
+  m.eh_proj.forward(x, cat, n);
+  int32_t* positions = arena_.alloc<int32_t>(size_t(n));
+  std::iota(positions, positions + n, int32_t(p0));
+  const BatchSegment seg{&seq, 0, n, p0};
+  block_forward(m.block, x, n, positions, std::span<const BatchSegment>(&seg, 1), 0, mode);
+  seq.advance(n);
+  const int64_t first = all_rows ? 0 : n - 1, rows = n - first;
+  float* y = x + first * d;
+  m.head_norm.forward(y, y, rows);
+  Tensor logits = Tensor::empty(DType::F32, {rows, cfg_.vocab_size});
+  m.head.forward(logits.f32(), y, rows);
   return logits;
 }
 
@@ -411,7 +470,9 @@ Tensor DeepSeekModel::mtp_logits(std::span<const int32_t> tokens, MlaMode mode) 
   const int64_t T = int64_t(tokens.size()), d = cfg_.hidden_size;
   BALEINE_CHECK(T >= 2, "MTP needs at least 2 tokens, got {}", T);
   auto seq = new_sequence(T);
-  const float* h = forward_hidden(*seq, tokens, mode);  // [T, d] before the final norm
+  std::vector<BatchSegment> segs;
+  BatchItem item{seq.get(), tokens, true};
+  const float* h = forward_hidden(std::span<const BatchItem>(&item, 1), segs, mode);  // [T, d] before the final norm
   const int64_t n = T - 1;
   const Mtp& m = mtp_[0];
   // h'_i = M [RMSNorm(Emb(t_{i+1})) ‖ RMSNorm(h_i)] — embedding first, as the released weights expect.
@@ -423,8 +484,11 @@ Tensor DeepSeekModel::mtp_logits(std::span<const int32_t> tokens, MlaMode mode) 
   m.eh_proj.forward(x, cat, n);
   int32_t* positions = arena_.alloc<int32_t>(size_t(n));
   std::iota(positions, positions + n, 0);
-  Tensor cache = Tensor::empty(DType::F32, {n, cfg_.kv_lora_rank + cfg_.qk_rope_head_dim});
-  block_forward(m.block, x, n, positions, cache.f32(), 0, mode);
+  // The MTP block's latents live in a private one-layer pool.
+  Sequence mtp_seq(std::make_shared<KvPool>(1, cfg_.kv_lora_rank + cfg_.qk_rope_head_dim, 16, (n + 15) / 16), n);
+  mtp_seq.reserve(n);
+  const BatchSegment mtp_seg{&mtp_seq, 0, n, 0};
+  block_forward(m.block, x, n, positions, std::span<const BatchSegment>(&mtp_seg, 1), 0, mode);
   m.head_norm.forward(x, x, n);
   Tensor logits = Tensor::empty(DType::F32, {n, cfg_.vocab_size});
   m.head.forward(logits.f32(), x, n);

@@ -15,10 +15,16 @@ class DeepSeekModel final : public CausalLM {
   explicit DeepSeekModel(const ModelConfig& config);
 
   const ModelConfig& config() const override { return cfg_; }
-  std::unique_ptr<Sequence> new_sequence(int64_t max_tokens) const override;
-  Tensor forward(Sequence& seq, std::span<const int32_t> tokens, MlaMode mode) override;
+  std::shared_ptr<KvPool> new_kv_pool(int64_t max_blocks, int64_t block_size = 16,
+                                      ops::KvDType dtype = ops::KvDType::F32) const override;
+  Tensor forward_batch(std::span<const BatchItem> items, MlaMode mode = MlaMode::Absorbed,
+                       Tensor* hidden = nullptr) override;
   Tensor mtp_logits(std::span<const int32_t> tokens, MlaMode mode) override;
   bool has_mtp() const override { return has_mtp_; }
+  std::shared_ptr<KvPool> new_mtp_kv_pool(int64_t max_blocks, int64_t block_size = 16,
+                                          ops::KvDType dtype = ops::KvDType::F32) const override;
+  Tensor mtp_step(Sequence& seq, const float* hidden, std::span<const int32_t> next_tokens, bool all_rows = false,
+                  MlaMode mode = MlaMode::Absorbed) override;
   void for_each_param(const nn::ParamVisitor& v) override;
   // Derives the absorbed-attention weights from kv_b_proj and checks MTP completeness; call after loading.
   void prepare() override;
@@ -82,14 +88,16 @@ class DeepSeekModel final : public CausalLM {
  private:
   void init_block(Block& b, int64_t layer_index);
   void visit_block(Block& b, const std::string& prefix, const nn::ParamVisitor& v, bool optional);
-  // x[T, d] += Block(x); `cache` [capacity, R+Dr] holds the latents of positions [0, p0+T).
-  void block_forward(const Block& b, float* x, int64_t T, const int32_t* positions, float* cache, int64_t p0,
-                     MlaMode mode);
-  void attention_forward(const Attention& a, float* out, const float* x, int64_t T, const int32_t* positions,
-                         float* cache, int64_t p0, MlaMode mode);
+  // x[N, d] += Block(x) for the N rows of a batched step; segment i's rows append to its sequence's latent
+  // rows of pool layer `layer` (positions [p0, p0+T)).
+  void block_forward(const Block& b, float* x, int64_t N, const int32_t* positions,
+                     std::span<const BatchSegment> segs, int64_t layer, MlaMode mode);
+  void attention_forward(const Attention& a, float* out, const float* x, int64_t N, const int32_t* positions,
+                         std::span<const BatchSegment> segs, int64_t layer, MlaMode mode);
   void moe_forward(const MoE& m, float* out, const float* x, int64_t T);
-  // Main model without the head: hidden states before the final norm, [T, d] (arena memory).
-  float* forward_hidden(Sequence& seq, std::span<const int32_t> tokens, MlaMode mode);
+  // Main model without the head over a checked batch: hidden states before the final norm, [N, d] (arena
+  // memory); fills `segs`. Sequence lengths advance.
+  float* forward_hidden(std::span<const BatchItem> items, std::vector<BatchSegment>& segs, MlaMode mode);
 
   struct BlockActivations;  // deepseek_train.cpp
   void block_forward_train(const Block& b, float* x, int64_t T, const int32_t* positions, BlockActivations& act);

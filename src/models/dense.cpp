@@ -7,12 +7,6 @@
 
 namespace baleine {
 
-namespace {
-struct DenseSequence final : Sequence {
-  std::vector<Tensor> k, v;  // per layer [capacity, G, D], keys already roped
-};
-}  // namespace
-
 DenseModel::DenseModel(const ModelConfig& config) : cfg_(config), arena_(1 << 22) {
   BALEINE_CHECK(!cfg_.is_deepseek(), "not a dense config: {}", cfg_.model_type);
   const int64_t d = cfg_.hidden_size, H = cfg_.num_attention_heads, G = cfg_.num_key_value_heads, D = cfg_.head_dim;
@@ -54,64 +48,82 @@ void DenseModel::prepare() {
   if (cfg_.tie_word_embeddings) lm_head_.weight = embed_tokens_.weight;
 }
 
-std::unique_ptr<Sequence> DenseModel::new_sequence(int64_t max_tokens) const {
-  BALEINE_CHECK(max_tokens > 0, "sequence capacity must be positive, got {}", max_tokens);
-  BALEINE_CHECK(max_tokens <= cfg_.max_position_embeddings, "{} tokens exceed the model context of {}", max_tokens,
-                cfg_.max_position_embeddings);
-  auto s = std::make_unique<DenseSequence>();
-  s->capacity_ = max_tokens;
-  const int64_t G = cfg_.num_key_value_heads, D = cfg_.head_dim;
-  for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) {
-    s->k.push_back(Tensor::empty(DType::F32, {max_tokens, G, D}));
-    s->v.push_back(Tensor::empty(DType::F32, {max_tokens, G, D}));
-  }
-  return s;
+std::shared_ptr<KvPool> DenseModel::new_kv_pool(int64_t max_blocks, int64_t block_size, ops::KvDType dtype) const {
+  return std::make_shared<KvPool>(cfg_.num_hidden_layers, 2 * cfg_.num_key_value_heads * cfg_.head_dim, block_size,
+                                  max_blocks, dtype);
 }
 
-void DenseModel::block_forward(const Block& b, float* x, int64_t T, const int32_t* positions, float* k_cache,
-                               float* v_cache, int64_t p0) {
+void DenseModel::block_forward(const Block& b, float* x, int64_t N, const int32_t* positions,
+                               std::span<const BatchSegment> segs, int64_t layer) {
   const int64_t d = cfg_.hidden_size, H = cfg_.num_attention_heads, G = cfg_.num_key_value_heads, D = cfg_.head_dim;
-  float* xn = arena_.alloc<float>(size_t(T * d));     // [T, d]
-  float* q = arena_.alloc<float>(size_t(T * H * D));  // [T, H, D]
-  float* o = arena_.alloc<float>(size_t(T * H * D));  // [T, H, D]
-  float* tmp = arena_.alloc<float>(size_t(T * d));    // [T, d]
-  b.input_layernorm.forward(xn, x, T);
-  b.q_proj.forward(q, xn, T);
-  b.k_proj.forward(k_cache + p0 * G * D, xn, T);  // straight into the cache
-  b.v_proj.forward(v_cache + p0 * G * D, xn, T);
-  ops::rope_apply(q, T, H, H * D, D, positions, rope_, ops::RopeLayout::HalfSplit);
-  ops::rope_apply(k_cache + p0 * G * D, T, G, G * D, D, positions, rope_, ops::RopeLayout::HalfSplit);
+  float* xn = arena_.alloc<float>(size_t(N * d));     // [N, d]
+  float* q = arena_.alloc<float>(size_t(N * H * D));  // [N, H, D]
+  float* kv = arena_.alloc<float>(size_t(N * 2 * G * D));  // [N, k ‖ v] rows as the cache stores them
+  float* o = arena_.alloc<float>(size_t(N * H * D));  // [N, H, D]
+  float* tmp = arena_.alloc<float>(size_t(N * d));    // [N, d]
+  b.input_layernorm.forward(xn, x, N);
+  b.q_proj.forward(q, xn, N);
+  b.k_proj.forward(kv, xn, N, 2 * G * D);
+  b.v_proj.forward(kv + G * D, xn, N, 2 * G * D);
+  ops::rope_apply(q, N, H, H * D, D, positions, rope_, ops::RopeLayout::HalfSplit);
+  ops::rope_apply(kv, N, G, 2 * G * D, D, positions, rope_, ops::RopeLayout::HalfSplit);
+  for (const BatchSegment& sg : segs)
+    for (int64_t t = 0; t < sg.T; ++t)
+      sg.seq->write_row(layer, sg.p0 + t, kv + (sg.row0 + t) * 2 * G * D);
   ops::AttentionArgs a;
-  a.n_q = T, a.n_kv = p0 + T, a.n_heads = H, a.n_kv_heads = G, a.qk_dim = D, a.v_dim = D;
+  a.n_heads = H, a.n_kv_heads = G, a.qk_dim = D, a.v_dim = D;
   a.q_stride = H * D, a.q_head_stride = D;
-  a.k_stride = G * D, a.k_head_stride = D;
-  a.v_stride = G * D, a.v_head_stride = D;
+  a.k_head_stride = D, a.v_head_stride = D;
   a.out_stride = H * D, a.out_head_stride = D;
-  a.kv_offset = p0;
   a.scale = attn_scale_;
-  ops::attention_causal(o, q, k_cache, v_cache, a);
-  b.o_proj.forward(tmp, o, T);
-  ops::add_inplace(x, tmp, T * d);
-  b.post_attention_layernorm.forward(xn, x, T);
-  b.mlp.forward(tmp, xn, T, arena_);
-  ops::add_inplace(x, tmp, T * d);
+  std::vector<const void*> blocks;
+  for (const BatchSegment& sg : segs) {
+    sg.seq->layer_blocks(layer, blocks);
+    ops::PagedKv cache{blocks.data(), sg.seq->pool().block_size(), 2 * G * D, 0, G * D, sg.seq->pool().dtype()};
+    a.n_q = sg.T, a.n_kv = sg.p0 + sg.T, a.kv_offset = sg.p0;
+    ops::attention_paged(o + sg.row0 * H * D, q + sg.row0 * H * D, cache, a);
+  }
+  b.o_proj.forward(tmp, o, N);
+  ops::add_inplace(x, tmp, N * d);
+  b.post_attention_layernorm.forward(xn, x, N);
+  b.mlp.forward(tmp, xn, N, arena_);
+  ops::add_inplace(x, tmp, N * d);
 }
 
-Tensor DenseModel::forward(Sequence& s, std::span<const int32_t> tokens, MlaMode) {
-  auto& seq = dynamic_cast<DenseSequence&>(s);
-  const int64_t T = int64_t(tokens.size()), p0 = seq.length_, d = cfg_.hidden_size;
-  check_forward_input(cfg_, seq, tokens);
+Tensor DenseModel::forward_batch(std::span<const BatchItem> items, MlaMode, Tensor* hidden) {
+  const int64_t d = cfg_.hidden_size;
+  check_batch(cfg_, items, cfg_.num_hidden_layers, 2 * cfg_.num_key_value_heads * cfg_.head_dim);
   arena_.reset();
-  float* x = arena_.alloc<float>(size_t(T * d));  // [T, d]
-  embed_tokens_.forward(x, tokens.data(), T);
-  int32_t* positions = arena_.alloc<int32_t>(size_t(T));
-  std::iota(positions, positions + T, int32_t(p0));
-  for (size_t l = 0; l < layers_.size(); ++l)
-    block_forward(layers_[l], x, T, positions, seq.k[l].f32(), seq.v[l].f32(), p0);
-  seq.length_ += T;
-  norm_.forward(x, x, T);
-  Tensor logits = Tensor::empty(DType::F32, {T, cfg_.vocab_size});
-  lm_head_.forward(logits.f32(), x, T);
+  std::vector<BatchSegment> segs;
+  int64_t N = 0;
+  for (const BatchItem& it : items) {
+    segs.push_back({it.seq, N, int64_t(it.tokens.size()), it.seq->length()});
+    N += int64_t(it.tokens.size());
+  }
+  float* x = arena_.alloc<float>(size_t(N * d));  // [N, d]
+  int32_t* positions = arena_.alloc<int32_t>(size_t(N));
+  for (size_t i = 0; i < items.size(); ++i) {
+    embed_tokens_.forward(x + segs[i].row0 * d, items[i].tokens.data(), segs[i].T);
+    std::iota(positions + segs[i].row0, positions + segs[i].row0 + segs[i].T, int32_t(segs[i].p0));
+  }
+  for (size_t l = 0; l < layers_.size(); ++l) block_forward(layers_[l], x, N, positions, segs, int64_t(l));
+  for (const BatchSegment& sg : segs) sg.seq->advance(sg.T);
+  if (hidden) {
+    *hidden = Tensor::empty(DType::F32, {N, d});
+    std::memcpy(hidden->f32(), x, size_t(N * d) * 4);
+  }
+  int64_t rows = 0;
+  for (size_t i = 0; i < items.size(); ++i) rows += items[i].all_logits ? segs[i].T : 1;
+  float* h = arena_.alloc<float>(size_t(rows * d));  // [rows, d] the rows whose logits are wanted
+  int64_t r = 0;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const int64_t first = items[i].all_logits ? 0 : segs[i].T - 1, n = segs[i].T - first;
+    std::memcpy(h + r * d, x + (segs[i].row0 + first) * d, size_t(n * d) * 4);
+    r += n;
+  }
+  norm_.forward(h, h, rows);
+  Tensor logits = Tensor::empty(DType::F32, {rows, cfg_.vocab_size});
+  lm_head_.forward(logits.f32(), h, rows);
   return logits;
 }
 

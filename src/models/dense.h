@@ -14,8 +14,11 @@ class DenseModel final : public CausalLM {
   explicit DenseModel(const ModelConfig& config);
 
   const ModelConfig& config() const override { return cfg_; }
-  std::unique_ptr<Sequence> new_sequence(int64_t max_tokens) const override;
-  Tensor forward(Sequence& seq, std::span<const int32_t> tokens, MlaMode mode) override;
+  // Pool rows are [k ‖ v] per token and layer (2·G·D floats, keys already roped).
+  std::shared_ptr<KvPool> new_kv_pool(int64_t max_blocks, int64_t block_size = 16,
+                                      ops::KvDType dtype = ops::KvDType::F32) const override;
+  Tensor forward_batch(std::span<const BatchItem> items, MlaMode mode = MlaMode::Absorbed,
+                       Tensor* hidden = nullptr) override;
   void for_each_param(const nn::ParamVisitor& v) override;
   void prepare() override;  // ties lm_head to the embedding when tie_word_embeddings
 
@@ -30,8 +33,9 @@ class DenseModel final : public CausalLM {
   };
 
  private:
-  void block_forward(const Block& b, float* x, int64_t T, const int32_t* positions, float* k_cache, float* v_cache,
-                     int64_t p0);
+  // x[N, d] += Block(x) over the N rows of a batched step; keys/values go to each segment's blocks.
+  void block_forward(const Block& b, float* x, int64_t N, const int32_t* positions,
+                     std::span<const BatchSegment> segs, int64_t layer);
 
   ModelConfig cfg_;
   ops::RopeTable rope_;

@@ -1,5 +1,6 @@
 // models/model.h — what every architecture offers the engine, trainers and tools.
-// defines: MlaMode, Sequence, CausalLM, load_model
+// defines: MlaMode, BatchItem, BatchSegment, check_forward_input, check_batch, CausalLM, load_model, create_model
+//          (Sequence and KvPool: models/kv_cache.h)
 #pragma once
 #include <memory>
 #include <span>
@@ -7,6 +8,7 @@
 
 #include "core/tensor.h"
 #include "models/config.h"
+#include "models/kv_cache.h"
 #include "nn/layers.h"
 
 namespace baleine {
@@ -16,34 +18,66 @@ namespace baleine {
 // over the kv_lora_rank + rope latent directly (cheap for decode). Ignored by dense GQA models.
 enum class MlaMode { Naive, Absorbed };
 
-// Per-sequence state: the KV cache of every layer and how many positions it holds. Created by the model.
-class Sequence {
- public:
-  virtual ~Sequence() = default;
-  int64_t length() const { return length_; }
-  int64_t capacity() const { return capacity_; }
+// One sequence's share of a batched forward step: append `tokens` to `seq`.
+struct BatchItem {
+  Sequence* seq = nullptr;
+  std::span<const int32_t> tokens;
+  bool all_logits = false;  // logits of every token (prompt logprobs), else of the last one only
+};
 
- protected:
-  int64_t length_ = 0, capacity_ = 0;
-  friend class DeepSeekModel;
-  friend class DenseModel;
+// Where one item's rows sit in a batched step (internal to the models): rows [row0, row0 + T) of the step,
+// positions [p0, p0 + T) of seq.
+struct BatchSegment {
+  Sequence* seq = nullptr;
+  int64_t row0 = 0, T = 0, p0 = 0;
 };
 
 // Checks a forward call: at least one token, every id inside the vocabulary, room left in the sequence.
 void check_forward_input(const ModelConfig& config, const Sequence& seq, std::span<const int32_t> tokens);
+// Checks a batch (distinct sequences, pools of this layout, every item's input) and reserves the blocks its
+// tokens need.
+void check_batch(const ModelConfig& config, std::span<const BatchItem> items, int64_t layers, int64_t row);
 
 class CausalLM {
  public:
   virtual ~CausalLM() = default;
   virtual const ModelConfig& config() const = 0;
-  virtual std::unique_ptr<Sequence> new_sequence(int64_t max_tokens) const = 0;
+  // A KV pool laid out for this model (latent rows for MLA, [k ‖ v] for GQA) that many sequences share.
+  virtual std::shared_ptr<KvPool> new_kv_pool(int64_t max_blocks, int64_t block_size = 16,
+                                              ops::KvDType dtype = ops::KvDType::F32) const = 0;
+  // A sequence of up to `max_tokens` positions in `pool` (blocks are taken as it grows).
+  std::unique_ptr<Sequence> new_sequence(std::shared_ptr<KvPool> pool, int64_t max_tokens) const;
+  // A sequence with a private pool just large enough for `max_tokens`.
+  std::unique_ptr<Sequence> new_sequence(int64_t max_tokens) const;
+  // One model step over several sequences: the linear layers and MoE run once over the rows of all items
+  // (M = their token count), attention runs per sequence over its own blocks. Returns logits [rows, vocab]:
+  // every token's row for items with all_logits, the last token's otherwise, in item order. Throws (before
+  // changing any sequence's length) if a sequence would exceed its capacity or the pool is exhausted.
+  // `hidden`, when given, receives the residual stream before the final norm for every token of the step,
+  // [N, hidden_size] in item order (what the MTP module drafts from).
+  virtual Tensor forward_batch(std::span<const BatchItem> items, MlaMode mode = MlaMode::Absorbed,
+                               Tensor* hidden = nullptr) = 0;
   // Appends `tokens` to `seq` (positions seq.length() ...) and returns their logits [T, vocab]. Throws if the
   // sequence would exceed its capacity or the model's context.
-  virtual Tensor forward(Sequence& seq, std::span<const int32_t> tokens, MlaMode mode = MlaMode::Absorbed) = 0;
+  Tensor forward(Sequence& seq, std::span<const int32_t> tokens, MlaMode mode = MlaMode::Absorbed);
   // Teacher-forced MTP logits: row i predicts token i+2 from tokens[0..i+1]; [T-1, vocab]. Throws if the model
   // has no MTP module.
   virtual Tensor mtp_logits(std::span<const int32_t> tokens, MlaMode mode = MlaMode::Absorbed) { (void)tokens; (void)mode; BALEINE_FAIL("this model has no MTP module"); }
   virtual bool has_mtp() const { return false; }
+  // Incremental MTP for speculative decoding. The MTP block keeps its own one-layer latent cache: position i
+  // pairs the main model's hidden state h_i (before the final norm) with the token t_{i+1} that followed, and
+  // its output predicts t_{i+2}. mtp_step appends hidden [T, hidden_size] with next_tokens [T] at positions
+  // seq.length() ... and returns the logits of its last row [1, vocab] (every row with all_rows).
+  virtual std::shared_ptr<KvPool> new_mtp_kv_pool(int64_t max_blocks, int64_t block_size = 16,
+                                                  ops::KvDType dtype = ops::KvDType::F32) const {
+    (void)max_blocks, (void)block_size, (void)dtype;
+    BALEINE_FAIL("this model has no MTP module");
+  }
+  virtual Tensor mtp_step(Sequence& seq, const float* hidden, std::span<const int32_t> next_tokens, bool all_rows = false,
+                          MlaMode mode = MlaMode::Absorbed) {
+    (void)seq, (void)hidden, (void)next_tokens, (void)all_rows, (void)mode;
+    BALEINE_FAIL("this model has no MTP module");
+  }
   // Every parameter, with its Hugging Face name and shape.
   virtual void for_each_param(const nn::ParamVisitor& v) = 0;
   // Derives what depends on the parameters (tied head, absorbed MLA weights); call after loading or changing them.

@@ -71,4 +71,16 @@ void check_attention(const float* out, const float* q, const float* k, const flo
   OPS_CHECK(op, a.n_q == 0 || (out && q && k && v), "a tensor pointer is null");
 }
 
+void check_paged(const PagedKv& kv, const AttentionArgs& a) {
+  const char* op = "attention_paged";
+  OPS_CHECK(op, kv.block_size >= 1 && kv.row >= 1, "block_size {} and row {} must be positive", kv.block_size, kv.row);
+  const int64_t k_end = kv.k_offset + (a.n_kv_heads - 1) * a.k_head_stride + a.qk_dim;
+  const int64_t v_end = kv.v_offset + (a.n_kv_heads - 1) * a.v_head_stride + a.v_dim;
+  OPS_CHECK(op, kv.k_offset >= 0 && kv.v_offset >= 0 && k_end <= kv.row && v_end <= kv.row,
+            "keys end at {} and values at {}, past the row of {} floats", k_end, v_end, kv.row);
+  OPS_CHECK(op, a.n_q == 0 || kv.blocks != nullptr, "the block table is null");
+  const int64_t n_blocks = (a.n_kv + kv.block_size - 1) / kv.block_size;
+  for (int64_t b = 0; b < n_blocks && a.n_q > 0; ++b) OPS_CHECK(op, kv.blocks[b] != nullptr, "block {} is null", b);
+}
+
 }  // namespace baleine::ops::detail

@@ -477,4 +477,108 @@ void attention_causal(float* out, const float* q, const float* k, const float* v
       std::max<int64_t>(1, kMinWorkPerPiece / per_item));
 }
 
+// The SIMD path gathers the visible rows into one contiguous f32 buffer (decoding bf16 / int8 rows; kept per
+// calling thread, apart from the kernels' scratch) and runs the contiguous kernel; the reference attends over
+// the blocks directly.
+void attention_paged(float* out, const float* q, const PagedKv& kv, const AttentionArgs& a) {
+  const cpu::Kernels* kt = kernels();
+  if (!kt) return reference::attention_paged(out, q, kv, a);
+  detail::check_paged(kv, a);
+  if (a.n_q == 0) return;
+  thread_local std::vector<float> rows;
+  rows.resize(size_t(a.n_kv * kv.row));
+  if (kv.dtype == KvDType::F32) {
+    for (int64_t s0 = 0; s0 < a.n_kv; s0 += kv.block_size) {
+      const int64_t n = std::min(kv.block_size, a.n_kv - s0);
+      std::memcpy(rows.data() + s0 * kv.row, kv.blocks[s0 / kv.block_size], size_t(n * kv.row) * sizeof(float));
+    }
+  } else {
+    const int64_t rb = kv_row_bytes(kv.dtype, kv.row);
+    for (int64_t s = 0; s < a.n_kv; ++s)
+      kv_decode_row(kv.dtype, static_cast<const char*>(kv.blocks[s / kv.block_size]) + (s % kv.block_size) * rb,
+                    kv.row, rows.data() + s * kv.row);
+  }
+  AttentionArgs c = a;
+  c.k_stride = c.v_stride = kv.row;
+  attention_causal(out, q, rows.data() + kv.k_offset, rows.data() + kv.v_offset, c);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// KV row codecs
+// ---------------------------------------------------------------------------------------------------------
+const char* kv_dtype_name(KvDType t) {
+  switch (t) {
+    case KvDType::F32: return "f32";
+    case KvDType::BF16: return "bf16";
+    case KvDType::Int8: return "int8";
+  }
+  return "?";
+}
+
+KvDType kv_dtype_from_name(const std::string& n) {
+  if (n == "f32") return KvDType::F32;
+  if (n == "bf16") return KvDType::BF16;
+  if (n == "int8") return KvDType::Int8;
+  BALEINE_FAIL("unknown KV cache type '{}' (f32, bf16 or int8)", n);
+}
+
+namespace {
+constexpr int64_t kKvGroup = 32;  // int8 values per scale
+}
+
+int64_t kv_row_bytes(KvDType t, int64_t row) {
+  switch (t) {
+    case KvDType::F32: return row * 4;
+    case KvDType::BF16: return row * 2;
+    case KvDType::Int8: return row + 4 * ((row + kKvGroup - 1) / kKvGroup);
+  }
+  return 0;
+}
+
+void kv_encode_row(KvDType t, const float* src, int64_t row, void* dst) {
+  switch (t) {
+    case KvDType::F32: std::memcpy(dst, src, size_t(row) * 4); return;
+    case KvDType::BF16: {
+      auto* d = static_cast<uint16_t*>(dst);
+      for (int64_t i = 0; i < row; ++i) d[i] = f32_to_bf16(src[i]);
+      return;
+    }
+    case KvDType::Int8: {
+      auto* codes = static_cast<int8_t*>(dst);
+      auto* scales = reinterpret_cast<char*>(codes + row);
+      for (int64_t g = 0; g * kKvGroup < row; ++g) {
+        const int64_t i0 = g * kKvGroup, i1 = std::min(row, i0 + kKvGroup);
+        float amax = 0;
+        for (int64_t i = i0; i < i1; ++i) amax = std::max(amax, std::fabs(src[i]));
+        const float scale = amax / 127.0f, inv = amax > 0 ? 127.0f / amax : 0.0f;
+        for (int64_t i = i0; i < i1; ++i) codes[i] = int8_t(std::lrintf(std::clamp(src[i] * inv, -127.0f, 127.0f)));
+        std::memcpy(scales + 4 * g, &scale, 4);  // unaligned: rows are packed
+      }
+      return;
+    }
+  }
+}
+
+void kv_decode_row(KvDType t, const void* src, int64_t row, float* dst) {
+  switch (t) {
+    case KvDType::F32: std::memcpy(dst, src, size_t(row) * 4); return;
+    case KvDType::BF16: {
+      const auto* s = static_cast<const uint16_t*>(src);
+      for (int64_t i = 0; i < row; ++i) dst[i] = bf16_to_f32(s[i]);
+      return;
+    }
+    case KvDType::Int8: {
+      const auto* codes = static_cast<const int8_t*>(src);
+      const auto* scales = reinterpret_cast<const char*>(codes + row);
+      for (int64_t g = 0; g * kKvGroup < row; ++g) {
+        float scale;
+        std::memcpy(&scale, scales + 4 * g, 4);
+        const int64_t i0 = g * kKvGroup, i1 = std::min(row, i0 + kKvGroup);
+        for (int64_t i = i0; i < i1; ++i) dst[i] = float(codes[i]) * scale;
+      }
+      return;
+    }
+  }
+}
+
 }  // namespace baleine::ops

@@ -32,6 +32,8 @@ void check_topk(int64_t n, int64_t k);
 void check_embedding(const WeightRef& table, const int32_t* ids, int64_t n);
 // Sizes, head grouping, n_kv >= kv_offset + n_q (every query's keys exist), pointers set when n_q > 0.
 void check_attention(const float* out, const float* q, const float* k, const float* v, const AttentionArgs& a);
+// attention_paged: block size and row positive, key and value inside the row, block pointers set.
+void check_paged(const PagedKv& kv, const AttentionArgs& a);
 
 // cos/sin for one position: angle_j = (float)(pos · inv_freq_j) (the product PyTorch forms in f32), cos and
 // sin evaluated in double, times attention_factor, rounded to float. cos, sin: [table.dim / 2].

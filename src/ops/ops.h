@@ -1,13 +1,14 @@
 // ops/ops.h — THE kernel interface: model-agnostic, raw pointers + sizes, PyTorch (row-major) order.
 // defines: Backend, set_backend, active_backend, WeightRef, linear, matmul_f32, rmsnorm, RopeLayout, RopeTable,
 //          rope_table_default, rope_table_yarn, rope_table_llama3, rope_apply, softmax_rows, silu, swiglu,
-//          topk, embedding_gather, AttentionArgs, attention_causal, add_inplace, axpy
+//          topk, embedding_gather, AttentionArgs, attention_causal, PagedKv, attention_paged, add_inplace, axpy
 //
 // Every op has a scalar reference in ops/reference/ (never deleted, the oracle of every test) and fast
 // versions in ops/cpu/ (AVX2+FMA, AVX-512) chosen at run time by ops/dispatch.cpp. Same names, same results
 // within a stated tolerance. Kernels never know about DeepSeek, HTTP or files.
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "core/dtype.h"
@@ -98,6 +99,27 @@ struct AttentionArgs {
 };
 void attention_causal(float* out, const float* q, const float* k, const float* v, const AttentionArgs& a);
 
+// How a KV cache stores a row of floats: f32, bf16 (round to nearest even), or int8 in groups of 32 values
+// sharing an f32 scale absmax/127 (codes first, then the ceil(row/32) scales), like GGUF's Q8_0.
+enum class KvDType { F32, BF16, Int8 };
+const char* kv_dtype_name(KvDType t);           // "f32", "bf16", "int8"
+KvDType kv_dtype_from_name(const std::string& name);  // throws on anything else
+int64_t kv_row_bytes(KvDType t, int64_t row);
+void kv_encode_row(KvDType t, const float* src, int64_t row, void* dst);
+void kv_decode_row(KvDType t, const void* src, int64_t row, float* dst);
+
+// The keys and values of one sequence in a paged cache: position s lives in blocks[s / block_size], row
+// s % block_size; a row is `row` values (stored as `dtype`) holding the key at k_offset and the value at
+// v_offset (heads at AttentionArgs k_head_stride / v_head_stride). MLA's latent cache passes the same row as
+// key and value.
+struct PagedKv {
+  const void* const* blocks = nullptr;  // [ceil(n_kv / block_size)] block base pointers
+  int64_t block_size = 0, row = 0, k_offset = 0, v_offset = 0;
+  KvDType dtype = KvDType::F32;
+};
+// attention_causal over a paged cache (a.k_stride / a.v_stride are ignored: rows follow kv's layout).
+void attention_paged(float* out, const float* q, const PagedKv& kv, const AttentionArgs& a);
+
 // Reference implementations, callable directly by tests (same contracts as above).
 namespace reference {
 void linear(float* y, const float* x, const WeightRef& w, const float* bias, int64_t M, int64_t ldy, int64_t ldx);
@@ -114,6 +136,7 @@ void axpy(float* y, float a, const float* x, int64_t n);
 void topk(const float* x, int64_t n, int64_t k, int32_t* indices, float* values);
 void embedding_gather(float* y, const WeightRef& table, const int32_t* ids, int64_t n);
 void attention_causal(float* out, const float* q, const float* k, const float* v, const AttentionArgs& a);
+void attention_paged(float* out, const float* q, const PagedKv& kv, const AttentionArgs& a);
 }  // namespace reference
 
 }  // namespace baleine::ops

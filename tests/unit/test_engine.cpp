@@ -32,7 +32,9 @@ std::shared_ptr<const Tokenizer> tiny_tokenizer() {
     o.vocab_size = 300;
     o.progress = false;
     train_bpe_tokenizer({(dir / "text.txt").string()}, (dir / "tok").string(), o);
-    return std::make_shared<const Tokenizer>(Tokenizer::load((dir / "tok").string()));
+    auto t = std::make_shared<const Tokenizer>(Tokenizer::load((dir / "tok").string()));
+    std::filesystem::remove_all(dir);
+    return t;
   }();
   return tok;
 }
@@ -220,4 +222,188 @@ TEST(Engine, DrainingShutdownFinishesInFlightRequests) {
   EXPECT_EQ(c.final.finish_reason, FinishReason::Length);
   EXPECT_EQ(c.tokens.size(), 6u);
   EXPECT_THROW(eng->submit(r), Error);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Prefix cache
+// ---------------------------------------------------------------------------------------------------------
+TEST(PrefixCache, HitsMissesAndLruEviction) {
+  auto pool = std::make_shared<KvPool>(1, 2, 4, 4);  // 4 blocks of 4 tokens
+  PrefixCache cache(pool);
+  const std::vector<int32_t> a{1, 2, 3, 4, 5, 6, 7, 8, 9}, b{1, 2, 3, 4, 9, 9, 9, 9};
+  const int32_t a0 = pool->allocate(), a1 = pool->allocate();
+  const int32_t a_blocks[2] = {a0, a1};
+  cache.insert(a, a_blocks);  // two full blocks of a (token 9 is in no full block)
+  EXPECT_EQ(cache.blocks(), 2);
+  EXPECT_EQ(pool->refcount(a0), 2);
+  EXPECT_EQ(cache.lookup(a, 9), (std::vector<int32_t>{a0, a1}));
+  EXPECT_EQ(cache.lookup(a, 7), (std::vector<int32_t>{a0}));  // at most 7 tokens: one block
+  EXPECT_EQ(cache.lookup(b, 8), (std::vector<int32_t>{a0}));  // shares the first block only
+  EXPECT_EQ(cache.misses(), 1u);
+  EXPECT_EQ(cache.lookup(std::vector<int32_t>{2, 2, 3, 4}, 4), std::vector<int32_t>{});  // same tokens at another place
+  EXPECT_EQ(cache.hits(), 2u + 1u + 1u);
+  // The owner lets go: the cache alone holds the blocks, which stay reusable.
+  pool->release(a0), pool->release(a1);
+  EXPECT_EQ(pool->used_blocks(), 2);
+  // Fill the pool: allocation evicts the least recently used block the cache alone holds (a's second block,
+  // the deepest of the chain), then its first.
+  const int32_t x = pool->allocate(), y = pool->allocate();
+  (void)x, (void)y;
+  EXPECT_EQ(pool->allocate(), a1);
+  EXPECT_EQ(cache.evictions(), 1u);
+  EXPECT_EQ(cache.lookup(a, 9), (std::vector<int32_t>{a0}));
+  pool->retain(a0);  // a running sequence uses a0 again: it cannot be evicted
+  EXPECT_THROW(pool->allocate(), Error);
+  pool->release(a0);
+  EXPECT_EQ(pool->allocate(), a0);
+  EXPECT_EQ(cache.blocks(), 0);
+}
+
+TEST(Engine, PrefixCacheReusesPromptBlocksWithIdenticalTokens) {
+  auto m = model();
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 37; ++i) prompt.push_back(int32_t((i * 37 + 11) % 128));
+  auto want = greedy_reference(*m, prompt, 10);
+  std::vector<int32_t> longer = prompt;
+  longer.insert(longer.end(), want.begin(), want.end());
+  longer.push_back(7);
+  auto want_longer = greedy_reference(*m, longer, 10);
+  EngineOptions o;
+  o.kv_block_size = 8;
+  Engine eng(m, tiny_tokenizer(), o);
+  GenerationRequest r;
+  r.prompt = prompt;
+  r.params.max_tokens = 10;
+  r.params.ignore_eos = true;
+  Collected first = collect(*eng.submit(r));
+  Collected second = collect(*eng.submit(r));
+  EXPECT_EQ(first.tokens, want);
+  EXPECT_EQ(second.tokens, want);
+  EXPECT_EQ(first.final.usage.cached_prompt_tokens, 0);
+  EXPECT_EQ(second.final.usage.cached_prompt_tokens, 32);  // four full blocks; the last 5 tokens computed
+  EXPECT_EQ(second.final.usage.prompt_tokens, 37);
+  // Prompt + completion blocks were offered at the end (37 + 9 fed tokens = 46: five full blocks), so a request
+  // continuing the conversation reuses five blocks.
+  GenerationRequest r3 = r;
+  r3.prompt = longer;
+  Collected third = collect(*eng.submit(r3));
+  EXPECT_EQ(third.final.usage.cached_prompt_tokens, 40);
+  EXPECT_EQ(third.tokens, want_longer);
+  EXPECT_EQ(eng.stats().cached_prompt_tokens, 72u);
+  // Prompt logprobs need every position computed: no reuse.
+  GenerationRequest r4 = r;
+  r4.params.prompt_logprobs = true;
+  Collected fourth = collect(*eng.submit(r4));
+  EXPECT_EQ(fourth.final.usage.cached_prompt_tokens, 0);
+  EXPECT_EQ(fourth.tokens, want);
+  // Turned off: nothing cached.
+  EngineOptions off = o;
+  off.prefix_cache = false;
+  Engine plain(m, tiny_tokenizer(), off);
+  collect(*plain.submit(r));
+  Collected again = collect(*plain.submit(r));
+  EXPECT_EQ(again.final.usage.cached_prompt_tokens, 0);
+  EXPECT_EQ(again.tokens, want);
+}
+
+TEST(Engine, SmallPoolEvictsAndQueuesButFinishesEverything) {
+  auto m = model();
+  EngineOptions o;
+  o.kv_block_size = 4;
+  o.context = 32;
+  o.kv_cache_tokens = 40;  // 10 blocks: two requests of 20 tokens at a time
+  o.max_batch = 4;
+  o.prefill_chunk = 3;     // prompts prefill in chunks of 3 mixed with decoding
+  // References first: the model is not shared between threads while an engine runs on it.
+  std::vector<std::vector<int32_t>> prompts, want;
+  for (int k = 0; k < 6; ++k) {
+    std::vector<int32_t> p;
+    for (int i = 0; i < 12; ++i) p.push_back(int32_t((k * 53 + i * 7 + 1) % 128));
+    prompts.push_back(p);
+    want.push_back(greedy_reference(*m, p, 8));
+  }
+  Engine eng(m, tiny_tokenizer(), o);
+  std::vector<std::shared_ptr<GenerationHandle>> hs;
+  for (int k = 0; k < 6; ++k) {
+    GenerationRequest r;
+    r.prompt = prompts[size_t(k)];
+    r.params.max_tokens = 8;
+    r.params.ignore_eos = true;
+    hs.push_back(eng.submit(r));
+  }
+  for (size_t k = 0; k < hs.size(); ++k) {
+    Collected c = collect(*hs[k]);
+    EXPECT_EQ(c.final.finish_reason, FinishReason::Length) << c.final.error;
+    EXPECT_EQ(c.tokens, want[k]) << "request " << k;
+  }
+  EngineStats s = eng.stats();
+  EXPECT_LE(s.kv_blocks_used, 10);
+  EXPECT_EQ(s.kv_blocks_total, 10);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Speculative decoding with the MTP module
+// ---------------------------------------------------------------------------------------------------------
+TEST(Engine, GreedySpeculativeEqualsGreedyExactly) {
+  auto m = model();
+  ASSERT_TRUE(m->has_mtp());
+  const std::vector<std::vector<int32_t>> prompts{{5, 17, 42, 99, 3}, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, {60}};
+  std::vector<std::vector<int32_t>> want;
+  for (auto& p : prompts) want.push_back(greedy_reference(*m, p, 20));
+  EngineOptions o;
+  o.speculative_mtp = true;
+  o.prefill_chunk = 4;  // the MTP cache also fills chunk by chunk
+  Engine eng(m, tiny_tokenizer(), o);
+  std::vector<std::shared_ptr<GenerationHandle>> hs;
+  for (auto& p : prompts) {
+    GenerationRequest r;
+    r.prompt = p;
+    r.params.max_tokens = 20;
+    r.params.ignore_eos = true;
+    hs.push_back(eng.submit(r));
+  }
+  int64_t drafts = 0, accepted = 0;
+  for (size_t i = 0; i < hs.size(); ++i) {
+    Collected c = collect(*hs[i]);
+    EXPECT_EQ(c.tokens, want[i]) << "request " << i;
+    EXPECT_EQ(c.final.usage.completion_tokens, 20);
+    EXPECT_GT(c.final.usage.draft_tokens, 0);
+    EXPECT_LE(c.final.usage.accepted_draft_tokens, c.final.usage.draft_tokens);
+    // Every step yields one token plus one per accepted draft.
+    EXPECT_GE(c.final.usage.draft_tokens + c.final.usage.accepted_draft_tokens, 19);
+    drafts += c.final.usage.draft_tokens, accepted += c.final.usage.accepted_draft_tokens;
+  }
+  EngineStats s = eng.stats();
+  EXPECT_EQ(int64_t(s.draft_tokens), drafts);
+  EXPECT_EQ(int64_t(s.accepted_draft_tokens), accepted);
+  std::printf("MTP drafts %lld, accepted %lld (random-weight fixture)\n", (long long)drafts, (long long)accepted);
+}
+
+TEST(Engine, SpeculativeSamplingIsSeededAndStopsCorrectly) {
+  auto m = model();
+  const std::vector<int32_t> greedy = greedy_reference(*m, {9, 8, 7}, 15);
+  EngineOptions o;
+  o.speculative_mtp = true;
+  Engine eng(m, tiny_tokenizer(), o);
+  GenerationRequest r;
+  r.prompt = {9, 8, 7};
+  r.params.max_tokens = 15;
+  r.params.ignore_eos = true;
+  r.params.sampling.temperature = 0.8f;
+  r.params.sampling.top_k = 20;
+  r.params.sampling.seed = 11;
+  r.params.logprobs = true;
+  Collected a = collect(*eng.submit(r));
+  Collected b = collect(*eng.submit(r));
+  EXPECT_EQ(a.tokens, b.tokens);
+  EXPECT_EQ(a.tokens.size(), 15u);  // the budget holds even when a step yields two tokens
+  for (auto& g : a.entries) EXPECT_LE(g.logprob, 0.0f);
+  // A stop token inside an accepted pair ends the request there.
+  GenerationRequest s = r;
+  s.params.sampling = SamplingParams{};
+  s.params.stop_tokens = {greedy[6]};
+  Collected c = collect(*eng.submit(s));
+  const size_t first = size_t(std::find(greedy.begin(), greedy.end(), greedy[6]) - greedy.begin());
+  EXPECT_EQ(c.tokens, std::vector<int32_t>(greedy.begin(), greedy.begin() + first + 1));
+  EXPECT_EQ(c.final.finish_reason, FinishReason::Stop);
 }

@@ -578,6 +578,86 @@ TEST_P(Fast, AttentionMlaAbsorbedAliasing) {
   for (size_t i = 0; i < r.size(); ++i) ASSERT_NEAR(f[i], r[i], kRtol) << i;
 }
 
+// The paged op over a block table equals the contiguous oracle on the same (decoded) rows: GQA rows [k ‖ v]
+// and MLA latent rows (k and v the same row), block sizes 1, 3, 16, sequences ending mid-block, blocks out of
+// order, rows stored as f32, bf16 and int8.
+TEST_P(Fast, AttentionPagedEqualsContiguous) {
+  uint32_t seed = 1500;
+  for (KvDType dt : {KvDType::F32, KvDType::BF16, KvDType::Int8})
+    for (int64_t bs : {1, 3, 16})
+      for (auto [n_q, off] : {std::pair<int64_t, int64_t>{1, 0}, {1, 31}, {4, 29}, {33, 0}})
+        for (bool mla : {false, true}) {
+          const int64_t H = mla ? 6 : 8, G = mla ? 1 : 2, qk = mla ? 48 : 33, vd = mla ? 40 : 31;
+          const int64_t row = mla ? qk : G * (qk + vd), S = off + n_q, rb = kv_row_bytes(dt, row);
+          AttentionArgs a;
+          a.n_q = n_q, a.n_kv = S, a.kv_offset = off, a.n_heads = H, a.n_kv_heads = G, a.qk_dim = qk, a.v_dim = vd;
+          a.q_stride = H * qk, a.q_head_stride = qk;
+          a.k_head_stride = mla ? 0 : qk, a.v_head_stride = mla ? 0 : vd;
+          a.k_stride = a.v_stride = row;
+          a.out_stride = H * vd, a.out_head_stride = vd, a.scale = 0.2f;
+          const std::vector<float> rows = randv(size_t(S * row), seed++);  // contiguous [S, row]
+          const std::vector<float> q = randv(size_t(n_q * H * qk), seed++, -2, 2);
+          // Encode the rows into blocks placed in reverse order inside one buffer; the oracle sees the decoded rows.
+          const int64_t nb = (S + bs - 1) / bs;
+          std::vector<char> pool(size_t(nb * bs * rb), 0);
+          std::vector<const void*> blocks(static_cast<size_t>(nb));
+          for (int64_t b = 0; b < nb; ++b) blocks[size_t(b)] = pool.data() + (nb - 1 - b) * bs * rb;
+          std::vector<float> decoded(rows.size());
+          for (int64_t s = 0; s < S; ++s) {
+            char* dst = const_cast<char*>(static_cast<const char*>(blocks[size_t(s / bs)])) + (s % bs) * rb;
+            kv_encode_row(dt, rows.data() + s * row, row, dst);
+            kv_decode_row(dt, dst, row, decoded.data() + s * row);
+          }
+          PagedKv kv{blocks.data(), bs, row, 0, mla ? 0 : G * qk, dt};
+          std::vector<float> want(size_t(n_q * a.out_stride)), ref = want, fast = want;
+          reference::attention_causal(want.data(), q.data(), decoded.data(), decoded.data() + kv.v_offset, a);
+          reference::attention_paged(ref.data(), q.data(), kv, a);
+          attention_paged(fast.data(), q.data(), kv, a);
+          for (size_t i = 0; i < want.size(); ++i) {
+            ASSERT_NEAR(ref[i], want[i], 1e-6) << kv_dtype_name(dt) << " bs=" << bs << " n_q=" << n_q << " off=" << off << " mla=" << mla;
+            ASSERT_NEAR(fast[i], want[i], kRtol) << kv_dtype_name(dt) << " bs=" << bs << " n_q=" << n_q << " off=" << off << " mla=" << mla;
+          }
+        }
+  // Bad tables fail clearly.
+  AttentionArgs a;
+  a.n_q = 1, a.n_kv = 1, a.n_heads = 1, a.n_kv_heads = 1, a.qk_dim = 4, a.v_dim = 4, a.q_stride = 4, a.out_stride = 4;
+  std::vector<float> q(4), out(4), row(8);
+  const void* blk[1] = {row.data()};
+  EXPECT_THROW(attention_paged(out.data(), q.data(), PagedKv{blk, 0, 8, 0, 4}, a), Error);
+  EXPECT_THROW(attention_paged(out.data(), q.data(), PagedKv{blk, 4, 6, 0, 4}, a), Error);  // value past the row
+  const void* null_blk[1] = {nullptr};
+  EXPECT_THROW(attention_paged(out.data(), q.data(), PagedKv{null_blk, 4, 8, 0, 4}, a), Error);
+}
+
+TEST(KvCodec, RoundTripErrorBounds) {
+  for (int64_t row : {1, 31, 32, 33, 80, 257}) {
+    std::vector<float> x = randv(size_t(row), uint32_t(row), -3, 3);
+    x[0] = 100.0f;  // one large value only coarsens its own group of 32
+    std::vector<char> buf(size_t(kv_row_bytes(KvDType::Int8, row)));
+    std::vector<float> y(static_cast<size_t>(row));
+    kv_encode_row(KvDType::Int8, x.data(), row, buf.data());
+    kv_decode_row(KvDType::Int8, buf.data(), row, y.data());
+    for (int64_t g = 0; g * 32 < row; ++g) {
+      float amax = 0;
+      for (int64_t i = g * 32; i < std::min(row, g * 32 + 32); ++i) amax = std::max(amax, std::fabs(x[size_t(i)]));
+      for (int64_t i = g * 32; i < std::min(row, g * 32 + 32); ++i)
+        ASSERT_LE(std::fabs(y[size_t(i)] - x[size_t(i)]), amax / 254.0f * 1.0001f + 1e-7f) << row << " " << i;
+    }
+    EXPECT_EQ(kv_row_bytes(KvDType::Int8, row), row + 4 * ((row + 31) / 32));
+    std::vector<char> hb(size_t(kv_row_bytes(KvDType::BF16, row)));
+    kv_encode_row(KvDType::BF16, x.data(), row, hb.data());
+    kv_decode_row(KvDType::BF16, hb.data(), row, y.data());
+    for (int64_t i = 0; i < row; ++i) ASSERT_LE(std::fabs(y[size_t(i)] - x[size_t(i)]), std::fabs(x[size_t(i)]) / 256.0f);
+  }
+  std::vector<float> zero(40, 0.0f), back(40, 1.0f);
+  std::vector<char> zb(size_t(kv_row_bytes(KvDType::Int8, 40)));
+  kv_encode_row(KvDType::Int8, zero.data(), 40, zb.data());
+  kv_decode_row(KvDType::Int8, zb.data(), 40, back.data());
+  EXPECT_EQ(back, zero);
+  EXPECT_EQ(kv_dtype_from_name("bf16"), KvDType::BF16);
+  EXPECT_THROW(kv_dtype_from_name("fp8"), Error);
+}
+
 TEST_P(Fast, AttentionSingleKeyReturnsV) {
   AttentionArgs a;
   a.n_q = 1, a.n_kv = 1, a.n_heads = 2, a.n_kv_heads = 1, a.qk_dim = 3, a.v_dim = 19, a.scale = 1.0f;
