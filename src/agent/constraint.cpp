@@ -11,6 +11,32 @@ namespace baleine::agent {
 namespace {
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 constexpr size_t kCacheEntries = 64;
+
+// Whole UTF-8 characters (no overlongs, no surrogates), none a quote, a backslash or a control character.
+bool plain_string_bytes(const std::string& s) {
+  for (size_t i = 0; i < s.size();) {
+    const uint8_t b = uint8_t(s[i]);
+    if (b < 0x20 || b == '"' || b == '\\' || b == 0x7f) return false;
+    if (b < 0x80) { ++i; continue; }
+    int need = 0;
+    uint8_t lo = 0x80, hi = 0xbf;
+    if (b >= 0xc2 && b <= 0xdf) need = 1;
+    else if (b == 0xe0) need = 2, lo = 0xa0;
+    else if ((b >= 0xe1 && b <= 0xec) || b == 0xee || b == 0xef) need = 2;
+    else if (b == 0xed) need = 2, hi = 0x9f;
+    else if (b == 0xf0) need = 3, lo = 0x90;
+    else if (b >= 0xf1 && b <= 0xf3) need = 3;
+    else if (b == 0xf4) need = 3, hi = 0x8f;
+    else return false;
+    if (i + size_t(need) >= s.size()) return false;
+    for (int k = 1; k <= need; ++k) {
+      const uint8_t c = uint8_t(s[i + size_t(k)]);
+      if (c < (k == 1 ? lo : 0x80) || c > (k == 1 ? hi : 0xbf)) return false;
+    }
+    i += size_t(need) + 1;
+  }
+  return true;
+}
 }  // namespace
 
 std::shared_ptr<const VocabIndex> VocabIndex::build(const Tokenizer& tok) {
@@ -18,10 +44,12 @@ std::shared_ptr<const VocabIndex> VocabIndex::build(const Tokenizer& tok) {
   v->vocab_size = tok.vocab_size();
   v->bytes.resize(size_t(v->vocab_size));
   v->special.resize(size_t(v->vocab_size));
+  v->plain.resize(size_t(v->vocab_size));
   v->eos = tok.eos_id();
   for (int64_t id = 0; id < v->vocab_size; ++id) {
     v->bytes[size_t(id)] = tok.token_bytes(int32_t(id));
     v->special[size_t(id)] = tok.is_special(int32_t(id));
+    v->plain[size_t(id)] = !v->special[size_t(id)] && !v->bytes[size_t(id)].empty() && plain_string_bytes(v->bytes[size_t(id)]);
     if (v->bytes[size_t(id)].empty()) continue;
     (v->special[size_t(id)] ? v->specials : v->sorted).push_back(int32_t(id));
     v->max_len = std::max(v->max_len, v->bytes[size_t(id)].size());
@@ -72,17 +100,31 @@ void GrammarConstraint::compute(std::vector<uint64_t>& bits, int64_t& max_rem, b
     bits[size_t(id) >> 6] |= uint64_t(1) << (id & 63);
     max_rem = std::max(max_rem, rem);
   };
+  // Inside a string, plain-text tokens leave the state as it is: allowed without walking.
+  const bool plain_ok = matcher_.in_plain_string(state_);
+  const int64_t rem_now = matcher_.min_remaining(state_);
   walk_[0] = state_;
-  size_t ok_depth = 0;  // walk_[0..ok_depth] hold the states after the previous token's first bytes
+  size_t valid = 0;                       // walk_[0..valid]: states after the first bytes of this token
+  size_t fail_len = SIZE_MAX, with_fail = 0;  // a rejected prefix, and how much of it this token shares
   for (size_t i = 0; i < v.sorted.size(); ++i) {
     const int32_t id = v.sorted[i];
     const std::string& t = v.bytes[size_t(id)];
     const size_t l = i == 0 ? 0 : v.lcp[i];
-    if (l > ok_depth) continue;  // the shared prefix was already rejected
-    size_t k = l;
+    valid = std::min(valid, l);
+    with_fail = std::min(with_fail, l);
+    if (with_fail >= fail_len) continue;  // starts with a prefix already rejected
+    if (plain_ok && v.plain[size_t(id)]) {
+      allow(id, rem_now);
+      continue;
+    }
+    size_t k = valid;
     while (k < t.size() && matcher_.step(walk_[k], uint8_t(t[k]), walk_[k + 1])) ++k;
-    ok_depth = k;
-    if (k < t.size()) continue;
+    valid = k;
+    if (k < t.size()) {
+      fail_len = k + 1;
+      with_fail = t.size();
+      continue;
+    }
     allow(id, matcher_.min_remaining(walk_[k]));
   }
   MatchState s;

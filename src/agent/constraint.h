@@ -27,6 +27,7 @@ struct VocabIndex {
   int64_t vocab_size = 0;
   std::vector<std::string> bytes;  // by id ("" for ids that decode to nothing)
   std::vector<uint8_t> special;    // by id
+  std::vector<uint8_t> plain;      // by id: complete UTF-8 characters, none of them '"', '\\' or a control
   std::vector<int32_t> sorted;     // non-special ids with bytes, sorted by bytes
   std::vector<uint32_t> lcp;       // common prefix length of sorted[i] with sorted[i - 1]
   std::vector<int32_t> specials;   // special ids with bytes (matched only against literal grammar text)

@@ -365,6 +365,16 @@ bool GrammarMatcher::accepting(const MatchState& s) const {
   return false;
 }
 
+bool GrammarMatcher::in_plain_string(const MatchState& s) const {
+  for (size_t i = 0; i < s.n; ++i) {
+    const MatchStack& st = s.stacks[i];
+    if (st.frames.empty() || st.ws != 0) return false;
+    const MatchFrame& f = st.frames.back();
+    if (f.node->kind != GrammarNodeKind::String || f.phase != S_BODY || (f.count & 0xff) != 0) return false;
+  }
+  return s.n > 0;
+}
+
 bool GrammarMatcher::can_continue(const MatchState& s) const {
   for (size_t i = 0; i < s.n; ++i)
     if (!s.stacks[i].frames.empty()) return true;

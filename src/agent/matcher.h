@@ -52,6 +52,8 @@ class GrammarMatcher {
   bool can_continue(const MatchState& s) const;
   // Bytes of the shortest completion over all alternatives (0 when accepting; huge when dead).
   int64_t min_remaining(const MatchState& s) const;
+  // Every alternative is inside a JSON string between characters: plain text bytes leave the state unchanged.
+  bool in_plain_string(const MatchState& s) const;
   // A canonical byte string identifying the state (for memoising masks).
   static void key(const MatchState& s, std::string& out);
 
