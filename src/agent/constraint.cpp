@@ -54,6 +54,12 @@ std::shared_ptr<const VocabIndex> VocabIndex::build(const Tokenizer& tok) {
     (v->special[size_t(id)] ? v->specials : v->sorted).push_back(int32_t(id));
     v->max_len = std::max(v->max_len, v->bytes[size_t(id)].size());
   }
+  for (int64_t id = 0; id < v->vocab_size; ++id) {
+    const std::string& b = v->bytes[size_t(id)];
+    if (b.empty()) continue;
+    auto [it, fresh] = v->by_bytes.emplace(std::string_view(b), int32_t(id));
+    if (!fresh && v->special[size_t(id)]) it->second = int32_t(id);
+  }
   std::sort(v->sorted.begin(), v->sorted.end(), [&](int32_t a, int32_t b) { return v->bytes[size_t(a)] < v->bytes[size_t(b)]; });
   v->lcp.resize(v->sorted.size());
   for (size_t i = 1; i < v->sorted.size(); ++i) {
@@ -65,9 +71,21 @@ std::shared_ptr<const VocabIndex> VocabIndex::build(const Tokenizer& tok) {
   return v;
 }
 
+std::vector<int64_t> VocabIndex::literal_cost(const std::string& text) const {
+  constexpr int64_t kHuge = int64_t(1) << 40;
+  const size_t n = text.size();
+  std::vector<int64_t> cost(n + 1, kHuge);
+  cost[n] = 0;
+  for (size_t p = n; p-- > 0;)
+    for (size_t l = 1; l <= std::min(max_len, n - p); ++l)
+      if (cost[p + l] + 1 < cost[p] && by_bytes.count(std::string_view(text).substr(p, l))) cost[p] = cost[p + l] + 1;
+  return cost;
+}
+
 GrammarConstraint::GrammarConstraint(std::shared_ptr<const Grammar> grammar, std::shared_ptr<const VocabIndex> vocab,
                                      GrammarConstraintOptions options)
-    : grammar_(std::move(grammar)), vocab_(std::move(vocab)), options_(std::move(options)), matcher_(*grammar_) {
+    : grammar_(std::move(grammar)), vocab_(std::move(vocab)), options_(std::move(options)),
+      matcher_(*grammar_, [v = vocab_.get()](const std::string& text) { return v->literal_cost(text); }) {
   BALEINE_CHECK(grammar_->root, "grammar has no root");
   state_ = matcher_.initial();
   walk_.resize(vocab_->max_len + 1);

@@ -33,6 +33,9 @@ struct VocabIndex {
   std::vector<int32_t> specials;   // special ids with bytes (matched only against literal grammar text)
   size_t max_len = 0;
   int32_t eos = -1;
+  std::unordered_map<std::string_view, int32_t> by_bytes;  // a token with exactly these bytes (special preferred)
+  // Fewest tokens that spell text[p..] for every p (size text.size() + 1); huge where impossible.
+  std::vector<int64_t> literal_cost(const std::string& text) const;
 };
 
 struct GrammarConstraintOptions {
@@ -55,7 +58,7 @@ class GrammarConstraint : public TokenConstraint {
   void allowed(std::vector<uint8_t>& out);
   // Feeds bytes that are already part of the output (a prefix the caller put in the prompt); false if rejected.
   bool feed_text(std::string_view bytes);
-  int64_t min_tokens_needed() const;  // shortest completion from here, in bytes (an upper bound in tokens)
+  int64_t min_tokens_needed() const;  // tokens of the shortest completion from here (an upper bound)
   bool failed() const { return failed_; }  // a token outside the mask was accepted
   const std::string& text() const { return text_; }
   int64_t generated() const { return generated_; }

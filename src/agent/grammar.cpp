@@ -228,6 +228,7 @@ class SchemaCompiler {
 }  // namespace
 
 GrammarNode* Grammar::add(GrammarNode n) {
+  n.id = uint32_t(nodes_.size());
   nodes_.push_back(std::make_unique<GrammarNode>(std::move(n)));
   return nodes_.back().get();
 }
@@ -277,15 +278,16 @@ const GrammarNode* Grammar::any_json() {
   return any_;
 }
 
-void Grammar::finalize() {
-  for (auto& n : nodes_) n->min_len = kInf;
+std::vector<int64_t> grammar_min_lengths(const Grammar& g, const std::function<int64_t(const GrammarNode&)>& literal_cost) {
+  std::vector<int64_t> len(g.size(), kInf);
+  auto L = [&](const GrammarNode* n) { return len[n->id]; };
   for (bool changed = true; changed;) {
     changed = false;
-    for (auto& up : nodes_) {
-      GrammarNode& n = *up;
+    for (size_t id = 0; id < g.size(); ++id) {
+      const GrammarNode& n = g.node(id);
       int64_t m = kInf;
       switch (n.kind) {
-        case GrammarNodeKind::Literal: m = int64_t(n.text.size()); break;
+        case GrammarNodeKind::Literal: m = literal_cost(n); break;
         case GrammarNodeKind::String: m = 2; break;
         case GrammarNodeKind::Number:
         case GrammarNodeKind::Integer: m = 1; break;
@@ -293,28 +295,34 @@ void Grammar::finalize() {
           m = 2;
           int64_t r = 0;
           for (size_t i = 0; i < n.keys.size(); ++i)
-            if (n.required >> i & 1) m = add_sat(m, int64_t(n.keys[i].size()) + 1 + n.values[i]->min_len), ++r;
+            if (n.required >> i & 1) m = add_sat(m, add_sat(L(n.key_nodes[i]) + 1, L(n.values[i]))), ++r;
           if (r > 1) m = add_sat(m, r - 1);
           break;
         }
         case GrammarNodeKind::Array:
-          m = add_sat(n.open->min_len, n.close->min_len);
+          m = add_sat(L(n.open), L(n.close));
           if (n.min_items > 0) {
-            int64_t item = std::min(kInf / (n.min_items + 1), n.items->min_len);
-            m = add_sat(m, add_sat(n.min_items * item, (n.min_items - 1) * n.sep->min_len));
+            int64_t item = std::min(kInf / (n.min_items + 1), L(n.items));
+            m = add_sat(m, add_sat(n.min_items * item, (n.min_items - 1) * std::min(kInf / (n.min_items + 1), L(n.sep))));
           }
           break;
         case GrammarNodeKind::AnyOf:
-          for (const auto* c : n.children) m = std::min(m, c->min_len);
+          for (const auto* c : n.children) m = std::min(m, L(c));
           break;
         case GrammarNodeKind::Seq:
           m = 0;
-          for (const auto* c : n.children) m = add_sat(m, c->min_len);
+          for (const auto* c : n.children) m = add_sat(m, L(c));
           break;
       }
-      if (m < n.min_len) n.min_len = m, changed = true;
+      if (m < len[id]) len[id] = m, changed = true;
     }
   }
+  return len;
+}
+
+void Grammar::finalize() {
+  std::vector<int64_t> len = grammar_min_lengths(*this, [](const GrammarNode& n) { return int64_t(n.text.size()); });
+  for (auto& n : nodes_) n->min_len = len[n->id];
   BALEINE_CHECK(root, "grammar has no root");
   BALEINE_CHECK(root->min_len < kInf, "schema admits no finite value");
   BALEINE_CHECK(root->min_len <= 1 << 20, "schema's shortest value is longer than 1 MiB ({} bytes)", root->min_len);

@@ -12,6 +12,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -31,6 +32,7 @@ enum class GrammarNodeKind : uint8_t {
 
 struct GrammarNode {
   GrammarNodeKind kind = GrammarNodeKind::Literal;
+  uint32_t id = 0;       // index in its Grammar
   bool json = true;      // whitespace may precede the value (false for tool-call marker text)
   int64_t min_len = 0;   // bytes of the shortest serialisation
   // Object
@@ -66,11 +68,16 @@ class Grammar {
 
   const GrammarNode* root = nullptr;
   size_t size() const { return nodes_.size(); }
+  const GrammarNode& node(size_t id) const { return *nodes_[id]; }
 
  private:
   std::vector<std::unique_ptr<GrammarNode>> nodes_;
   const GrammarNode* any_ = nullptr;
 };
+
+// The shortest serialisation of every node (by id) when a literal costs literal_cost(node) (bytes, or tokens
+// once a vocabulary is known); other bytes cost one each. A fixed point, so cycles are fine; unreachable: 2^50.
+std::vector<int64_t> grammar_min_lengths(const Grammar& g, const std::function<int64_t(const GrammarNode&)>& literal_cost);
 
 struct SchemaOptions {
   // strict: a keyword the decoder cannot enforce (minimum, pattern, format, oneOf...) is an error; otherwise it is

@@ -66,7 +66,20 @@ bool object_can_add_key(const GrammarNode& n, uint64_t seen) {
 
 }  // namespace
 
-GrammarMatcher::GrammarMatcher(const Grammar& g) : g_(g) {}
+GrammarMatcher::GrammarMatcher(const Grammar& g, const LiteralCost& cost) : g_(g) {
+  lit_cost_.resize(g.size());
+  for (size_t id = 0; id < g.size(); ++id) {
+    const GrammarNode& n = g.node(id);
+    if (n.kind != GrammarNodeKind::Literal) continue;
+    if (cost) {
+      lit_cost_[id] = cost(n.text);
+    } else {
+      lit_cost_[id].resize(n.text.size() + 1);
+      for (size_t p = 0; p <= n.text.size(); ++p) lit_cost_[id][p] = int64_t(n.text.size() - p);
+    }
+  }
+  min_ = grammar_min_lengths(g, [&](const GrammarNode& n) { return lit_cost_[n.id][0]; });
+}
 
 MatchState GrammarMatcher::initial() const {
   MatchState s;
@@ -327,7 +340,8 @@ void GrammarMatcher::step_stack(MatchStack st, uint8_t b, MatchState& out, bool 
       const bool integer = n.kind == GrammarNodeKind::Integer;
       uint32_t next = 0;
       // The length limit only stops accepting numbers from growing, so a started exponent can always finish.
-      if (!lit_only && (f.count < kMaxNumberLen || !number_accepting(f.phase))) {
+      const uint32_t max_len = integer ? kMaxIntegerLen : kMaxNumberLen;
+      if (!lit_only && (f.count < max_len || !number_accepting(f.phase))) {
         switch (f.phase) {
           case N_MINUS: next = b == '0' ? N_ZERO : (b >= '1' && b <= '9') ? N_INT : 0; break;
           case N_ZERO:
@@ -398,27 +412,27 @@ int64_t GrammarMatcher::stack_remaining(const MatchStack& st) const {
 int64_t GrammarMatcher::object_rest(const GrammarNode& n, uint64_t seen) const {
   int64_t r = 1;
   for (size_t i = 0; i < n.keys.size(); ++i)
-    if ((n.required >> i & 1) && !(seen >> i & 1)) r += 1 + int64_t(n.keys[i].size()) + 1 + n.values[i]->min_len;
+    if ((n.required >> i & 1) && !(seen >> i & 1)) r += 1 + mn(n.key_nodes[i]) + 1 + mn(n.values[i]);
   return r;
 }
 
 int64_t GrammarMatcher::frame_remaining(const MatchFrame& f) const {
   const GrammarNode& n = *f.node;
-  if (f.phase == kPending) return n.min_len;
+  if (f.phase == kPending) return mn(&n);
   switch (n.kind) {
-    case GrammarNodeKind::Literal: return int64_t(n.text.size()) - f.count;
+    case GrammarNodeKind::Literal: return lit_cost_[n.id][f.count];
     case GrammarNodeKind::Seq: {
       int64_t r = 0;
-      for (size_t i = f.phase - 1; i < n.children.size(); ++i) r += n.children[i]->min_len;
+      for (size_t i = f.phase - 1; i < n.children.size(); ++i) r += mn(n.children[i]);
       return r;
     }
     case GrammarNodeKind::Array: {
-      const int64_t item = n.sep->min_len + n.items->min_len;
-      const int64_t close = n.close->min_len;
+      const int64_t item = mn(n.sep) + mn(n.items);
+      const int64_t close = mn(n.close);
       switch (f.phase) {
-        case A_FIRST: return n.min_items == 0 ? close : n.items->min_len + (n.min_items - 1) * item + close;
+        case A_FIRST: return n.min_items == 0 ? close : mn(n.items) + (n.min_items - 1) * item + close;
         case A_AFTER: return std::max<int64_t>(0, n.min_items - f.count) * item + close;
-        case A_NEXT: return n.items->min_len + std::max<int64_t>(0, n.min_items - f.count - 1) * item + close;
+        case A_NEXT: return mn(n.items) + std::max<int64_t>(0, n.min_items - f.count - 1) * item + close;
         default: return 0;
       }
     }
@@ -428,12 +442,12 @@ int64_t GrammarMatcher::frame_remaining(const MatchFrame& f) const {
         case O_FIRST: return missing ? object_rest(n, f.seen) - 1 : 1;  // no comma before the first key
         case O_NEXT_KEY: {
           if (missing) return object_rest(n, f.seen) - 1;
-          int64_t best = n.generic_value ? 2 + 1 + n.generic_value->min_len : kDead;
+          int64_t best = n.generic_value ? 2 + 1 + mn(n.generic_value) : kDead;
           for (size_t i = 0; i < n.keys.size(); ++i)
-            if (!(f.seen >> i & 1)) best = std::min(best, int64_t(n.keys[i].size()) + 1 + n.values[i]->min_len);
+            if (!(f.seen >> i & 1)) best = std::min(best, mn(n.key_nodes[i]) + 1 + mn(n.values[i]));
           return best + 1;
         }
-        case O_COLON: return 1 + object_value(n, f.count)->min_len + object_rest(n, f.seen);
+        case O_COLON: return 1 + mn(object_value(n, f.count)) + object_rest(n, f.seen);
         case O_AFTER_VALUE: return object_rest(n, f.seen);
         default: return 0;
       }
@@ -447,7 +461,7 @@ int64_t GrammarMatcher::frame_remaining(const MatchFrame& f) const {
       }
     case GrammarNodeKind::Number:
     case GrammarNodeKind::Integer: return number_accepting(f.phase) ? 0 : 1;
-    case GrammarNodeKind::AnyOf: return n.min_len;
+    case GrammarNodeKind::AnyOf: return mn(&n);
   }
   return 0;
 }

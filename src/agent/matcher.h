@@ -7,6 +7,7 @@
 // so the token mask can copy them cheaply while it walks the vocabulary.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -38,9 +39,13 @@ class GrammarMatcher {
  public:
   static constexpr uint32_t kMaxWhitespace = 12;  // consecutive whitespace bytes allowed between JSON tokens
   static constexpr size_t kMaxDepth = 64;         // nesting limit of frames per stack
-  static constexpr uint32_t kMaxNumberLen = 20;   // characters of a number (keeps values finite and exact)
+  static constexpr uint32_t kMaxNumberLen = 20;   // characters of a number (keeps values finite)
+  static constexpr uint32_t kMaxIntegerLen = 16;  // characters of an integer: |n| < 10^15, exact as a double
 
-  explicit GrammarMatcher(const Grammar& g);
+  // Cost of a literal's remaining text from each position (size text.size() + 1, last entry 0): in bytes by
+  // default; in tokens when the vocabulary is known (markers are one special token, not twenty bytes).
+  using LiteralCost = std::function<std::vector<int64_t>(const std::string&)>;
+  explicit GrammarMatcher(const Grammar& g, const LiteralCost& cost = nullptr);
   MatchState initial() const;
   // out = in after byte b; false (out dead) when no alternative accepts it. literal_only: only bytes that belong
   // to Literal nodes are accepted (special tokens must never appear inside a JSON string).
@@ -50,7 +55,8 @@ class GrammarMatcher {
   bool accepting(const MatchState& s) const;
   // Some alternative can take more bytes.
   bool can_continue(const MatchState& s) const;
-  // Bytes of the shortest completion over all alternatives (0 when accepting; huge when dead).
+  // Cost (bytes; literal text per LiteralCost) of the shortest completion over all alternatives (0 when
+  // accepting; huge when dead).
   int64_t min_remaining(const MatchState& s) const;
   // Every alternative is inside a JSON string between characters: plain text bytes leave the state unchanged.
   bool in_plain_string(const MatchState& s) const;
@@ -63,7 +69,10 @@ class GrammarMatcher {
   int64_t stack_remaining(const MatchStack& st) const;
   int64_t frame_remaining(const MatchFrame& f) const;
   int64_t object_rest(const GrammarNode& n, uint64_t seen) const;
+  int64_t mn(const GrammarNode* n) const { return min_[n->id]; }
   const Grammar& g_;
+  std::vector<std::vector<int64_t>> lit_cost_;  // by node id (literals only)
+  std::vector<int64_t> min_;                    // shortest serialisation cost by node id
 };
 
 }  // namespace baleine::agent

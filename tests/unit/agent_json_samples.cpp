@@ -7,6 +7,7 @@
 #include <random>
 
 #include "agent/constraint.h"
+#include "agent/tools.h"
 #include "agent_test_util.h"
 
 using namespace baleine;
@@ -61,6 +62,20 @@ int main(int argc, char** argv) {
         }
         if (!ok) ++failed, std::cerr << "schema " << si << ": constraint did not complete: " << text << "\n";
         out.push_back({{"schema", si}, {"max_tokens", o.max_tokens}, {"source", source}, {"text", text}});
+      }
+      // The same schema as the parameters of a strict tool under tool_choice "required": the arguments too.
+      if (!s.is_object() || s.value("type", "") != "object") continue;
+      auto tools = parse_tools(json::array({{{"type", "function"}, {"function", {{"name", "t"}, {"strict", true}, {"parameters", s}}}}}));
+      for (int k = 0; k < 8; ++k) {
+        ToolConstraintOptions to;
+        to.parallel_tool_calls = k % 2 == 0;
+        to.max_tokens = 100 + int64_t(rng() % 150);
+        auto c = make_tool_constraint(tools, ToolChoice{ToolChoiceMode::Required, ""}, vocab, to);
+        std::string text = agent_test::generate_random(*c, vocab->vocab_size, to.max_tokens, rng);
+        AssistantTurn turn = parse_assistant_output(text, tools, "stop");
+        if (!c->complete() || turn.tool_calls.empty()) ++failed, std::cerr << "schema " << si << ": no tool call: " << text << "\n";
+        for (const auto& call : turn.tool_calls)
+          out.push_back({{"schema", si}, {"max_tokens", to.max_tokens}, {"source", "tool-call"}, {"text", call.arguments}});
       }
     }
     std::ofstream(argv[2]) << out.dump(1);
