@@ -405,6 +405,14 @@ Tensor DeepSeekModel::forward(Sequence& seq, std::span<const int32_t> tokens, Ml
   return logits;
 }
 
+Tensor DeepSeekModel::hidden_states(Sequence& seq, std::span<const int32_t> tokens, MlaMode mode) {
+  const int64_t T = int64_t(tokens.size()), d = cfg_.hidden_size;
+  float* x = forward_hidden(seq, tokens, mode);
+  Tensor h = Tensor::empty(DType::F32, {T, d});
+  norm_.forward(h.f32(), x, T);
+  return h;
+}
+
 Tensor DeepSeekModel::mtp_logits(std::span<const int32_t> tokens, MlaMode mode) {
   BALEINE_CHECK(has_mtp_, "this model has no MTP module (num_nextn_predict_layers = {}, or its tensors are absent)",
                 cfg_.num_nextn_predict_layers);

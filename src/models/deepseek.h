@@ -17,6 +17,7 @@ class DeepSeekModel final : public CausalLM {
   const ModelConfig& config() const override { return cfg_; }
   std::unique_ptr<Sequence> new_sequence(int64_t max_tokens) const override;
   Tensor forward(Sequence& seq, std::span<const int32_t> tokens, MlaMode mode) override;
+  Tensor hidden_states(Sequence& seq, std::span<const int32_t> tokens, MlaMode mode) override;
   Tensor mtp_logits(std::span<const int32_t> tokens, MlaMode mode) override;
   bool has_mtp() const override { return has_mtp_; }
   void for_each_param(const nn::ParamVisitor& v) override;

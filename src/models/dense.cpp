@@ -97,6 +97,23 @@ void DenseModel::block_forward(const Block& b, float* x, int64_t T, const int32_
   ops::add_inplace(x, tmp, T * d);
 }
 
+Tensor DenseModel::hidden_states(Sequence& s, std::span<const int32_t> tokens, MlaMode) {
+  auto& seq = dynamic_cast<DenseSequence&>(s);
+  const int64_t T = int64_t(tokens.size()), p0 = seq.length_, d = cfg_.hidden_size;
+  check_forward_input(cfg_, seq, tokens);
+  arena_.reset();
+  float* x = arena_.alloc<float>(size_t(T * d));  // [T, d]
+  embed_tokens_.forward(x, tokens.data(), T);
+  int32_t* positions = arena_.alloc<int32_t>(size_t(T));
+  std::iota(positions, positions + T, int32_t(p0));
+  for (size_t l = 0; l < layers_.size(); ++l)
+    block_forward(layers_[l], x, T, positions, seq.k[l].f32(), seq.v[l].f32(), p0);
+  seq.length_ += T;
+  Tensor h = Tensor::empty(DType::F32, {T, d});
+  norm_.forward(h.f32(), x, T);
+  return h;
+}
+
 Tensor DenseModel::forward(Sequence& s, std::span<const int32_t> tokens, MlaMode) {
   auto& seq = dynamic_cast<DenseSequence&>(s);
   const int64_t T = int64_t(tokens.size()), p0 = seq.length_, d = cfg_.hidden_size;

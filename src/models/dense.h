@@ -16,6 +16,7 @@ class DenseModel final : public CausalLM {
   const ModelConfig& config() const override { return cfg_; }
   std::unique_ptr<Sequence> new_sequence(int64_t max_tokens) const override;
   Tensor forward(Sequence& seq, std::span<const int32_t> tokens, MlaMode mode) override;
+  Tensor hidden_states(Sequence& seq, std::span<const int32_t> tokens, MlaMode mode) override;
   void for_each_param(const nn::ParamVisitor& v) override;
   void prepare() override;  // ties lm_head to the embedding when tie_word_embeddings
 

@@ -10,6 +10,7 @@
 
 #include "agent/agent_loop.h"
 #include "agent/builtin_tools.h"
+#include "agent/embeddings.h"
 #include "agent/retrieval.h"
 #include "agent_test_util.h"
 
@@ -265,4 +266,42 @@ TEST(AgentLoopTest, SlowToolTimesOutAndUnknownToolIsReported) {
     if (e.kind == AgentEventKind::ToolResult)
       timed_out = e.tool_error && e.result["error"].get<std::string>().find("timed out") != std::string::npos;
   EXPECT_TRUE(timed_out);
+}
+
+// The model's own embeddings: hidden_states agrees with itself across a split prompt (the cache is used right),
+// the pooled vector is unit length and deterministic, and dense retrieval runs on it.
+TEST(AgentEmbeddings, TinyModelHiddenStatesAndDenseRetrieval) {
+  auto tok = agent_test::tiny_tokenizer();
+  auto model = agent_test::tiny_model();
+  std::vector<int32_t> ids = tok->encode("the answer is 42 and more words");
+  ASSERT_GE(ids.size(), 4u);
+  const int64_t d = model->config().hidden_size;
+  auto s1 = model->new_sequence(int64_t(ids.size()));
+  Tensor whole = model->hidden_states(*s1, ids);
+  ASSERT_EQ(whole.dim(0), int64_t(ids.size()));
+  ASSERT_EQ(whole.dim(1), d);
+  auto s2 = model->new_sequence(int64_t(ids.size()));
+  const size_t half = ids.size() / 2;
+  model->hidden_states(*s2, std::span<const int32_t>(ids.data(), half));
+  Tensor rest = model->hidden_states(*s2, std::span<const int32_t>(ids.data() + half, ids.size() - half));
+  for (int64_t t = 0; t < rest.dim(0); ++t)
+    for (int64_t i = 0; i < d; ++i) EXPECT_NEAR(rest.f32()[t * d + i], whole.f32()[(int64_t(half) + t) * d + i], 2e-4);
+  auto e1 = model_embedding(*model, *tok, "lighthouse keepers");
+  auto e2 = model_embedding(*model, *tok, "lighthouse keepers");
+  auto e3 = model_embedding(*model, *tok, "sourdough bread");
+  double n = 0, diff = 0;
+  for (int64_t i = 0; i < d; ++i) n += double(e1[size_t(i)]) * e1[size_t(i)], diff += std::abs(e1[size_t(i)] - e3[size_t(i)]);
+  EXPECT_NEAR(n, 1.0, 1e-5);
+  EXPECT_EQ(e1, e2);
+  EXPECT_GT(diff, 1e-3);
+  auto store = fixture_store();
+  store->set_embedder(model_embedder(model, tok));
+  auto hits = store->search("When was the lighthouse automated?", 3);
+  ASSERT_EQ(hits.size(), 3u);
+  // Fused scores are reciprocal-rank sums (a random model's ranking is noise, so no order is asserted here).
+  for (const auto& h : hits) {
+    EXPECT_GT(h.score, 0.0);
+    EXPECT_LE(h.score, 2.0 / 61.0 + 1e-12);
+    EXPECT_FALSE(h.document.empty());
+  }
 }
