@@ -230,7 +230,7 @@ TEST(AgentLoopTest, TinyModelCallsCalculatorAndAnswers) {
   EXPECT_NE(prompt.find("<｜tool▁output▁begin｜>{"), std::string::npos);
 }
 
-TEST(AgentLoopTest, SlowToolTimesOutAndUnknownToolIsReported) {
+TEST(AgentLoopTest, SlowToolTimesOut) {
   auto tok = agent_test::tiny_tokenizer();
   auto vocab = VocabIndex::build(*tok);
   Engine engine(agent_test::tiny_model(), tok);
@@ -241,7 +241,7 @@ TEST(AgentLoopTest, SlowToolTimesOutAndUnknownToolIsReported) {
   slow.definition.strict = true;
   slow.timeout = std::chrono::milliseconds(50);
   slow.run = [](const json&) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(400));
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
     return ToolResult{json{{"late", true}}, false, {}};
   };
   reg.add(slow);
@@ -259,7 +259,7 @@ TEST(AgentLoopTest, SlowToolTimesOutAndUnknownToolIsReported) {
     AgentLoop loop(engine, vocab, reg, o);
     loop.run({user}, [&](const AgentEvent& e) { events.push_back(e); });
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    EXPECT_LT(s, 0.39);  // did not wait for the slow tool
+    EXPECT_LT(s, 1.4);  // did not wait for the slow tool
   }
   bool timed_out = false;
   for (auto& e : events)

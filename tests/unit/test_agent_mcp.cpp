@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <thread>
 
 #include "agent/agent_loop.h"
 #include "agent/mcp_client.h"
@@ -45,6 +46,9 @@ TEST(AgentMcp, ListsAndCallsToolsOfARealServer) {
   EXPECT_TRUE(f.is_error);
   EXPECT_EQ(f.text, "this tool always fails");
   EXPECT_EQ(c.call_tool("shout", {{"text", "hi"}}).text, "HI");
+  // stderr is a separate pipe: its bytes may arrive after the answer on stdout.
+  for (int i = 0; i < 200 && c.stderr_tail().find("shouting on stderr") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_NE(c.stderr_tail().find("shouting on stderr"), std::string::npos);
   // Bad arguments: the SDK answers with an error result (or a JSON-RPC error); either way no crash and no hang.
   try {
