@@ -464,6 +464,15 @@ Tensor DeepSeekModel::mtp_step(Sequence& seq, const float* h, std::span<const in
   return logits;
 }
 
+// Final-normed hidden states (embeddings): the batched forward's residual stream through the last norm.
+Tensor DeepSeekModel::hidden_states(Sequence& seq, std::span<const int32_t> tokens, MlaMode mode) {
+  BatchItem item{&seq, tokens, false};
+  Tensor h;
+  forward_batch(std::span<const BatchItem>(&item, 1), mode, &h);  // [T, d] before the final norm
+  norm_.forward(h.f32(), h.f32(), h.dim(0));
+  return h;
+}
+
 Tensor DeepSeekModel::mtp_logits(std::span<const int32_t> tokens, MlaMode mode) {
   BALEINE_CHECK(has_mtp_, "this model has no MTP module (num_nextn_predict_layers = {}, or its tensors are absent)",
                 cfg_.num_nextn_predict_layers);

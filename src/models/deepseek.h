@@ -19,6 +19,7 @@ class DeepSeekModel final : public CausalLM {
                                       ops::KvDType dtype = ops::KvDType::F32) const override;
   Tensor forward_batch(std::span<const BatchItem> items, MlaMode mode = MlaMode::Absorbed,
                        Tensor* hidden = nullptr) override;
+  Tensor hidden_states(Sequence& seq, std::span<const int32_t> tokens, MlaMode mode) override;
   Tensor mtp_logits(std::span<const int32_t> tokens, MlaMode mode) override;
   bool has_mtp() const override { return has_mtp_; }
   std::shared_ptr<KvPool> new_mtp_kv_pool(int64_t max_blocks, int64_t block_size = 16,

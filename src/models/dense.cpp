@@ -90,6 +90,15 @@ void DenseModel::block_forward(const Block& b, float* x, int64_t N, const int32_
   ops::add_inplace(x, tmp, N * d);
 }
 
+// Final-normed hidden states (embeddings): the batched forward's residual stream through the last norm.
+Tensor DenseModel::hidden_states(Sequence& seq, std::span<const int32_t> tokens, MlaMode mode) {
+  BatchItem item{&seq, tokens, false};
+  Tensor h;
+  forward_batch(std::span<const BatchItem>(&item, 1), mode, &h);  // [T, d] before the final norm
+  norm_.forward(h.f32(), h.f32(), h.dim(0));
+  return h;
+}
+
 Tensor DenseModel::forward_batch(std::span<const BatchItem> items, MlaMode, Tensor* hidden) {
   const int64_t d = cfg_.hidden_size;
   check_batch(cfg_, items, cfg_.num_hidden_layers, 2 * cfg_.num_key_value_heads * cfg_.head_dim);

@@ -19,6 +19,7 @@ class DenseModel final : public CausalLM {
                                       ops::KvDType dtype = ops::KvDType::F32) const override;
   Tensor forward_batch(std::span<const BatchItem> items, MlaMode mode = MlaMode::Absorbed,
                        Tensor* hidden = nullptr) override;
+  Tensor hidden_states(Sequence& seq, std::span<const int32_t> tokens, MlaMode mode) override;
   void for_each_param(const nn::ParamVisitor& v) override;
   void prepare() override;  // ties lm_head to the embedding when tie_word_embeddings
 

@@ -78,6 +78,11 @@ class CausalLM {
     (void)seq, (void)hidden, (void)next_tokens, (void)all_rows, (void)mode;
     BALEINE_FAIL("this model has no MTP module");
   }
+  // Final hidden states (after the last norm, before the head) of `tokens` appended to `seq`: [T, hidden_size].
+  // For embeddings (mean pooling in agent/embeddings.h). Throws where an architecture does not offer it.
+  virtual Tensor hidden_states(Sequence& seq, std::span<const int32_t> tokens, MlaMode mode = MlaMode::Absorbed) {
+    (void)seq; (void)tokens; (void)mode; BALEINE_FAIL("this model does not expose hidden states");
+  }
   // Every parameter, with its Hugging Face name and shape.
   virtual void for_each_param(const nn::ParamVisitor& v) = 0;
   // Derives what depends on the parameters (tied head, absorbed MLA weights); call after loading or changing them.

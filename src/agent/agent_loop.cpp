@@ -1,0 +1,192 @@
+#include "agent/agent_loop.h"
+
+#include "core/check.h"
+
+namespace baleine::agent {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+const char* agent_event_kind_name(AgentEventKind k) {
+  switch (k) {
+    case AgentEventKind::ModelDelta: return "model_delta";
+    case AgentEventKind::ModelTurn: return "model_turn";
+    case AgentEventKind::ToolCall: return "tool_call";
+    case AgentEventKind::ToolResult: return "tool_result";
+    case AgentEventKind::Final: return "final";
+    case AgentEventKind::Error: return "error";
+  }
+  return "?";
+}
+
+AgentLoop::AgentLoop(Engine& engine, std::shared_ptr<const VocabIndex> vocab, const ToolRegistry& tools, AgentOptions options)
+    : engine_(engine), vocab_(std::move(vocab)), tools_(tools), options_(std::move(options)) {
+  BALEINE_CHECK(options_.max_steps >= 1 && options_.max_steps <= 32, "max_steps must be 1..32, got {}", options_.max_steps);
+}
+
+AgentLoop::~AgentLoop() {
+  for (auto& f : abandoned_) f.wait();
+}
+
+ToolResult AgentLoop::run_tool(const ToolCall& call, double* seconds) {
+  const auto t0 = Clock::now();
+  ToolResult r;
+  const RegisteredTool* tool = tools_.find(call.name);
+  json args = json::parse(call.arguments, nullptr, false);
+  if (!tool) {
+    r.error = true;
+    r.content = {{"error", "no tool named '" + call.name + "'"}};
+  } else if (args.is_discarded() || !args.is_object()) {
+    r.error = true;
+    r.content = {{"error", "the arguments are not a JSON object"}};
+  } else {
+    // The tool runs on its own thread so a slow one cannot hold the loop past its timeout.
+    ToolHandler handler = tool->run;
+    auto fut = std::async(std::launch::async, [handler, args] {
+      try {
+        return handler(args);
+      } catch (const std::exception& e) {
+        ToolResult err;
+        err.error = true;
+        err.content = {{"error", e.what()}};
+        return err;
+      }
+    });
+    if (fut.wait_for(tool->timeout) == std::future_status::ready) {
+      r = fut.get();
+    } else {
+      r.error = true;
+      r.content = {{"error", "timed out after " + std::to_string(tool->timeout.count()) + " ms"}};
+      std::lock_guard lock(mu_);
+      abandoned_.push_back(std::move(fut));
+    }
+  }
+  *seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  return r;
+}
+
+AgentResult AgentLoop::run(std::vector<ChatMessage> conversation, const std::function<void(const AgentEvent&)>& on_event,
+                           const std::atomic<bool>* cancel) {
+  auto emit = [&](const AgentEvent& e) {
+    if (on_event) on_event(e);
+  };
+  auto emit_error = [&](int step, const std::string& message) {
+    AgentEvent e;
+    e.kind = AgentEventKind::Error;
+    e.step = step;
+    e.text = message;
+    emit(e);
+  };
+  const std::vector<ToolFunction> defs = tools_.definitions();
+  const Tokenizer& tok = engine_.tokenizer();
+  AgentResult result;
+  for (int step = 0; step < options_.max_steps; ++step) {
+    if (cancel && cancel->load()) {
+      result.finish_reason = "cancelled";
+      break;
+    }
+    // The last allowed turn must answer: its tools are switched off.
+    ToolChoice choice = step == 0 ? options_.first_choice : ToolChoice{};
+    if (step == options_.max_steps - 1 || defs.empty()) choice = ToolChoice{ToolChoiceMode::None, ""};
+    const bool r1 = options_.format == ChatFormat::DeepSeekR1;
+    GenerationRequest req;
+    req.prompt = tok.encode(apply_chat_template(options_.format, add_tools_to_messages(conversation, defs, choice)));
+    req.params = options_.params;
+    if (!defs.empty()) {
+      ToolConstraintOptions to;
+      to.parallel_tool_calls = options_.parallel_tool_calls;
+      to.max_tokens = req.params.max_tokens;
+      req.params.constraint = make_tool_constraint(defs, choice, vocab_, to);
+    }
+    const auto t0 = Clock::now();
+    std::shared_ptr<GenerationHandle> h;
+    try {
+      h = engine_.submit(std::move(req));
+    } catch (const std::exception& e) {
+      emit_error(step, e.what());
+      result.finish_reason = "error";
+      break;
+    }
+    std::string text;
+    GenerationEvent last;
+    for (;;) {
+      auto e = h->next(std::chrono::milliseconds(200));
+      if (cancel && cancel->load()) h->cancel();
+      if (!e) continue;  // nothing yet (the final event always comes, cancelled or not)
+      if (!e->text.empty()) {
+        text += e->text;
+        AgentEvent d;
+        d.kind = AgentEventKind::ModelDelta;
+        d.step = step;
+        d.text = e->text;
+        emit(d);
+      }
+      if (e->finished) {
+        last = std::move(*e);
+        break;
+      }
+    }
+    result.usage.prompt_tokens += last.usage.prompt_tokens;
+    result.usage.completion_tokens += last.usage.completion_tokens;
+    result.steps = step + 1;
+    if (last.finish_reason == FinishReason::Error) {
+      emit_error(step, last.error);
+      result.finish_reason = "error";
+      break;
+    }
+    AssistantTurn turn = parse_assistant_output(text, defs, finish_reason_name(last.finish_reason), r1);
+    if (choice.mode == ToolChoiceMode::None) turn.tool_calls.clear();
+    AgentEvent mt;
+    mt.kind = AgentEventKind::ModelTurn;
+    mt.step = step;
+    mt.text = turn.content;
+    mt.reasoning = turn.reasoning;
+    mt.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    mt.finish_reason = turn.tool_calls.empty() ? finish_reason_name(last.finish_reason) : "tool_calls";
+    emit(mt);
+    ChatMessage assistant;
+    assistant.role = "assistant";
+    assistant.content = turn.content;
+    assistant.has_content = !turn.content.empty() || turn.tool_calls.empty();
+    assistant.tool_calls = turn.tool_calls;
+    conversation.push_back(assistant);
+    if (turn.tool_calls.empty() || last.finish_reason == FinishReason::Cancelled) {
+      result.content = turn.content;
+      result.reasoning = turn.reasoning;
+      result.finish_reason = last.finish_reason == FinishReason::Cancelled ? "cancelled" : finish_reason_name(last.finish_reason);
+      AgentEvent fin = mt;
+      fin.kind = AgentEventKind::Final;
+      fin.finish_reason = result.finish_reason;
+      emit(fin);
+      break;
+    }
+    for (const ToolCall& call : turn.tool_calls) {
+      AgentEvent ce;
+      ce.kind = AgentEventKind::ToolCall;
+      ce.step = step;
+      ce.call = call;
+      emit(ce);
+      double secs = 0;
+      ToolResult r = run_tool(call, &secs);
+      std::string body = r.content.dump();
+      if (body.size() > options_.max_result_bytes) body = body.substr(0, options_.max_result_bytes) + "... (cut)";
+      AgentEvent re = ce;
+      re.kind = AgentEventKind::ToolResult;
+      re.result = r.content;
+      re.tool_error = r.error;
+      re.citations = r.citations;
+      re.seconds = secs;
+      emit(re);
+      for (auto& c : r.citations) result.citations.push_back(c);
+      ChatMessage tm;
+      tm.role = "tool";
+      tm.content = body;
+      conversation.push_back(tm);
+    }
+  }
+  if (result.finish_reason.empty()) result.finish_reason = "max_steps";
+  result.messages = std::move(conversation);
+  return result;
+}
+
+}  // namespace baleine::agent

@@ -1,0 +1,82 @@
+// agent/agent_loop.h — the bounded agent loop the server runs for built-in (and MCP) tools: model -> tool calls
+// -> run them (each with its timeout) -> results as tool messages -> model, at most max_steps model turns, every
+// step reported as a typed event (for SSE and the web chat's cards).
+// defines: AgentEventKind, AgentEvent, AgentOptions, AgentResult, AgentLoop
+#pragma once
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "agent/builtin_tools.h"
+#include "agent/constraint.h"
+#include "agent/tools.h"
+#include "infer/engine.h"
+#include "tokenizer/chat_template.h"
+
+namespace baleine::agent {
+
+enum class AgentEventKind {
+  ModelDelta,  // streamed text of the current model turn (raw, markers included)
+  ModelTurn,   // a model turn finished: reasoning, content, tool calls
+  ToolCall,    // a tool is about to run
+  ToolResult,  // its result (or error / timeout)
+  Final,       // the answer (the last model turn had no tool calls)
+  Error,
+};
+const char* agent_event_kind_name(AgentEventKind k);  // "model_delta", "model_turn", "tool_call", ...
+
+struct AgentEvent {
+  AgentEventKind kind = AgentEventKind::ModelDelta;
+  int step = 0;                  // model turn index, from 0
+  std::string text;              // ModelDelta: new text; ModelTurn/Final: content; Error: message
+  std::string reasoning;         // ModelTurn/Final
+  ToolCall call;                 // ToolCall/ToolResult
+  nlohmann::json result;         // ToolResult: the tool's content
+  bool tool_error = false;       // ToolResult: error or timeout
+  std::vector<nlohmann::json> citations;  // ToolResult (retrieval)
+  double seconds = 0;            // ToolResult: run time; ModelTurn: generation time
+  std::string finish_reason;     // ModelTurn/Final
+};
+
+struct AgentOptions {
+  ChatFormat format = ChatFormat::DeepSeekV3;
+  GenerationParams params;                  // per model turn (constraint is set by the loop)
+  int max_steps = 4;                        // model turns at most; the last one may not call tools
+  ToolChoice first_choice;                  // tool_choice of the first turn (auto by default)
+  bool parallel_tool_calls = true;
+  size_t max_result_bytes = 16384;          // a tool result longer than this is cut (the model's context is small)
+};
+
+struct AgentResult {
+  std::vector<ChatMessage> messages;   // the conversation with every assistant and tool message appended
+  std::string content, reasoning;      // the final answer
+  std::string finish_reason;           // stop | length | max_steps | cancelled | error
+  std::vector<nlohmann::json> citations;
+  int steps = 0;
+  GenerationUsage usage;               // summed over turns
+};
+
+class AgentLoop {
+ public:
+  AgentLoop(Engine& engine, std::shared_ptr<const VocabIndex> vocab, const ToolRegistry& tools, AgentOptions options = {});
+  ~AgentLoop();  // waits for tool calls that outlived their timeout
+  // Runs to the answer. on_event may be empty; cancel (optional) stops between and inside model turns.
+  AgentResult run(std::vector<ChatMessage> conversation, const std::function<void(const AgentEvent&)>& on_event = {},
+                  const std::atomic<bool>* cancel = nullptr);
+
+ private:
+  ToolResult run_tool(const ToolCall& call, double* seconds);
+  Engine& engine_;
+  std::shared_ptr<const VocabIndex> vocab_;
+  const ToolRegistry& tools_;
+  AgentOptions options_;
+  std::mutex mu_;
+  std::vector<std::future<ToolResult>> abandoned_;  // timed-out calls still running
+};
+
+}  // namespace baleine::agent
