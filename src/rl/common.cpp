@@ -125,6 +125,10 @@ Generation generate(CausalLM& model, const std::vector<int32_t>& prompt, int64_t
   return g;
 }
 
+std::string json_line(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
 RecipeReader::RecipeReader(nlohmann::json j, std::string source, std::vector<std::string> known)
     : j_(std::move(j)), source_(std::move(source)) {
   BALEINE_CHECK(j_.is_object(), "{}: a recipe is a JSON object", source_);

@@ -1,7 +1,7 @@
 // rl/common.h — what sft, grpo, eval and distill share: loading a policy (model + tokenizer), rendering chat
 // conversations into token ids with a per-token "trained" mask, in-process sampling, and recipe key readers.
 // defines: Policy, load_policy, TokenizedSample, tokenize_conversation, parse_messages, Generation, generate,
-//          RecipeReader
+//          json_line, RecipeReader
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -47,6 +47,9 @@ struct Generation {
 // Samples a completion of `prompt` in process (CausalLM::forward with a fresh sequence).
 Generation generate(CausalLM& model, const std::vector<int32_t>& prompt, int64_t max_new_tokens,
                     const SamplingParams& sampling, int32_t eos_id);
+
+// One JSON line; invalid UTF-8 in model output (a byte-level model can emit half a character) becomes U+FFFD.
+std::string json_line(const nlohmann::json& j);
 
 // Reads recipe keys with range checks; every error names the file and the key; unknown keys are errors.
 class RecipeReader {

@@ -22,7 +22,8 @@ CompleteFn local_completer(CausalLM& model, const Tokenizer& tok, int64_t max_ne
     Generation g = generate(model, tok.encode(prompt), max_new_tokens, sp, tok.eos_id());
     std::vector<int32_t> body = g.tokens;
     if (g.finished && !body.empty()) body.pop_back();  // the end-of-sequence token is not text
-    return std::make_pair(tok.decode(body, /*skip_special=*/true), int64_t(g.tokens.size()));
+    // Special tokens stay: <think> and </think> are special tokens in baleine's tokenizers and the grader needs them.
+    return std::make_pair(tok.decode(body, /*skip_special=*/false), int64_t(g.tokens.size()));
   };
 }
 

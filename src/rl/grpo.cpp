@@ -240,8 +240,8 @@ int run_grpo(const GrpoRecipe& r, bool resume) {
         sp.seed = r.seed ^ (uint64_t(step) * 0x9e3779b97f4a7c15ull + uint64_t(i * r.group_size + g) * 0x632be59bd9b4e019ull + 7);
         Generation gen = generate(model, prompt, r.max_new_tokens, sp, eos);
         std::vector<int32_t> body = gen.tokens;
-        if (gen.finished) body.pop_back();
-        const std::string text = pol.tokenizer.decode(body, true);
+        if (gen.finished) body.pop_back();  // special tokens stay in the text: </think> is one
+        const std::string text = pol.tokenizer.decode(body, false);
         Scored sc = score_response(*suite, p, "<think>" + text, af, r.reward);
         rewards.push_back(sc.reward);
         reward_sum += sc.reward, correct += sc.grade.correct, formatted += sc.formatted;
@@ -252,8 +252,8 @@ int run_grpo(const GrpoRecipe& r, bool resume) {
         s.prompt_len = int64_t(prompt.size());
         group.push_back(std::move(s));
         if (g < r.log_samples && i == 0)
-          samples_log << json{{"step", step + 1}, {"question", p.question}, {"completion", text}, {"reward", sc.reward},
-                              {"correct", sc.grade.correct}}.dump() << "\n";
+          samples_log << json_line(json{{"step", step + 1}, {"question", p.question}, {"completion", text}, {"reward", sc.reward},
+                              {"correct", sc.grade.correct}});
       }
       auto adv = group_advantages(rewards, r.scale_rewards);
       bool all_equal = std::all_of(rewards.begin(), rewards.end(), [&](double x) { return x == rewards[0]; });

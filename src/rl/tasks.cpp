@@ -82,6 +82,13 @@ Grade grade_integer(const Problem& p, std::string_view answer) {
   return g;
 }
 
+// The text between "<think>\n" and "</think>" of a generator's worked solution.
+std::string think_body(const std::string& s) {
+  const size_t b = s.find("<think>\n"), e = s.find("</think>");
+  BALEINE_ASSERT(b != std::string::npos && e != std::string::npos && e > b);
+  return s.substr(b + 8, e - b - 8);
+}
+
 // ---- suites -------------------------------------------------------------------------------------------------
 
 class ArithmeticSuite final : public TaskSuite {
@@ -102,6 +109,11 @@ class ArithmeticSuite final : public TaskSuite {
     p.question = fmt::format("What is {} {} {}?", a, op, b);
     p.key = fmt::format("{}{}{}", a, op, b);
     p.answer = std::to_string(p.target);
+    p.numbers = {a, b};
+    p.op = op;
+    data::ArithmeticProblem ap;
+    ap.a = a, ap.b = b, ap.op = op, ap.result = p.target;
+    p.reasoning = think_body(data::render_arithmetic(ap, true, stream));
     return p;
   }
 
@@ -169,6 +181,7 @@ class CountdownSuite final : public TaskSuite {
       std::sort(sorted.begin(), sorted.end());
       p.key = fmt::format("{}->{}", fmt::join(sorted, ","), c.target);
       p.answer = data::countdown_expression(c);
+      p.reasoning = think_body(data::render_countdown(c, true, stream));
       return p;
     }
   }
@@ -206,6 +219,8 @@ class WordSuite final : public TaskSuite {
         p.target = a + b - c;
         p.question = fmt::format("{} has {} {}. {} gets {} more and then gives {} to {}. How many {} does {} have now?",
                                  n1, a, it, n1, b, c, n2, it, n1);
+        p.reasoning = fmt::format("{} starts with {} {}.\nGetting {} more: {} + {} = {}.\nGiving {} away: {} - {} = {}.\n",
+                                  n1, a, it, b, a, b, a + b, c, a + b, c, p.target);
         break;
       case 1: {
         const std::string& bx = rng.pick(boxes);
@@ -213,6 +228,7 @@ class WordSuite final : public TaskSuite {
         p.target = a * b;
         p.question = fmt::format("Each {} holds {} {}. How many {} are there in {} {}?", bx, a, it, it, b,
                                  bx == "box" ? std::string("boxes") : bx + "s");
+        p.reasoning = fmt::format("Each {} has {} {}, and there are {} of them.\n{} * {} = {}.\n", bx, a, it, b, a, b, p.target);
         break;
       }
       case 2:
@@ -220,18 +236,23 @@ class WordSuite final : public TaskSuite {
         p.target = a * b + c;
         p.question = fmt::format("{} reads {} pages every day for {} days, then {} more pages on the last evening. "
                                  "How many pages does {} read in total?", n1, a, b, c, n1);
+        p.reasoning = fmt::format("{} pages a day for {} days: {} * {} = {}.\nThen {} more: {} + {} = {}.\n", a, b, a, b,
+                                  a * b, c, a * b, c, p.target);
         break;
       case 3:
         b = rng.range(2, 9), c = rng.range(2, 20), a = b * c;
         p.target = c;
         p.question = fmt::format("{} shares {} {} equally among {} friends. How many {} does each friend get?", n1, a,
                                  it, b, it);
+        p.reasoning = fmt::format("{} {} shared by {} friends: {} / {} = {}.\nCheck: {} * {} = {}.\n", a, it, b, a, b, c, b, c, a);
         break;
       default:
         a = rng.range(20, 200), b = rng.range(1, a / 2), c = rng.range(1, a - b);
         p.target = a - b - c;
         p.question = fmt::format("{} had {} dollars, spent {} dollars on lunch and {} dollars on a ticket. How many "
                                  "dollars does {} have left?", n1, a, b, c, n1);
+        p.reasoning = fmt::format("{} starts with {} dollars.\nAfter lunch: {} - {} = {}.\nAfter the ticket: {} - {} = {}.\n",
+                                  n1, a, a, b, a - b, a - b, c, p.target);
         break;
     }
     p.key = fmt::format("{}:{}:{}:{}", kind, a, b, c);
@@ -402,6 +423,10 @@ PromptFormat prompt_format_from_name(const std::string& name) {
 
 AnswerFormat answer_format_of(PromptFormat f) { return f == PromptFormat::Plain ? AnswerFormat::FinalLine : AnswerFormat::Tags; }
 
+std::string chat_user_message(const Problem& p) {
+  return p.question + " Think step by step, then give the final answer inside <answer> </answer> tags.";
+}
+
 std::string render_prompt(const Problem& p, PromptFormat f) {
   switch (f) {
     case PromptFormat::R1Zero:
@@ -414,9 +439,21 @@ std::string render_prompt(const Problem& p, PromptFormat f) {
     case PromptFormat::Chat: {
       ChatMessage user;
       user.role = "user";
-      user.content = p.question + " Think step by step, then give the final answer inside <answer> </answer> tags.";
+      user.content = chat_user_message(p);
       return apply_chat_template(ChatFormat::DeepSeekR1, {user});
     }
+  }
+  return "";
+}
+
+std::string render_solution(const Problem& p, PromptFormat f) {
+  const std::string final_line = p.suite == "countdown" ? fmt::format("{} = {}", p.answer, p.target)
+                                 : p.suite == "arithmetic" ? fmt::format("{} {} {} = {}", p.numbers.at(0), p.op, p.numbers.at(1), p.target)
+                                                           : p.answer;
+  switch (f) {
+    case PromptFormat::Plain: return p.reasoning + "</think>\n" + final_line;
+    case PromptFormat::R1Zero: return "\n" + p.reasoning + "</think>\n<answer>" + p.answer + "</answer>";
+    case PromptFormat::Chat: return p.reasoning + "</think>\n<answer>" + p.answer + "</answer>";
   }
   return "";
 }

@@ -1,6 +1,6 @@
 // rl/tasks.h — verifiable task suites for reinforcement learning and evaluation: generators with disjoint
 // train / held-out splits, exact graders, the R1-Zero format check and the rule reward.
-// defines: Split, Problem, Grade, TaskSuite, make_suite, PromptFormat, prompt_format_from_name, render_prompt,
+// defines: Split, Problem, render_solution, Grade, TaskSuite, make_suite, PromptFormat, prompt_format_from_name, render_prompt,
 //          AnswerFormat, extract_answer, format_ok, RewardConfig, Scored, score_response, evaluate_countdown
 //
 // Answer formats graded (see extract_answer): the R1-Zero form `<think>…</think> <answer>X</answer>`, and the
@@ -29,6 +29,8 @@ struct Problem {
   std::string answer;    // a reference answer (the value, or one solving expression for countdown)
   std::vector<int64_t> numbers;  // countdown: the numbers to use
   int64_t target = 0;            // countdown target / the numeric answer otherwise
+  char op = 0;                   // arithmetic: the operator (numbers = {a, b})
+  std::string reasoning;         // a worked solution, the text that goes inside <think>…</think>
 };
 
 struct Grade {
@@ -68,7 +70,13 @@ std::unique_ptr<TaskSuite> make_suite(const nlohmann::json& spec, uint64_t seed,
 enum class PromptFormat { R1Zero, Plain, Chat };
 PromptFormat prompt_format_from_name(const std::string& name);  // "r1zero", "plain", "chat"
 std::string render_prompt(const Problem& p, PromptFormat format);
+// The user turn of the Chat format.
+std::string chat_user_message(const Problem& p);
 // Every format ends inside an open <think>: the graded text is "<think>" + completion.
+
+// A correct completion of render_prompt(p, format) (what comes after the prompt's "<think>"): the worked
+// reasoning, "</think>", then the answer in the format's form. For cold-start SFT and pretraining text.
+std::string render_solution(const Problem& p, PromptFormat format);
 
 enum class AnswerFormat { Tags, FinalLine };
 AnswerFormat answer_format_of(PromptFormat f);

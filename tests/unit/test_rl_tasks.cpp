@@ -201,3 +201,17 @@ TEST(RlTasks, BadSuiteSpecsAreClearErrors) {
     EXPECT_NE(std::string(e.what()).find("x.json"), std::string::npos);
   }
 }
+
+TEST(RlTasks, WorkedSolutionsAreCorrectAndWellFormatted) {
+  for (const char* name : {"arithmetic", "countdown", "word"}) {
+    auto s = make_suite(nlohmann::json(name), 2, "test");
+    for (auto f : {PromptFormat::R1Zero, PromptFormat::Plain, PromptFormat::Chat})
+      for (int i = 0; i < 30; ++i) {
+        Problem p = s->problem(Split::Train, i);
+        EXPECT_FALSE(p.reasoning.empty()) << name;
+        auto sc = score_response(*s, p, "<think>" + render_solution(p, f), answer_format_of(f));
+        EXPECT_TRUE(sc.grade.correct) << name << ": " << render_solution(p, f) << " / " << sc.grade.why;
+        EXPECT_TRUE(sc.formatted) << name << ": " << render_solution(p, f);
+      }
+  }
+}
