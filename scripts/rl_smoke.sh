@@ -5,11 +5,12 @@
 set -euo pipefail
 B=${1:-build/apps/baleine/baleine}
 W=${2:-runs/rl-smoke}
-SUITE=${SUITE:-'{"name":"arithmetic","min_digits":1,"max_digits":2,"ops":"+-"}'}
-TRAIN_STEPS=${TRAIN_STEPS:-400}
+SUITE=${SUITE:-'{"name":"arithmetic","min_digits":1,"max_digits":2,"ops":"+-","reasoning":"short"}'}
+TRAIN_STEPS=${TRAIN_STEPS:-600}
 GRPO_STEPS=${GRPO_STEPS:-30}
 PROBLEMS=${PROBLEMS:-100}
-mkdir -p "$W/text"
+MAX_TOKENS=${MAX_TOKENS:-64}
+rm -rf "$W" && mkdir -p "$W/text"
 T0=$(date +%s)
 "$B" tasks --suite "$SUITE" --count 20000 --as raw --out "$W/text/tasks.txt"
 "$B" tasks --suite "$SUITE" --count 20000 --as text --out "$W/tasks.jsonl"
@@ -30,18 +31,18 @@ JSON
 "$B" train --config "$W/base.json" 2>&1 | tr '\r' '\n' | grep -E "val|compute" | tail -3
 T1=$(date +%s)
 BASE="$PWD/$W/base/checkpoints/$(cat "$W/base/checkpoints/latest")"
-"$B" eval --model "$BASE" --suite "$SUITE" --problems "$PROBLEMS" --out "$W/eval_base.json"
+"$B" eval --model "$BASE" --suite "$SUITE" --problems "$PROBLEMS" --max-tokens "$MAX_TOKENS" --out "$W/eval_base.json"
 T2=$(date +%s)
 cat > "$W/grpo.json" <<JSON
 {"model": "$BASE", "out": "$PWD/$W/grpo", "suite": $SUITE, "prompt_format": "plain",
- "prompts_per_step": 8, "group_size": 8, "max_new_tokens": 160, "temperature": 1.0, "steps": $GRPO_STEPS,
+ "prompts_per_step": 8, "group_size": 8, "max_new_tokens": $MAX_TOKENS, "temperature": 1.0, "steps": $GRPO_STEPS,
  "beta": 0.0, "epsilon": 0.2, "epsilon_high": 0.28, "loss_averaging": "token", "scale_rewards": "group",
  "lr": {"schedule": "constant", "max": 3e-4}, "eval_every": 10, "eval_problems": $PROBLEMS, "checkpoint_every": 10}
 JSON
 "$B" grpo --config "$W/grpo.json" 2>&1 | tr '\r' '\n' | grep -E "eval|grpo:" || true
 T3=$(date +%s)
 RL="$PWD/$W/grpo/checkpoints/$(cat "$W/grpo/checkpoints/latest")"
-"$B" eval --model "$RL" --suite "$SUITE" --problems "$PROBLEMS" --out "$W/eval_grpo.json"
+"$B" eval --model "$RL" --suite "$SUITE" --problems "$PROBLEMS" --max-tokens "$MAX_TOKENS" --out "$W/eval_grpo.json"
 "$B" plot --metrics "$W/grpo/metrics.jsonl" --y reward,accuracy,eval_accuracy --out "$W/grpo_reward.svg"
 "$B" plot --metrics "$W/grpo/metrics.jsonl" --y response_tokens --out "$W/grpo_length.svg"
 echo "pretraining $((T1 - T0)) s, eval $((T2 - T1)) s, grpo $((T3 - T2)) s"

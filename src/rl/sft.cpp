@@ -19,10 +19,11 @@ namespace baleine::rl {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-SftRecipe load_sft_recipe(const std::string& path) {
-  RecipeReader j(train::read_json_file(path), path,
-                 {"model", "data", "val_data", "out", "chat_format", "seq_len", "batch_size", "steps", "lr", "adamw",
-                  "grad_clip", "seed", "checkpoint_every", "eval_every", "log_every"});
+SftRecipe load_sft_recipe(const std::string& path, bool distill) {
+  std::vector<std::string> keys = {"model", "data", "val_data", "out", "chat_format", "seq_len", "batch_size", "steps",
+                                   "lr", "adamw", "grad_clip", "seed", "checkpoint_every", "eval_every", "log_every"};
+  if (distill) keys.insert(keys.end(), {"teacher", "beta", "temperature"});
+  RecipeReader j(train::read_json_file(path), path, keys);
   SftRecipe r;
   r.source = path;
   r.model = j.path("model", true);
@@ -40,6 +41,11 @@ SftRecipe load_sft_recipe(const std::string& path) {
   r.checkpoint_every = j.integer("checkpoint_every", r.checkpoint_every, 1, int64_t(1e12));
   r.eval_every = j.integer("eval_every", r.eval_every, 1, int64_t(1e12));
   r.log_every = j.integer("log_every", r.log_every, 1, int64_t(1e12));
+  if (distill) {
+    r.teacher = j.path("teacher", true);
+    r.distill_beta = j.number("beta", 0.0, 0, 1);
+    r.distill_temperature = j.number("temperature", 1.0, 0.01, 100);
+  }
   return r;
 }
 
@@ -106,6 +112,21 @@ int run_sft(const SftRecipe& r, bool resume) {
              trained_tokens);
 
   DeepSeekModel& model = *pol.ds;
+  std::unique_ptr<CausalLM> teacher;
+  DeepSeekModel* teacher_ds = nullptr;
+  if (!r.teacher.empty()) {
+    Policy t = load_policy(r.teacher, r.source + " key 'teacher'");
+    BALEINE_CHECK(t.model->config().vocab_size == model.config().vocab_size &&
+                      t.tokenizer.vocab_size() == pol.tokenizer.vocab_size(),
+                  "{}: logit distillation needs one vocabulary; teacher {} ids, student {} (use sequence-level "
+                  "distillation: baleine distill --teacher ... --out data.jsonl, then baleine sft)", r.source,
+                  t.model->config().vocab_size, model.config().vocab_size);
+    for (int32_t id = 0; id < int32_t(pol.tokenizer.vocab_size()); ++id)
+      BALEINE_CHECK(t.tokenizer.token_bytes(id) == pol.tokenizer.token_bytes(id),
+                    "{}: teacher and student tokenizers differ at id {}", r.source, id);
+    teacher = std::move(t.model);
+    teacher_ds = t.ds;
+  }
   train::Checkpointer ckpt{fs::path(r.out) / "checkpoints", pol.dir};
   const fs::path metrics_path = fs::path(r.out) / "metrics.jsonl";
   fs::create_directories(r.out);
@@ -147,7 +168,18 @@ int run_sft(const SftRecipe& r, bool resume) {
     for (const auto* w : ws) {
       std::vector<float> wt = w->weights;
       for (auto& x : wt) x /= float(count);
-      loss += model.objective_and_grad(w->tokens, w->lengths, weighted_nll(std::move(wt)), g);
+      if (!teacher_ds) {
+        loss += model.objective_and_grad(w->tokens, w->lengths, weighted_nll(std::move(wt)), g);
+        continue;
+      }
+      std::vector<float> teacher_logits;
+      teacher_ds->objective_and_grad(w->tokens, w->lengths, [&](const ObjectiveInput& in, float*) {
+        teacher_logits.assign(in.logits, in.logits + in.T * in.V);
+        return 0.0;
+      }, nullptr);
+      loss += model.objective_and_grad(w->tokens, w->lengths,
+                                       distill_objective(std::move(teacher_logits), std::move(wt),
+                                                         DistillLoss{r.distill_beta, r.distill_temperature}), g);
     }
     if (count_out) *count_out = count;
     return loss;

@@ -20,8 +20,12 @@ struct SftRecipe {
   double grad_clip = 1.0;
   uint64_t seed = 1234;
   int64_t checkpoint_every = 50, eval_every = 50, log_every = 1;
+  // Logit distillation (`baleine distill --config`): with a teacher, the loss on assistant tokens is the
+  // distillation loss toward the teacher's logits instead of the NLL. Vocabularies must match.
+  std::string teacher;
+  double distill_beta = 0.0, distill_temperature = 1.0;
 };
-SftRecipe load_sft_recipe(const std::string& path);
+SftRecipe load_sft_recipe(const std::string& path, bool distill = false);
 
 // Samples (each at most seq_len tokens; longer ones are cut) packed first-fit in a seeded order.
 struct PackedWindow {

@@ -93,8 +93,8 @@ std::string think_body(const std::string& s) {
 
 class ArithmeticSuite final : public TaskSuite {
  public:
-  ArithmeticSuite(uint64_t seed, int min_digits, int max_digits, std::string ops)
-      : TaskSuite(seed), min_(min_digits), max_(max_digits), ops_(std::move(ops)) {}
+  ArithmeticSuite(uint64_t seed, int min_digits, int max_digits, std::string ops, bool short_reasoning)
+      : TaskSuite(seed), min_(min_digits), max_(max_digits), ops_(std::move(ops)), short_(short_reasoning) {}
   std::string name() const override { return "arithmetic"; }
   Grade grade(const Problem& p, std::string_view a) const override { return grade_integer(p, a); }
 
@@ -113,13 +113,40 @@ class ArithmeticSuite final : public TaskSuite {
     p.op = op;
     data::ArithmeticProblem ap;
     ap.a = a, ap.b = b, ap.op = op, ap.result = p.target;
-    p.reasoning = think_body(data::render_arithmetic(ap, true, stream));
+    p.reasoning = short_ ? short_steps(a, b, op) : think_body(data::render_arithmetic(ap, true, stream));
     return p;
   }
 
  private:
+  // Column by column in one line per column, e.g. "7+8=15 w5 c1\n4+3+1=8 w8\n" (w: write, c: carry, b: borrow).
+  static std::string short_steps(int64_t a, int64_t b, char op) {
+    if (op == '*') return fmt::format("{} * {} = {}\n", a, b, a * b);
+    const bool neg = op == '-' && a < b;
+    const int64_t x = neg ? b : a, y = neg ? a : b;
+    std::string sx = std::to_string(x), sy = std::to_string(y), out = neg ? fmt::format("{} < {}: {} - {}, then negate\n", a, b, x, y) : "";
+    int carry = 0;
+    auto digit = [](const std::string& d, size_t i) { return i < d.size() ? d[d.size() - 1 - i] - '0' : 0; };
+    for (size_t i = 0; i < std::max(sx.size(), sy.size()); ++i) {
+      const int dx = digit(sx, i), dy = digit(sy, i);
+      if (op == '+') {
+        const int v = dx + dy + carry;
+        out += carry ? fmt::format("{}+{}+1={}", dx, dy, v) : fmt::format("{}+{}={}", dx, dy, v);
+        carry = v / 10;
+        out += fmt::format(" w{}{}\n", v % 10, carry ? " c1" : "");
+      } else {
+        int v = dx - dy - carry;
+        out += carry ? fmt::format("{}-{}-1", dx, dy) : fmt::format("{}-{}", dx, dy);
+        carry = v < 0;
+        if (carry) v += 10;
+        out += fmt::format(" w{}{}\n", v, carry ? " b1" : "");
+      }
+    }
+    if (op == '+' && carry) out += "w1\n";
+    return out;
+  }
   int min_, max_;
   std::string ops_;
+  bool short_;
 };
 
 class CountdownSuite final : public TaskSuite {
@@ -391,13 +418,15 @@ std::unique_ptr<TaskSuite> make_suite(const nlohmann::json& spec, uint64_t seed,
                     "{}: unknown key '{}' for suite '{}'", where, k, name);
   };
   if (name == "arithmetic") {
-    allow({"min_digits", "max_digits", "ops"});
+    allow({"min_digits", "max_digits", "ops", "reasoning"});
     int lo = int_key("min_digits", 1, 1, 9), hi = int_key("max_digits", 3, 1, 9);
     BALEINE_CHECK(lo <= hi, "{}: min_digits {} > max_digits {}", where, lo, hi);
     std::string ops = j.value("ops", std::string("+-*"));
     BALEINE_CHECK(!ops.empty() && ops.find_first_not_of("+-*") == std::string::npos,
                   "{}: suite key 'ops' = '{}' must be made of + - *", where, ops);
-    return std::make_unique<ArithmeticSuite>(seed, lo, hi, ops);
+    const std::string reasoning = j.value("reasoning", std::string("steps"));
+    BALEINE_CHECK(reasoning == "steps" || reasoning == "short", "{}: suite key 'reasoning' = '{}' (steps or short)", where, reasoning);
+    return std::make_unique<ArithmeticSuite>(seed, lo, hi, ops, reasoning == "short");
   }
   if (name == "countdown") {
     allow({"min_numbers", "max_numbers"});

@@ -57,7 +57,8 @@ class TaskSuite {
   uint64_t seed_;
 };
 
-// A suite by name with options: {"name": "arithmetic", "min_digits": 1, "max_digits": 3, "ops": "+-*"},
+// A suite by name with options: {"name": "arithmetic", "min_digits": 1, "max_digits": 3, "ops": "+-*",
+// "reasoning": "steps" (the pretraining generators' prose) or "short" (one line per column)},
 // {"name": "countdown", "min_numbers": 3, "max_numbers": 4}, {"name": "word"}. `where` names the source in errors.
 std::unique_ptr<TaskSuite> make_suite(const nlohmann::json& spec, uint64_t seed, const std::string& where);
 

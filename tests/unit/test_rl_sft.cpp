@@ -5,9 +5,11 @@
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "io/safetensors.h"
 #include "models/weights.h"
+#include "rl/distill.h"
 #include "rl/grpo.h"
 #include "rl/sft.h"
 
@@ -219,4 +221,69 @@ TEST(RlGrpoRun, ShortRunLogsMetricsAndResumesExactly) {
   EXPECT_GT(sa[2]["kl"].get<double>(), 0.0);  // the policy moved away from the reference
   std::ofstream(d / "bad.json") << json{{"model", model_dir().string()}, {"loss_averaging", "per-token"}}.dump();
   EXPECT_THROW(load_grpo_recipe((d / "bad.json").string()), Error);
+}
+
+TEST(RlDistill, RejectionSamplingKeepsOnlyGradedCorrectSamples) {
+  auto suite = make_suite(json("word"), 3, "test");
+  int call = 0;
+  CompleteFn teacher = [&](const std::string& prompt, const SamplingParams&) {
+    // Every problem: first sample wrong, second right (plain format: reasoning, </think>, final line).
+    const int i = call / 2;
+    Problem p = suite->problem(Split::Train, i);
+    EXPECT_NE(prompt.find(p.question), std::string::npos);
+    const bool right = call++ % 2 == 1;
+    return std::make_pair("\nsome steps\n</think>\n" + (right ? p.answer : std::to_string(p.target + 3)), int64_t(7));
+  };
+  RejectionConfig cfg;
+  cfg.problems = 5;
+  cfg.k = 3;
+  std::string out;
+  auto st = rejection_sample(teacher, *suite, cfg, out);
+  EXPECT_EQ(st.samples, 10);  // stops at the first kept sample of each problem
+  EXPECT_EQ(st.correct, 5);
+  EXPECT_EQ(st.kept, 5);
+  std::istringstream lines(out);
+  Tokenizer tok = Tokenizer::load(model_dir().string());
+  int n = 0;
+  for (std::string l; std::getline(lines, l); ++n) {
+    json j = json::parse(l);
+    Problem p = suite->problem(Split::Train, n);
+    EXPECT_EQ(j["messages"][1]["content"].get<std::string>(), "<think>\nsome steps\n</think>\n<answer>" + p.answer + "</answer>");
+    auto samples = tokenize_conversation(tok, ChatFormat::DeepSeekR1, parse_messages(j, "out"));
+    EXPECT_EQ(samples.size(), 1u);
+    // The sample as SFT data is itself graded correct in the chat format.
+    EXPECT_TRUE(score_response(*suite, p, j["messages"][1]["content"].get<std::string>(), AnswerFormat::Tags).grade.correct);
+  }
+  EXPECT_EQ(n, 5);
+}
+
+TEST(RlDistill, LogitDistillationPullsTheStudentTowardTheTeacher) {
+  fs::path d = temp_dir("distill");
+  {
+    std::ofstream f(d / "train.jsonl");
+    auto suite = make_suite(json("word"), 2, "test");
+    for (int i = 0; i < 8; ++i) {
+      Problem p = suite->problem(Split::Train, i);
+      f << json{{"messages", {{{"role", "user"}, {"content", chat_user_message(p)}},
+                              {{"role", "assistant"}, {"content", "<think>\n" + render_solution(p, PromptFormat::Chat)}}}}}.dump()
+        << "\n";
+    }
+  }
+  // The student: the random model after a few SFT steps; the teacher: the random model itself.
+  json s = {{"model", model_dir().string()}, {"data", (d / "train.jsonl").string()}, {"out", (d / "student").string()},
+            {"seq_len", 192}, {"batch_size", 2}, {"steps", 4}, {"checkpoint_every", 4},
+            {"lr", {{"schedule", "constant"}, {"max", 1e-2}}}};
+  std::ofstream(d / "student.json") << s.dump();
+  ASSERT_EQ(run_sft(load_sft_recipe((d / "student.json").string()), false), 0);
+  json r = {{"model", (d / "student" / "checkpoints" / "step-00000004").string()}, {"teacher", model_dir().string()},
+            {"data", (d / "train.jsonl").string()}, {"out", (d / "kd").string()}, {"seq_len", 192}, {"batch_size", 2},
+            {"steps", 8}, {"checkpoint_every", 8}, {"beta", 0.5}, {"temperature", 2.0},
+            {"lr", {{"schedule", "constant"}, {"max", 3e-3}}}};
+  std::ofstream(d / "kd.json") << r.dump();
+  EXPECT_THROW(load_sft_recipe((d / "kd.json").string()), Error);  // 'teacher' is not an sft key
+  ASSERT_EQ(run_sft(load_sft_recipe((d / "kd.json").string(), true), false), 0);
+  auto m = read_lines(d / "kd" / "metrics.jsonl");
+  ASSERT_EQ(m.size(), 8u);
+  EXPECT_GT(m.front()["loss"].get<double>(), 0.0);
+  EXPECT_LT(m.back()["loss"].get<double>(), 0.7 * m.front()["loss"].get<double>());
 }

@@ -203,8 +203,10 @@ TEST(RlTasks, BadSuiteSpecsAreClearErrors) {
 }
 
 TEST(RlTasks, WorkedSolutionsAreCorrectAndWellFormatted) {
-  for (const char* name : {"arithmetic", "countdown", "word"}) {
-    auto s = make_suite(nlohmann::json(name), 2, "test");
+  for (const nlohmann::json& spec : {nlohmann::json("arithmetic"), nlohmann::json("countdown"), nlohmann::json("word"),
+                                    nlohmann::json{{"name", "arithmetic"}, {"reasoning", "short"}}}) {
+    auto s = make_suite(spec, 2, "test");
+    const std::string name = spec.dump();
     for (auto f : {PromptFormat::R1Zero, PromptFormat::Plain, PromptFormat::Chat})
       for (int i = 0; i < 30; ++i) {
         Problem p = s->problem(Split::Train, i);
