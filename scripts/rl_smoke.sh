@@ -6,7 +6,7 @@ set -euo pipefail
 B=${1:-build/apps/baleine/baleine}
 W=${2:-runs/rl-smoke}
 SUITE=${SUITE:-'{"name":"arithmetic","min_digits":1,"max_digits":2,"ops":"+-","reasoning":"short"}'}
-TRAIN_STEPS=${TRAIN_STEPS:-600}
+TRAIN_STEPS=${TRAIN_STEPS:-400}
 GRPO_STEPS=${GRPO_STEPS:-30}
 PROBLEMS=${PROBLEMS:-100}
 MAX_TOKENS=${MAX_TOKENS:-64}
@@ -15,7 +15,8 @@ T0=$(date +%s)
 "$B" tasks --suite "$SUITE" --count 20000 --as raw --out "$W/text/tasks.txt"
 "$B" tasks --suite "$SUITE" --count 20000 --as text --out "$W/tasks.jsonl"
 "$B" tokenizer train --input "$W/text" --vocab-size 320 --out "$W/tok"
-"$B" data --input "$W/tasks.jsonl" --tokenizer "$W/tok" --out "$W/corpus" --no-near-dedup --min-chars 20 \
+"$B" data --input "$W/tasks.jsonl" --tokenizer "$W/tok" --out "$W/corpus" --no-near-dedup --no-exact-dedup --min-chars 20 \
+  --min-alpha-ratio 0 --max-symbol-ratio 100 --max-dup-line-frac 1 --max-top-2gram 1 --max-top-3gram 1 --max-top-4gram 1 \
   --val-fraction 0.02 --no-progress > "$W/data_report.txt"
 cat > "$W/base.json" <<JSON
 {"model": {"model_type": "deepseek_v3", "vocab_size": 320, "hidden_size": 96, "num_hidden_layers": 3,
@@ -24,7 +25,7 @@ cat > "$W/base.json" <<JSON
            "num_experts_per_tok": 2, "n_group": 2, "topk_group": 1, "n_shared_experts": 1, "moe_intermediate_size": 64,
            "scoring_func": "sigmoid", "topk_method": "noaux_tc", "norm_topk_prob": true, "routed_scaling_factor": 2.5,
            "num_nextn_predict_layers": 0, "max_position_embeddings": 512, "bos_token_id": 0, "eos_token_id": 1},
- "data": "$PWD/$W/corpus", "out": "$PWD/$W/base", "seq_len": 256, "batch_size": 8, "steps": $TRAIN_STEPS,
+ "data": "$PWD/$W/corpus", "out": "$PWD/$W/base", "seq_len": 256, "batch_size": 4, "steps": $TRAIN_STEPS,
  "checkpoint_every": $TRAIN_STEPS, "eval_every": 100, "eval_batches": 2,
  "lr": {"schedule": "cosine", "max": 3e-3, "min": 3e-4, "warmup_steps": 20}}
 JSON
