@@ -6,8 +6,8 @@ set -euo pipefail
 B=${1:-build/apps/baleine/baleine}
 W=${2:-runs/rl-smoke}
 SUITE=${SUITE:-'{"name":"arithmetic","min_digits":1,"max_digits":2,"ops":"+-","reasoning":"short"}'}
-TRAIN_STEPS=${TRAIN_STEPS:-400}
-GRPO_STEPS=${GRPO_STEPS:-30}
+TRAIN_STEPS=${TRAIN_STEPS:-1500}
+GRPO_STEPS=${GRPO_STEPS:-60}
 PROBLEMS=${PROBLEMS:-100}
 MAX_TOKENS=${MAX_TOKENS:-64}
 rm -rf "$W" && mkdir -p "$W/text"
@@ -38,7 +38,7 @@ cat > "$W/grpo.json" <<JSON
 {"model": "$BASE", "out": "$PWD/$W/grpo", "suite": $SUITE, "prompt_format": "plain",
  "prompts_per_step": 8, "group_size": 8, "max_new_tokens": $MAX_TOKENS, "temperature": 1.0, "steps": $GRPO_STEPS,
  "beta": 0.0, "epsilon": 0.2, "epsilon_high": 0.28, "loss_averaging": "token", "scale_rewards": "group",
- "lr": {"schedule": "constant", "max": 3e-4}, "eval_every": 10, "eval_problems": $PROBLEMS, "checkpoint_every": 10}
+ "lr": {"schedule": "constant", "max": 3e-5}, "eval_every": 10, "eval_problems": $PROBLEMS, "checkpoint_every": 10}
 JSON
 "$B" grpo --config "$W/grpo.json" 2>&1 | tr '\r' '\n' | grep -E "eval|grpo:" || true
 T3=$(date +%s)
