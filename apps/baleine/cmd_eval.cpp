@@ -2,10 +2,13 @@
 // maj@k on the held-out split of the task suites; a table on stdout, a JSON report with --out.
 #include <fmt/format.h>
 
+#include <cstdlib>
 #include <filesystem>
+#include <optional>
 
 #include "apps/baleine/command.h"
 #include "core/check.h"
+#include "rl/endpoint.h"
 #include "rl/eval.h"
 #include "train/checkpoint.h"
 
@@ -13,7 +16,7 @@ namespace baleine::app {
 namespace {
 
 struct EvalArgs {
-  std::string model, split = "test", format = "plain", out, samples_out;
+  std::string model, endpoint, endpoint_model = "default", split = "test", format = "plain", out, samples_out;
   std::vector<std::string> suites;
   int64_t problems = 100, k = 1, max_tokens = 96;
   float temperature = 0.0f, top_p = 1.0f;
@@ -21,8 +24,7 @@ struct EvalArgs {
 };
 
 int run_eval(const EvalArgs& a) {
-  BALEINE_CHECK(!a.model.empty(), "--model: a model directory is required");
-  rl::Policy pol = rl::load_policy(a.model, "--model");
+  BALEINE_CHECK(a.model.empty() != a.endpoint.empty(), "give either --model DIR or --endpoint URL");
   rl::EvalConfig cfg;
   cfg.split = rl::split_from_name(a.split);
   cfg.problems = a.problems;
@@ -34,8 +36,20 @@ int run_eval(const EvalArgs& a) {
   cfg.format = rl::prompt_format_from_name(a.format);
   BALEINE_CHECK(a.k == 1 || a.temperature > 0, "--k {} with --temperature 0 gives {} identical greedy samples; set a temperature",
                 a.k, a.k);
-  auto complete = rl::local_completer(*pol.model, pol.tokenizer, a.max_tokens);
-  nlohmann::json report = {{"model", a.model}, {"split", a.split}, {"format", a.format}, {"k", a.k},
+  std::optional<rl::Policy> pol;
+  rl::CompleteFn complete;
+  if (!a.model.empty()) {
+    pol = rl::load_policy(a.model, "--model");
+    complete = rl::local_completer(*pol->model, pol->tokenizer, a.max_tokens);
+  } else {
+    rl::EndpointConfig ec;
+    ec.base_url = a.endpoint;
+    ec.model = a.endpoint_model;
+    ec.max_tokens = a.max_tokens;
+    if (const char* key = std::getenv("OPENAI_API_KEY")) ec.api_key = key;
+    complete = rl::endpoint_completer(ec, cfg.format);
+  }
+  nlohmann::json report = {{"model", a.model.empty() ? a.endpoint + " " + a.endpoint_model : a.model}, {"split", a.split}, {"format", a.format}, {"k", a.k},
                            {"temperature", a.temperature}, {"top_p", a.top_p}, {"max_tokens", a.max_tokens},
                            {"suites", nlohmann::json::array()}};
   std::vector<rl::SuiteReport> reps;
@@ -71,7 +85,10 @@ int run_eval(const EvalArgs& a) {
 CommandRegistration reg{{"eval", "pass@1 / pass@k / maj@k of a model on the held-out task suites",
                          [](CLI::App& sub) -> std::function<int()> {
                            auto a = std::make_shared<EvalArgs>();
-                           sub.add_option("--model", a->model, "Model directory (config.json, safetensors, tokenizer.json)")->required();
+                           sub.add_option("--model", a->model, "Model directory (config.json, safetensors, tokenizer.json)");
+                           sub.add_option("--endpoint", a->endpoint, "OpenAI-compatible base URL instead of a local model, "
+                                          "e.g. http://127.0.0.1:8080/v1 (key from $OPENAI_API_KEY)");
+                           sub.add_option("--endpoint-model", a->endpoint_model, "The request's \"model\" field");
                            sub.add_option("--suite", a->suites, "arithmetic | countdown | word, or a JSON spec such as "
                                           "'{\"name\":\"arithmetic\",\"max_digits\":2}' (repeatable)");
                            sub.add_option("--split", a->split, "test (held out, default) or train");
