@@ -1,6 +1,7 @@
 // models/deepseek.h — DeepSeek-V2 / V3: Multi-head Latent Attention, DeepSeekMoE, Multi-Token Prediction.
 // defines: DeepSeekModel
 #pragma once
+#include <functional>
 #include <vector>
 
 #include "core/arena.h"
@@ -76,6 +77,23 @@ class DeepSeekModel final : public CausalLM {
   void set_sequence_balance_alpha(double alpha) { seq_balance_alpha_ = alpha; }
   LossParts loss_and_grad(std::span<const int32_t> tokens, nn::Gradients* grads, double mtp_lambda);
 
+  // Per-token objectives (deepseek_objectives.cpp): SFT, GRPO and distillation drive the backward with their own
+  // dL/dlogits. `tokens` holds one or more samples packed back to back, `sample_lengths` their lengths (empty: one
+  // sample). Attention never crosses a sample boundary and positions restart at 0 in every sample, so a packed
+  // window computes exactly what the samples would compute one by one. Row t of the logits predicts
+  // targets[t] = tokens[t+1] when t+1 is in the same sample, else -1 (nothing). No MTP term.
+  struct ObjectiveInput {
+    const float* logits = nullptr;      // [T, V]
+    std::span<const int32_t> targets;   // [T], -1 where a row predicts nothing
+    std::span<const int64_t> sample_of; // [T], index of the sample each row belongs to
+    int64_t T = 0, V = 0;
+  };
+  // Returns the objective's value; writes dL/dlogits [T, V] (zeroed beforehand) when dlogits is not null.
+  using LogitObjective = std::function<double(const ObjectiveInput& in, float* dlogits)>;
+  // Forward through the objective and, when grads is not null, backward accumulating into grads.
+  double objective_and_grad(std::span<const int32_t> tokens, std::span<const int64_t> sample_lengths,
+                            const LogitObjective& objective, nn::Gradients* grads);
+
   // Auxiliary-loss-free balancing (V3 §2.1.2): loss_and_grad counts how many tokens each expert of each MoE
   // layer received; after an optimizer step, b_i += γ·sign(mean load − load_i) nudges selection toward
   // under-loaded experts. expert_load()[layer] is empty for dense layers.
@@ -104,6 +122,17 @@ class DeepSeekModel final : public CausalLM {
   void block_forward_train(const Block& b, float* x, int64_t T, const int32_t* positions, BlockActivations& act);
   void block_backward(const Block& b, float* dx, int64_t T, const int32_t* positions, const BlockActivations& act,
                       nn::Gradients& g);
+
+  // Causal attention over the samples of a packed window (segments_ empty: one sample of all T tokens).
+  void segmented_attention(float* out, const float* q, const float* k, const float* v, ops::AttentionArgs args,
+                           int64_t T) const;
+  void segmented_attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                                    const float* v, ops::AttentionArgs args, int64_t T) const;
+  // Every block forward on x [T, d] (saving activations), then head(h, dh) with h the trunk output; when grads is
+  // not null head fills dh = dL/dh and the blocks' backward runs, leaving dL/d(embedding output) in x.
+  void trunk_train(float* x, int64_t T, const int32_t* positions, nn::Gradients* grads,
+                   const std::function<void(const float* h, float* dh)>& head);
+  std::vector<int64_t> segments_;  // sample lengths of the packed window being trained (empty: one sample)
 
   ModelConfig cfg_;
   ops::RopeTable rope_;

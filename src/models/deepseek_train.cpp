@@ -99,7 +99,7 @@ void DeepSeekModel::block_forward_train(const Block& b, float* x, int64_t T, con
   args.v_stride = H * (Dn + Dv), args.v_head_stride = Dn + Dv, args.out_stride = H * Dv, args.out_head_stride = Dv;
   args.scale = attn_scale_;
   a.o = zeros(T * H * Dv);
-  ops::attention_causal(a.o.data(), a.q.data(), a.k.data(), a.kv.data() + Dn, args);
+  segmented_attention(a.o.data(), a.q.data(), a.k.data(), a.kv.data() + Dn, args, T);
   Buf tmp = zeros(T * d);
   at.o_proj.forward(tmp.data(), a.o.data(), T);
   ops::add_inplace(x, tmp.data(), T * d);
@@ -241,8 +241,8 @@ void DeepSeekModel::block_backward(const Block& b, float* dx, int64_t T, const i
   args.q_stride = H * Dqk, args.q_head_stride = Dqk, args.k_stride = H * Dqk, args.k_head_stride = Dqk;
   args.v_stride = H * (Dn + Dv), args.v_head_stride = Dn + Dv, args.out_stride = H * Dv, args.out_head_stride = Dv;
   args.scale = attn_scale_;
-  ops::attention_causal_backward(dq.data(), dk.data(), dkv.data() + Dn, d_o.data(), a.q.data(), a.k.data(),
-                                 a.kv.data() + Dn, args);
+  segmented_attention_backward(dq.data(), dk.data(), dkv.data() + Dn, d_o.data(), a.q.data(), a.k.data(),
+                               a.kv.data() + Dn, args, T);
   // k = [k_nope (from kv_b) ‖ k_pe (shared by every head)]
   Buf dlatent = zeros(T * C);
   for (int64_t t = 0; t < T; ++t)
@@ -370,6 +370,22 @@ void DeepSeekModel::update_balance_bias(double gamma) {
       bias[e] += float(gamma * (err > 0 ? 1.0 : err < 0 ? -1.0 : 0.0));
     }
   }
+}
+
+// ---- The trunk for per-token objectives (deepseek_objectives.cpp): every block forward with saved activations,
+// the caller's head, then every block backward. Kept here because BlockActivations lives in this file.
+void DeepSeekModel::trunk_train(float* x, int64_t T, const int32_t* positions, nn::Gradients* grads,
+                                const std::function<void(const float* h, float* dh)>& head) {
+  std::vector<BlockActivations> acts(layers_.size());
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    block_forward_train(layers_[l], x, T, positions, acts[l]);
+    for (size_t e = 0; e < acts[l].by_expert.size(); ++e) expert_load_[l][e] += int64_t(acts[l].by_expert[e].size());
+  }
+  Buf dh = grads ? zeros(T * cfg_.hidden_size) : Buf{};
+  head(x, grads ? dh.data() : nullptr);
+  if (!grads) return;
+  for (size_t l = layers_.size(); l-- > 0;) block_backward(layers_[l], dh.data(), T, positions, acts[l], *grads);
+  std::memcpy(x, dh.data(), dh.size() * sizeof(float));
 }
 
 }  // namespace baleine

@@ -1,5 +1,7 @@
 #include "train/trainer.h"
 
+#include "train/checkpoint.h"
+
 #include <fcntl.h>
 #include <malloc.h>
 #include <sys/resource.h>
@@ -32,46 +34,11 @@ namespace {
 std::atomic<bool> g_interrupted{false};
 void on_sigint(int) { g_interrupted = true; }
 
-json read_json_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  BALEINE_CHECK(in.good(), "{}: cannot open", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  try {
-    return json::parse(ss.str());
-  } catch (const json::parse_error& e) {
-    BALEINE_FAIL("{}: invalid JSON at byte {}", path, e.byte);
-  }
-}
-
-// Writes text atomically: temp file, fsync, rename, fsync of the directory.
-void write_file_atomic(const fs::path& path, const std::string& text) {
-  fs::path tmp = path;
-  tmp += ".tmp." + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  BALEINE_CHECK(fd >= 0, "{}: cannot create: {}", tmp.string(), std::strerror(errno));
-  bool ok = ::write(fd, text.data(), text.size()) == ssize_t(text.size()) && ::fsync(fd) == 0;
-  ok = ::close(fd) == 0 && ok;
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    fs::remove(tmp);
-    BALEINE_FAIL("{}: write failed: {}", path.string(), std::strerror(err));
-  }
-  int dfd = ::open(path.parent_path().empty() ? "." : path.parent_path().c_str(), O_RDONLY);
-  if (dfd >= 0) { ::fsync(dfd); ::close(dfd); }
-}
-
 uint64_t mix(uint64_t x) {  // splitmix64 finaliser
   x += 0x9e3779b97f4a7c15ull;
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
   x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
   return x ^ (x >> 31);
-}
-
-std::string step_name(int64_t step) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "step-%08lld", static_cast<long long>(step));
-  return buf;
 }
 
 }  // namespace
@@ -185,46 +152,6 @@ std::vector<int32_t> TokenData::window(bool validation, uint64_t seed, int64_t s
   return w;
 }
 
-namespace {
-
-struct Checkpointer {
-  fs::path root;  // <out>/checkpoints
-  std::string tokenizer_dir;  // copied in so a checkpoint is a complete model directory
-  void save(CausalLM& model, AdamW& opt, const json& config, const json& state) {
-    fs::create_directories(root);
-    const std::string name = step_name(state.at("step").get<int64_t>());
-    fs::path tmp = root / (".tmp-" + name), final_dir = root / name;
-    fs::remove_all(tmp);
-    fs::create_directories(tmp);
-    std::vector<std::pair<std::string, Tensor>> params, moments;
-    model.for_each_param([&](nn::Param& p) { if (p.tensor->defined()) params.emplace_back(p.name, *p.tensor); });
-    for (auto& [n, t] : opt.state()) moments.emplace_back(n, *t);
-    io::safetensors_write((tmp / "model.safetensors").string(), params);
-    io::safetensors_write((tmp / "optimizer.safetensors").string(), moments);
-    write_file_atomic(tmp / "config.json", config.dump(2));
-    for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
-      if (!tokenizer_dir.empty() && fs::exists(fs::path(tokenizer_dir) / f)) fs::copy_file(fs::path(tokenizer_dir) / f, tmp / f);
-    write_file_atomic(tmp / "state.json", state.dump(2));
-    fs::remove_all(final_dir);
-    fs::rename(tmp, final_dir);
-    // Only now does the new checkpoint become the one to resume from; the previous one stays intact until here.
-    write_file_atomic(root / "latest", name + "\n");
-    std::vector<std::string> steps;  // keep the newest two checkpoints
-    for (auto& e : fs::directory_iterator(root))
-      if (e.is_directory() && e.path().filename().string().rfind("step-", 0) == 0) steps.push_back(e.path().filename().string());
-    std::sort(steps.begin(), steps.end());
-    for (size_t i = 0; i + 2 < steps.size(); ++i) fs::remove_all(root / steps[i]);
-  }
-  std::string latest() const {
-    std::ifstream in(root / "latest");
-    std::string name;
-    if (in >> name) return name;
-    return "";
-  }
-};
-
-}  // namespace
-
 int run_training(const TrainRecipe& r, const TrainOptions& opts) {
   // Activations are allocated and freed every step; keep freed blocks in the heap instead of returning them
   // to the kernel (glibc mmaps large blocks by default), which otherwise costs a page fault per page per step.
@@ -251,25 +178,11 @@ int run_training(const TrainRecipe& r, const TrainOptions& opts) {
   std::string latest = opts.resume ? ckpt.latest() : "";
   if (!latest.empty()) {
     fs::path dir = ckpt.root / latest;
-    load_params(model, (dir / "model.safetensors").string());
-    materialize_params(model);
-    opt.attach(model);
-    auto moments = io::SafetensorsReader::open((dir / "optimizer.safetensors").string());
-    for (auto& [name, t] : opt.state()) {
-      Tensor saved = moments.tensor_as(name, DType::F32);
-      BALEINE_CHECK(saved.numel() == t->numel(), "{}: optimizer state '{}' has the wrong size", dir.string(), name);
-      std::memcpy(t->raw(), saved.raw(), t->nbytes());
-    }
-    json state = read_json_file((dir / "state.json").string());
+    json state = restore_checkpoint(dir, model, opt);
     start_step = state.at("step").get<int64_t>();
     opt.set_steps(state.at("optimizer_steps").get<int64_t>());
     elapsed_before = state.value("elapsed_s", 0.0);
-    // Drop metrics logged after the checkpoint: the resumed run rewrites them identically.
-    std::ifstream in(metrics_path);
-    std::string kept, line;
-    while (std::getline(in, line))
-      if (!line.empty() && json::parse(line).value("step", int64_t(0)) <= start_step) kept += line + "\n";
-    write_file_atomic(metrics_path, kept);
+    truncate_metrics(metrics_path, start_step);
     fmt::print(stderr, "resuming from {} (step {})\n", dir.string(), start_step);
   } else {
     if (opts.resume) fmt::print(stderr, "no checkpoint in {}: starting from scratch\n", ckpt.root.string());

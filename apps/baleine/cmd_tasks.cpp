@@ -1,0 +1,62 @@
+// baleine tasks --suite SPEC --count N --out FILE.jsonl [--as text|chat] [--format plain|r1zero|chat]: problems of a
+// task suite with worked solutions, as pretraining text ({"text": prompt + solution}) or as chat conversations
+// for `baleine sft` ({"messages": [user, assistant]}).
+#include <fmt/format.h>
+
+#include <fstream>
+
+#include "apps/baleine/command.h"
+#include "core/check.h"
+#include "rl/tasks.h"
+#include "train/checkpoint.h"
+
+namespace baleine::app {
+namespace {
+
+struct TasksArgs {
+  std::string suite = "arithmetic", split = "train", format = "plain", as = "text", out;
+  int64_t count = 1000, offset = 0;
+  uint64_t seed = 1234;
+};
+
+int run_tasks(const TasksArgs& a) {
+  nlohmann::json spec = a.suite.find('{') != std::string::npos ? nlohmann::json::parse(a.suite) : nlohmann::json(a.suite);
+  auto suite = rl::make_suite(spec, a.seed, "--suite");
+  const rl::Split split = rl::split_from_name(a.split);
+  const rl::PromptFormat f = rl::prompt_format_from_name(a.format);
+  BALEINE_CHECK(a.as == "text" || a.as == "chat" || a.as == "raw", "--as is '{}' (text, chat or raw)", a.as);
+  std::string lines;
+  for (int64_t i = a.offset; i < a.offset + a.count; ++i) {
+    rl::Problem p = suite->problem(split, i);
+    if (a.as == "raw") {  // plain text, documents separated by a blank line (tokenizer training input)
+      lines += rl::render_prompt(p, f) + rl::render_solution(p, f) + "\n\n";
+    } else if (a.as == "text") {
+      lines += nlohmann::json{{"text", rl::render_prompt(p, f) + rl::render_solution(p, f)}}.dump() + "\n";
+    } else {
+      nlohmann::json msgs = nlohmann::json::array();
+      msgs.push_back({{"role", "user"}, {"content", rl::chat_user_message(p)}});
+      msgs.push_back({{"role", "assistant"}, {"content", "<think>\n" + rl::render_solution(p, rl::PromptFormat::Chat)}});
+      lines += nlohmann::json{{"messages", msgs}}.dump() + "\n";
+    }
+  }
+  train::write_file_atomic(a.out, lines);
+  fmt::print("{}: {} {} problems ({} split) -> {}\n", suite->name(), a.count, a.as, a.split, a.out);
+  return 0;
+}
+
+CommandRegistration reg{{"tasks", "Write task-suite problems with worked solutions (pretraining text or chat SFT data)",
+                         [](CLI::App& sub) -> std::function<int()> {
+                           auto a = std::make_shared<TasksArgs>();
+                           sub.add_option("--suite", a->suite, "arithmetic | countdown | word, or a JSON spec");
+                           sub.add_option("--split", a->split, "train (default) or test");
+                           sub.add_option("--count", a->count, "Problems")->check(CLI::PositiveNumber);
+                           sub.add_option("--offset", a->offset, "First problem index")->check(CLI::NonNegativeNumber);
+                           sub.add_option("--format", a->format, "Prompt format of the text: plain, r1zero or chat");
+                           sub.add_option("--as", a->as, "text ({\"text\": ...}), chat ({\"messages\": [...]}) or raw (plain text)");
+                           sub.add_option("--seed", a->seed, "Seed of the suite");
+                           sub.add_option("--out", a->out, "Output .jsonl")->required();
+                           return [a] { return run_tasks(*a); };
+                         }}};
+
+}  // namespace
+}  // namespace baleine::app

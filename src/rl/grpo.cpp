@@ -1,0 +1,308 @@
+#include "rl/grpo.h"
+
+#include <malloc.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "core/check.h"
+#include "rl/eval.h"
+#include "rl/objectives.h"
+#include "train/checkpoint.h"
+
+namespace baleine::rl {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+std::vector<double> group_advantages(const std::vector<double>& r, bool scale) {
+  const double n = double(r.size());
+  double mean = 0;
+  for (double x : r) mean += x;
+  mean /= n;
+  double var = 0;
+  for (double x : r) var += (x - mean) * (x - mean);
+  const double sd = r.size() > 1 ? std::sqrt(var / (n - 1)) : 0.0;
+  std::vector<double> a(r.size());
+  for (size_t i = 0; i < r.size(); ++i) a[i] = scale ? (r[i] - mean) / (sd + 1e-4) : r[i] - mean;
+  return a;
+}
+
+namespace {
+// Consecutive chunks of sequences whose total length stays within pack_tokens (a longer one is alone).
+template <class Len>
+std::vector<std::pair<size_t, size_t>> chunks(size_t n, Len len, int64_t pack_tokens) {
+  std::vector<std::pair<size_t, size_t>> out;
+  size_t b = 0;
+  while (b < n) {
+    size_t e = b;
+    int64_t total = 0;
+    while (e < n && (e == b || total + len(e) <= pack_tokens)) total += len(e++);
+    out.emplace_back(b, e);
+    b = e;
+  }
+  return out;
+}
+}  // namespace
+
+std::vector<std::vector<double>> sequence_logprobs(DeepSeekModel& model, const std::vector<std::vector<int32_t>>& seqs,
+                                                   int64_t pack_tokens) {
+  std::vector<std::vector<double>> out(seqs.size());
+  for (auto [b, e] : chunks(seqs.size(), [&](size_t i) { return int64_t(seqs[i].size()); }, pack_tokens)) {
+    std::vector<int32_t> tokens;
+    std::vector<int64_t> lengths;
+    for (size_t i = b; i < e; ++i) tokens.insert(tokens.end(), seqs[i].begin(), seqs[i].end()), lengths.push_back(int64_t(seqs[i].size()));
+    model.objective_and_grad(tokens, lengths, [&](const ObjectiveInput& in, float*) {
+      auto lp = target_logprobs(in);
+      int64_t at = 0;
+      for (size_t i = b; i < e; ++i) {
+        out[i].assign(lp.begin() + at, lp.begin() + at + int64_t(seqs[i].size()));
+        at += int64_t(seqs[i].size());
+      }
+      return 0.0;
+    }, nullptr);
+  }
+  return out;
+}
+
+GrpoLossStats grpo_loss_and_grad(DeepSeekModel& model, const std::vector<GrpoSequence>& batch, const GrpoLossConfig& cfg,
+                                 nn::Gradients* grads, int64_t pack_tokens) {
+  GrpoLossStats st;
+  int64_t total_tokens = 0;
+  for (const auto& s : batch) {
+    BALEINE_CHECK(s.prompt_len >= 1 && s.prompt_len < int64_t(s.tokens.size()), "a GRPO sequence needs a prompt and a completion");
+    BALEINE_CHECK(s.old_logp.size() == s.tokens.size(), "old_logp has {} rows for {} tokens", s.old_logp.size(), s.tokens.size());
+    BALEINE_CHECK(cfg.beta == 0 || s.ref_logp.size() == s.tokens.size(), "ref_logp has {} rows for {} tokens", s.ref_logp.size(),
+                  s.tokens.size());
+    total_tokens += int64_t(s.tokens.size()) - s.prompt_len;
+  }
+  if (batch.empty()) return st;
+  // Weight of each completion token in the batch objective.
+  auto coef = [&](const GrpoSequence& s) {
+    return cfg.token_level ? 1.0 / double(total_tokens)
+                           : 1.0 / (double(batch.size()) * double(int64_t(s.tokens.size()) - s.prompt_len));
+  };
+  double clipped = 0, ratio_sum = 0, kl_sum = 0;
+  for (auto [b, e] : chunks(batch.size(), [&](size_t i) { return int64_t(batch[i].tokens.size()); }, pack_tokens)) {
+    std::vector<int32_t> tokens;
+    std::vector<int64_t> lengths;
+    for (size_t i = b; i < e; ++i)
+      tokens.insert(tokens.end(), batch[i].tokens.begin(), batch[i].tokens.end()), lengths.push_back(int64_t(batch[i].tokens.size()));
+    auto fn = [&](std::span<const double> logp, std::span<double> dlogp) {
+      double loss = 0;
+      int64_t at = 0;
+      for (size_t i = b; i < e; ++i) {
+        const GrpoSequence& s = batch[i];
+        const double c = coef(s);
+        const int64_t n = int64_t(s.tokens.size());
+        for (int64_t t = s.prompt_len - 1; t + 1 < n; ++t) {  // row t predicts completion token t+1
+          auto r = grpo_token_loss(logp[size_t(at + t)], s.old_logp[size_t(t)], cfg.beta != 0 ? s.ref_logp[size_t(t)] : 0.0,
+                                   s.advantage, cfg.eps_low, cfg.eps_high, cfg.beta);
+          loss += c * r.loss;
+          dlogp[size_t(at + t)] = c * r.dlogp;
+          clipped += r.clipped, ratio_sum += r.ratio, kl_sum += r.kl;
+        }
+        at += n;
+      }
+      return loss;
+    };
+    st.loss += model.objective_and_grad(tokens, lengths, logprob_objective(fn), grads);
+  }
+  st.tokens = total_tokens;
+  st.clip_frac = clipped / double(total_tokens);
+  st.ratio_mean = ratio_sum / double(total_tokens);
+  st.kl = kl_sum / double(total_tokens);
+  return st;
+}
+
+GrpoRecipe load_grpo_recipe(const std::string& path) {
+  RecipeReader j(train::read_json_file(path), path,
+                 {"model", "out", "suite", "prompt_format", "reward", "prompts_per_step", "group_size", "max_new_tokens",
+                  "steps", "inner_iterations", "temperature", "top_p", "scale_rewards", "epsilon", "epsilon_high", "beta",
+                  "loss_averaging", "lr", "adamw", "grad_clip", "seed", "eval_every", "eval_problems", "checkpoint_every",
+                  "log_samples"});
+  GrpoRecipe r;
+  r.source = path;
+  r.model = j.path("model", true);
+  r.out = j.string("out", r.out);
+  if (j.raw().contains("suite")) r.suite = j.raw()["suite"];
+  make_suite(r.suite, 0, path + " key 'suite'");  // validates now
+  r.prompt_format = prompt_format_from_name(j.string("prompt_format", "plain"));
+  if (j.raw().contains("reward")) {
+    RecipeReader rw(j.raw()["reward"], path + " key 'reward'", {"correct", "formatted", "otherwise"});
+    r.reward.correct = rw.number("correct", 1.0, -100, 100);
+    r.reward.formatted = rw.number("formatted", 0.1, -100, 100);
+    r.reward.otherwise = rw.number("otherwise", 0.0, -100, 100);
+  }
+  r.prompts_per_step = j.integer("prompts_per_step", r.prompts_per_step, 1, 1 << 16);
+  r.group_size = j.integer("group_size", r.group_size, 2, 1 << 12);
+  r.max_new_tokens = j.integer("max_new_tokens", r.max_new_tokens, 1, 1 << 20);
+  r.steps = j.integer("steps", r.steps, 1, int64_t(1e12));
+  r.inner_iterations = j.integer("inner_iterations", 1, 1, 64);
+  r.temperature = j.number("temperature", 1.0, 0.01, 10);
+  r.top_p = j.number("top_p", 1.0, 0.01, 1);
+  const std::string scale = j.string("scale_rewards", "group");
+  BALEINE_CHECK(scale == "group" || scale == "none", "{}: key 'scale_rewards' is '{}' (group or none)", path, scale);
+  r.scale_rewards = scale == "group";
+  r.loss.eps_low = j.number("epsilon", 0.2, 0, 1);
+  r.loss.eps_high = j.number("epsilon_high", r.loss.eps_low, 0, 10);
+  r.loss.beta = j.number("beta", 0.0, 0, 100);
+  const std::string avg = j.string("loss_averaging", "token");
+  BALEINE_CHECK(avg == "token" || avg == "sequence", "{}: key 'loss_averaging' is '{}' (token or sequence)", path, avg);
+  r.loss.token_level = avg == "token";
+  r.lr = j.lr(r.steps, 1e-5);
+  r.adamw = j.adamw();
+  r.adamw.weight_decay = j.raw().contains("adamw") ? r.adamw.weight_decay : 0.0;
+  r.grad_clip = j.number("grad_clip", 1.0, 0, 1e9);
+  r.seed = uint64_t(j.integer("seed", 1234, 0, int64_t(9e15)));
+  r.eval_every = j.integer("eval_every", r.eval_every, 1, int64_t(1e12));
+  r.eval_problems = j.integer("eval_problems", r.eval_problems, 0, 1 << 20);
+  r.checkpoint_every = j.integer("checkpoint_every", r.checkpoint_every, 1, int64_t(1e12));
+  r.log_samples = j.integer("log_samples", r.log_samples, 0, 1 << 20);
+  return r;
+}
+
+int run_grpo(const GrpoRecipe& r, bool resume) {
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  Policy pol = load_policy(r.model, r.source + " key 'model'");
+  DeepSeekModel& model = *pol.ds;
+  // The reference is the initial policy, frozen; with beta = 0 it is never loaded (as trl).
+  std::unique_ptr<CausalLM> ref;
+  if (r.loss.beta > 0) ref = load_model(r.model);
+  auto* ref_ds = ref ? dynamic_cast<DeepSeekModel*>(ref.get()) : nullptr;
+  auto suite = make_suite(r.suite, r.seed, r.source + " key 'suite'");
+  const AnswerFormat af = answer_format_of(r.prompt_format);
+  const int32_t eos = pol.tokenizer.eos_id();
+  BALEINE_CHECK(eos >= 0, "{}: the tokenizer has no end-of-sequence token", r.model);
+
+  train::Checkpointer ckpt{fs::path(r.out) / "checkpoints", pol.dir};
+  const fs::path metrics_path = fs::path(r.out) / "metrics.jsonl", samples_path = fs::path(r.out) / "samples.jsonl";
+  fs::create_directories(r.out);
+  train::AdamW opt(r.adamw);
+  int64_t start_step = 0;
+  double elapsed_before = 0;
+  const std::string latest = resume ? ckpt.latest() : "";
+  if (!latest.empty()) {
+    json state = train::restore_checkpoint(ckpt.root / latest, model, opt);
+    start_step = state.at("step").get<int64_t>();
+    opt.set_steps(state.at("optimizer_steps").get<int64_t>());
+    elapsed_before = state.value("elapsed_s", 0.0);
+    train::truncate_metrics(metrics_path, start_step);
+    train::truncate_metrics(samples_path, start_step);
+    fmt::print(stderr, "resuming from {} (step {})\n", (ckpt.root / latest).string(), start_step);
+  } else {
+    opt.attach(model);
+    std::ofstream(metrics_path, std::ios::trunc);
+    std::ofstream(samples_path, std::ios::trunc);
+  }
+  nn::Gradients grads;
+  grads.allocate(model);
+  std::ofstream metrics(metrics_path, std::ios::app), samples_log(samples_path, std::ios::app);
+
+  auto evaluate = [&](int64_t step) {
+    EvalConfig ec;
+    ec.problems = r.eval_problems;
+    ec.k = 1;
+    ec.max_new_tokens = r.max_new_tokens;
+    ec.format = r.prompt_format;
+    ec.reward = r.reward;
+    auto rep = evaluate_suite(local_completer(model, pol.tokenizer, r.max_new_tokens), *suite, ec);
+    json m = {{"step", step}, {"eval_accuracy", rep.pass1}, {"eval_format", rep.format_rate},
+              {"eval_reward", rep.mean_reward}, {"eval_tokens", rep.mean_tokens}};
+    metrics << m.dump() << "\n" << std::flush;
+    fmt::print(stderr, "\neval at step {}: held-out accuracy {:.3f} (greedy, {} problems), format {:.3f}, {:.1f} tokens\n",
+               step, rep.pass1, r.eval_problems, rep.format_rate, rep.mean_tokens);
+  };
+  if (start_step == 0 && r.eval_problems > 0) evaluate(0);
+
+  auto t0 = std::chrono::steady_clock::now();
+  auto elapsed = [&] { return elapsed_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  for (int64_t step = start_step; step < r.steps; ++step) {
+    auto ts = std::chrono::steady_clock::now();
+    // ---- rollouts
+    std::vector<GrpoSequence> batch;
+    std::vector<std::vector<int32_t>> seqs;
+    double reward_sum = 0, correct = 0, formatted = 0, length_sum = 0, finished = 0;
+    int64_t zero_var = 0;
+    for (int64_t i = 0; i < r.prompts_per_step; ++i) {
+      Problem p = suite->problem(Split::Train, step * r.prompts_per_step + i);
+      const std::vector<int32_t> prompt = pol.tokenizer.encode(render_prompt(p, r.prompt_format));
+      std::vector<double> rewards;
+      std::vector<GrpoSequence> group;
+      for (int64_t g = 0; g < r.group_size; ++g) {
+        SamplingParams sp;
+        sp.temperature = float(r.temperature);
+        sp.top_p = float(r.top_p);
+        sp.seed = r.seed ^ (uint64_t(step) * 0x9e3779b97f4a7c15ull + uint64_t(i * r.group_size + g) * 0x632be59bd9b4e019ull + 7);
+        Generation gen = generate(model, prompt, r.max_new_tokens, sp, eos);
+        std::vector<int32_t> body = gen.tokens;
+        if (gen.finished) body.pop_back();  // special tokens stay in the text: </think> is one
+        const std::string text = pol.tokenizer.decode(body, false);
+        Scored sc = score_response(*suite, p, "<think>" + text, af, r.reward);
+        rewards.push_back(sc.reward);
+        reward_sum += sc.reward, correct += sc.grade.correct, formatted += sc.formatted;
+        length_sum += double(gen.tokens.size()), finished += gen.finished;
+        GrpoSequence s;
+        s.tokens = prompt;
+        s.tokens.insert(s.tokens.end(), gen.tokens.begin(), gen.tokens.end());
+        s.prompt_len = int64_t(prompt.size());
+        group.push_back(std::move(s));
+        if (g < r.log_samples && i == 0)
+          samples_log << json_line(json{{"step", step + 1}, {"question", p.question}, {"completion", text}, {"reward", sc.reward},
+                              {"correct", sc.grade.correct}});
+      }
+      auto adv = group_advantages(rewards, r.scale_rewards);
+      bool all_equal = std::all_of(rewards.begin(), rewards.end(), [&](double x) { return x == rewards[0]; });
+      zero_var += all_equal;
+      for (size_t g = 0; g < group.size(); ++g) {
+        group[g].advantage = adv[g];
+        seqs.push_back(group[g].tokens);
+        batch.push_back(std::move(group[g]));
+      }
+    }
+    samples_log.flush();
+    const double gen_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
+    // ---- old-policy and reference log-probabilities (teacher-forced, the training form)
+    auto old_lp = sequence_logprobs(model, seqs);
+    std::vector<std::vector<double>> ref_lp;
+    if (ref_ds) ref_lp = sequence_logprobs(*ref_ds, seqs);
+    for (size_t s = 0; s < batch.size(); ++s) {
+      batch[s].old_logp = std::move(old_lp[s]);
+      if (ref_ds) batch[s].ref_logp = std::move(ref_lp[s]);
+    }
+    // ---- μ policy updates on this batch
+    GrpoLossStats st;
+    double norm = 0;
+    const double lr = train::lr_at(r.lr, step);
+    for (int64_t it = 0; it < r.inner_iterations; ++it) {
+      grads.zero();
+      st = grpo_loss_and_grad(model, batch, r.loss, &grads);
+      norm = train::clip_grad_norm(grads, r.grad_clip);
+      opt.step(grads, lr);
+    }
+    const int64_t done = step + 1;
+    const double n = double(batch.size());
+    const double step_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
+    json m = {{"step", done}, {"reward", reward_sum / n}, {"accuracy", correct / n}, {"format", formatted / n},
+              {"response_tokens", length_sum / n}, {"finished", finished / n}, {"kl", st.kl}, {"loss", st.loss},
+              {"clip_frac", st.clip_frac}, {"zero_variance_groups", double(zero_var) / double(r.prompts_per_step)},
+              {"grad_norm", norm}, {"lr", lr}, {"rollout_s", gen_s}, {"step_s", step_s}};
+    metrics << m.dump() << "\n" << std::flush;
+    fmt::print(stderr, "\rstep {}/{} reward {:.3f} acc {:.3f} len {:.1f} kl {:.4f} zero-var {:.2f} {:.1f}s", done, r.steps,
+               reward_sum / n, correct / n, length_sum / n, st.kl, double(zero_var) / double(r.prompts_per_step), step_s);
+    if (r.eval_problems > 0 && (done % r.eval_every == 0 || done == r.steps)) evaluate(done);
+    if (done % r.checkpoint_every == 0 || done == r.steps) {
+      json state = {{"step", done}, {"optimizer_steps", opt.steps()}, {"elapsed_s", elapsed()}, {"seed", r.seed},
+                    {"kind", "grpo"}};
+      ckpt.save(model, opt, pol.config, state);
+    }
+  }
+  fmt::print(stderr, "\ngrpo: {:.1f} s; metrics in {}\n", elapsed(), metrics_path.string());
+  return 0;
+}
+
+}  // namespace baleine::rl
