@@ -50,6 +50,7 @@ struct GgufValue {
   static GgufValue of_i32(int32_t v) { GgufValue x; x.type = GgufType::I32; x.i = v; return x; }
   static GgufValue of_u64(uint64_t v) { GgufValue x; x.type = GgufType::U64; x.u = v; return x; }
   static GgufValue of_f32(float v) { GgufValue x; x.type = GgufType::F32; x.f = v; return x; }
+  static GgufValue of_f64(double v) { GgufValue x; x.type = GgufType::F64; x.f = v; return x; }
   static GgufValue of_bool(bool v) { GgufValue x; x.type = GgufType::Bool; x.u = v; return x; }
   static GgufValue of_string(std::string v) { GgufValue x; x.type = GgufType::String; x.s = std::move(v); return x; }
   static GgufValue of_array(GgufType elem, std::vector<GgufValue> items);
