@@ -9,15 +9,17 @@
 #include "core/check.h"
 #include "models/model.h"
 #include "ops/ops.h"
+#include "ops/quant.h"
 
 namespace baleine {
 
 std::string shape_string(const std::vector<int64_t>& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
 
 Tensor to_f32_any(const Tensor& t) {
-  BALEINE_CHECK(!dtype_is_quantized(t.dtype()), "dequantising {} tensors needs the quant kernels (not in this build)",
-                dtype_name(t.dtype()));
-  return t.to_f32();
+  if (!dtype_is_quantized(t.dtype())) return t.to_f32();
+  Tensor out = Tensor::empty(DType::F32, t.shape());
+  ops::dequantize_row(t.dtype(), t.raw(), out.f32(), t.numel());  // rows are whole blocks: one call covers all
+  return out;
 }
 
 Tensor llama3_rope_freqs(const ModelConfig& c) {

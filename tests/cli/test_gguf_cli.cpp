@@ -190,3 +190,22 @@ TEST(GgufCli, TokenizerVocabRoundTrip) {
     EXPECT_EQ(a.decode(ids), b.decode(ids)) << dir;
   }
 }
+
+TEST(GgufCli, QuantizeWritesAGgufThatRuns) {
+  ModelDir& d = model_dir();
+  const std::string q = d.path("q8.gguf");
+  Result r = run("quantize --model " + d.hf() + " --type q8_0 --out " + q);
+  ASSERT_EQ(r.status, 0) << r.out;
+  io::GgufFile f = io::GgufFile::open(q);
+  EXPECT_EQ(f.info("blk.0.attn_kv_a_mqa.weight").dtype, DType::Q8_0);  // rows of 32 values: one block
+  EXPECT_EQ(f.info("blk.1.ffn_gate_inp.weight").dtype, DType::F32);  // the router stays f32, as in llama.cpp
+  EXPECT_EQ(f.get_int("general.file_type", -1), 7);                  // LLAMA_FTYPE_MOSTLY_Q8_0
+  EXPECT_EQ(f.get_string("tokenizer.ggml.pre", ""), "deepseek-v3");
+  Result l = run("logits --model " + q + " --tokens 0,5,17");
+  EXPECT_EQ(l.status, 0) << l.out;
+  Result g = run("generate --model " + q + " --prompt 'The quick' --max-tokens 4 --temperature 0");
+  EXPECT_EQ(g.status, 0) << g.out;
+  r = run("quantize --model " + d.hf() + " --type q3_k --out " + d.path("x.gguf"));
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.out.find("unknown quantisation type 'q3_k'"), std::string::npos) << r.out;
+}

@@ -18,6 +18,8 @@
 #include "io/safetensors.h"
 #include "models/gguf_model.h"
 #include "models/model.h"
+#include "models/quantize.h"
+#include "models/weights.h"
 
 using namespace baleine;
 using namespace baleine::io;
@@ -252,4 +254,109 @@ TEST(GgufModel, BadFilesGiveClearErrors) {
   std::ofstream(bad, std::ios::binary | std::ios::trunc).write(bytes.data(), std::streamsize(bytes.size()));
   e = error_of([&] { load_model(bad); });
   EXPECT_TRUE(e.find("q5_k") != std::string::npos) << e;
+}
+
+// Quantised GGUF: the file holds exactly the quantised bytes (with attn_kv_b kept as one matrix, logits of the
+// GGUF-loaded model equal the in-memory quantised model's; the MLA-split layout re-lays kv_b out and is only close),
+// and logits stay close to f32. Metric: relative RMS error ||a - b|| / ||b|| over all logits of the fixture tokens.
+// These tiny random models amplify weight errors (and with top-k routing one flipped expert choice moves the
+// logits a lot), so the tolerances are about 2x what they measure (docs/gguf.md): Q8_0 0.1 (0.3 for the
+// 16-expert V3 shapes), Q6_K 0.3, Q4_0 / Q4_K 0.8; and Q8_0 must beat the 4-bit types on every model.
+namespace {
+double rel_rms(const Tensor& a, const Tensor& b) {
+  double num = 0, den = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    double d = double(a.f32()[i]) - double(b.f32()[i]);
+    num += d * d;
+    den += double(b.f32()[i]) * double(b.f32()[i]);
+  }
+  return std::sqrt(num / std::max(den, 1e-30));
+}
+
+struct QuantResult { double err_split = 0, err_legacy = 0; bool legacy_same = false, split_same = false; };
+
+QuantResult quantised_error(const std::string& fixture_dir, DType type, std::vector<int32_t> tokens) {
+  TempDir dir;
+  auto f32 = load_model(fixture_dir);
+  auto q = load_model(fixture_dir);
+  QuantizeReport r = quantize_model(*q, type);
+  EXPECT_GT(r.converted, 0);
+  GgufWriteOptions legacy;
+  legacy.legacy_kv_b = true;
+  write_gguf_model(*q, dir.file("q.gguf"));
+  write_gguf_model(*q, dir.file("ql.gguf"), legacy);
+  auto g = load_model(dir.file("q.gguf")), gl = load_model(dir.file("ql.gguf"));
+  Tensor a = f32->logits(tokens), b = q->logits(tokens), c = g->logits(tokens), d = gl->logits(tokens);
+  GgufFile f = GgufFile::open(dir.file("q.gguf"));
+  int64_t typed = 0;
+  for (const auto& t : f.tensors()) typed += t.dtype == type;
+  EXPECT_GT(typed, 0) << "no tensor stored as " << dtype_name(type);
+  QuantResult res;
+  res.legacy_same = std::memcmp(b.raw(), d.raw(), b.nbytes()) == 0;
+  // The split layout stores kv_b dequantised (k_b/v_b f32): equal to the quantised model with kv_b_proj in f32.
+  q->for_each_param([&](nn::Param& p) {
+    if (p.name.find("kv_b_proj") != std::string::npos) *p.tensor = p.tensor->to_f32();
+  });
+  q->prepare();
+  Tensor e = q->logits(tokens);
+  res.split_same = std::memcmp(e.raw(), c.raw(), e.nbytes()) == 0;
+  res.err_split = rel_rms(c, a);
+  res.err_legacy = rel_rms(d, a);
+  std::printf("%s %s: rel rms err %.4f (split k_b/v_b), %.4f (kv_b)\n", fixture_dir.substr(fixture_dir.rfind('/') + 1).c_str(),
+              std::string(dtype_name(type)).c_str(), res.err_split, res.err_legacy);
+  return res;
+}
+
+// hidden 256 so that Q4_K / Q6_K (256-value blocks) apply to most matrices.
+std::string wide_model(const TempDir& dir) {
+  std::ifstream in(kParity + "/v3/config.json");
+  nlohmann::json cfg = nlohmann::json::parse(in);
+  cfg["hidden_size"] = 256;
+  cfg["intermediate_size"] = 512;
+  cfg["moe_intermediate_size"] = 256;
+  cfg["num_hidden_layers"] = 2;
+  cfg["num_nextn_predict_layers"] = 0;
+  cfg["q_lora_rank"] = 256;
+  cfg["kv_lora_rank"] = 256;
+  cfg["vocab_size"] = 256;
+  fs::create_directories(dir.path / "wide");
+  std::ofstream(dir.path / "wide" / "config.json") << cfg.dump();
+  auto m = create_model(parse_model_config(cfg, "wide"));
+  init_params_random(*m, 3, 0.05f);
+  std::vector<std::pair<std::string, Tensor>> t;
+  m->for_each_param([&](nn::Param& p) { t.emplace_back(p.name, *p.tensor); });
+  safetensors_write((dir.path / "wide" / "model.safetensors").string(), t);
+  return (dir.path / "wide").string();
+}
+
+double tolerance(DType t, bool v3_shaped) {
+  if (t == DType::Q8_0) return v3_shaped ? 0.3 : 0.1;
+  return t == DType::Q6_K ? 0.3 : 0.8;
+}
+}  // namespace
+
+TEST(GgufModel, QuantisedFilesMatchMemoryAndStayCloseToF32) {
+  for (const std::string name : {"v3", "v2_lite", "qwen2", "llama"}) {
+    double err[2];
+    int k = 0;
+    for (DType t : {DType::Q8_0, DType::Q4_0}) {
+      QuantResult r = quantised_error(kParity + "/" + name, t, fixture_tokens(name));
+      EXPECT_TRUE(r.legacy_same) << name << " " << dtype_name(t);
+      EXPECT_TRUE(r.split_same) << name << " " << dtype_name(t);
+      EXPECT_LE(r.err_split, tolerance(t, name == "v3")) << name << " " << dtype_name(t);
+      EXPECT_LE(r.err_legacy, tolerance(t, name == "v3")) << name << " " << dtype_name(t);
+      err[k++] = r.err_legacy;
+    }
+    EXPECT_LT(err[0], err[1]) << name << ": q8_0 should be closer to f32 than q4_0";
+  }
+  TempDir dir;
+  std::string wide = wide_model(dir);
+  std::vector<int32_t> tokens = {1, 7, 200, 33, 90, 14, 255, 0, 18, 77, 140, 9};
+  for (DType t : {DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
+    QuantResult r = quantised_error(wide, t, tokens);
+    EXPECT_TRUE(r.legacy_same) << dtype_name(t);
+    EXPECT_TRUE(r.split_same) << dtype_name(t);
+    EXPECT_LE(r.err_split, tolerance(t, true)) << dtype_name(t);
+    EXPECT_LE(r.err_legacy, tolerance(t, true)) << dtype_name(t);
+  }
 }
