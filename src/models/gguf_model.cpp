@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <regex>
@@ -21,6 +22,10 @@ using io::GgufType;
 using io::GgufValue;
 
 bool is_gguf_path(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return false;
+  if (fs::path(path).extension() == ".gguf") return true;  // then a bad magic is reported as such
   std::ifstream in(path, std::ios::binary);
   char magic[4] = {};
   if (!in.read(magic, 4)) return false;

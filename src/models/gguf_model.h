@@ -29,7 +29,7 @@
 
 namespace baleine {
 
-bool is_gguf_path(const std::string& path);  // a regular file starting with the GGUF magic
+bool is_gguf_path(const std::string& path);  // a regular file named *.gguf or starting with the GGUF magic
 
 // The Hugging Face config.json equivalent of a GGUF file's metadata (then validated by parse_model_config).
 // Errors name the file and the key; unknown architectures are rejected.

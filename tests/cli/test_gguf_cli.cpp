@@ -161,6 +161,10 @@ TEST(GgufCli, ConvertErrors) {
   r = run("logits --model " + d.path("junk.gguf") + " --tokens 1");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.out.find("junk.gguf"), std::string::npos) << r.out;
+  std::ofstream(d.path("text.gguf")) << "not a model at all, just a text file that happens to be named .gguf";
+  r = run("info --model " + d.path("text.gguf"));
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.out.find("not a GGUF file"), std::string::npos) << r.out;
 }
 
 // tokenizer.json → flat lists → tokenizer.json encodes identically. Real tokenizers (DeepSeek-V3, Qwen2.5,
