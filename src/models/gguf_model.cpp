@@ -44,6 +44,41 @@ const char* gguf_arch_name(const ModelConfig& c) {
 // ---------------------------------------------------------------------------------------------------------------
 // Metadata → config.json
 
+namespace {
+
+// llama3 scaling from llama.cpp's rope_freqs (per-frequency divisors r_i): r = 1 for short wavelengths, `factor`
+// for long ones, and 1/r = (1-s)/factor + s in between with s = (orig/λ - low)/(high - low). Only factor,
+// orig/(high-low) and low/(high-low) are identifiable, so low_freq_factor is fixed at 1 and the rest solved from
+// two in-between frequencies (with one, high/low = 4 as Llama 3.1; with none, Llama 3.1's 1, 4, 8192); load_gguf_model then checks that the
+// parameters reproduce every r_i.
+json llama3_scaling_from_rope_freqs(const Tensor& rf, int64_t head_dim, double theta) {
+  double factor = 1;
+  for (int64_t i = 0; i < rf.numel(); ++i) factor = std::max(factor, double(rf.f32()[i]));
+  std::vector<std::pair<double, double>> pts;  // (1/λ, s)
+  for (int64_t i = 0; i < rf.numel() && factor > 1; ++i) {
+    double r = rf.f32()[i];
+    if (r <= 1 + 1e-4 || r >= factor * (1 - 1e-4)) continue;
+    double inv_freq = std::pow(theta, -2.0 * double(i) / double(head_dim));
+    double lambda = 2 * M_PI / inv_freq;
+    pts.emplace_back(1 / lambda, (1 / r - 1 / factor) / (1 - 1 / factor));
+  }
+  double low = 1, high = 4, orig = 8192;
+  if (pts.size() >= 2) {
+    auto [x1, s1] = pts.front();
+    auto [x2, s2] = pts.back();
+    double alpha = (s1 - s2) / (x1 - x2), beta = alpha * x1 - s1;  // s = α/λ - β
+    if (alpha > 0 && beta > 0) low = 1, high = (beta + 1) / beta, orig = alpha / beta;
+  } else if (pts.size() == 1) {  // one equation: keep Llama 3.1's high/low = 4, solve the context
+    auto [x1, s1] = pts.front();
+    orig = 3 * (s1 + 1.0 / 3) / x1;
+  }
+  return {{"rope_type", "llama3"}, {"factor", factor}, {"low_freq_factor", low}, {"high_freq_factor", high},
+          {"original_max_position_embeddings", std::round(orig * 1e6) / 1e6}};
+}
+
+}  // namespace
+
+
 json gguf_hf_config(const GgufFile& f) {
   const std::string arch = f.get_string("general.architecture", "");
   BALEINE_CHECK(!arch.empty(), "{}: missing general.architecture", f.path());
@@ -149,12 +184,8 @@ json gguf_hf_config(const GgufFile& f) {
                         {"high_freq_factor", f.get_double("baleine.rope.scaling.high_freq_factor", 4)},
                         {"original_max_position_embeddings", f.get_double("baleine.rope.scaling.original_context_length", 8192)}};
       } else if (f.contains("rope_freqs.weight")) {
-        // Llama 3.1's published parameters; load_gguf_model checks that they reproduce rope_freqs exactly.
-        Tensor rf = f.tensor("rope_freqs.weight").to_f32();
-        float mx = 1;
-        for (int64_t i = 0; i < rf.numel(); ++i) mx = std::max(mx, rf.f32()[i]);
-        rope_scaling = {{"rope_type", "llama3"}, {"factor", mx}, {"low_freq_factor", 1.0}, {"high_freq_factor", 4.0},
-                        {"original_max_position_embeddings", 8192}};
+        rope_scaling = llama3_scaling_from_rope_freqs(f.tensor("rope_freqs.weight").to_f32(), head_dim,
+                                                      j["rope_theta"].get<double>());
       }
     }
   }

@@ -216,11 +216,24 @@ TEST(GgufModel, LlamaQkAreUnpermuted) {
   EXPECT_EQ(std::memcmp(g.f32() + 1 * K, q.f32() + (D / 2) * K, size_t(K) * 4), 0);
   EXPECT_NE(std::memcmp(g.raw(), q.raw(), q.nbytes()), 0);
   EXPECT_TRUE(f.contains("rope_freqs.weight"));  // llama3 scaling as llama.cpp applies it
-  // Without our own keys the llama3 parameters are taken as Llama 3.1's and checked against rope_freqs: this
-  // fixture uses original_max_position_embeddings 256, so the check must refuse it rather than load it wrong.
+  // Without our own keys (a file from llama.cpp's converter) the llama3 parameters are solved from rope_freqs and
+  // checked against every value: logits equal the HF model's to float rounding.
   rewrite(dir.file("l.gguf"), dir.file("plain.gguf"), {}, "", "", {}, "baleine.");
-  std::string e = error_of([&] { load_model(dir.file("plain.gguf")); });
-  EXPECT_NE(e.find("rope_freqs[") , std::string::npos) << e;
+  auto plain = load_model(dir.file("plain.gguf"));
+  const auto& rs = plain->config().rope_scaling;
+  EXPECT_EQ(rs.type, RopeScalingType::Llama3);
+  EXPECT_NEAR(rs.factor, 8.0, 1e-5);
+  EXPECT_NEAR(rs.high_freq_factor / rs.low_freq_factor, 4.0, 1e-3);
+  EXPECT_NEAR(rs.original_max_position_embeddings / rs.low_freq_factor, 256.0, 0.1);
+  auto tokens = fixture_tokens("llama");
+  Tensor a = hf->logits(tokens), b = plain->logits(tokens);
+  EXPECT_LE(max_rel_diff(b.f32(), a.f32(), size_t(a.numel())), 1e-5);
+  // rope_freqs that no llama3 scaling produces are refused, not loaded wrong
+  Tensor bogus = Tensor::empty(DType::F32, {D / 2});
+  for (int64_t i = 0; i < D / 2; ++i) bogus.f32()[i] = float(1 + (i % 3));
+  rewrite(dir.file("l.gguf"), dir.file("bogus.gguf"), {}, "", "rope_freqs.weight", bogus, "baleine.");
+  std::string e = error_of([&] { load_model(dir.file("bogus.gguf")); });
+  EXPECT_NE(e.find("rope_freqs["), std::string::npos) << e;
 }
 
 TEST(GgufModel, BadFilesGiveClearErrors) {
