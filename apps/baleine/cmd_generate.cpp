@@ -9,6 +9,7 @@
 #include "core/check.h"
 #include "infer/sampler.h"
 #include "models/model.h"
+#include "apps/baleine/model_files.h"
 #include "tokenizer/tokenizer.h"
 
 namespace baleine::app {
@@ -23,10 +24,8 @@ struct GenerateArgs {
 
 int run_generate(const GenerateArgs& a) {
   BALEINE_CHECK(!a.model.empty(), "no --model given and no default model is embedded in this build yet; "
-                "pass a model directory (config.json, safetensors, tokenizer.json)");
-  BALEINE_CHECK(std::filesystem::exists(std::filesystem::path(a.model) / "tokenizer.json"),
-                "{}: no tokenizer.json next to the model", a.model);
-  Tokenizer tok = Tokenizer::load(a.model);
+                "pass a model directory (config.json, safetensors, tokenizer.json) or a .gguf file");
+  Tokenizer tok = load_tokenizer_for(a.model);
   auto model = load_model(a.model);
   std::vector<int32_t> prompt = tok.encode(a.prompt, a.bos && tok.bos_id() >= 0);
   BALEINE_CHECK(!prompt.empty(), "the prompt is empty");
@@ -68,7 +67,7 @@ int run_generate(const GenerateArgs& a) {
 CommandRegistration reg{{"generate", "Continue a prompt with a model (streams the text)",
                          [](CLI::App& sub) -> std::function<int()> {
                            auto a = std::make_shared<GenerateArgs>();
-                           sub.add_option("--model", a->model, "Model directory (config.json, safetensors, tokenizer.json)");
+                           sub.add_option("--model", a->model, "Model directory (config.json, safetensors, tokenizer.json) or .gguf file");
                            sub.add_option("--prompt", a->prompt, "Text to continue")->required();
                            sub.add_option("--max-tokens", a->max_tokens, "Tokens to generate at most")->check(CLI::Range(int64_t(1), int64_t(1) << 30));
                            sub.add_option("--temperature", a->sampling.temperature, "0 = greedy")->check(CLI::Range(0.0f, 100.0f));

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/baleine/command.h"
+#include "apps/baleine/model_files.h"
 #include "models/config.h"
 
 namespace baleine::app {
@@ -23,7 +24,7 @@ std::string human_bytes(double b) {
 }
 
 int run_info(const std::string& model_path, bool as_json) {
-  ModelConfig c = load_model_config(model_path);
+  ModelConfig c = model_config_for(model_path);
   ModelStats s = model_stats(c);
   int64_t moe_layers = 0;
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) moe_layers += c.is_moe_layer(l);

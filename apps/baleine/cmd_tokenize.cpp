@@ -9,6 +9,7 @@
 
 #include "apps/baleine/command.h"
 #include "core/check.h"
+#include "apps/baleine/model_files.h"
 #include "tokenizer/tokenizer.h"
 
 namespace baleine::app {
@@ -22,7 +23,7 @@ struct TokenizeArgs {
 int run_tokenize(const TokenizeArgs& a) {
   BALEINE_CHECK(a.text.empty() != a.file.empty() || (!a.text.empty() && a.file.empty()),
                 "give exactly one of --text or --file");
-  Tokenizer tok = Tokenizer::load(a.tokenizer);
+  Tokenizer tok = load_tokenizer_for(a.tokenizer);
   std::string text = a.text;
   if (!a.file.empty()) {
     std::ifstream in(a.file, std::ios::binary);
@@ -44,7 +45,7 @@ int run_tokenize(const TokenizeArgs& a) {
 CommandRegistration tokenize_reg{{"tokenize", "Token ids of a text (JSON array on the last line of stdout)",
                                   [](CLI::App& sub) -> std::function<int()> {
                                     auto a = std::make_shared<TokenizeArgs>();
-                                    sub.add_option("--tokenizer", a->tokenizer, "Directory with tokenizer.json (or the file)")->required();
+                                    sub.add_option("--tokenizer", a->tokenizer, "Directory with tokenizer.json (or the file, or a .gguf model)")->required();
                                     auto* t = sub.add_option("--text", a->text, "Text to encode");
                                     auto* f = sub.add_option("--file", a->file, "File whose bytes to encode");
                                     t->excludes(f);
@@ -64,13 +65,13 @@ struct DetokenizeArgs {
 CommandRegistration detokenize_reg{{"detokenize", "Text of a list of token ids",
                                     [](CLI::App& sub) -> std::function<int()> {
                                       auto a = std::make_shared<DetokenizeArgs>();
-                                      sub.add_option("--tokenizer", a->tokenizer, "Directory with tokenizer.json (or the file)")->required();
+                                      sub.add_option("--tokenizer", a->tokenizer, "Directory with tokenizer.json (or the file, or a .gguf model)")->required();
                                       auto* i = sub.add_option("--ids", a->ids, "Comma-separated token ids");
                                       auto* f = sub.add_option("--ids-file", a->ids_file, "File holding comma-separated ids (or a JSON array)");
                                       i->excludes(f);
                                       sub.add_flag("--skip-special", a->skip_special, "Drop special tokens");
                                       return [a] {
-                                        Tokenizer tok = Tokenizer::load(a->tokenizer);
+                                        Tokenizer tok = load_tokenizer_for(a->tokenizer);
                                         std::string list = a->ids;
                                         if (!a->ids_file.empty()) {
                                           std::ifstream in(a->ids_file, std::ios::binary);

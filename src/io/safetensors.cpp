@@ -11,6 +11,8 @@
 // boundary, and header keys are sorted by name.
 #include "io/safetensors.h"
 
+#include "io/atomic_file.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -480,54 +482,6 @@ Tensor dequantize_fp8_blocks(const Tensor& w, const Tensor& scale_inv, DType out
 
 namespace {
 
-// Writes a file atomically: `<path>.tmp.<pid>` in the same directory, fsync, rename, fsync of the directory.
-// `produce` is called with a sink that appends bytes. On any failure the temp file is removed, the previous
-// file (if any) is left intact, and an Error naming `path` and the OS error is thrown.
-void atomic_write(const char* fn, const std::string& path,
-                  const std::function<void(const std::function<void(const void*, size_t)>&)>& produce) {
-  const std::string tmp = fmt::format("{}.tmp.{}", path, ::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) fail(fn, fmt::format("{}: cannot create {}: {}", path, tmp, errno_str(errno)));
-  auto abort_with = [&](const std::string& what, int err) {
-    if (fd >= 0) ::close(fd);
-    fd = -1;
-    ::unlink(tmp.c_str());
-    fail(fn, fmt::format("{}: {}: {}", path, what, errno_str(err)));
-  };
-  auto sink = [&](const void* data, size_t n) {
-    const char* p = static_cast<const char*>(data);
-    while (n > 0) {
-      ssize_t w = ::write(fd, p, std::min<size_t>(n, size_t(1) << 30));
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) abort_with(fmt::format("cannot write {}", tmp), w < 0 ? errno : EIO);
-      p += w;
-      n -= size_t(w);
-    }
-  };
-  try {
-    produce(sink);
-  } catch (...) {
-    if (fd >= 0) {  // not already cleaned up by abort_with
-      ::close(fd);
-      ::unlink(tmp.c_str());
-    }
-    throw;
-  }
-  if (::fsync(fd) != 0) abort_with(fmt::format("cannot fsync {}", tmp), errno);
-  int rc = ::close(fd);
-  fd = -1;
-  if (rc != 0) abort_with(fmt::format("cannot close {}", tmp), errno);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) abort_with(fmt::format("cannot rename {} over it", tmp), errno);
-  std::string dir = fs::path(path).parent_path().string();
-  int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    int r = ::fsync(dfd);
-    int err = errno;
-    ::close(dfd);
-    if (r != 0 && err != EINVAL && err != ENOTSUP)
-      fail(fn, fmt::format("{}: cannot fsync directory {}: {}", path, dir, errno_str(err)));
-  }
-}
 
 std::string dump_json(const char* fn, const std::string& path, const json& j, int indent = -1) {
   try {

@@ -4,6 +4,7 @@
 
 #include "models/deepseek.h"
 #include "models/dense.h"
+#include "models/gguf_model.h"
 #include "models/weights.h"
 
 namespace baleine {
@@ -65,6 +66,7 @@ std::unique_ptr<CausalLM> create_model(const ModelConfig& config) {
 std::unique_ptr<CausalLM> load_model(const std::string& path) {
   namespace fs = std::filesystem;
   BALEINE_CHECK(fs::exists(path), "{}: no such file or directory", path);
+  if (fs::is_regular_file(path) && is_gguf_path(path)) return load_gguf_model(path);
   fs::path dir = fs::is_directory(path) ? fs::path(path) : fs::path(path).parent_path();
   ModelConfig config = load_model_config(dir.string());
   std::unique_ptr<CausalLM> model = create_model(config);

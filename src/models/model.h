@@ -95,7 +95,7 @@ class CausalLM {
 // RoPE frequencies for `dim` rotary dims from the config's rope_theta and rope_scaling.
 ops::RopeTable make_rope_table(const ModelConfig& config, int dim);
 
-// Loads a Hugging Face model directory (config.json + safetensors, single or sharded).
+// Loads a Hugging Face model directory (config.json + safetensors, single or sharded) or a .gguf file.
 std::unique_ptr<CausalLM> load_model(const std::string& path);
 // Builds the architecture from `config` with unloaded parameters (for tests and training from scratch).
 std::unique_ptr<CausalLM> create_model(const ModelConfig& config);

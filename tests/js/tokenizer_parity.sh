@@ -19,6 +19,28 @@ for name in qwen2_5 llama3; do
   node "$HERE/encode.mjs" "$W/mixed.txt" "$W/reference_$name.json" "$W/$name"
   node "$HERE/compare_ids.mjs" "$W/ours_$name.txt" "$W/reference_$name.json"
 done
+# The same three tokenizers carried inside GGUF files (tokenizer.ggml.*, written by `baleine convert` from a tiny
+# random model that holds them) encode identically.
+for name in deepseek-v3 qwen2_5 llama3; do
+  ref="$W/reference_$name.json"
+  [[ $name == deepseek-v3 ]] && ref="$W/reference.json"
+  G="$W/gguf_$name"
+  mkdir -p "$G"
+  node -e '
+const fs = require("fs");
+const t = JSON.parse(fs.readFileSync(process.argv[1] + "/tokenizer.json", "utf8"));
+let n = 0;
+for (const id of Object.values(t.model.vocab)) n = Math.max(n, id + 1);
+for (const a of t.added_tokens) n = Math.max(n, a.id + 1);
+fs.writeFileSync(process.argv[2], JSON.stringify({model_type: "qwen2", vocab_size: n, hidden_size: 8, intermediate_size: 8,
+  num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, tie_word_embeddings: true}));' "$W/$name" "$G/config.json"
+  "$B" init --config "$G/config.json" --out "$G/hf" --tokenizer "$W/$name"
+  "$B" convert --in "$G/hf" --out "$G/model.gguf"
+  "$B" tokenize --tokenizer "$G/model.gguf" --file "$W/mixed.txt" > "$W/ours_gguf_$name.txt"
+  node "$HERE/compare_ids.mjs" "$W/ours_gguf_$name.txt" "$ref"
+done
+echo "gguf tokenizers: identical in the HF library"
+
 # Round trip: decoding our ids gives the text back byte for byte.
 node -e '
 const fs = require("fs");
