@@ -283,6 +283,7 @@ int run_grpo(const GrpoRecipe& r, bool resume) {
       st = grpo_loss_and_grad(model, batch, r.loss, &grads);
       norm = train::clip_grad_norm(grads, r.grad_clip);
       opt.step(grads, lr);
+      model.prepare();  // re-derive the absorbed-MLA weights (W^UK) that rollouts decode with
     }
     const int64_t done = step + 1;
     const double n = double(batch.size());

@@ -206,6 +206,7 @@ int run_sft(const SftRecipe& r, bool resume) {
     const double norm = train::clip_grad_norm(grads, r.grad_clip);
     const double lr = train::lr_at(r.lr, step);
     opt.step(grads, lr);
+    model.prepare();  // keep the derived inference weights (absorbed MLA) in step with the parameters
     const int64_t done = step + 1;
     const double step_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
     json m = {{"step", done}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm}, {"assistant_tokens", count},
