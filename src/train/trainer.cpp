@@ -288,7 +288,16 @@ int run_training(const TrainRecipe& r, const TrainOptions& opts) {
         exit_code = 1;
         break;
       }
-      ckpt.save(model, opt, r.model, make_state(done));
+      try {
+        ckpt.save(model, opt, r.model, make_state(done));
+      } catch (const std::exception& e) {
+        // Disk full, quota, I/O error: the half-written directory is gone and `latest` still names the
+        // previous checkpoint, which was not touched.
+        const std::string prev = ckpt.latest();
+        BALEINE_FAIL("the checkpoint at step {} could not be written ({}); {}", done, e.what(),
+                     prev.empty() ? std::string("there is no earlier checkpoint")
+                                  : fmt::format("the previous checkpoint {} is kept", (ckpt.root / prev).string()));
+      }
     }
     if (interrupted) {
       fmt::print(stderr, "\ninterrupted: checkpoint saved at step {}; continue with --resume\n", done);
