@@ -258,3 +258,25 @@ TEST(TrainCli, FailedCheckpointWriteKeepsThePreviousCheckpoint) {
   EXPECT_TRUE(fs::exists(ckpts / "step-00000008" / "model.safetensors"));
   fs::remove_all(d);
 }
+
+TEST(TrainCli, ExportWritesALoadableBf16ModelDirectory) {
+  fs::path d = make_dir("export");
+  write_shards(d, 128);
+  std::string out;
+  ASSERT_EQ(run("train --config " + write_recipe(d, d, 4).string(), &out), 0) << out;
+  const fs::path ckpt = d / "run" / "checkpoints" / "step-00000004", model = d / "model";
+  ASSERT_EQ(run("export --checkpoint " + ckpt.string() + " --out " + model.string(), &out), 0) << out;
+  EXPECT_FALSE(fs::exists(model / "optimizer.safetensors"));
+  // Matrices halve; the few f32 vectors keep it a little above half.
+  const double ratio = double(fs::file_size(model / "model.safetensors")) / double(fs::file_size(ckpt / "model.safetensors"));
+  EXPECT_GT(ratio, 0.5);
+  EXPECT_LT(ratio, 0.6);
+  EXPECT_NE(read_text(model / "config.json").find("\"bfloat16\""), std::string::npos);
+  std::string f32_logits, bf16_logits;
+  ASSERT_EQ(run("logits --tokens 1,2,3 --model " + ckpt.string(), &f32_logits), 0) << f32_logits;
+  ASSERT_EQ(run("logits --tokens 1,2,3 --model " + model.string(), &bf16_logits), 0) << bf16_logits;
+  EXPECT_NE(f32_logits, bf16_logits);  // really rounded
+  EXPECT_NE(run("export --checkpoint " + (d / "nothing").string() + " --out " + model.string(), &out), 0);
+  EXPECT_NE(out.find("no config.json"), std::string::npos) << out;
+  fs::remove_all(d);
+}
