@@ -5,7 +5,7 @@ Usage: balance_table.py NAME=RUN_DIR [NAME=RUN_DIR ...]"""
 import json
 import sys
 
-runs = [a.split("=", 1) for a in sys.argv[1:]]
+runs = [a.rsplit("=", 1) for a in sys.argv[1:]]
 metrics = {name: [json.loads(l) for l in open(f"{d}/metrics.jsonl") if l.strip()] for name, d in runs}
 names = [n for n, _ in runs]
 
