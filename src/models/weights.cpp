@@ -39,9 +39,6 @@ void load_params(CausalLM& model, const std::string& path) {
 void init_params_random(CausalLM& model, uint64_t seed, float std) {
   std::mt19937_64 rng(seed);
   model.for_each_param([&](nn::Param& p) {
-    // The MTP modules' embedding and output head are optional copies: DeepSeek-V3 shares them with the main
-    // model, so a fresh model leaves them undefined and prepare() points them at the main ones.
-    if (p.optional && (p.name.ends_with(".embed_tokens.weight") || p.name.ends_with(".shared_head.head.weight"))) return;
     Tensor t = Tensor::empty(DType::F32, p.shape);
     float* d = t.f32();
     std::normal_distribution<float> normal(0.0f, std);

@@ -187,6 +187,12 @@ int run_training(const TrainRecipe& r, const TrainOptions& opts) {
   } else {
     if (opts.resume) fmt::print(stderr, "no checkpoint in {}: starting from scratch\n", ckpt.root.string());
     init_params_random(model, r.seed, float(r.init_std));
+    // The MTP modules' embedding and output head are optional copies: DeepSeek-V3 shares them with the main
+    // model, so drop them and let prepare() point them at the main ones (they are drawn last, so the other
+    // parameters' initial values do not change).
+    model.for_each_param([](nn::Param& p) {
+      if (p.optional && (p.name.ends_with(".embed_tokens.weight") || p.name.ends_with(".shared_head.head.weight"))) *p.tensor = Tensor();
+    });
     model.prepare();
     opt.attach(model);
     std::ofstream(metrics_path, std::ios::trunc);
