@@ -8,6 +8,11 @@ B=build/apps/baleine/baleine
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
 SEQ=128 BATCH=4 STEPS=8
+# PyTorch (Debian) runs on the same OpenBLAS, whose CPU detection can fall back to SSE3 kernels (see
+# ops::openblas_better_coretype); baleine then re-runs itself with better ones, so give PyTorch the same.
+if [[ -z "${OPENBLAS_CORETYPE:-}" ]]; then
+  if grep -q avx512bw /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX; elif grep -q avx2 /proc/cpuinfo; then export OPENBLAS_CORETYPE=Haswell; fi
+fi
 /usr/bin/python3 - "$W" <<'PY'
 import json, struct, random, sys
 w = sys.argv[1]
@@ -28,6 +33,7 @@ json.dump({"format": "baleine-tokens-v1", "dtype": "uint32le", "eos_id": 1, "voc
           open(f"{w}/index.json", "w"))
 PY
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) threads; torch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)')"
+echo "OpenBLAS kernels: ${OPENBLAS_CORETYPE:-auto}"
 echo "model: DeepSeek-V3-shaped, hidden 256, 4 layers, 16 experts top-4, MTP; seq_len $SEQ, batch $BATCH, f32"
 printf "%-8s %16s %16s %8s\n" threads "baleine tok/s" "pytorch tok/s" ratio
 for T in "${@:-1 2}"; do

@@ -8,6 +8,7 @@
 #include "apps/baleine/command.h"
 #include "core/check.h"
 #include "infer/sampler.h"
+#include "models/default_model.h"
 #include "models/model.h"
 #include "apps/baleine/model_files.h"
 #include "tokenizer/tokenizer.h"
@@ -23,10 +24,10 @@ struct GenerateArgs {
 };
 
 int run_generate(const GenerateArgs& a) {
-  BALEINE_CHECK(!a.model.empty(), "no --model given and no default model is embedded in this build yet; "
-                "pass a model directory (config.json, safetensors, tokenizer.json) or a .gguf file");
-  Tokenizer tok = load_tokenizer_for(a.model);
-  auto model = load_model(a.model);
+  // Without --model: the model committed under models/default (or $BALEINE_DEFAULT_MODEL).
+  const std::string path = a.model.empty() ? default_model_path() : a.model;
+  Tokenizer tok = load_tokenizer_for(path);
+  auto model = load_model(path);
   std::vector<int32_t> prompt = tok.encode(a.prompt, a.bos && tok.bos_id() >= 0);
   BALEINE_CHECK(!prompt.empty(), "the prompt is empty");
   const int64_t ctx = model->config().max_position_embeddings;
@@ -67,7 +68,7 @@ int run_generate(const GenerateArgs& a) {
 CommandRegistration reg{{"generate", "Continue a prompt with a model (streams the text)",
                          [](CLI::App& sub) -> std::function<int()> {
                            auto a = std::make_shared<GenerateArgs>();
-                           sub.add_option("--model", a->model, "Model directory (config.json, safetensors, tokenizer.json) or .gguf file");
+                           sub.add_option("--model", a->model, "Model directory (config.json, safetensors, tokenizer.json) or .gguf file; default: the embedded models/default");
                            sub.add_option("--prompt", a->prompt, "Text to continue")->required();
                            sub.add_option("--max-tokens", a->max_tokens, "Tokens to generate at most")->check(CLI::Range(int64_t(1), int64_t(1) << 30));
                            sub.add_option("--temperature", a->sampling.temperature, "0 = greedy")->check(CLI::Range(0.0f, 100.0f));

@@ -4,10 +4,14 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+
+#include <unistd.h>
 
 #include "apps/baleine/command.h"
 #include "core/check.h"
 #include "core/threadpool.h"
+#include "ops/ops.h"
 
 namespace baleine::app {
 
@@ -40,6 +44,14 @@ std::vector<int32_t> parse_int_list(const std::string& text, const std::string& 
 
 int main(int argc, char** argv) {
   using namespace baleine::app;
+  // Weak OpenBLAS kernels for this CPU (see ops::openblas_better_coretype): run again with the right ones.
+  // OPENBLAS_CORETYPE being set afterwards also guarantees this happens at most once.
+  if (std::getenv("OPENBLAS_CORETYPE") == nullptr) {
+    if (const char* core = baleine::ops::openblas_better_coretype()) {
+      ::setenv("OPENBLAS_CORETYPE", core, 1);
+      ::execv("/proc/self/exe", argv);  // returns only on failure: carry on with the loaded kernels
+    }
+  }
   CLI::App app{"baleine: DeepSeek-V3-architecture models, from pretraining to serving"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "baleine 0.1.0");

@@ -1,6 +1,9 @@
 // models/deepseek_train.cpp — DeepSeek training pass: each block's forward (saving what backward needs) and its
 // backward side by side; the model's backward walks the forward list in reverse. Naive MLA is the training form.
 // Selection of experts is not differentiable; gradients flow through the gate values of the chosen experts.
+// Memory: what is cheap to recompute is not saved. Backward recomputes the RMSNorm outputs from their saved
+// inputs, SwiGLU's silu(g)⊙u from g and u, and MLA's up-projections (k_nope, v = kv_b_proj(c^KV)) from the
+// saved latent; the recomputation runs the same kernels on the same inputs, so gradients are bit-identical.
 #include <cmath>
 #include <cstring>
 #include <numeric>
@@ -14,39 +17,64 @@ namespace {
 using Buf = std::vector<float>;
 Buf zeros(int64_t n) { return Buf(static_cast<size_t>(n), 0.0f); }
 
-// SwiGLU with its saved activations: y = down(silu(gate x) ⊙ up x).
+// SwiGLU with its saved activations: y = down(silu(gate x) ⊙ up x). The input x is not saved (the caller
+// recomputes or re-gathers it) and neither is silu(g) ⊙ u (recomputed from g and u).
 struct SwiGLUActivations {
-  Buf x, g, u, act;  // x [M, d]; g, u, act [M, width]
+  Buf g, u;  // [M, width]
 };
 
 void swiglu_forward_train(const nn::SwiGLU& f, float* y, const float* x, int64_t M, SwiGLUActivations& a) {
-  a.x.assign(x, x + M * f.dim);
-  a.g = zeros(M * f.width), a.u = zeros(M * f.width), a.act = zeros(M * f.width);
+  a.g = zeros(M * f.width), a.u = zeros(M * f.width);
+  Buf act = zeros(M * f.width);
   f.gate.forward(a.g.data(), x, M);
   f.up.forward(a.u.data(), x, M);
-  ops::swiglu(a.act.data(), a.g.data(), a.u.data(), M * f.width);
-  f.down.forward(y, a.act.data(), M);
+  ops::swiglu(act.data(), a.g.data(), a.u.data(), M * f.width);
+  f.down.forward(y, act.data(), M);
 }
 
-void swiglu_backward(const nn::SwiGLU& f, float* dx, const float* dy, int64_t M, const SwiGLUActivations& a,
-                     nn::Gradients& g) {
-  Buf dact = zeros(M * f.width), dg = zeros(M * f.width), du = zeros(M * f.width);
-  ops::linear_backward(dact.data(), g.of(f.down.weight), nullptr, dy, a.act.data(), nn::weight_ref(f.down.weight), M);
+// x: the forward's input [M, dim].
+void swiglu_backward(const nn::SwiGLU& f, float* dx, const float* dy, const float* x, int64_t M,
+                     const SwiGLUActivations& a, nn::Gradients& g) {
+  Buf act = zeros(M * f.width), dact = zeros(M * f.width), dg = zeros(M * f.width), du = zeros(M * f.width);
+  ops::swiglu(act.data(), a.g.data(), a.u.data(), M * f.width);
+  ops::linear_backward(dact.data(), g.of(f.down.weight), nullptr, dy, act.data(), nn::weight_ref(f.down.weight), M);
   ops::swiglu_backward(dg.data(), du.data(), dact.data(), a.g.data(), a.u.data(), M * f.width);
-  ops::linear_backward(dx, g.of(f.gate.weight), nullptr, dg.data(), a.x.data(), nn::weight_ref(f.gate.weight), M);
-  ops::linear_backward(dx, g.of(f.up.weight), nullptr, du.data(), a.x.data(), nn::weight_ref(f.up.weight), M);
+  ops::linear_backward(dx, g.of(f.gate.weight), nullptr, dg.data(), x, nn::weight_ref(f.gate.weight), M);
+  ops::linear_backward(dx, g.of(f.up.weight), nullptr, du.data(), x, nn::weight_ref(f.up.weight), M);
+}
+
+// MLA's key/value side from the kv_a output: latent = [RMSNorm(c^KV) ‖ RoPE(k_pe)] [T, R+Dr], the
+// up-projection kv = kv_b_proj(c^KV) [T, H, Dn+Dv] and k = [k_nope ‖ k_pe] [T, H, Dn+Dr]. Run by the forward
+// and again by the backward (which saves only kv_raw).
+struct MlaKv {
+  Buf latent, kv, k;
+};
+MlaKv mla_kv(const ModelConfig& c, const DeepSeekModel::Attention& at, const ops::RopeTable& rope, const Buf& kv_raw,
+             int64_t T, const int32_t* positions) {
+  const int64_t H = c.num_attention_heads, R = c.kv_lora_rank, Dn = c.qk_nope_head_dim;
+  const int64_t Dr = c.qk_rope_head_dim, Dv = c.v_head_dim, Dqk = Dn + Dr, C = R + Dr;
+  MlaKv m;
+  m.latent = kv_raw;
+  at.kv_a_layernorm.forward(m.latent.data(), kv_raw.data(), T, C, C);
+  ops::rope_apply(m.latent.data() + R, T, 1, C, 0, positions, rope, ops::RopeLayout::Interleaved);
+  m.kv = zeros(T * H * (Dn + Dv));
+  at.kv_b_proj.forward(m.kv.data(), m.latent.data(), T, 0, C);
+  m.k = zeros(T * H * Dqk);
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t h = 0; h < H; ++h) {
+      std::memcpy(&m.k[size_t((t * H + h) * Dqk)], &m.kv[size_t((t * H + h) * (Dn + Dv))], size_t(Dn) * 4);
+      std::memcpy(&m.k[size_t((t * H + h) * Dqk + Dn)], &m.latent[size_t(t * C + R)], size_t(Dr) * 4);
+    }
+  return m;
 }
 }  // namespace
 
 struct DeepSeekModel::BlockActivations {
-  Buf x_in, xn1, h_mid, xn2;           // [T, d]
+  Buf x_in, h_mid;                     // [T, d] inputs of the two norms (their outputs are recomputed)
   // attention
-  Buf cq_raw, cq;                      // [T, q_lora_rank]
+  Buf cq_raw;                          // [T, q_lora_rank] before q_a_layernorm (recomputed)
   Buf q;                               // [T, H, Dn+Dr] after RoPE
-  Buf kv_raw;                          // [T, R+Dr] kv_a output before norm / RoPE
-  Buf latent;                          // [T, R+Dr] normalised c^KV ‖ roped k_pe
-  Buf kv;                              // [T, H, Dn+Dv] = kv_b_proj(c^KV)
-  Buf k;                               // [T, H, Dn+Dr]
+  Buf kv_raw;                          // [T, R+Dr] kv_a output before norm / RoPE (latent, kv, k recomputed)
   Buf o;                               // [T, H, Dv]
   // FFN
   SwiGLUActivations mlp, shared;
@@ -67,55 +95,48 @@ void DeepSeekModel::block_forward_train(const Block& b, float* x, int64_t T, con
   const int64_t Dr = c.qk_rope_head_dim, Dv = c.v_head_dim, Dqk = Dn + Dr, C = R + Dr;
   const Attention& at = b.attn;
   a.x_in.assign(x, x + T * d);
-  a.xn1 = zeros(T * d);
-  b.input_layernorm.forward(a.xn1.data(), x, T);
+  Buf xn1 = zeros(T * d);
+  b.input_layernorm.forward(xn1.data(), x, T);
   // --- MLA, naive form (V3 eqs. 1–11)
   a.q = zeros(T * H * Dqk);
   if (at.q_compressed) {
-    a.cq_raw = zeros(T * c.q_lora_rank), a.cq = zeros(T * c.q_lora_rank);
-    at.q_a_proj.forward(a.cq_raw.data(), a.xn1.data(), T);
-    at.q_a_layernorm.forward(a.cq.data(), a.cq_raw.data(), T);
-    at.q_b_proj.forward(a.q.data(), a.cq.data(), T);
+    a.cq_raw = zeros(T * c.q_lora_rank);
+    Buf cq = zeros(T * c.q_lora_rank);
+    at.q_a_proj.forward(a.cq_raw.data(), xn1.data(), T);
+    at.q_a_layernorm.forward(cq.data(), a.cq_raw.data(), T);
+    at.q_b_proj.forward(a.q.data(), cq.data(), T);
   } else {
-    at.q_proj.forward(a.q.data(), a.xn1.data(), T);
+    at.q_proj.forward(a.q.data(), xn1.data(), T);
   }
   ops::rope_apply(a.q.data() + Dn, T, H, H * Dqk, Dqk, positions, rope_, ops::RopeLayout::Interleaved);
   a.kv_raw = zeros(T * C);
-  at.kv_a_proj_with_mqa.forward(a.kv_raw.data(), a.xn1.data(), T);
-  a.latent = a.kv_raw;
-  at.kv_a_layernorm.forward(a.latent.data(), a.kv_raw.data(), T, C, C);
-  ops::rope_apply(a.latent.data() + R, T, 1, C, 0, positions, rope_, ops::RopeLayout::Interleaved);
-  a.kv = zeros(T * H * (Dn + Dv));
-  at.kv_b_proj.forward(a.kv.data(), a.latent.data(), T, 0, C);
-  a.k = zeros(T * H * Dqk);
-  for (int64_t t = 0; t < T; ++t)
-    for (int64_t h = 0; h < H; ++h) {
-      std::memcpy(&a.k[size_t((t * H + h) * Dqk)], &a.kv[size_t((t * H + h) * (Dn + Dv))], size_t(Dn) * 4);
-      std::memcpy(&a.k[size_t((t * H + h) * Dqk + Dn)], &a.latent[size_t(t * C + R)], size_t(Dr) * 4);
-    }
+  at.kv_a_proj_with_mqa.forward(a.kv_raw.data(), xn1.data(), T);
+  xn1 = Buf();
+  MlaKv mk = mla_kv(c, at, rope_, a.kv_raw, T, positions);
   ops::AttentionArgs args;
   args.n_q = T, args.n_kv = T, args.n_heads = H, args.n_kv_heads = H, args.qk_dim = Dqk, args.v_dim = Dv;
   args.q_stride = H * Dqk, args.q_head_stride = Dqk, args.k_stride = H * Dqk, args.k_head_stride = Dqk;
   args.v_stride = H * (Dn + Dv), args.v_head_stride = Dn + Dv, args.out_stride = H * Dv, args.out_head_stride = Dv;
   args.scale = attn_scale_;
   a.o = zeros(T * H * Dv);
-  segmented_attention(a.o.data(), a.q.data(), a.k.data(), a.kv.data() + Dn, args, T);
+  segmented_attention(a.o.data(), a.q.data(), mk.k.data(), mk.kv.data() + Dn, args, T);
+  mk = MlaKv();
   Buf tmp = zeros(T * d);
   at.o_proj.forward(tmp.data(), a.o.data(), T);
   ops::add_inplace(x, tmp.data(), T * d);
   a.h_mid.assign(x, x + T * d);
-  a.xn2 = zeros(T * d);
-  b.post_attention_layernorm.forward(a.xn2.data(), x, T);
+  Buf xn2 = zeros(T * d);
+  b.post_attention_layernorm.forward(xn2.data(), x, T);
   // --- FFN / DeepSeekMoE
   if (!b.is_moe) {
-    swiglu_forward_train(b.mlp, tmp.data(), a.xn2.data(), T, a.mlp);
+    swiglu_forward_train(b.mlp, tmp.data(), xn2.data(), T, a.mlp);
     ops::add_inplace(x, tmp.data(), T * d);
     return;
   }
   const MoE& m = b.moe;
   const int64_t E = c.n_routed_experts, K = c.num_experts_per_tok;
   a.router_logits = zeros(T * E), a.scores = zeros(T * E);
-  m.gate.forward(a.router_logits.data(), a.xn2.data(), T);
+  m.gate.forward(a.router_logits.data(), xn2.data(), T);
   a.chosen.assign(size_t(T * K), 0);
   a.gates = zeros(T * K);
   for (int64_t t = 0; t < T; ++t) {
@@ -143,7 +164,7 @@ void DeepSeekModel::block_forward_train(const Block& b, float* x, int64_t T, con
     a.balance_loss = seq_balance_alpha_ * loss;
     for (auto& f : a.balance_f) f = float(f * seq_balance_alpha_ / double(T));
   }
-  if (m.has_shared) swiglu_forward_train(m.shared_experts, tmp.data(), a.xn2.data(), T, a.shared);
+  if (m.has_shared) swiglu_forward_train(m.shared_experts, tmp.data(), xn2.data(), T, a.shared);
   else std::fill(tmp.begin(), tmp.end(), 0.0f);
   a.by_expert.assign(size_t(E), {});
   for (int64_t t = 0; t < T; ++t)
@@ -155,7 +176,7 @@ void DeepSeekModel::block_forward_train(const Block& b, float* x, int64_t T, con
     if (list.empty()) continue;
     const int64_t n = int64_t(list.size());
     Buf xin = zeros(n * d);
-    for (int64_t i = 0; i < n; ++i) std::memcpy(&xin[size_t(i * d)], &a.xn2[size_t(list[size_t(i)].first * d)], size_t(d) * 4);
+    for (int64_t i = 0; i < n; ++i) std::memcpy(&xin[size_t(i * d)], &xn2[size_t(list[size_t(i)].first * d)], size_t(d) * 4);
     a.expert_out[size_t(e)] = zeros(n * d);
     swiglu_forward_train(m.experts[size_t(e)], a.expert_out[size_t(e)].data(), xin.data(), n, a.expert_act[size_t(e)]);
     for (int64_t i = 0; i < n; ++i) {
@@ -174,21 +195,23 @@ void DeepSeekModel::block_backward(const Block& b, float* dx, int64_t T, const i
   const Attention& at = b.attn;
   // dx holds dL/d(block output); the residual passes it through unchanged to h_mid and x_in.
   // --- FFN backward
-  Buf dxn2 = zeros(T * d);
+  Buf dxn2 = zeros(T * d), xn2 = zeros(T * d);
+  b.post_attention_layernorm.forward(xn2.data(), a.h_mid.data(), T);  // recomputed
   if (!b.is_moe) {
-    swiglu_backward(b.mlp, dxn2.data(), dx, T, a.mlp, g);
+    swiglu_backward(b.mlp, dxn2.data(), dx, xn2.data(), T, a.mlp, g);
   } else {
     const MoE& m = b.moe;
     const int64_t E = c.n_routed_experts, K = c.num_experts_per_tok;
-    if (m.has_shared) swiglu_backward(m.shared_experts, dxn2.data(), dx, T, a.shared, g);
+    if (m.has_shared) swiglu_backward(m.shared_experts, dxn2.data(), dx, xn2.data(), T, a.shared, g);
     Buf dgate = zeros(T * K);  // dL/dg for each chosen (token, slot)
     for (int64_t e = 0; e < E; ++e) {
       const auto& list = a.by_expert[size_t(e)];
       if (list.empty()) continue;
       const int64_t n = int64_t(list.size());
-      Buf dy = zeros(n * d), dxin = zeros(n * d);
+      Buf dy = zeros(n * d), dxin = zeros(n * d), xin = zeros(n * d);
       for (int64_t i = 0; i < n; ++i) {
         auto [t, k] = list[size_t(i)];
+        std::memcpy(&xin[size_t(i * d)], &xn2[size_t(t * d)], size_t(d) * 4);
         const float gv = a.gates[size_t(t * K + k)];
         double dot = 0;
         for (int64_t j = 0; j < d; ++j) {
@@ -197,7 +220,7 @@ void DeepSeekModel::block_backward(const Block& b, float* dx, int64_t T, const i
         }
         dgate[size_t(t * K + k)] = float(dot);
       }
-      swiglu_backward(m.experts[size_t(e)], dxin.data(), dy.data(), n, a.expert_act[size_t(e)], g);
+      swiglu_backward(m.experts[size_t(e)], dxin.data(), dy.data(), xin.data(), n, a.expert_act[size_t(e)], g);
       for (int64_t i = 0; i < n; ++i) ops::add_inplace(&dxn2[size_t(list[size_t(i)].first * d)], &dxin[size_t(i * d)], d);
     }
     // Gate values g_k = c·s_k / Σ_j s_j (normalised) or c·s_k; s = sigmoid(logits) or softmax(logits).
@@ -227,11 +250,16 @@ void DeepSeekModel::block_backward(const Block& b, float* dx, int64_t T, const i
         ops::softmax_rows_backward(dl, ds.data(), s, 1, E);
       }
     }
-    ops::linear_backward(dxn2.data(), g.of(m.gate.weight), nullptr, dlogits.data(), a.xn2.data(),
+    ops::linear_backward(dxn2.data(), g.of(m.gate.weight), nullptr, dlogits.data(), xn2.data(),
                          nn::weight_ref(m.gate.weight), T);
   }
   ops::rmsnorm_backward(dx, g.of(b.post_attention_layernorm.weight), dxn2.data(), a.h_mid.data(),
                         b.post_attention_layernorm.weight.f32(), T, d, b.post_attention_layernorm.eps);
+  dxn2 = Buf(), xn2 = Buf();
+  // Recompute the attention's inputs: xn1, the latent and the up-projected k/v.
+  Buf xn1 = zeros(T * d);
+  b.input_layernorm.forward(xn1.data(), a.x_in.data(), T);
+  const MlaKv mk = mla_kv(c, at, rope_, a.kv_raw, T, positions);
   // --- attention backward (dx now holds dL/dh_mid = dL/d attention output)
   Buf d_o = zeros(T * H * Dv);
   ops::linear_backward(d_o.data(), g.of(at.o_proj.weight), nullptr, dx, a.o.data(), nn::weight_ref(at.o_proj.weight), T);
@@ -241,8 +269,8 @@ void DeepSeekModel::block_backward(const Block& b, float* dx, int64_t T, const i
   args.q_stride = H * Dqk, args.q_head_stride = Dqk, args.k_stride = H * Dqk, args.k_head_stride = Dqk;
   args.v_stride = H * (Dn + Dv), args.v_head_stride = Dn + Dv, args.out_stride = H * Dv, args.out_head_stride = Dv;
   args.scale = attn_scale_;
-  segmented_attention_backward(dq.data(), dk.data(), dkv.data() + Dn, d_o.data(), a.q.data(), a.k.data(),
-                               a.kv.data() + Dn, args, T);
+  segmented_attention_backward(dq.data(), dk.data(), dkv.data() + Dn, d_o.data(), a.q.data(), mk.k.data(),
+                               mk.kv.data() + Dn, args, T);
   // k = [k_nope (from kv_b) ‖ k_pe (shared by every head)]
   Buf dlatent = zeros(T * C);
   for (int64_t t = 0; t < T; ++t)
@@ -250,7 +278,7 @@ void DeepSeekModel::block_backward(const Block& b, float* dx, int64_t T, const i
       for (int64_t i = 0; i < Dn; ++i) dkv[size_t((t * H + h) * (Dn + Dv) + i)] += dk[size_t((t * H + h) * Dqk + i)];
       for (int64_t i = 0; i < Dr; ++i) dlatent[size_t(t * C + R + i)] += dk[size_t((t * H + h) * Dqk + Dn + i)];
     }
-  ops::linear_backward(dlatent.data(), g.of(at.kv_b_proj.weight), nullptr, dkv.data(), a.latent.data(),
+  ops::linear_backward(dlatent.data(), g.of(at.kv_b_proj.weight), nullptr, dkv.data(), mk.latent.data(),
                        nn::weight_ref(at.kv_b_proj.weight), T, 0, C);
   ops::rope_backward(dlatent.data() + R, T, 1, C, 0, positions, rope_, ops::RopeLayout::Interleaved);
   Buf dkv_raw = zeros(T * C);
@@ -259,17 +287,18 @@ void DeepSeekModel::block_backward(const Block& b, float* dx, int64_t T, const i
   for (int64_t t = 0; t < T; ++t)  // k_pe bypasses the norm
     for (int64_t i = 0; i < Dr; ++i) dkv_raw[size_t(t * C + R + i)] += dlatent[size_t(t * C + R + i)];
   Buf dxn1 = zeros(T * d);
-  ops::linear_backward(dxn1.data(), g.of(at.kv_a_proj_with_mqa.weight), nullptr, dkv_raw.data(), a.xn1.data(),
+  ops::linear_backward(dxn1.data(), g.of(at.kv_a_proj_with_mqa.weight), nullptr, dkv_raw.data(), xn1.data(),
                        nn::weight_ref(at.kv_a_proj_with_mqa.weight), T);
   ops::rope_backward(dq.data() + Dn, T, H, H * Dqk, Dqk, positions, rope_, ops::RopeLayout::Interleaved);
   if (at.q_compressed) {
-    Buf dcq = zeros(T * c.q_lora_rank), dcq_raw = zeros(T * c.q_lora_rank);
-    ops::linear_backward(dcq.data(), g.of(at.q_b_proj.weight), nullptr, dq.data(), a.cq.data(), nn::weight_ref(at.q_b_proj.weight), T);
+    Buf dcq = zeros(T * c.q_lora_rank), dcq_raw = zeros(T * c.q_lora_rank), cq = zeros(T * c.q_lora_rank);
+    at.q_a_layernorm.forward(cq.data(), a.cq_raw.data(), T);  // recomputed
+    ops::linear_backward(dcq.data(), g.of(at.q_b_proj.weight), nullptr, dq.data(), cq.data(), nn::weight_ref(at.q_b_proj.weight), T);
     ops::rmsnorm_backward(dcq_raw.data(), g.of(at.q_a_layernorm.weight), dcq.data(), a.cq_raw.data(),
                           at.q_a_layernorm.weight.f32(), T, c.q_lora_rank, at.q_a_layernorm.eps);
-    ops::linear_backward(dxn1.data(), g.of(at.q_a_proj.weight), nullptr, dcq_raw.data(), a.xn1.data(), nn::weight_ref(at.q_a_proj.weight), T);
+    ops::linear_backward(dxn1.data(), g.of(at.q_a_proj.weight), nullptr, dcq_raw.data(), xn1.data(), nn::weight_ref(at.q_a_proj.weight), T);
   } else {
-    ops::linear_backward(dxn1.data(), g.of(at.q_proj.weight), nullptr, dq.data(), a.xn1.data(), nn::weight_ref(at.q_proj.weight), T);
+    ops::linear_backward(dxn1.data(), g.of(at.q_proj.weight), nullptr, dq.data(), xn1.data(), nn::weight_ref(at.q_proj.weight), T);
   }
   ops::rmsnorm_backward(dx, g.of(b.input_layernorm.weight), dxn1.data(), a.x_in.data(), b.input_layernorm.weight.f32(), T,
                         d, b.input_layernorm.eps);

@@ -242,6 +242,18 @@ const char* backend_name(Backend b) {
   return "?";
 }
 
+const char* openblas_better_coretype() {
+  const char* core = openblas_get_corename();
+  const std::string name = core ? core : "";
+  const CpuFeatures& f = cpu_features();
+  const bool has512 = f.avx512f && f.avx512bw && f.avx512dq && f.avx512vl, has2 = f.avx2 && f.fma;
+  const bool blas512 = name == "SkylakeX" || name == "Cooperlake" || name == "SapphireRapids";
+  const bool blas2 = blas512 || name == "Haswell" || name == "Zen" || name == "SkylakeX";
+  if (has512 && !blas512) return "SkylakeX";
+  if (has2 && !blas2) return "Haswell";
+  return nullptr;
+}
+
 namespace cpu {
 // Measured with bench_ops (1 thread, N = K = 1024 and 4096) on an AMD EPYC (Zen, AVX-512). Our tiles keep
 // the weights in registers/L1 and stream x, so they win for small M; sgemm's packed blocking wins once M is

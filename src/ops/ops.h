@@ -22,6 +22,13 @@ Backend active_backend();
 void set_backend(Backend b);  // throws if the CPU cannot run it
 const char* backend_name(Backend b);
 
+// OpenBLAS picks its kernels when the library loads (before main) and 0.3.21 mistakes some CPUs it does not
+// know (Zen 4/5 on some hypervisors) for an SSE3 "Prescott", which makes every sgemm several times slower.
+// Returns the OPENBLAS_CORETYPE that matches what this CPU can run ("SkylakeX" with AVX-512 F/BW/DQ/VL,
+// "Haswell" with AVX2 + FMA) when the loaded kernels are weaker, else nullptr. The executable re-runs itself
+// with that variable set (apps/baleine/main.cpp); an OPENBLAS_CORETYPE chosen by the user is left alone.
+const char* openblas_better_coretype();
+
 // A weight matrix W[rows=N, cols=K] (PyTorch Linear layout: out_features × in_features), row stride ld >= cols.
 struct WeightRef {
   const void* data = nullptr;

@@ -57,15 +57,21 @@ void Checkpointer::save(CausalLM& model, AdamW& opt, const json& config, const j
   fs::path tmp = root / (".tmp-" + name), final_dir = root / name;
   fs::remove_all(tmp);
   fs::create_directories(tmp);
-  std::vector<std::pair<std::string, Tensor>> params, moments;
-  model.for_each_param([&](nn::Param& p) { if (p.tensor->defined()) params.emplace_back(p.name, *p.tensor); });
-  for (auto& [n, t] : opt.state()) moments.emplace_back(n, *t);
-  io::safetensors_write((tmp / "model.safetensors").string(), params);
-  io::safetensors_write((tmp / "optimizer.safetensors").string(), moments);
-  write_file_atomic(tmp / "config.json", config.dump(2));
-  for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
-    if (!tokenizer_dir.empty() && fs::exists(fs::path(tokenizer_dir) / f)) fs::copy_file(fs::path(tokenizer_dir) / f, tmp / f);
-  write_file_atomic(tmp / "state.json", state.dump(2));
+  try {  // a failed write (disk full, quota, I/O error) leaves no half-written directory behind
+    std::vector<std::pair<std::string, Tensor>> params, moments;
+    model.for_each_param([&](nn::Param& p) { if (p.tensor->defined()) params.emplace_back(p.name, *p.tensor); });
+    for (auto& [n, t] : opt.state()) moments.emplace_back(n, *t);
+    io::safetensors_write((tmp / "model.safetensors").string(), params);
+    io::safetensors_write((tmp / "optimizer.safetensors").string(), moments);
+    write_file_atomic(tmp / "config.json", config.dump(2));
+    for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
+      if (!tokenizer_dir.empty() && fs::exists(fs::path(tokenizer_dir) / f)) fs::copy_file(fs::path(tokenizer_dir) / f, tmp / f);
+    write_file_atomic(tmp / "state.json", state.dump(2));
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    throw;
+  }
   fs::remove_all(final_dir);
   fs::rename(tmp, final_dir);
   // Only now does the new checkpoint become the one to resume from; the previous one stays intact until here.

@@ -187,6 +187,12 @@ int run_training(const TrainRecipe& r, const TrainOptions& opts) {
   } else {
     if (opts.resume) fmt::print(stderr, "no checkpoint in {}: starting from scratch\n", ckpt.root.string());
     init_params_random(model, r.seed, float(r.init_std));
+    // The MTP modules' embedding and output head are optional copies: DeepSeek-V3 shares them with the main
+    // model, so drop them and let prepare() point them at the main ones (they are drawn last, so the other
+    // parameters' initial values do not change).
+    model.for_each_param([](nn::Param& p) {
+      if (p.optional && (p.name.ends_with(".embed_tokens.weight") || p.name.ends_with(".shared_head.head.weight"))) *p.tensor = Tensor();
+    });
     model.prepare();
     opt.attach(model);
     std::ofstream(metrics_path, std::ios::trunc);
@@ -288,7 +294,16 @@ int run_training(const TrainRecipe& r, const TrainOptions& opts) {
         exit_code = 1;
         break;
       }
-      ckpt.save(model, opt, r.model, make_state(done));
+      try {
+        ckpt.save(model, opt, r.model, make_state(done));
+      } catch (const std::exception& e) {
+        // Disk full, quota, I/O error: the half-written directory is gone and `latest` still names the
+        // previous checkpoint, which was not touched.
+        const std::string prev = ckpt.latest();
+        BALEINE_FAIL("the checkpoint at step {} could not be written ({}); {}", done, e.what(),
+                     prev.empty() ? std::string("there is no earlier checkpoint")
+                                  : fmt::format("the previous checkpoint {} is kept", (ckpt.root / prev).string()));
+      }
     }
     if (interrupted) {
       fmt::print(stderr, "\ninterrupted: checkpoint saved at step {}; continue with --resume\n", done);

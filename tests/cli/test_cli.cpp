@@ -2,7 +2,9 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <cctype>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -90,4 +92,26 @@ TEST(Cli, BadInputIsOneLineErrorNonZeroExit) {
     EXPECT_NE(r.out.find(expect), std::string::npos) << args << " -> " << r.out;
     EXPECT_LE(std::count(r.out.begin(), r.out.end(), '\n'), 2) << args << " -> " << r.out;
   }
+}
+
+TEST(Cli, GenerateWithoutModelUsesTheEmbeddedDefault) {
+  ::unsetenv("BALEINE_DEFAULT_MODEL");
+  const std::string embedded = kData + "/../../models/default";
+  const std::string args = "generate --prompt 'The history of' --max-tokens 20 --ignore-eos --seed 3 --temperature 0.8";
+  Result r = run(args);
+  ASSERT_EQ(r.status, 0) << r.out;
+  std::string text;
+  for (char c : r.out) if (!std::isspace(static_cast<unsigned char>(c))) text += c;
+  EXPECT_GE(text.size(), 10u) << r.out;  // 20 tokens of a model trained on text
+  // It is the committed model: the same run with --model models/default prints the same text.
+  Result same = run(args + " --model " + embedded);
+  ASSERT_EQ(same.status, 0) << same.out;
+  EXPECT_EQ(same.out, r.out);
+  // The override is honoured and a bad one is a one-line error naming the variable.
+  ::setenv("BALEINE_DEFAULT_MODEL", "/nonexistent/model", 1);
+  Result bad = run("generate --prompt hi --max-tokens 2");
+  ::unsetenv("BALEINE_DEFAULT_MODEL");
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.out.find("BALEINE_DEFAULT_MODEL"), std::string::npos) << bad.out;
+  EXPECT_NE(bad.out.find("/nonexistent/model"), std::string::npos) << bad.out;
 }

@@ -2,7 +2,9 @@
 // recipe errors name the key.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -54,6 +56,32 @@ fs::path write_recipe(const fs::path& dir, const fs::path& data, int64_t steps) 
             {"lr", {{"schedule", "cosine"}, {"max", 3e-3}, {"warmup_steps", 2}}}, {"seed", 11}};
   std::ofstream(dir / "recipe.json") << r.dump(2);
   return dir / "recipe.json";
+}
+
+// Runs baleine in a child whose files may not grow beyond `max_file_bytes` (RLIMIT_FSIZE), the way a full disk
+// stops a write: SIGXFSZ is ignored (inherited through exec), so write() fails with EFBIG instead of killing it.
+int run_with_file_limit(const std::vector<std::string>& args, rlim_t max_file_bytes, const fs::path& log) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd >= 0) { ::dup2(fd, 1); ::dup2(fd, 2); ::close(fd); }
+    ::signal(SIGXFSZ, SIG_IGN);
+    struct rlimit lim = {max_file_bytes, max_file_bytes};
+    if (::setrlimit(RLIMIT_FSIZE, &lim) != 0) _exit(126);
+    std::vector<char*> argv{const_cast<char*>(kBin.c_str())};
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(kBin.c_str(), argv.data());
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::string read_text(const fs::path& f) {
+  std::ifstream in(f, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
 int run(const std::string& args, std::string* out = nullptr) {
@@ -185,5 +213,70 @@ TEST(TrainCli, NonFiniteLossStopsWithTheStepAndKeepsTheLastCheckpoint) {
   } else {
     EXPECT_LT(std::stoi(name.substr(5)), failing) << name;
   }
+  fs::remove_all(d);
+}
+
+TEST(TrainCli, FailedCheckpointWriteKeepsThePreviousCheckpoint) {
+  // 8 steps with a checkpoint every 4; the run resumed from step 4 may not write files larger than half the
+  // weights, so its step-8 checkpoint fails the way a full disk would.
+  fs::path d = make_dir("diskfull");
+  write_shards(d, 128);
+  fs::path recipe = write_recipe(d, d, 4);
+  std::string out;
+  ASSERT_EQ(run("train --config " + recipe.string(), &out), 0) << out;
+  const fs::path ckpts = d / "run" / "checkpoints", good = ckpts / "step-00000004";
+  ASSERT_TRUE(fs::exists(good / "model.safetensors"));
+  const std::string weights_before = read_text(good / "model.safetensors");
+  const std::string state_before = read_text(good / "state.json");
+
+  std::ifstream in(recipe);
+  json r = json::parse(in);
+  r["steps"] = 8;
+  std::ofstream(recipe) << r.dump();
+  const rlim_t limit = rlim_t(fs::file_size(good / "model.safetensors") / 2);
+  const fs::path log = d / "resume.log";
+  EXPECT_EQ(run_with_file_limit({"train", "--resume", "--config", recipe.string()}, limit, log), 1);
+  const std::string err = read_text(log);
+  EXPECT_NE(err.find("checkpoint at step 8 could not be written"), std::string::npos) << err;
+  EXPECT_NE(err.find("File too large"), std::string::npos) << err;  // the system's reason (EFBIG) is named
+  EXPECT_NE(err.find("step-00000004 is kept"), std::string::npos) << err;
+
+  // The previous checkpoint is untouched and still the one to resume from; no half-written one is left.
+  std::ifstream latest(ckpts / "latest");
+  std::string name;
+  latest >> name;
+  EXPECT_EQ(name, "step-00000004");
+  EXPECT_EQ(read_text(good / "model.safetensors"), weights_before);
+  EXPECT_EQ(read_text(good / "state.json"), state_before);
+  for (auto& e : fs::directory_iterator(ckpts)) EXPECT_EQ(e.path().filename().string().find("step-00000008"), std::string::npos) << e.path();
+  for (auto& e : fs::directory_iterator(ckpts)) EXPECT_NE(e.path().filename().string().rfind(".tmp", 0), 0u) << e.path();
+
+  // With space again, resuming from it finishes the run.
+  ASSERT_EQ(run("train --resume --config " + recipe.string(), &out), 0) << out;
+  EXPECT_NE(out.find("resuming from"), std::string::npos) << out;
+  EXPECT_NE(out.find("(step 4)"), std::string::npos) << out;
+  EXPECT_TRUE(fs::exists(ckpts / "step-00000008" / "model.safetensors"));
+  fs::remove_all(d);
+}
+
+TEST(TrainCli, ExportWritesALoadableBf16ModelDirectory) {
+  fs::path d = make_dir("export");
+  write_shards(d, 128);
+  std::string out;
+  ASSERT_EQ(run("train --config " + write_recipe(d, d, 4).string(), &out), 0) << out;
+  const fs::path ckpt = d / "run" / "checkpoints" / "step-00000004", model = d / "model";
+  ASSERT_EQ(run("export --checkpoint " + ckpt.string() + " --out " + model.string(), &out), 0) << out;
+  EXPECT_FALSE(fs::exists(model / "optimizer.safetensors"));
+  // Matrices halve; the few f32 vectors keep it a little above half.
+  const double ratio = double(fs::file_size(model / "model.safetensors")) / double(fs::file_size(ckpt / "model.safetensors"));
+  EXPECT_GT(ratio, 0.5);
+  EXPECT_LT(ratio, 0.6);
+  EXPECT_NE(read_text(model / "config.json").find("\"bfloat16\""), std::string::npos);
+  std::string f32_logits, bf16_logits;
+  ASSERT_EQ(run("logits --tokens 1,2,3 --model " + ckpt.string(), &f32_logits), 0) << f32_logits;
+  ASSERT_EQ(run("logits --tokens 1,2,3 --model " + model.string(), &bf16_logits), 0) << bf16_logits;
+  EXPECT_NE(f32_logits, bf16_logits);  // really rounded
+  EXPECT_NE(run("export --checkpoint " + (d / "nothing").string() + " --out " + model.string(), &out), 0);
+  EXPECT_NE(out.find("no config.json"), std::string::npos) << out;
   fs::remove_all(d);
 }
