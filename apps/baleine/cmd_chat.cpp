@@ -14,6 +14,7 @@
 #include "apps/baleine/command.h"
 #include "core/check.h"
 #include "infer/engine.h"
+#include "models/default_model.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
@@ -30,7 +31,7 @@ ChatMessage message(std::string role, std::string content) {
 }
 
 struct ChatArgs {
-  std::string model = "models/default", tokenizer, templ = "auto", system;
+  std::string model, tokenizer, templ = "auto", system;
   int64_t max_tokens = 1024;
   SamplingParams sampling;
   bool no_color = false, force_color = false, stats = false, speculative = false;
@@ -59,7 +60,9 @@ ChatFormat pick_format(const ChatArgs& a, const std::string& tok_dir, const Mode
   }
 }
 
-int run_chat(const ChatArgs& a) {
+int run_chat(const ChatArgs& args) {
+  ChatArgs a = args;
+  if (a.model.empty()) a.model = default_model_path();  // the model committed in models/default
   BALEINE_CHECK(fs::exists(a.model), "{}: no such model directory (pass --model DIR)", a.model);
   const std::string tok_dir = a.tokenizer.empty() ? a.model : a.tokenizer;
   BALEINE_CHECK(fs::exists(fs::path(tok_dir) / "tokenizer.json"), "{}: no tokenizer.json (pass --tokenizer DIR)", tok_dir);

@@ -12,6 +12,7 @@
 #include "apps/baleine/command.h"
 #include "core/check.h"
 #include "infer/engine.h"
+#include "models/default_model.h"
 #include "models/model.h"
 #include "server/server.h"
 #include "tokenizer/tokenizer.h"
@@ -35,8 +36,7 @@ ChatFormat guess_format(const Tokenizer& tok) {
 }
 
 int run_serve(ServeArgs& a) {
-  BALEINE_CHECK(!a.model.empty(), "no --model given and no default model is embedded in this build yet; "
-                "pass a model directory (config.json, safetensors, tokenizer.json)");
+  if (a.model.empty()) a.model = default_model_path();  // the model committed in models/default
   BALEINE_CHECK(std::filesystem::exists(std::filesystem::path(a.model) / "tokenizer.json"),
                 "{}: no tokenizer.json next to the model", a.model);
   // SIGINT/SIGTERM only set a flag (any thread may receive them); a watcher thread does the draining.
@@ -91,7 +91,7 @@ CommandRegistration reg{{"serve", "Serve the OpenAI/DeepSeek-compatible API and 
                          [](CLI::App& sub) -> std::function<int()> {
                            auto a = std::make_shared<ServeArgs>();
                            auto& s = a->server;
-                           sub.add_option("--model", a->model, "Model directory (config.json, safetensors, tokenizer.json)");
+                           sub.add_option("--model", a->model, "Model directory (config.json, safetensors, tokenizer.json); default: the embedded models/default");
                            sub.add_option("--host", s.host, "Address to listen on")->capture_default_str();
                            sub.add_option("--port", s.port, "Port (0: any free port)")->check(CLI::Range(0, 65535))->capture_default_str();
                            sub.add_option("--db", s.db_path, "SQLite database: keys, usage ledger, conversations")->capture_default_str();
