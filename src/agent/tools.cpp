@@ -13,6 +13,19 @@ namespace {
 const std::string kCallsBegin = "<｜tool▁calls▁begin｜>", kCallsEnd = "<｜tool▁calls▁end｜>";
 const std::string kCallBegin = "<｜tool▁call▁begin｜>", kCallEnd = "<｜tool▁call▁end｜>", kSep = "<｜tool▁sep｜>";
 const std::vector<std::string> kMarkers = {kCallsBegin, kCallsEnd, kCallBegin, kCallEnd, kSep};
+// Markers the model must never write outside a tool-call block (the tool outputs are the server's to write).
+const std::vector<std::string> kStrayMarkers = {kCallsEnd, kCallBegin, kCallEnd, kSep,
+                                                "<｜tool▁outputs▁begin｜>", "<｜tool▁outputs▁end｜>",
+                                                "<｜tool▁output▁begin｜>", "<｜tool▁output▁end｜>"};
+
+// Ids of the tokens that spell exactly one of `markers`.
+std::vector<int32_t> marker_ids(const VocabIndex& vocab, const std::vector<std::string>& markers) {
+  std::vector<int32_t> ids;
+  for (int64_t id = 0; id < vocab.vocab_size; ++id)
+    for (const auto& m : markers)
+      if (vocab.bytes[size_t(id)] == m) ids.push_back(int32_t(id));
+  return ids;
+}
 
 bool valid_name(const std::string& n) {
   if (n.empty() || n.size() > 64) return false;
@@ -221,10 +234,8 @@ std::shared_ptr<TokenConstraint> make_tool_constraint(const std::vector<ToolFunc
                                                       std::shared_ptr<const VocabIndex> vocab, const ToolConstraintOptions& o) {
   if (tools.empty() && choice.mode != ToolChoiceMode::None) return nullptr;
   if (choice.mode == ToolChoiceMode::None) {
-    std::vector<int32_t> ids;
-    for (int64_t id = 0; id < vocab->vocab_size; ++id)
-      for (const auto& m : kMarkers)
-        if (vocab->bytes[size_t(id)] == m) ids.push_back(int32_t(id));
+    std::vector<int32_t> ids = marker_ids(*vocab, kStrayMarkers);
+    for (int32_t id : marker_ids(*vocab, {kCallsBegin})) ids.push_back(id);
     return std::make_shared<ForbidTokensConstraint>(std::move(ids));
   }
   const bool forced = choice.mode != ToolChoiceMode::Auto;
@@ -239,6 +250,7 @@ std::shared_ptr<TokenConstraint> make_tool_constraint(const std::vector<ToolFunc
   }
   DeferredOptions d;
   d.max_tokens = o.max_tokens;
+  d.forbidden_before = marker_ids(*vocab, kStrayMarkers);  // free text holds no half tool-call syntax
   return std::make_shared<DeferredConstraint>(kCallsBegin, inner, vocab, d);
 }
 

@@ -301,15 +301,51 @@ ChatTask parse_chat_request(const json& b, const std::vector<ModelRoute>& routes
     if (!rf->is_object() || !rf->contains("type") || !(*rf)["type"].is_string())
       throw bad("response_format", "'response_format' must be an object with a string 'type'");
     const std::string type = (*rf)["type"];
-    if (type == "json_object") t.json_mode = true;
-    else if (type != "text") throw bad("response_format.type", fmt::format("response_format type '{}' is not supported (text, json_object)", type.substr(0, 64)));
+    if (type == "json_object") {
+      t.json_mode = true;
+      t.response_grammar = std::make_shared<const agent::Grammar>(agent::json_object_grammar());
+    } else if (type == "json_schema") {
+      const json* js = field(*rf, "json_schema");
+      if (!js || !js->is_object()) throw bad("response_format.json_schema", "'response_format.json_schema' must be an object");
+      const json* schema = field(*js, "schema");
+      if (!schema || !schema->is_object())
+        throw bad("response_format.json_schema.schema", "'response_format.json_schema.schema' must be a JSON schema object");
+      const json* strict = field(*js, "strict");
+      if (strict && !strict->is_boolean()) throw bad("response_format.json_schema.strict", "'strict' must be a boolean");
+      agent::SchemaOptions so;
+      so.strict = strict && strict->get<bool>();
+      try {
+        t.response_grammar = std::make_shared<const agent::Grammar>(agent::json_schema_grammar(*schema, so));
+      } catch (const Error& e) {
+        throw bad("response_format.json_schema.schema", fmt::format("invalid JSON schema: {}", e.what()));
+      }
+      t.json_mode = true;
+    } else if (type != "text") {
+      throw bad("response_format.type",
+                fmt::format("response_format type '{}' is not supported (text, json_object, json_schema)", type.substr(0, 64)));
+    }
   }
   if (const json* tools = field(b, "tools")) {
-    if (!tools->is_array()) throw bad("tools", "'tools' must be an array");
-    for (const auto& tool : *tools)
-      if (!tool.is_object() || tool.value("type", "") != "function" || !tool.contains("function") || !tool["function"].is_object() ||
-          !tool["function"].contains("name") || !tool["function"]["name"].is_string())
-        throw bad("tools", "each tool must be {\"type\": \"function\", \"function\": {\"name\": ...}}");
+    try {
+      t.tools = agent::parse_tools(*tools);
+    } catch (const Error& e) {
+      throw bad("tools", e.what());
+    }
+  }
+  {
+    const json* tc = field(b, "tool_choice");
+    try {
+      t.tool_choice = agent::parse_tool_choice(tc ? *tc : json(), t.tools);
+    } catch (const Error& e) {
+      throw bad("tool_choice", e.what());
+    }
+  }
+  t.parallel_tool_calls = read_bool(b, "parallel_tool_calls", true);
+  if (!t.tools.empty() && t.tool_choice.mode != agent::ToolChoiceMode::None) {
+    if (t.response_grammar)
+      throw bad("response_format", "'response_format' json_object/json_schema cannot be combined with tools; "
+                                   "use tool_choice \"none\" or drop one of them");
+    if (t.prefix) throw bad("messages", "chat prefix completion cannot be combined with tools");
   }
   if (const json* u = field(b, "user")) {
     if (!u->is_string()) throw bad("user", "'user' must be a string");

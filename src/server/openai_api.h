@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "agent/grammar.h"
+#include "agent/tools.h"
 #include "infer/engine.h"
 #include "tokenizer/chat_template.h"
 
@@ -76,6 +78,12 @@ struct ChatTask {
   bool stream = false, include_usage = false;
   int n = 1;
   bool json_mode = false;
+  // response_format json_object / json_schema: the grammar the output must match (compiled on the HTTP thread).
+  std::shared_ptr<const agent::Grammar> response_grammar;
+  // Function calling: validated definitions (hostile ones refused with 400), tool_choice, parallel_tool_calls.
+  std::vector<agent::ToolFunction> tools;
+  agent::ToolChoice tool_choice{agent::ToolChoiceMode::None, ""};
+  bool parallel_tool_calls = true;
   bool max_tokens_given = false;
   bool prefix = false;            // chat prefix completion: the last (assistant) message is continued
   GenerationParams params;        // prompt and constraint are filled later (tokenizer / engine side)

@@ -40,12 +40,13 @@ const char* finish_name(FinishReason r, bool tool_calls) {
   }
 }
 
-json tool_calls_json(const std::vector<ToolCall>& calls, bool with_index) {
+// with_index: streamed deltas carry each call's position among all calls of the choice (first_index + i).
+json tool_calls_json(const std::vector<ToolCall>& calls, bool with_index, size_t first_index = 0) {
   json a = json::array();
   for (size_t i = 0; i < calls.size(); ++i) {
     json c = {{"id", calls[i].id}, {"type", "function"},
               {"function", {{"name", calls[i].name}, {"arguments", calls[i].arguments}}}};
-    if (with_index) c["index"] = i;
+    if (with_index) c["index"] = first_index + i;
     a.push_back(std::move(c));
   }
   return a;
@@ -96,6 +97,7 @@ Server::Server(std::shared_ptr<Engine> engine, ServerOptions options)
   store_ = std::make_unique<Store>(opt_.db_path);
   const Tokenizer& tok = engine_->tokenizer();
   json_table_ = std::make_shared<JsonTokenTable>(tok);
+  vocab_ = agent::VocabIndex::build(tok);
   routes_.push_back({opt_.model_id, opt_.format, false});
   if (opt_.model_id != "deepseek-chat") routes_.push_back({"deepseek-chat", opt_.format, false});
   if (opt_.model_id != "deepseek-reasoner") routes_.push_back({"deepseek-reasoner", ChatFormat::DeepSeekR1, true});
@@ -352,7 +354,10 @@ static bool pump(std::vector<std::unique_ptr<Server::Choice>>& choices,
       c.text += ev->text;
       c.reasoning += d.reasoning;
       c.content += d.content;
-      for (const auto& t : d.tool_calls) c.calls.push_back(t);
+      for (auto& t : d.tool_calls) {
+        t.id = agent::new_tool_call_id();  // the parser numbers calls; clients expect OpenAI-style unique ids
+        c.calls.push_back(t);
+      }
       for (const auto& t : ev->tokens) c.tokens.push_back(t);
       if (!ev->prompt_logprobs.empty()) c.prompt_logprobs = ev->prompt_logprobs;
       if (ev->finished) {
@@ -409,11 +414,43 @@ json chat_logprobs(const Tokenizer& tok, const std::vector<GeneratedToken>& toke
 
 }  // namespace
 
+// The decoding constraint of one choice (each choice needs its own state): tools (tool_choice none / auto /
+// required / named) or response_format. R1 routes reason freely first: the grammar starts after </think>.
+std::shared_ptr<TokenConstraint> Server::make_constraint(const ChatTask& task, const ModelRoute& route) const {
+  const int64_t max_tokens = task.params.max_tokens;
+  std::shared_ptr<TokenConstraint> c;
+  try {
+    if (!task.tools.empty()) {
+      agent::ToolConstraintOptions o;
+      o.parallel_tool_calls = task.parallel_tool_calls;
+      o.max_tokens = max_tokens;
+      c = agent::make_tool_constraint(task.tools, task.tool_choice, vocab_, o);
+    } else if (task.response_grammar) {
+      agent::GrammarConstraintOptions go;
+      go.max_tokens = max_tokens;
+      c = std::make_shared<agent::GrammarConstraint>(task.response_grammar, vocab_, go);
+    }
+  } catch (const Error& e) {
+    throw ApiError(400, e.what(), "invalid_request_error", "max_tokens");
+  }
+  if (route.reasoner) {
+    if (auto g = std::dynamic_pointer_cast<agent::GrammarConstraint>(c)) {
+      agent::DeferredOptions d;
+      d.max_tokens = max_tokens;
+      d.force = true;
+      c = std::make_shared<agent::DeferredConstraint>("</think>", g, vocab_, d);
+    }
+  }
+  return c;
+}
+
 void Server::chat(const httplib::Request& req, httplib::Response& res) {
   const Auth auth = authenticate(req);
   const json body = parse_json_body(req.body, opt_.max_body_bytes);
   ChatTask task = parse_chat_request(body, routes_, limits_);
   const ModelRoute& route = *task.route;
+  const bool use_tools = !task.tools.empty() && task.tool_choice.mode != agent::ToolChoiceMode::None;
+  if (use_tools) task.messages = agent::add_tools_to_messages(std::move(task.messages), task.tools, task.tool_choice);
   std::string prompt_text;
   try {
     if (task.prefix) {  // DeepSeek's chat prefix completion: continue the last assistant message as written
@@ -449,7 +486,7 @@ void Server::chat(const httplib::Request& req, httplib::Response& res) {
   for (int i = 0; i < task.n; ++i) {
     GenerationRequest r{prompt, task.params};
     r.params.sampling.seed += uint64_t(i);
-    if (task.json_mode) r.params.constraint = std::make_shared<JsonObjectConstraint>(json_table_, r.params.max_tokens);
+    r.params.constraint = make_constraint(task, route);
     reqs.push_back(std::move(r));
   }
   auto handles = submit_all(std::move(reqs));
@@ -567,7 +604,7 @@ void Server::chat(const httplib::Request& req, httplib::Response& res) {
                         json delta = json::object();
                         if (!d.reasoning.empty()) delta["reasoning_content"] = d.reasoning;
                         if (!d.content.empty()) delta["content"] = d.content;
-                        if (!d.tool_calls.empty()) delta["tool_calls"] = tool_calls_json(d.tool_calls, true);
+                        if (!d.tool_calls.empty()) delta["tool_calls"] = tool_calls_json(d.tool_calls, true, c.calls.size() - d.tool_calls.size());
                         if (!delta.empty() || (want_logprobs && !ev.tokens.empty())) {
                           json ch = {{"index", i}, {"delta", delta}, {"finish_reason", nullptr},
                                      {"logprobs", want_logprobs ? chat_logprobs(*tok, ev.tokens) : json()}};

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/constraint.h"
 #include "infer/engine.h"
 #include "server/json_constraint.h"
 #include "server/metrics.h"
@@ -63,6 +64,7 @@ class Server {
   void check_admission(const Auth& a);
   std::vector<int32_t> encode_prompt(const std::string& text) const;
   std::vector<std::shared_ptr<GenerationHandle>> submit_all(std::vector<GenerationRequest> reqs);
+  std::shared_ptr<TokenConstraint> make_constraint(const ChatTask& task, const ModelRoute& route) const;
   void chat(const httplib::Request& req, httplib::Response& res);
   void completions(const httplib::Request& req, httplib::Response& res);
   void conversations_api(const httplib::Request& req, httplib::Response& res);
@@ -73,6 +75,7 @@ class Server {
   std::unique_ptr<httplib::Server> http_;
   std::unique_ptr<Store> store_;
   std::shared_ptr<const JsonTokenTable> json_table_;
+  std::shared_ptr<const agent::VocabIndex> vocab_;  // token bytes for grammar constraints (built once)
   std::vector<ModelRoute> routes_;
   std::vector<int32_t> stop_tokens_;
   Limits limits_;
