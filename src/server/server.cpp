@@ -96,7 +96,6 @@ Server::Server(std::shared_ptr<Engine> engine, ServerOptions options)
     : engine_(std::move(engine)), opt_(std::move(options)), http_(std::make_unique<httplib::Server>()) {
   store_ = std::make_unique<Store>(opt_.db_path);
   const Tokenizer& tok = engine_->tokenizer();
-  json_table_ = std::make_shared<JsonTokenTable>(tok);
   vocab_ = agent::VocabIndex::build(tok);
   routes_.push_back({opt_.model_id, opt_.format, false});
   if (opt_.model_id != "deepseek-chat") routes_.push_back({"deepseek-chat", opt_.format, false});

@@ -10,7 +10,6 @@
 
 #include "agent/constraint.h"
 #include "infer/engine.h"
-#include "server/json_constraint.h"
 #include "server/metrics.h"
 #include "server/openai_api.h"
 #include "server/store.h"
@@ -74,7 +73,6 @@ class Server {
   ServerOptions opt_;
   std::unique_ptr<httplib::Server> http_;
   std::unique_ptr<Store> store_;
-  std::shared_ptr<const JsonTokenTable> json_table_;
   std::shared_ptr<const agent::VocabIndex> vocab_;  // token bytes for grammar constraints (built once)
   std::vector<ModelRoute> routes_;
   std::vector<int32_t> stop_tokens_;

@@ -1,4 +1,4 @@
-// The server library without a network: the JSON-mode validator and constraint, request validation, usage and
+// The server library without a network: JSON mode through the agent grammar, request validation, usage and
 // cost, the SQLite store (keys hashed, ledger, conversations), the rate limiter and the Prometheus text.
 #include <gtest/gtest.h>
 
@@ -7,7 +7,8 @@
 #include <fstream>
 #include <random>
 
-#include "server/json_constraint.h"
+#include "agent/constraint.h"
+#include "agent/grammar.h"
 #include "server/metrics.h"
 #include "server/openai_api.h"
 #include "server/store.h"
@@ -17,15 +18,6 @@ using namespace baleine;
 using namespace baleine::server;
 
 namespace {
-
-bool valid_prefix(const std::string& s, bool object_only = true) {
-  JsonPrefixValidator v(object_only);
-  return v.push(s);
-}
-bool complete_json(const std::string& s, bool object_only = true) {
-  JsonPrefixValidator v(object_only);
-  return v.push(s) && v.complete();
-}
 
 std::shared_ptr<const Tokenizer> tiny_tokenizer() {
   static std::shared_ptr<const Tokenizer> tok = [] {
@@ -60,123 +52,45 @@ int status_of(const std::function<void()>& f) {
 
 }  // namespace
 
-TEST(JsonValidator, AcceptsValidDocuments) {
-  for (const char* s : {"{}", "{\"a\":1}", " {\"a\" : [1, -2.5e+3, 0.0, true, false, null, \"x\\n\\u00e9\", {}, []]}",
-                        "{\"k\":{\"n\":{\"m\":[[],[{}]]}}}", "{\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x90\x8b\":0}", "{\"a\":-0}",
-                        "{\"a\":1E5,\"b\":1e-5}"}) {
-    EXPECT_TRUE(complete_json(s)) << s;
-    // Every proper prefix is valid but not complete.
-    std::string str = s;
-    size_t end = str.find_last_of('}');
-    for (size_t i = 0; i < end; ++i) {
-      JsonPrefixValidator v;
-      ASSERT_TRUE(v.push(str.substr(0, i))) << str.substr(0, i);
-      EXPECT_FALSE(v.complete()) << str.substr(0, i);
-    }
-  }
-}
-
-TEST(JsonValidator, RefusesInvalidText) {
-  for (const char* s : {"[1]", "\"x\"", "1", "{,", "{\"a\"}", "{\"a\":}", "{\"a\":1,}", "{\"a\":01}", "{\"a\":1.}",
-                        "{\"a\":.5}", "{\"a\":tru}", "{\"a\":truex}", "{\"a\":\"\x01\"}", "{\"a\":\"\\x\"}",
-                        "{\"a\":\"\\u12g4\"}", "{\"a\":[1,]}", "{\"a\":1]", "{} {}", "{\"a\":\"\xc0\xaf\"}",
-                        "{\"a\":\"\xed\xa0\x80\"}", "{\"a\":\"\xff\"}", "{'a':1}", "{\"a\":+1}", "{\"a\":NaN}"})
-    EXPECT_FALSE(complete_json(s)) << s;
-  EXPECT_FALSE(valid_prefix("{\"a\":01"));
-  EXPECT_FALSE(valid_prefix("{\"a\"  :  1 }x"));
-  EXPECT_TRUE(complete_json("{} \n"));
-  EXPECT_FALSE(valid_prefix(std::string("{") + std::string(40, ' ')));  // whitespace runs are bounded
-  EXPECT_TRUE(valid_prefix("[1", /*object_only=*/false));
-  EXPECT_TRUE(complete_json("[1, {\"a\": []}]", /*object_only=*/false));
-}
-
-// Against nlohmann's parser on random byte strings built from JSON-ish pieces: whatever the validator calls
-// complete parses, and what it refuses never parses as an object.
-TEST(JsonValidator, AgreesWithNlohmannOnRandomText) {
-  const std::vector<std::string> pieces = {"{", "}", "[", "]", ",", ":", "\"a\"", "\"", "1", "-", ".", "e", "0", "true",
-                                           "null", " ", "\\", "\\n", "x", "\xc3\xa9", "\xc3"};
-  std::mt19937 rng(7);
-  int complete = 0;
-  for (int iter = 0; iter < 20000; ++iter) {
-    std::string s;
-    const int n = 1 + int(rng() % 12);
-    for (int i = 0; i < n; ++i) s += pieces[rng() % pieces.size()];
-    JsonPrefixValidator v;
-    const bool ok = v.push(s);
-    const bool parses = nlohmann::json::accept(s) && nlohmann::json::parse(s).is_object();
-    if (ok && v.complete()) {
-      ++complete;
-      EXPECT_TRUE(parses) << s;
-    }
-    if (parses) {
-      EXPECT_TRUE(ok && v.complete()) << s;
-    }
-  }
-  EXPECT_GT(complete, 3);
-}
-
-// The constraint over a real tokenizer: sampling uniformly among allowed tokens always yields a JSON object.
-TEST(JsonConstraint, RandomSamplingYieldsValidJson) {
-  auto tok = tiny_tokenizer();
-  auto table = std::make_shared<JsonTokenTable>(*tok);
-  std::mt19937 rng(11);
-  int finished = 0;
-  for (int trial = 0; trial < 30; ++trial) {
-    JsonObjectConstraint c(table);
-    for (int step = 0; step < 400 && !c.complete(); ++step) {
-      std::vector<float> logits(size_t(tok->vocab_size()), 0.0f);
-      // Bias towards closing so documents end: '}' and ']' tokens get a higher weight.
-      c.mask(logits);
-      std::vector<int32_t> allowed;
-      for (size_t i = 0; i < logits.size(); ++i)
-        if (std::isfinite(logits[i])) allowed.push_back(int32_t(i));
-      ASSERT_FALSE(allowed.empty());
-      for (int32_t id : allowed) EXPECT_FALSE(tok->is_special(id)) << id;
-      int32_t pick = allowed[rng() % allowed.size()];
+// JSON mode as the server builds it (the agent library's json_object grammar over the request's tokenizer):
+// sampling uniformly among the allowed tokens always yields a JSON object, and inside max_tokens.
+std::string sample_constrained(const Tokenizer& tok, TokenConstraint& c, std::mt19937& rng, int budget, bool bias_close) {
+  std::string text;
+  for (int used = 0; used < budget && !c.complete(); ++used) {
+    std::vector<float> logits(size_t(tok.vocab_size()), 0.0f);
+    c.mask(logits);
+    std::vector<int32_t> allowed;
+    for (size_t i = 0; i < logits.size(); ++i)
+      if (std::isfinite(logits[i]) && !tok.is_special(int32_t(i))) allowed.push_back(int32_t(i));
+    if (allowed.empty()) break;
+    int32_t pick = allowed[rng() % allowed.size()];
+    if (bias_close)  // '}' and ']' get a higher weight so documents end
       for (int32_t id : allowed) {
-        const std::string b = tok->token_bytes(id);
+        const std::string b = tok.token_bytes(id);
         if ((b == "}" || b == "]") && rng() % 3 == 0) pick = id;
       }
-      c.accept(pick);
-    }
-    if (c.complete()) {
-      ++finished;
-      EXPECT_TRUE(nlohmann::json::accept(c.text())) << c.text();
-      EXPECT_TRUE(nlohmann::json::parse(c.text()).is_object()) << c.text();
-    } else {
-      JsonPrefixValidator v;
-      EXPECT_TRUE(v.push(c.text()));
-    }
+    c.accept(pick);
+    text += tok.token_bytes(pick);
   }
-  EXPECT_GT(finished, 5);
+  return text;
 }
 
-// With a token budget the constraint closes the object in time, whatever the sampling does.
-TEST(JsonConstraint, ClosesWithinTheBudget) {
+TEST(JsonMode, ClosesAValidObjectWithinTheBudget) {
   auto tok = tiny_tokenizer();
-  auto table = std::make_shared<JsonTokenTable>(*tok);
+  auto vocab = agent::VocabIndex::build(*tok);
+  auto grammar = std::make_shared<const agent::Grammar>(agent::json_object_grammar());
   std::mt19937 rng(5);
-  for (int budget : {2, 3, 8, 20, 60}) {
+  for (int budget : {3, 8, 20, 60, 400}) {
     for (int trial = 0; trial < 10; ++trial) {
-      JsonObjectConstraint c(table, budget);
-      int used = 0;
-      while (!c.complete() && used < budget) {
-        std::vector<float> logits(size_t(tok->vocab_size()), 0.0f);
-        c.mask(logits);
-        std::vector<int32_t> allowed;
-        for (size_t i = 0; i < logits.size(); ++i)
-          if (std::isfinite(logits[i])) allowed.push_back(int32_t(i));
-        ASSERT_FALSE(allowed.empty());
-        c.accept(allowed[rng() % allowed.size()]);
-        ++used;
-      }
-      EXPECT_TRUE(c.complete()) << "budget " << budget << ": " << c.text();
-      EXPECT_TRUE(nlohmann::json::accept(c.text())) << c.text();
+      agent::GrammarConstraintOptions o;
+      o.max_tokens = budget;
+      agent::GrammarConstraint c(grammar, vocab, o);
+      const std::string text = sample_constrained(*tok, c, rng, budget, budget == 400);
+      EXPECT_TRUE(c.complete()) << "budget " << budget << ": " << text;
+      ASSERT_TRUE(nlohmann::json::accept(text)) << text;
+      EXPECT_TRUE(nlohmann::json::parse(text).is_object()) << text;
     }
   }
-  JsonPrefixValidator v;
-  v.push("{\"a\": [1, {\"b\": \"x");
-  EXPECT_EQ(v.closing(), "\"}]}");
 }
 
 TEST(Api, ParsesAChatRequest) {
