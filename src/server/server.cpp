@@ -95,6 +95,9 @@ struct Session {
 Server::Server(std::shared_ptr<Engine> engine, ServerOptions options)
     : engine_(std::move(engine)), opt_(std::move(options)), http_(std::make_unique<httplib::Server>()) {
   store_ = std::make_unique<Store>(opt_.db_path);
+  const std::string agent_db = opt_.db_path == ":memory:" ? ":memory:" : opt_.db_path + ".agent";
+  assistants_ = std::make_unique<agent::AssistantStore>(agent_db);
+  responses_ = std::make_unique<agent::ResponseStore>(agent_db);
   const Tokenizer& tok = engine_->tokenizer();
   vocab_ = agent::VocabIndex::build(tok);
   routes_.push_back({opt_.model_id, opt_.format, false});
@@ -247,6 +250,12 @@ void Server::routes() {
   for (const std::string prefix : {"", "/v1"}) {
     s.Post(prefix + "/chat/completions", wrap("chat", [this](auto& q, auto& r) { chat(q, r); }));
     s.Post(prefix + "/completions", wrap("completions", [this](auto& q, auto& r) { completions(q, r); }));
+    s.Post(prefix + "/responses", wrap("responses", [this](auto& q, auto& r) { responses(q, r); }));
+    const std::string assistants_path = prefix + R"(/assistants(/[^/]+(/documents(/[^/]+)?)?)?)";
+    auto assistants = wrap("assistants", [this](auto& q, auto& r) { assistants_api(q, r); });
+    s.Get(assistants_path, assistants);
+    s.Post(assistants_path, assistants);
+    s.Delete(assistants_path, assistants);
     s.Post(prefix + "/beta/completions", wrap("completions", [this](auto& q, auto& r) { completions(q, r); }));
     s.Get(prefix + "/models", wrap("models", [this](const httplib::Request& q, httplib::Response& r) {
       authenticate(q);

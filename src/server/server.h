@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "agent/constraint.h"
+#include "agent/stores.h"
 #include "infer/engine.h"
 #include "server/metrics.h"
 #include "server/openai_api.h"
@@ -67,12 +68,16 @@ class Server {
   void chat(const httplib::Request& req, httplib::Response& res);
   void completions(const httplib::Request& req, httplib::Response& res);
   void conversations_api(const httplib::Request& req, httplib::Response& res);
+  void assistants_api(const httplib::Request& req, httplib::Response& res);  // agent_api.cpp
+  void responses(const httplib::Request& req, httplib::Response& res);       // agent_api.cpp
   void routes();
 
   std::shared_ptr<Engine> engine_;
   ServerOptions opt_;
   std::unique_ptr<httplib::Server> http_;
   std::unique_ptr<Store> store_;
+  std::unique_ptr<agent::AssistantStore> assistants_;  // /v1/assistants (own SQLite file next to db_path)
+  std::unique_ptr<agent::ResponseStore> responses_;    // /v1/responses previous_response_id chains
   std::shared_ptr<const agent::VocabIndex> vocab_;  // token bytes for grammar constraints (built once)
   std::vector<ModelRoute> routes_;
   std::vector<int32_t> stop_tokens_;

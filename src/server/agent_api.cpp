@@ -1,0 +1,351 @@
+// server/agent_api.cpp — /v1/assistants (CRUD + documents over agent::AssistantStore) and /v1/responses
+// (previous_response_id chains in agent::ResponseStore, built-in tools run by the bounded agent::AgentLoop, every
+// step streamed as an SSE event). The loop talks to the engine only through Engine::submit, like /chat.
+#include <fmt/format.h>
+#include <httplib.h>
+
+#include "agent/agent_loop.h"
+#include "agent/builtin_tools.h"
+#include "agent/retrieval.h"
+#include "server/server.h"
+
+namespace baleine::server {
+
+namespace {
+
+ChatMessage text_message(std::string role, std::string content) {
+  ChatMessage m;
+  m.role = std::move(role);
+  m.content = std::move(content);
+  return m;
+}
+
+std::vector<std::string> path_parts(const std::string& path) {
+  std::vector<std::string> parts;
+  for (size_t at = 1; at <= path.size();) {
+    size_t next = path.find('/', at);
+    if (next == std::string::npos) next = path.size();
+    if (next > at) parts.push_back(path.substr(at, next - at));
+    at = next + 1;
+  }
+  if (!parts.empty() && parts[0] == "v1") parts.erase(parts.begin());
+  return parts;
+}
+
+// Model output may hold invalid UTF-8 (a tiny model, a cut multi-byte character): replaced by U+FFFD before it
+// is stored or put into a JSON object.
+std::string clean_utf8(const std::string& s) { return json::parse(dump(json(s))).get<std::string>(); }
+void clean_message(ChatMessage& m) {
+  m.content = clean_utf8(m.content);
+  for (auto& c : m.tool_calls) {
+    c.name = clean_utf8(c.name);
+    c.arguments = clean_utf8(c.arguments);
+  }
+}
+
+ApiError not_found(const std::string& what) { return ApiError(404, "no such " + what, "invalid_request_error", "", "not_found"); }
+
+// Responses-API input: a string (one user message) or an array of {role, content} where content is a string or
+// parts of type input_text / output_text / text.
+std::vector<ChatMessage> responses_input(const json& input) {
+  std::vector<ChatMessage> out;
+  if (input.is_string()) {
+    out.push_back(text_message("user", input.get<std::string>()));
+    return out;
+  }
+  if (!input.is_array() || input.empty())
+    throw ApiError(400, "'input' must be a string or a non-empty array of messages", "invalid_request_error", "input");
+  for (size_t i = 0; i < input.size(); ++i) {
+    const json& m = input[i];
+    const std::string where = fmt::format("input[{}]", i);
+    if (!m.is_object() || !m.contains("role") || !m["role"].is_string())
+      throw ApiError(400, where + " must be an object with a string 'role'", "invalid_request_error", where);
+    ChatMessage cm;
+    cm.role = m["role"];
+    if (cm.role == "developer") cm.role = "system";
+    if (cm.role != "system" && cm.role != "user" && cm.role != "assistant")
+      throw ApiError(400, where + ".role must be system, developer, user or assistant", "invalid_request_error", where + ".role");
+    const json c = m.value("content", json());
+    if (c.is_string()) {
+      cm.content = c.get<std::string>();
+    } else if (c.is_array()) {
+      for (const auto& p : c) {
+        if (!p.is_object() || !p.contains("text") || !p["text"].is_string())
+          throw ApiError(400, where + ".content parts must be text parts", "invalid_request_error", where + ".content");
+        cm.content += p["text"].get<std::string>();
+      }
+    } else {
+      throw ApiError(400, where + ".content must be a string or an array of text parts", "invalid_request_error", where + ".content");
+    }
+    out.push_back(std::move(cm));
+  }
+  return out;
+}
+
+json event_json(const agent::AgentEvent& e) {
+  json j = {{"type", std::string("agent.") + agent::agent_event_kind_name(e.kind)}, {"step", e.step}};
+  switch (e.kind) {
+    case agent::AgentEventKind::ModelDelta: j["delta"] = e.text; break;
+    case agent::AgentEventKind::ModelTurn:
+    case agent::AgentEventKind::Final:
+      j["content"] = e.text;
+      j["reasoning"] = e.reasoning;
+      j["finish_reason"] = e.finish_reason;
+      j["seconds"] = e.seconds;
+      break;
+    case agent::AgentEventKind::ToolCall:
+      j["call"] = {{"id", e.call.id}, {"name", e.call.name}, {"arguments", e.call.arguments}};
+      break;
+    case agent::AgentEventKind::ToolResult:
+      j["call"] = {{"id", e.call.id}, {"name", e.call.name}, {"arguments", e.call.arguments}};
+      j["result"] = e.result;
+      j["tool_error"] = e.tool_error;
+      j["citations"] = e.citations;
+      j["seconds"] = e.seconds;
+      break;
+    case agent::AgentEventKind::Error: j["message"] = e.text; break;
+  }
+  return j;
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------------------------------------------------
+// /v1/assistants[/ID[/documents[/NAME]]]
+// ------------------------------------------------------------------------------------------------------------
+void Server::assistants_api(const httplib::Request& req, httplib::Response& res) {
+  authenticate(req);
+  const auto parts = path_parts(req.path);
+  const std::string& m = req.method;
+  auto body = [&] { return parse_json_body(req.body.empty() ? "{}" : req.body, opt_.max_body_bytes); };
+  auto reply = [&](const json& j) { res.set_content(dump(j), "application/json"); };
+  if (parts.size() == 1) {
+    if (m == "POST") return reply(assistants_->create(body()).to_openai());
+    int limit = 20;
+    if (req.has_param("limit")) {
+      try {
+        limit = std::stoi(req.get_param_value("limit"));
+      } catch (const std::exception&) {
+        throw ApiError(400, "'limit' must be an integer", "invalid_request_error", "limit");
+      }
+      if (limit < 1 || limit > 100) throw ApiError(400, "'limit' must be in [1, 100]", "invalid_request_error", "limit");
+    }
+    const std::string after = req.has_param("after") ? req.get_param_value("after") : "";
+    json data = json::array();
+    for (const auto& a : assistants_->list(limit + 1, after)) data.push_back(a.to_openai());
+    const bool more = int(data.size()) > limit;
+    if (more) data.erase(data.end() - 1);
+    return reply({{"object", "list"}, {"data", data}, {"has_more", more},
+                  {"first_id", data.empty() ? json() : data.front()["id"]}, {"last_id", data.empty() ? json() : data.back()["id"]}});
+  }
+  const std::string& id = parts[1];
+  if (parts.size() == 2) {
+    if (m == "GET") {
+      auto a = assistants_->get(id);
+      if (!a) throw not_found("assistant");
+      return reply(a->to_openai());
+    }
+    if (m == "POST") {
+      auto a = assistants_->update(id, body());
+      if (!a) throw not_found("assistant");
+      return reply(a->to_openai());
+    }
+    if (!assistants_->remove(id)) throw not_found("assistant");
+    return reply({{"id", id}, {"object", "assistant.deleted"}, {"deleted", true}});
+  }
+  if (parts[2] != "documents" || parts.size() > 4) throw not_found("endpoint");
+  if (!assistants_->get(id)) throw not_found("assistant");
+  if (parts.size() == 3 && m == "POST") {  // {"name": "...", "text": "..."}
+    json b = body();
+    if (!b.contains("name") || !b["name"].is_string()) throw ApiError(400, "'name' must be a string", "invalid_request_error", "name");
+    if (!b.contains("text") || !b["text"].is_string()) throw ApiError(400, "'text' must be a string", "invalid_request_error", "text");
+    assistants_->put_document(id, b["name"], b["text"]);
+    return reply({{"object", "assistant.document"}, {"assistant_id", id}, {"name", b["name"]},
+                  {"bytes", b["text"].get<std::string>().size()}});
+  }
+  if (parts.size() == 3) {
+    json data = json::array();
+    for (const auto& [name, text] : assistants_->documents(id))
+      data.push_back({{"object", "assistant.document"}, {"name", name}, {"bytes", text.size()}});
+    return reply({{"object", "list"}, {"data", data}});
+  }
+  if (m != "DELETE") throw not_found("endpoint");
+  if (!assistants_->remove_document(id, parts[3])) throw not_found("document");
+  return reply({{"name", parts[3]}, {"object", "assistant.document.deleted"}, {"deleted", true}});
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// POST /v1/responses: {model, input, instructions?, previous_response_id?, assistant_id? (extension), tools?
+// (built-in: calculator, current_datetime, file_search), max_output_tokens?, temperature?, top_p?, stream?}
+// ------------------------------------------------------------------------------------------------------------
+void Server::responses(const httplib::Request& req, httplib::Response& res) {
+  const Auth auth = authenticate(req);
+  const json b = parse_json_body(req.body, opt_.max_body_bytes);
+  if (!b.contains("input")) throw ApiError(400, "'input' is required", "invalid_request_error", "input");
+  std::optional<agent::Assistant> assistant;
+  if (b.contains("assistant_id")) {
+    if (!b["assistant_id"].is_string()) throw ApiError(400, "'assistant_id' must be a string", "invalid_request_error", "assistant_id");
+    assistant = assistants_->get(b["assistant_id"]);
+    if (!assistant) throw ApiError(404, "no such assistant", "invalid_request_error", "assistant_id", "not_found");
+  }
+  // Model: the request's, else the assistant's, else the default route.
+  json route_body = json::object();
+  if (b.contains("model")) route_body["model"] = b["model"];
+  else if (assistant && !assistant->model.empty()) route_body["model"] = assistant->model;
+  else route_body["model"] = routes_.front().id;
+  json sampling_body = assistant ? assistant->sampling : json::object();
+  for (const char* k : {"temperature", "top_p"})
+    if (b.contains(k)) sampling_body[k] = b[k];
+  if (b.contains("max_output_tokens")) sampling_body["max_tokens"] = b["max_output_tokens"];
+  sampling_body["model"] = route_body["model"];
+  sampling_body["messages"] = json::array({{{"role", "user"}, {"content", "x"}}});
+  ChatTask shape = parse_chat_request(sampling_body, routes_, limits_);  // model route + sampling, validated
+  const ModelRoute& route = *shape.route;
+
+  std::vector<ChatMessage> conversation;
+  std::string previous;
+  if (b.contains("previous_response_id") && !b["previous_response_id"].is_null()) {
+    if (!b["previous_response_id"].is_string())
+      throw ApiError(400, "'previous_response_id' must be a string", "invalid_request_error", "previous_response_id");
+    previous = b["previous_response_id"];
+    try {
+      conversation = responses_->conversation(previous);
+    } catch (const Error& e) {
+      throw ApiError(400, e.what(), "invalid_request_error", "previous_response_id");
+    }
+  }
+  std::string instructions = assistant ? assistant->instructions : "";
+  if (b.contains("instructions") && b["instructions"].is_string()) instructions = b["instructions"];
+  const std::vector<ChatMessage> input = responses_input(b["input"]);
+  std::vector<ChatMessage> full;
+  if (!instructions.empty()) full.push_back(text_message("system", instructions));
+  for (const auto& msg : conversation) full.push_back(msg);
+  for (const auto& msg : input) full.push_back(msg);
+
+  // Built-in tools: the assistant's plus the request's; file_search searches the assistant's documents.
+  json tool_list = assistant ? assistant->tools : json::array();
+  if (b.contains("tools")) {
+    if (!b["tools"].is_array()) throw ApiError(400, "'tools' must be an array", "invalid_request_error", "tools");
+    for (const auto& t : b["tools"]) tool_list.push_back(t);
+  }
+  auto registry = std::make_shared<agent::ToolRegistry>();
+  std::shared_ptr<agent::DocumentStore> docs;
+  for (const auto& t : tool_list) {
+    const std::string type = t.is_object() ? t.value("type", "") : "";
+    if (registry->size() >= 16) break;
+    if (type == "calculator" && !registry->find("calculator")) {
+      registry->add(agent::calculator_tool());
+    } else if (type == "current_datetime" && !registry->find("current_datetime")) {
+      registry->add(agent::datetime_tool());
+    } else if (type == "file_search" && !docs) {
+      if (!assistant) throw ApiError(400, "the file_search tool needs an 'assistant_id' with documents", "invalid_request_error", "tools");
+      docs = std::make_shared<agent::DocumentStore>(":memory:");
+      for (const auto& [name, text] : assistants_->documents(assistant->id)) docs->add_document(name, text);
+      registry->add(agent::retrieval_tool(docs));
+    } else if (type != "function" && type != "calculator" && type != "current_datetime" && type != "file_search") {
+      throw ApiError(400, fmt::format("tool type '{}' is not supported on /v1/responses (calculator, current_datetime, file_search)",
+                                      type.substr(0, 64)), "invalid_request_error", "tools");
+    } else if (type == "function") {
+      throw ApiError(400, "function tools are not executed by /v1/responses yet; use /v1/chat/completions with tools",
+                     "invalid_request_error", "tools");
+    }
+  }
+
+  agent::AgentOptions ao;
+  ao.format = route.format;
+  ao.params = shape.params;
+  if (!shape.max_tokens_given) ao.params.max_tokens = std::min<int64_t>(512, limits_.context / 2);
+  for (int32_t t : stop_tokens_) ao.params.stop_tokens.push_back(t);
+  if (registry->size() == 0) ao.max_steps = 1;
+  if (b.contains("tool_choice")) {
+    try {
+      ao.first_choice = agent::parse_tool_choice(b["tool_choice"], registry->definitions());
+    } catch (const Error& e) {
+      throw ApiError(400, e.what(), "invalid_request_error", "tool_choice");
+    }
+  }
+  if (b.contains("max_steps")) {  // extension: model turns at most (1..8)
+    if (!b["max_steps"].is_number_integer() || b["max_steps"].get<int>() < 1 || b["max_steps"].get<int>() > 8)
+      throw ApiError(400, "'max_steps' must be an integer in [1, 8]", "invalid_request_error", "max_steps");
+    ao.max_steps = b["max_steps"].get<int>();
+  }
+  check_admission(auth);
+
+  struct Run {
+    std::string id_hint;
+    std::atomic<bool> cancel{false};
+  };
+  auto run = std::make_shared<Run>();
+  const bool stream = b.value("stream", false);
+  const std::string model_id = route.id;
+  const int64_t created = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  // Runs the loop, stores the response and returns it. on_event may write SSE.
+  auto execute = [this, registry, docs, ao, full, input, previous, instructions, model_id, created, run](
+                     const std::function<void(const agent::AgentEvent&)>& on_event) {
+    agent::AgentLoop loop(*engine_, vocab_, *registry, ao);
+    agent::AgentResult r = loop.run(full, on_event, &run->cancel);
+    json output = json::array();
+    std::vector<ChatMessage> added(r.messages.begin() + std::ptrdiff_t(full.size()), r.messages.end());
+    for (auto& msg : added) clean_message(msg);
+    r.content = clean_utf8(r.content);
+    std::vector<std::string> call_ids;  // tool messages answer the calls in order (the template is positional)
+    size_t answered = 0;
+    for (const auto& msg : added) {
+      if (msg.role == "assistant")
+        for (const auto& c : msg.tool_calls) {
+          call_ids.push_back(c.id);
+          output.push_back({{"type", "function_call"}, {"call_id", c.id}, {"name", c.name}, {"arguments", c.arguments}, {"status", "completed"}});
+        }
+      if (msg.role == "tool")
+        output.push_back({{"type", "function_call_output"},
+                          {"call_id", answered < call_ids.size() ? json(call_ids[answered++]) : json()}, {"output", msg.content}});
+    }
+    output.push_back({{"type", "message"}, {"role", "assistant"}, {"status", "completed"},
+                      {"content", json::array({{{"type", "output_text"}, {"text", r.content}, {"annotations", r.citations}}})}});
+    json resp = {{"object", "response"}, {"created_at", created}, {"model", model_id},
+                 {"status", r.finish_reason == "error" || r.finish_reason == "cancelled" ? "failed" : "completed"},
+                 {"previous_response_id", previous.empty() ? json() : json(previous)},
+                 {"instructions", instructions.empty() ? json() : json(instructions)}, {"output", output},
+                 {"output_text", r.content}, {"agent_steps", r.steps}, {"finish_reason", r.finish_reason},
+                 {"usage", {{"input_tokens", r.usage.prompt_tokens}, {"output_tokens", r.usage.completion_tokens},
+                            {"total_tokens", r.usage.prompt_tokens + r.usage.completion_tokens}}}};
+    agent::StoredResponse sr;
+    sr.previous_id = previous;
+    sr.created_at = created;
+    sr.input = input;
+    sr.output = added;
+    sr.response = resp;
+    resp["id"] = responses_->save(sr);
+    return resp;
+  };
+  if (!stream) {
+    res.set_content(dump(execute({})), "application/json");
+    return;
+  }
+  res.set_header("Cache-Control", "no-cache");
+  res.set_header("X-Accel-Buffering", "no");
+  res.set_chunked_content_provider(
+      "text/event-stream",
+      [execute, run](size_t, httplib::DataSink& sink) {
+        bool ok = true;
+        auto send = [&](const json& j) {
+          if (!ok) return;
+          const std::string line = "event: " + j["type"].get<std::string>() + "\ndata: " + dump(j) + "\n\n";
+          ok = sink.write(line.data(), line.size());
+          if (!ok) run->cancel = true;
+        };
+        send({{"type", "response.created"}});
+        try {
+          json resp = execute([&](const agent::AgentEvent& e) { send(event_json(e)); });
+          send({{"type", "response.completed"}, {"response", resp}});
+        } catch (const std::exception& e) {  // never let an exception escape the provider (it would end the process)
+          send({{"type", "error"}, {"message", e.what()}});
+        }
+        if (ok) ok = sink.write("data: [DONE]\n\n", 14);
+        if (ok) sink.done();
+        return ok;
+      },
+      [run](bool) { run->cancel = true; });
+}
+
+}  // namespace baleine::server
