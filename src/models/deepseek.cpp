@@ -10,6 +10,7 @@
 #include <numeric>
 
 #include "core/check.h"
+#include "core/threadpool.h"
 
 namespace baleine {
 
@@ -348,20 +349,64 @@ void DeepSeekModel::moe_forward(const MoE& m, float* out, const float* x, int64_
   if (m.has_shared) m.shared_experts.forward(out, x, T, arena_);
   else std::fill(out, out + T * d, 0.0f);
 
-  // Group tokens by expert so each expert runs once on all its tokens (prefill touches each weight once).
-  std::vector<std::vector<std::pair<int32_t, float>>> by_expert(static_cast<size_t>(E));
+  // Group tokens by expert so each expert runs once on all its tokens (prefill touches each weight once):
+  // expert e owns rows [first[e], first[e+1]) of the packed buffers, its tokens in increasing order.
+  std::vector<int64_t> first(size_t(E + 1), 0);
+  for (int64_t s = 0; s < T * K; ++s) ++first[size_t(chosen[size_t(s)]) + 1];
+  std::partial_sum(first.begin(), first.end(), first.begin());
+  std::vector<int64_t> row_of(size_t(T * K));   // packed row of slot (t, k)
+  std::vector<int32_t> token_of(size_t(T * K));  // token of packed row
+  std::vector<int64_t> fill(first.begin(), first.end() - 1);
   for (int64_t t = 0; t < T; ++t)
-    for (int64_t k = 0; k < K; ++k) by_expert[size_t(chosen[size_t(t * K + k)])].push_back({int32_t(t), gate_values[size_t(t * K + k)]});
-  float* xin = arena_.alloc<float>(size_t(T * d));   // [n_e, d] gathered tokens
-  float* yout = arena_.alloc<float>(size_t(T * d));  // [n_e, d]
+    for (int64_t k = 0; k < K; ++k) {
+      const int64_t r = fill[size_t(chosen[size_t(t * K + k)])]++;
+      row_of[size_t(t * K + k)] = r;
+      token_of[size_t(r)] = int32_t(t);
+    }
+  const int64_t R = T * K, width = cfg_.moe_intermediate_size;
+  float* xin = arena_.alloc<float>(size_t(R * d));              // [R, d] gathered tokens
+  float* yout = arena_.alloc<float>(size_t(R * d));             // [R, d] expert outputs
+  float* scratch = arena_.alloc<float>(size_t(R * 2 * width));  // [R, 2·width] gate/up activations
+  auto run_expert = [&](int64_t e) {
+    const int64_t r0 = first[size_t(e)], n = first[size_t(e) + 1] - r0;
+    if (n == 0) return;
+    for (int64_t r = r0; r < r0 + n; ++r) std::memcpy(xin + r * d, x + token_of[size_t(r)] * d, size_t(d) * 4);
+    m.experts[size_t(e)].forward(yout + r0 * d, xin + r0 * d, n, scratch + r0 * 2 * width);
+  };
+
+  // Each expert's GEMMs have only tens of rows, too little to split across threads, so threads take whole
+  // experts (split by row count). An expert with more than 1/P of the rows would unbalance that split: it runs
+  // alone, split inside ops::linear. Every expert's output is the same whichever thread computes it (the kernels'
+  // split depends only on the shapes), so results do not depend on the thread count.
+  const int64_t P = ThreadPool::global().size();
+  std::vector<int64_t> large;  // experts run one after the other, each split across all threads
+  std::vector<int64_t> small, small_first{0};  // the rest, and the prefix sum of their rows
   for (int64_t e = 0; e < E; ++e) {
-    const auto& list = by_expert[size_t(e)];
-    if (list.empty()) continue;
-    const int64_t n = int64_t(list.size());
-    for (int64_t i = 0; i < n; ++i) std::memcpy(xin + i * d, x + list[size_t(i)].first * d, size_t(d) * 4);
-    m.experts[size_t(e)].forward(yout, xin, n, arena_);
-    for (int64_t i = 0; i < n; ++i) ops::axpy(out + list[size_t(i)].first * d, list[size_t(i)].second, yout + i * d, d);
+    const int64_t n = first[size_t(e) + 1] - first[size_t(e)];
+    if (n == 0) continue;
+    if (P == 1 || n * P > R) large.push_back(e);
+    else small.push_back(e), small_first.push_back(small_first.back() + n);
   }
+  for (int64_t e : large) run_expert(e);
+  const int64_t small_rows = small_first.back();
+  parallel_for(small.empty() ? 0 : P, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p)  // piece p: the experts whose first row falls in its share of the rows
+      for (size_t i = 0; i < small.size(); ++i)
+        if (small_first[i] * P >= small_rows * p && small_first[i] * P < small_rows * (p + 1)) run_expert(small[i]);
+  });
+
+  // out[t] += gate·y of each chosen expert, in increasing expert order (a fixed order, whatever the threads).
+  parallel_for(
+      T,
+      [&](int64_t t0, int64_t t1) {
+        std::vector<int64_t> slots(static_cast<size_t>(K));
+        for (int64_t t = t0; t < t1; ++t) {
+          std::iota(slots.begin(), slots.end(), t * K);
+          std::sort(slots.begin(), slots.end(), [&](int64_t a, int64_t b) { return chosen[size_t(a)] < chosen[size_t(b)]; });
+          for (int64_t s : slots) ops::axpy(out + t * d, gate_values[size_t(s)], yout + row_of[size_t(s)] * d, d);
+        }
+      },
+      std::max<int64_t>(1, 16384 / std::max<int64_t>(1, K * d)));
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -45,8 +45,12 @@ void SwiGLU::visit(const std::string& prefix, const ParamVisitor& v) {
 }
 
 void SwiGLU::forward(float* y, const float* x, int64_t M, Arena& arena) const {
-  float* g = arena.alloc<float>(size_t(M * width));  // [M, width]
-  float* u = arena.alloc<float>(size_t(M * width));  // [M, width]
+  forward(y, x, M, arena.alloc<float>(size_t(2 * M * width)));
+}
+
+void SwiGLU::forward(float* y, const float* x, int64_t M, float* scratch) const {
+  float* g = scratch;               // [M, width]
+  float* u = scratch + M * width;   // [M, width]
   gate.forward(g, x, M);
   up.forward(u, x, M);
   ops::swiglu(g, g, u, M * width);

@@ -69,6 +69,8 @@ struct SwiGLU {
   void visit(const std::string& prefix, const ParamVisitor& v);
   // y[M, dim] = FFN(x[M, dim]); scratch from `arena`.
   void forward(float* y, const float* x, int64_t M, Arena& arena) const;
+  // Same with caller-provided scratch of 2·M·width floats (lets experts run on pool threads, which share no arena).
+  void forward(float* y, const float* x, int64_t M, float* scratch) const;
 };
 
 }  // namespace baleine::nn
