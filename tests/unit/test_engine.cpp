@@ -3,12 +3,14 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <thread>
 
 #include <unistd.h>
 
+#include "core/threadpool.h"
 #include "infer/engine.h"
 #include "tokenizer/tokenizer.h"
 
@@ -406,4 +408,28 @@ TEST(Engine, SpeculativeSamplingIsSeededAndStopsCorrectly) {
   const size_t first = size_t(std::find(greedy.begin(), greedy.end(), greedy[6]) - greedy.begin());
   EXPECT_EQ(c.tokens, std::vector<int32_t>(greedy.begin(), greedy.begin() + first + 1));
   EXPECT_EQ(c.final.finish_reason, FinishReason::Stop);
+}
+
+// MoE prefill runs whole experts per thread (and large experts split inside the kernels); logits must be
+// bit-identical for any thread count, for a prompt (tens of rows per expert) and a one-token step.
+TEST(Engine, MoeForwardIsIdenticalForAnyThreadCount) {
+  auto m = model();
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 70; ++i) prompt.push_back(int32_t((i * 37 + 5) % 128));
+  std::vector<std::vector<float>> runs;
+  for (int threads : {1, 2, 3}) {
+    ThreadPool::set_global_threads(threads);
+    auto seq = m->new_sequence(int64_t(prompt.size()) + 1);
+    Tensor l = m->forward(*seq, prompt);
+    std::vector<float> all(l.f32(), l.f32() + l.numel());
+    const int32_t t = 7;
+    Tensor s = m->forward(*seq, std::span<const int32_t>(&t, 1));
+    all.insert(all.end(), s.f32(), s.f32() + s.numel());
+    runs.push_back(std::move(all));
+  }
+  ThreadPool::set_global_threads(0);
+  for (size_t r = 1; r < runs.size(); ++r) {
+    ASSERT_EQ(runs[r].size(), runs[0].size());
+    EXPECT_EQ(0, std::memcmp(runs[r].data(), runs[0].data(), runs[0].size() * sizeof(float))) << "threads run " << r;
+  }
 }
