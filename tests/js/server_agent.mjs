@@ -55,19 +55,19 @@ await t.check("documents: upload, list, delete", async () => {
 
 let first;
 await t.check("responses.create (SDK): plain answer, stored, then continued with previous_response_id", async () => {
-  first = await client.responses.create({ model: "deepseek-chat", input: "Hello there.", max_output_tokens: 8 });
+  first = await client.responses.create({ model: "deepseek-chat", temperature: 0, input: "Hello there.", max_output_tokens: 8 });
   assert.match(first.id, /^resp_/);
   assert.equal(first.object, "response");
   assert.equal(first.status, "completed");
   assert.equal(typeof first.output_text, "string");
-  const second = await client.responses.create({ model: "deepseek-chat", input: "And again?", previous_response_id: first.id, max_output_tokens: 8 });
+  const second = await client.responses.create({ model: "deepseek-chat", temperature: 0, input: "And again?", previous_response_id: first.id, max_output_tokens: 8 });
   assert.equal(second.previous_response_id, first.id);
   assert.ok(second.usage.input_tokens > first.usage.input_tokens, "the earlier turn is in the prompt");
-  await assert.rejects(client.responses.create({ model: "deepseek-chat", input: "x", previous_response_id: "resp_nope" }), (e) => e.status === 400);
+  await assert.rejects(client.responses.create({ model: "deepseek-chat", temperature: 0, input: "x", previous_response_id: "resp_nope" }), (e) => e.status === 400);
 });
 
 await t.check("responses with an assistant: the server runs search_documents and reports the call and its output", async () => {
-  const r = await client.responses.create({ model: "deepseek-chat", input: "When was the lighthouse lit?", max_output_tokens: 120,
+  const r = await client.responses.create({ model: "deepseek-chat", temperature: 0, input: "When was the lighthouse lit?", max_output_tokens: 120,
                                             assistant_id: asst.id, tool_choice: { type: "function", function: { name: "search_documents" } },
                                             max_steps: 2 });
   const call = r.output.find((o) => o.type === "function_call");
@@ -82,7 +82,7 @@ await t.check("responses with an assistant: the server runs search_documents and
 await t.check("streamed agent steps: tool_call, tool_result, final, response.completed (SSE)", async () => {
   const res = await fetch(server.url + "/v1/responses", {
     method: "POST", headers: { "content-type": "application/json" },
-    body: JSON.stringify({ model: "deepseek-chat", input: "Compute something.", tools: [{ type: "calculator" }], tool_choice: "required",
+    body: JSON.stringify({ model: "deepseek-chat", temperature: 0, input: "Compute something.", tools: [{ type: "calculator" }], tool_choice: "required",
                            max_output_tokens: 80, max_steps: 2, stream: true }),
   });
   assert.equal(res.status, 200);
@@ -102,8 +102,8 @@ await t.check("streamed agent steps: tool_call, tool_result, final, response.com
 });
 
 await t.check("responses: unsupported tools and bad input are 400", async () => {
-  await assert.rejects(client.responses.create({ model: "deepseek-chat", input: "x", tools: [{ type: "shell" }] }), (e) => e.status === 400);
-  await assert.rejects(client.responses.create({ model: "deepseek-chat", input: 42 }), (e) => e.status === 400);
+  await assert.rejects(client.responses.create({ model: "deepseek-chat", temperature: 0, input: "x", tools: [{ type: "shell" }] }), (e) => e.status === 400);
+  await assert.rejects(client.responses.create({ model: "deepseek-chat", temperature: 0, input: 42 }), (e) => e.status === 400);
 });
 
 await t.check("assistants: delete", async () => {
