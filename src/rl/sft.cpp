@@ -131,20 +131,9 @@ int run_sft(const SftRecipe& r, bool resume) {
   const fs::path metrics_path = fs::path(r.out) / "metrics.jsonl";
   fs::create_directories(r.out);
   train::AdamW opt(r.adamw);
-  int64_t start_step = 0;
-  double elapsed_before = 0;
-  const std::string latest = resume ? ckpt.latest() : "";
-  if (!latest.empty()) {
-    json state = train::restore_checkpoint(ckpt.root / latest, model, opt);
-    start_step = state.at("step").get<int64_t>();
-    opt.set_steps(state.at("optimizer_steps").get<int64_t>());
-    elapsed_before = state.value("elapsed_s", 0.0);
-    train::truncate_metrics(metrics_path, start_step);
-    fmt::print(stderr, "resuming from {} (step {})\n", (ckpt.root / latest).string(), start_step);
-  } else {
-    opt.attach(model);
-    std::ofstream(metrics_path, std::ios::trunc);
-  }
+  const train::ResumePoint start = train::resume_or_start(ckpt, resume, model, opt, {metrics_path});
+  const int64_t start_step = start.step;
+  const double elapsed_before = start.elapsed_s;
   nn::Gradients grads;
   grads.allocate(model);
   std::ofstream metrics(metrics_path, std::ios::app);
