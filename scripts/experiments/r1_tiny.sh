@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# scripts/experiments/r1_tiny.sh — the R1-tiny experiment (docs/experiments/r1-tiny.md), one stage per command:
+#
+#   scripts/experiments/r1_tiny.sh data          # SFT data (task suites, chat format), the student's tokenizer + shards
+#   scripts/experiments/r1_tiny.sh base          # the teacher base: models/default as pretrained (commit cffec12) + eval
+#   scripts/experiments/r1_tiny.sh sft           # cold-start SFT of the teacher (two phases) + eval
+#   scripts/experiments/r1_tiny.sh grpo          # GRPO of the teacher on arithmetic + eval + plots
+#   scripts/experiments/r1_tiny.sh student-base  # pretrain the student (24.7% of the teacher's active parameters) + eval
+#   scripts/experiments/r1_tiny.sh distill       # teacher samples -> rejection sampling -> SFT of the student + eval
+#   scripts/experiments/r1_tiny.sh student-rl    # the same student trained by GRPO alone (same recipe as the teacher)
+#   scripts/experiments/r1_tiny.sh table         # the results table (markdown) from the eval reports
+#
+# Environment: W (work directory, default out/r1-tiny), B (baleine executable), CORPUS (scripts/build_corpus.sh
+# output, default out/corpus), THREADS (default 2). Every stage writes its wall time to $W/times.jsonl.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+W=${W:-$ROOT/out/r1-tiny}
+B=${B:-$ROOT/build/apps/baleine/baleine}
+CORPUS=${CORPUS:-$ROOT/out/corpus}
+THREADS=${THREADS:-2}
+BASE_COMMIT=cffec12  # models/default before this experiment: the pretrained base (recipes/default.json)
+ARITH='{"name":"arithmetic","min_digits":1,"max_digits":2,"ops":"+-","reasoning":"short"}'
+ARITH3='{"name":"arithmetic","min_digits":1,"max_digits":3,"ops":"+-","reasoning":"short"}'
+EVAL_PROBLEMS=${EVAL_PROBLEMS:-200}
+mkdir -p "$W"
+stage=${1:?"usage: $0 data|base|sft|grpo|student-base|distill|student-rl|table"}
+t0=$(date +%s)
+bl() { nice -n 0 "$B" --threads "$THREADS" "$@"; }
+latest() { echo "$1/checkpoints/$(cat "$1/checkpoints/latest")"; }
+# Greedy held-out pass@1 on the three suites (chat format, the served form); $1 model, $2 report name.
+evaluate() {
+  bl eval --model "$1" --suite "$ARITH" --suite word --suite countdown --format chat --problems "$EVAL_PROBLEMS" \
+    --max-tokens 160 --out "$W/eval_$2.json" --samples-out "$W/eval_$2_samples.jsonl" | tail -5
+}
+# GRPO recipe shared by the teacher and the RL-only student; $1 model, $2 out, $3 steps.
+grpo_recipe() {
+  cat <<JSON
+{"model": "$1", "out": "$2", "suite": $ARITH, "prompt_format": "chat",
+ "prompts_per_step": 8, "group_size": 8, "max_new_tokens": 64, "temperature": 1.0, "steps": $3,
+ "beta": 0.0, "epsilon": 0.2, "epsilon_high": 0.28, "loss_averaging": "token", "scale_rewards": "group",
+ "lr": {"schedule": "constant", "max": 3e-5}, "eval_every": 10, "eval_problems": 100, "checkpoint_every": 10, "seed": 31}
+JSON
+}
+
+case "$stage" in
+data)
+  bl tasks --suite "$ARITH3" --count 6000 --as chat --seed 11 --out "$W/sft1_arith.jsonl"
+  bl tasks --suite word --count 3000 --as chat --seed 12 --out "$W/sft1_word.jsonl"
+  bl tasks --suite countdown --count 1500 --as chat --seed 13 --out "$W/sft1_cd.jsonl"
+  cat "$W"/sft1_{arith,word,cd}.jsonl | shuf --random-source=<(yes) > "$W/sft1.jsonl"
+  bl tasks --suite "$ARITH" --count 8000 --as chat --seed 21 --out "$W/sft2_arith.jsonl"
+  bl tasks --suite word --count 3000 --as chat --seed 22 --out "$W/sft2_word.jsonl"
+  cat "$W"/sft2_{arith,word}.jsonl | shuf --random-source=<(yes 2) > "$W/sft2.jsonl"
+  # The student has its own 1,024-token tokenizer (sequence-level distillation works across tokenizers).
+  bl tokenizer train --input "$CORPUS/tokenizer-sample.txt" --vocab-size 1024 --out "$W/tok1k"
+  bl data --input "$CORPUS/curated/curated.jsonl" --tokenizer "$W/tok1k" --out "$W/shards-1k" --no-near-dedup \
+    --no-exact-dedup --min-chars 1 --min-alpha-ratio 0 --max-symbol-ratio 1000 --max-dup-line-frac 1 \
+    --max-top-2gram 1 --max-top-3gram 1 --max-top-4gram 1 --no-progress | tail -3
+  ;;
+base)
+  rm -rf "$W/base" && mkdir -p "$W/base"
+  git -C "$ROOT" archive "$BASE_COMMIT" models/default | tar -x -C "$W/base" --strip-components=2
+  evaluate "$W/base" base
+  ;;
+sft)
+  cat > "$W/sft1.json" <<JSON
+{"model": "$W/base", "data": "$W/sft1.jsonl", "out": "$W/sft1", "chat_format": "deepseek-r1",
+ "seq_len": 256, "batch_size": 8, "steps": 400, "lr": {"schedule": "cosine", "max": 1e-3, "min": 1e-4, "warmup_steps": 20},
+ "grad_clip": 1.0, "seed": 7, "checkpoint_every": 100, "eval_every": 400, "log_every": 10}
+JSON
+  bl sft --config "$W/sft1.json"
+  cat > "$W/sft2.json" <<JSON
+{"model": "$(latest "$W/sft1")", "data": "$W/sft2.jsonl", "out": "$W/sft2", "chat_format": "deepseek-r1",
+ "seq_len": 256, "batch_size": 8, "steps": 500, "lr": {"schedule": "cosine", "max": 6e-4, "min": 6e-5, "warmup_steps": 10},
+ "grad_clip": 1.0, "seed": 8, "checkpoint_every": 100, "eval_every": 500, "log_every": 10}
+JSON
+  bl sft --config "$W/sft2.json"
+  evaluate "$(latest "$W/sft2")" sft
+  ;;
+grpo)
+  grpo_recipe "$(latest "$W/sft2")" "$W/grpo" "${GRPO_STEPS:-80}" > "$W/grpo.json"
+  bl grpo --config "$W/grpo.json" | tr '\r' '\n' | grep -E "eval|grpo:" || true
+  evaluate "$(latest "$W/grpo")" grpo
+  bl plot --metrics "$W/grpo/metrics.jsonl" --y reward,accuracy,eval_accuracy --title "GRPO: reward and accuracy" --out "$W/grpo_reward.svg"
+  bl plot --metrics "$W/grpo/metrics.jsonl" --y response_tokens --title "GRPO: response length (tokens)" --out "$W/grpo_length.svg"
+  bl plot --metrics "$W/grpo/metrics.jsonl" --y kl,zero_variance_groups,clip_frac --title "GRPO: KL, zero-variance groups, clipping" --out "$W/grpo_kl.svg"
+  ;;
+student-base)
+  python3 - "$ROOT/recipes/experiments/r1-tiny-student.json" "$W" > "$W/student_pretrain.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1])); w = sys.argv[2]
+r["data"] = w + "/shards-1k"; r["out"] = w + "/student-base"
+print(json.dumps(r, indent=1))
+PY
+  bl train --config "$W/student_pretrain.json" | tr '\r' '\n' | grep -E "val|compute" | tail -3
+  evaluate "$(latest "$W/student-base")" student_base
+  ;;
+distill)
+  bl distill --teacher "$(latest "$W/grpo")" --suite "$ARITH" --format chat --problems 3000 --k 4 --keep 1 \
+    --temperature 0.7 --max-tokens 64 --seed 41 --out "$W/distill_arith.jsonl"
+  bl distill --teacher "$(latest "$W/grpo")" --suite word --format chat --problems 1000 --k 4 --keep 1 \
+    --temperature 0.7 --max-tokens 96 --seed 42 --out "$W/distill_word.jsonl"
+  cat "$W"/distill_{arith,word}.jsonl | shuf --random-source=<(yes 3) > "$W/distill.jsonl"
+  cat > "$W/student_distill.json" <<JSON
+{"model": "$(latest "$W/student-base")", "data": "$W/distill.jsonl", "out": "$W/student-distill", "chat_format": "deepseek-r1",
+ "seq_len": 256, "batch_size": 8, "steps": ${DISTILL_STEPS:-600}, "lr": {"schedule": "cosine", "max": 1e-3, "min": 1e-4, "warmup_steps": 20},
+ "grad_clip": 1.0, "seed": 9, "checkpoint_every": 100, "eval_every": 1000000, "log_every": 10}
+JSON
+  bl sft --config "$W/student_distill.json"
+  evaluate "$(latest "$W/student-distill")" student_distill
+  ;;
+student-rl)
+  grpo_recipe "$(latest "$W/student-base")" "$W/student-rl" "${GRPO_STEPS:-80}" > "$W/student_rl.json"
+  bl grpo --config "$W/student_rl.json" | tr '\r' '\n' | grep -E "eval|grpo:" || true
+  evaluate "$(latest "$W/student-rl")" student_rl
+  ;;
+table)
+  python3 "$ROOT/scripts/experiments/r1_tiny_table.py" "$W"
+  ;;
+*) echo "unknown stage '$stage'" >&2; exit 2 ;;
+esac
+echo "{\"stage\": \"$stage\", \"seconds\": $(( $(date +%s) - t0 )), \"threads\": $THREADS, \"date\": \"$(date -u +%FT%TZ)\"}" >> "$W/times.jsonl"
