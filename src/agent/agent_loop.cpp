@@ -19,6 +19,28 @@ const char* agent_event_kind_name(AgentEventKind k) {
   return "?";
 }
 
+std::string agent_turn_prompt(ChatFormat format, const std::vector<ChatMessage>& conversation,
+                              const std::vector<ToolFunction>& tools, const ToolChoice& choice) {
+  return apply_chat_template(format, add_tools_to_messages(conversation, tools, choice));
+}
+
+ChatMessage agent_history_message(const AssistantTurn& turn) {
+  ChatMessage m;
+  m.role = "assistant";
+  m.content = turn.content;
+  m.has_content = !turn.content.empty() || turn.tool_calls.empty();
+  m.tool_calls = turn.tool_calls;
+  return m;
+}
+
+ChatMessage agent_tool_message(const ToolResult& result, size_t max_bytes) {
+  ChatMessage m;
+  m.role = "tool";
+  m.content = result.content.dump();
+  if (m.content.size() > max_bytes) m.content = m.content.substr(0, max_bytes) + "... (cut)";
+  return m;
+}
+
 AgentLoop::AgentLoop(Engine& engine, std::shared_ptr<const VocabIndex> vocab, const ToolRegistry& tools, AgentOptions options)
     : engine_(engine), vocab_(std::move(vocab)), tools_(tools), options_(std::move(options)) {
   BALEINE_CHECK(options_.max_steps >= 1 && options_.max_steps <= 32, "max_steps must be 1..32, got {}", options_.max_steps);
@@ -90,7 +112,7 @@ AgentResult AgentLoop::run(std::vector<ChatMessage> conversation, const std::fun
     if (step == options_.max_steps - 1 || defs.empty()) choice = ToolChoice{ToolChoiceMode::None, ""};
     const bool r1 = options_.format == ChatFormat::DeepSeekR1;
     GenerationRequest req;
-    req.prompt = tok.encode(apply_chat_template(options_.format, add_tools_to_messages(conversation, defs, choice)));
+    req.prompt = tok.encode(agent_turn_prompt(options_.format, conversation, defs, choice));
     req.params = options_.params;
     if (!defs.empty()) {
       ToolConstraintOptions to;
@@ -144,12 +166,7 @@ AgentResult AgentLoop::run(std::vector<ChatMessage> conversation, const std::fun
     mt.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     mt.finish_reason = turn.tool_calls.empty() ? finish_reason_name(last.finish_reason) : "tool_calls";
     emit(mt);
-    ChatMessage assistant;
-    assistant.role = "assistant";
-    assistant.content = turn.content;
-    assistant.has_content = !turn.content.empty() || turn.tool_calls.empty();
-    assistant.tool_calls = turn.tool_calls;
-    conversation.push_back(assistant);
+    conversation.push_back(agent_history_message(turn));
     if (turn.tool_calls.empty() || last.finish_reason == FinishReason::Cancelled) {
       result.content = turn.content;
       result.reasoning = turn.reasoning;
@@ -168,8 +185,7 @@ AgentResult AgentLoop::run(std::vector<ChatMessage> conversation, const std::fun
       emit(ce);
       double secs = 0;
       ToolResult r = run_tool(call, &secs);
-      std::string body = r.content.dump();
-      if (body.size() > options_.max_result_bytes) body = body.substr(0, options_.max_result_bytes) + "... (cut)";
+      ChatMessage tm = agent_tool_message(r, options_.max_result_bytes);
       AgentEvent re = ce;
       re.kind = AgentEventKind::ToolResult;
       re.result = r.content;
@@ -178,10 +194,7 @@ AgentResult AgentLoop::run(std::vector<ChatMessage> conversation, const std::fun
       re.seconds = secs;
       emit(re);
       for (auto& c : r.citations) result.citations.push_back(c);
-      ChatMessage tm;
-      tm.role = "tool";
-      tm.content = body;
-      conversation.push_back(tm);
+      conversation.push_back(std::move(tm));
     }
   }
   if (result.finish_reason.empty()) result.finish_reason = "max_steps";

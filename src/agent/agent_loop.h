@@ -61,6 +61,16 @@ struct AgentResult {
   GenerationUsage usage;               // summed over turns
 };
 
+// The pieces of one loop step, shared with SFT data rendering (rl/common.cpp) so training text is exactly what the
+// loop shows the model. The prompt text of a model turn: the tools (per `choice`) in the system prompt, then the
+// chat template with the generation prompt.
+std::string agent_turn_prompt(ChatFormat format, const std::vector<ChatMessage>& conversation,
+                              const std::vector<ToolFunction>& tools, const ToolChoice& choice);
+// The assistant message a parsed turn leaves in the conversation: its content (reasoning dropped) and calls.
+ChatMessage agent_history_message(const AssistantTurn& turn);
+// The tool message a result becomes: its JSON text, cut past max_bytes.
+ChatMessage agent_tool_message(const ToolResult& result, size_t max_bytes);
+
 class AgentLoop {
  public:
   AgentLoop(Engine& engine, std::shared_ptr<const VocabIndex> vocab, const ToolRegistry& tools, AgentOptions options = {});

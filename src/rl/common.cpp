@@ -5,6 +5,7 @@
 
 #include <filesystem>
 
+#include "agent/agent_loop.h"
 #include "core/check.h"
 #include "train/checkpoint.h"
 
@@ -31,72 +32,164 @@ Policy load_policy(const std::string& dir, const std::string& where) {
   return p;
 }
 
-std::vector<ChatMessage> parse_messages(const json& j, const std::string& where) {
+Conversation parse_conversation(const json& j, const std::string& where) {
   BALEINE_CHECK(j.is_object() && j.contains("messages") && j["messages"].is_array(),
                 "{}: expected an object with a 'messages' array", where);
-  std::vector<ChatMessage> out;
-  for (const json& m : j["messages"]) {
-    BALEINE_CHECK(m.is_object() && m.contains("role") && m["role"].is_string(), "{}: every message needs a 'role'", where);
-    ChatMessage c;
-    c.role = m["role"].get<std::string>();
-    BALEINE_CHECK(c.role == "system" || c.role == "user" || c.role == "assistant" || c.role == "tool",
-                  "{}: unknown role '{}'", where, c.role);
-    BALEINE_CHECK(m.contains("content") && m["content"].is_string(), "{}: a '{}' message needs a string 'content'", where, c.role);
-    c.content = m["content"].get<std::string>();
-    out.push_back(std::move(c));
+  Conversation c;
+  try {
+    c.messages = agent::chat_messages_from_openai(j["messages"]);
+    if (j.contains("tools")) c.tools = agent::parse_tools(j["tools"]);
+    c.tool_choice = agent::parse_tool_choice(j.value("tool_choice", json()), c.tools);
+  } catch (const Error& e) {
+    std::string msg = e.what();  // "[file:line] message": keep the message, name the data line
+    if (msg.rfind('[', 0) == 0 && msg.find("] ") != std::string::npos) msg = msg.substr(msg.find("] ") + 2);
+    BALEINE_FAIL("{}: {}", where, msg);
+  }
+  c.reasoning.assign(c.messages.size(), "");
+  for (size_t i = 0; i < c.messages.size(); ++i) {
+    const json& m = j["messages"][i];
+    if (m.contains("reasoning_content") && !m["reasoning_content"].is_null()) {
+      BALEINE_CHECK(m["reasoning_content"].is_string() && c.messages[i].role == "assistant",
+                    "{}: messages[{}].reasoning_content must be a string on an assistant message", where, i);
+      c.reasoning[i] = m["reasoning_content"].get<std::string>();
+    }
+    ChatMessage& cm = c.messages[i];
+    if (cm.role == "assistant") {
+      // As the agent loop stores a turn: a turn of only tool calls has no content.
+      cm.has_content = !cm.content.empty() || cm.tool_calls.empty();
+      for (auto& call : cm.tool_calls) {
+        BALEINE_CHECK(std::find_if(c.tools.begin(), c.tools.end(), [&](const agent::ToolFunction& t) { return t.name == call.name; }) !=
+                          c.tools.end(),
+                      "{}: messages[{}] calls '{}', which is not among the conversation's 'tools'", where, i, call.name);
+        const json args = json::parse(call.arguments, nullptr, false);
+        BALEINE_CHECK(!args.is_discarded() && args.is_object(), "{}: messages[{}] calls '{}' with arguments that are not a JSON object",
+                      where, i, call.name);
+      }
+    }
+  }
+  return c;
+}
+
+std::vector<ChatMessage> parse_messages(const json& j, const std::string& where) {
+  return parse_conversation(j, where).messages;
+}
+
+namespace {
+
+const std::string kEos = "<｜end▁of▁sentence｜>", kAssistantTag = "<｜Assistant｜>";
+
+// The tool-call block of an assistant turn as the template writes it ("<｜tool▁calls▁begin｜>…<｜tool▁calls▁end｜>").
+std::string tool_calls_text(const std::vector<ToolCall>& calls) {
+  ChatMessage m;
+  m.role = "assistant";
+  m.has_content = false;
+  m.content.clear();
+  m.tool_calls = calls;
+  ChatTemplateOptions o;
+  o.add_generation_prompt = false;
+  o.bos_token = "";
+  std::string s = apply_chat_template(ChatFormat::DeepSeekV3, {m}, o);
+  BALEINE_CHECK(s.rfind(kAssistantTag, 0) == 0 && s.size() >= kAssistantTag.size() + kEos.size(), "chat template: unexpected tool-call rendering");
+  return s.substr(kAssistantTag.size(), s.size() - kAssistantTag.size() - kEos.size());
+}
+
+}  // namespace
+
+std::vector<std::vector<RenderedPiece>> render_conversation(ChatFormat format, const Conversation& conv) {
+  const bool deepseek = format == ChatFormat::DeepSeekV3 || format == ChatFormat::DeepSeekR1;
+  std::vector<std::vector<RenderedPiece>> out;
+  std::vector<RenderedPiece> cur;
+  std::string text;  // what `cur` holds
+  ChatTemplateOptions nogen;
+  nogen.add_generation_prompt = false;
+  const auto& messages = conv.messages;
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const ChatMessage& m = messages[i];
+    if (m.role != "assistant") continue;
+    const std::vector<ChatMessage> before(messages.begin(), messages.begin() + int64_t(i));
+    const std::string prompt = agent::agent_turn_prompt(format, before, conv.tools, conv.tool_choice);
+    const std::string& reasoning = i < conv.reasoning.size() ? conv.reasoning[i] : std::string();
+    BALEINE_CHECK(m.tool_calls.empty() || deepseek, "messages[{}]: tool calls need a DeepSeek chat format", i);
+    std::string reply;
+    // R1 turns always hold a reasoning block (the server parses an R1 turn as starting inside one): a turn given
+    // without reasoning and without its own </think> gets an empty one.
+    const bool r1_needs_think = format == ChatFormat::DeepSeekR1 && m.content.find("</think>") == std::string::npos;
+    if (!reasoning.empty() || !m.tool_calls.empty() || r1_needs_think) {
+      // What the model generates; the server's parser (agent::parse_assistant_output) splits it back.
+      const bool think = !reasoning.empty() || format == ChatFormat::DeepSeekR1;
+      reply = (think ? "<think>\n" + reasoning + "\n</think>\n\n" : "") + m.content;
+      if (!m.tool_calls.empty()) reply += tool_calls_text(m.tool_calls);
+      if (deepseek) {
+        reply += kEos;
+      } else {  // the template's end of turn: what rendering the turn adds after its content
+        ChatMessage t = m;
+        t.content.clear();
+        const std::string p = apply_chat_template(format, before, {});
+        std::vector<ChatMessage> upto = before;
+        upto.push_back(t);
+        const std::string full = apply_chat_template(format, upto, nogen);
+        BALEINE_CHECK(full.compare(0, p.size(), p) == 0, "chat template: turn {} does not extend its prompt", i);
+        reply += full.substr(p.size());
+      }
+    } else if (format == ChatFormat::DeepSeekR1) {
+      // DeepSeek-R1 renders a turn without its reasoning (history form): its text comes from the V3 form, whose
+      // generation prompt lacks only the "<think>\n" that R1's has.
+      std::vector<ChatMessage> view = add_tools_to_messages(before, conv.tools, conv.tool_choice), upto = view;
+      upto.push_back(m);
+      const std::string p3 = apply_chat_template(ChatFormat::DeepSeekV3, view);
+      const std::string f3 = apply_chat_template(ChatFormat::DeepSeekV3, upto, nogen);
+      BALEINE_CHECK(f3.compare(0, p3.size(), p3) == 0, "chat template: turn {} does not extend its prompt", i);
+      reply = f3.substr(p3.size());
+    } else {
+      std::vector<ChatMessage> upto = add_tools_to_messages(before, conv.tools, conv.tool_choice);
+      upto.push_back(m);
+      const std::string full = apply_chat_template(format, upto, nogen);
+      BALEINE_CHECK(full.compare(0, prompt.size(), prompt) == 0, "chat template: turn {} does not extend its prompt", i);
+      reply = full.substr(prompt.size());
+    }
+    // R1's generation prompt opened the reasoning, and the server parses every R1 turn as starting inside it.
+    if (format == ChatFormat::DeepSeekR1)
+      for (const char* open : {"<think>\n", "<think>"})
+        if (reply.rfind(open, 0) == 0) {
+          reply = reply.substr(std::strlen(open));
+          break;
+        }
+    if (text.empty() || prompt.compare(0, text.size(), text) != 0) {  // history rewritten: a new sample
+      if (!cur.empty()) out.push_back(std::move(cur));
+      cur = {};
+      text.clear();
+      cur.push_back({prompt, false});
+    } else if (prompt.size() > text.size()) {
+      cur.push_back({prompt.substr(text.size()), false});
+    }
+    cur.push_back({reply, true});
+    text = prompt + reply;
+  }
+  if (!cur.empty()) out.push_back(std::move(cur));
+  return out;
+}
+
+std::vector<TokenizedSample> tokenize_conversation(const Tokenizer& tok, ChatFormat format, const Conversation& conv) {
+  std::vector<TokenizedSample> out;
+  for (const auto& pieces : render_conversation(format, conv)) {
+    TokenizedSample s;
+    for (const auto& p : pieces) {
+      auto ids = tok.encode(p.text);
+      s.tokens.insert(s.tokens.end(), ids.begin(), ids.end());
+      s.trained.insert(s.trained.end(), ids.size(), p.trained ? 1 : 0);
+    }
+    out.push_back(std::move(s));
   }
   return out;
 }
 
 std::vector<TokenizedSample> tokenize_conversation(const Tokenizer& tok, ChatFormat format,
                                                    const std::vector<ChatMessage>& messages) {
-  std::vector<TokenizedSample> out;
-  TokenizedSample cur;
-  std::string text;  // what `cur` holds, as text
-  auto append = [&](const std::string& piece, bool trained) {
-    auto ids = tok.encode(piece);
-    cur.tokens.insert(cur.tokens.end(), ids.begin(), ids.end());
-    cur.trained.insert(cur.trained.end(), ids.size(), trained ? 1 : 0);
-    text += piece;
-  };
-  ChatTemplateOptions gen, nogen;
-  nogen.add_generation_prompt = false;
-  for (size_t i = 0; i < messages.size(); ++i) {
-    if (messages[i].role != "assistant") continue;
-    std::vector<ChatMessage> before(messages.begin(), messages.begin() + int64_t(i)),
-        upto(messages.begin(), messages.begin() + int64_t(i) + 1);
-    const std::string prompt = apply_chat_template(format, before, gen);
-    // The assistant's text: what rendering the turn adds after the generation prompt. DeepSeek-R1 renders a
-    // turn without its reasoning (history form), so its text comes from the V3 form, whose generation prompt
-    // lacks only the "<think>\n" that R1's has.
-    std::string reply;
-    if (format == ChatFormat::DeepSeekR1) {
-      const std::string p3 = apply_chat_template(ChatFormat::DeepSeekV3, before, gen);
-      const std::string f3 = apply_chat_template(ChatFormat::DeepSeekV3, upto, nogen);
-      BALEINE_CHECK(f3.compare(0, p3.size(), p3) == 0, "chat template: turn {} does not extend its prompt", i);
-      reply = f3.substr(p3.size());
-      for (const char* open : {"<think>\n", "<think>"})
-        if (reply.rfind(open, 0) == 0) {
-          reply = reply.substr(std::strlen(open));
-          break;
-        }
-    } else {
-      const std::string full = apply_chat_template(format, upto, nogen);
-      BALEINE_CHECK(full.compare(0, prompt.size(), prompt) == 0, "chat template: turn {} does not extend its prompt", i);
-      reply = full.substr(prompt.size());
-    }
-    if (text.empty() || prompt.compare(0, text.size(), text) != 0) {  // history rewritten: a new sample
-      if (!cur.tokens.empty()) out.push_back(std::move(cur));
-      cur = {};
-      text.clear();
-      append(prompt, false);
-    } else {
-      append(prompt.substr(text.size()), false);
-    }
-    append(reply, true);
-  }
-  if (!cur.tokens.empty()) out.push_back(std::move(cur));
-  return out;
+  Conversation c;
+  c.messages = messages;
+  c.reasoning.assign(messages.size(), "");
+  c.tool_choice.mode = agent::ToolChoiceMode::None;
+  return tokenize_conversation(tok, format, c);
 }
 
 Generation generate(CausalLM& model, const std::vector<int32_t>& prompt, int64_t max_new, const SamplingParams& sp,

@@ -65,7 +65,7 @@ std::vector<TokenizedSample> load_chat_jsonl(const std::string& path, const Toke
       BALEINE_FAIL("{}:{}: invalid JSON at byte {}", path, n, e.byte);
     }
     const std::string where = fmt::format("{}:{}", path, n);
-    auto samples = tokenize_conversation(tok, format, parse_messages(j, where));
+    auto samples = tokenize_conversation(tok, format, parse_conversation(j, where));
     BALEINE_CHECK(!samples.empty(), "{}: the conversation has no assistant message", where);
     for (auto& s : samples) out.push_back(std::move(s));
   }
