@@ -40,7 +40,7 @@ int run_distill(const DistillArgs& a) {
   cfg.sampling.seed = a.seed;
   cfg.format = rl::prompt_format_from_name(a.format);
   std::string lines;
-  auto st = rl::rejection_sample(rl::local_completer(*t.model, t.tokenizer, a.max_tokens), *suite, cfg, lines);
+  auto st = rl::rejection_sample(rl::local_batch_completer(*t.model, t.tokenizer, a.max_tokens), *suite, cfg, lines);
   train::write_file_atomic(a.out, lines);
   fmt::print("{}: {} problems, {} teacher samples, {} correct ({:.1f}%), {} kept, {} problems with a kept sample -> {}\n",
              suite->name(), st.problems, st.samples, st.correct, 100.0 * double(st.correct) / double(std::max<int64_t>(1, st.samples)),

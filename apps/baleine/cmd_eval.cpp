@@ -37,17 +37,17 @@ int run_eval(const EvalArgs& a) {
   BALEINE_CHECK(a.k == 1 || a.temperature > 0, "--k {} with --temperature 0 gives {} identical greedy samples; set a temperature",
                 a.k, a.k);
   std::optional<rl::Policy> pol;
-  rl::CompleteFn complete;
+  rl::BatchCompleteFn complete;
   if (!a.model.empty()) {
     pol = rl::load_policy(a.model, "--model");
-    complete = rl::local_completer(*pol->model, pol->tokenizer, a.max_tokens);
+    complete = rl::local_batch_completer(*pol->model, pol->tokenizer, a.max_tokens);
   } else {
     rl::EndpointConfig ec;
     ec.base_url = a.endpoint;
     ec.model = a.endpoint_model;
     ec.max_tokens = a.max_tokens;
     if (const char* key = std::getenv("OPENAI_API_KEY")) ec.api_key = key;
-    complete = rl::endpoint_completer(ec, cfg.format);
+    complete = rl::one_at_a_time(rl::endpoint_completer(ec, cfg.format));
   }
   nlohmann::json report = {{"model", a.model.empty() ? a.endpoint + " " + a.endpoint_model : a.model}, {"split", a.split}, {"format", a.format}, {"k", a.k},
                            {"temperature", a.temperature}, {"top_p", a.top_p}, {"max_tokens", a.max_tokens},

@@ -20,6 +20,11 @@ struct RejectionStats {
 };
 // Appends one JSONL conversation per kept sample to `out`: user = chat_user_message(problem), assistant =
 // "<think>\n" + the teacher's reasoning + "</think>\n<answer>" + its (correct) answer + "</answer>".
+// Batched: the teacher completes all k samples of up to kEvalBatchSamples / k problems per call; samples after a
+// problem's keep_per_problem-th kept one are not looked at (as if never drawn), so the output is the same as
+// one at a time. One at a time (CompleteFn, e.g. an endpoint): a problem's sampling stops at its last kept one.
+RejectionStats rejection_sample(const BatchCompleteFn& teacher, const TaskSuite& suite, const RejectionConfig& cfg,
+                                std::string& out);
 RejectionStats rejection_sample(const CompleteFn& teacher, const TaskSuite& suite, const RejectionConfig& cfg,
                                 std::string& out);
 

@@ -5,6 +5,7 @@
 #include <map>
 
 #include "core/check.h"
+#include "infer/batch_generate.h"
 
 namespace baleine::rl {
 
@@ -27,7 +28,37 @@ CompleteFn local_completer(CausalLM& model, const Tokenizer& tok, int64_t max_ne
   };
 }
 
+BatchCompleteFn one_at_a_time(CompleteFn one) {
+  return [one = std::move(one)](const std::vector<CompletionRequest>& reqs) {
+    std::vector<std::pair<std::string, int64_t>> out;
+    for (const CompletionRequest& r : reqs) out.push_back(one(r.prompt, r.sampling));
+    return out;
+  };
+}
+
+BatchCompleteFn local_batch_completer(CausalLM& model, const Tokenizer& tok, int64_t max_new_tokens) {
+  return [&model, &tok, max_new_tokens](const std::vector<CompletionRequest>& reqs) {
+    std::vector<BatchRequest> batch;
+    for (const CompletionRequest& r : reqs) batch.push_back({tok.encode(r.prompt), r.sampling, max_new_tokens});
+    BatchGenerateOptions o;
+    if (tok.eos_id() >= 0) o.stop_tokens = {tok.eos_id()};
+    const std::vector<BatchOutput> gens = generate_batch(model, batch, o);
+    std::vector<std::pair<std::string, int64_t>> out;
+    for (const BatchOutput& g : gens) {
+      std::vector<int32_t> body = g.tokens;
+      if (g.finished && !body.empty()) body.pop_back();  // the end-of-sequence token is not text
+      out.emplace_back(tok.decode(body, /*skip_special=*/false), int64_t(g.tokens.size()));
+    }
+    return out;
+  };
+}
+
 SuiteReport evaluate_suite(const CompleteFn& complete, const TaskSuite& suite, const EvalConfig& cfg,
+                           std::vector<ProblemResult>* details) {
+  return evaluate_suite(one_at_a_time(complete), suite, cfg, details);
+}
+
+SuiteReport evaluate_suite(const BatchCompleteFn& complete, const TaskSuite& suite, const EvalConfig& cfg,
                            std::vector<ProblemResult>* details) {
   BALEINE_CHECK(cfg.problems >= 1 && cfg.k >= 1, "eval needs problems >= 1 and k >= 1");
   SuiteReport r;
@@ -36,16 +67,29 @@ SuiteReport evaluate_suite(const CompleteFn& complete, const TaskSuite& suite, c
   r.k = cfg.k;
   const AnswerFormat af = answer_format_of(cfg.format);
   const int64_t total = cfg.problems * cfg.k;
+  // Problems in chunks of about kEvalBatchSamples samples, each chunk one call of `complete`.
+  const int64_t per_call = std::max<int64_t>(1, kEvalBatchSamples / cfg.k);
+  std::vector<std::pair<std::string, int64_t>> completions;
   for (int64_t i = 0; i < cfg.problems; ++i) {
+    if (i % per_call == 0) {
+      std::vector<CompletionRequest> reqs;
+      for (int64_t j = i; j < std::min(cfg.problems, i + per_call); ++j) {
+        const std::string prompt = render_prompt(suite.problem(cfg.split, j), cfg.format);
+        for (int64_t s = 0; s < cfg.k; ++s) {
+          SamplingParams sp = cfg.sampling;
+          sp.seed = cfg.sampling.seed ^ (uint64_t(j) * 0x9e3779b97f4a7c15ull + uint64_t(s) * 0x632be59bd9b4e019ull + 1);
+          reqs.push_back({prompt, sp});
+        }
+      }
+      completions = complete(reqs);
+      BALEINE_CHECK(completions.size() == reqs.size(), "eval: {} completions for {} requests", completions.size(), reqs.size());
+    }
     ProblemResult pr;
     pr.problem = suite.problem(cfg.split, i);
-    const std::string prompt = render_prompt(pr.problem, cfg.format);
     int64_t correct = 0;
     std::map<std::string, std::pair<int64_t, bool>> votes;  // answer -> (count, correct)
     for (int64_t s = 0; s < cfg.k; ++s) {
-      SamplingParams sp = cfg.sampling;
-      sp.seed = cfg.sampling.seed ^ (uint64_t(i) * 0x9e3779b97f4a7c15ull + uint64_t(s) * 0x632be59bd9b4e019ull + 1);
-      auto [text, ntok] = complete(prompt, sp);
+      auto [text, ntok] = completions[size_t((i % per_call) * cfg.k + s)];
       SampleResult sr;
       sr.completion = text;
       sr.tokens = ntok;

@@ -1,7 +1,8 @@
 // rl/eval.h — `baleine eval` and GRPO's held-out evaluation: k samples per problem, pass@1 (mean over the k),
 // pass@k (unbiased estimator of Chen et al. 2021), maj@k (majority vote over extracted answers), format rate,
 // three-way outcome (correct / incorrect / not attempted), response length.
-// defines: pass_at_k, EvalConfig, SampleResult, ProblemResult, SuiteReport, evaluate_suite, report_json
+// defines: pass_at_k, EvalConfig, SampleResult, ProblemResult, SuiteReport, CompleteFn, CompletionRequest,
+//          BatchCompleteFn, one_at_a_time, local_completer, local_batch_completer, evaluate_suite, report_json
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -48,6 +49,22 @@ struct SuiteReport {
 using CompleteFn = std::function<std::pair<std::string, int64_t>(const std::string& prompt, const SamplingParams& sp)>;
 CompleteFn local_completer(CausalLM& model, const Tokenizer& tok, int64_t max_new_tokens);
 
+// Many completions at once, in request order: the local model decodes them as one batch (infer/batch_generate.h).
+struct CompletionRequest {
+  std::string prompt;
+  SamplingParams sampling;
+};
+using BatchCompleteFn = std::function<std::vector<std::pair<std::string, int64_t>>(const std::vector<CompletionRequest>&)>;
+// A BatchCompleteFn that calls `one` for each request in turn (endpoints).
+BatchCompleteFn one_at_a_time(CompleteFn one);
+// The local model through generate_batch; the same completions as local_completer up to the batched forward's
+// rounding (the rows of a batch are computed together).
+BatchCompleteFn local_batch_completer(CausalLM& model, const Tokenizer& tok, int64_t max_new_tokens);
+
+// Requests at most this many completions per call (problems are never split across calls).
+inline constexpr int64_t kEvalBatchSamples = 256;
+SuiteReport evaluate_suite(const BatchCompleteFn& complete, const TaskSuite& suite, const EvalConfig& cfg,
+                           std::vector<ProblemResult>* details = nullptr);
 SuiteReport evaluate_suite(const CompleteFn& complete, const TaskSuite& suite, const EvalConfig& cfg,
                            std::vector<ProblemResult>* details = nullptr);
 nlohmann::json report_json(const SuiteReport& r);

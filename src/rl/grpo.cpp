@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "core/check.h"
+#include "infer/batch_generate.h"
 #include "rl/eval.h"
 #include "rl/objectives.h"
 #include "train/checkpoint.h"
@@ -197,7 +198,7 @@ int run_grpo(const GrpoRecipe& r, bool resume) {
     ec.max_new_tokens = r.max_new_tokens;
     ec.format = r.prompt_format;
     ec.reward = r.reward;
-    auto rep = evaluate_suite(local_completer(model, pol.tokenizer, r.max_new_tokens), *suite, ec);
+    auto rep = evaluate_suite(local_batch_completer(model, pol.tokenizer, r.max_new_tokens), *suite, ec);
     json m = {{"step", step}, {"eval_accuracy", rep.pass1}, {"eval_format", rep.format_rate},
               {"eval_reward", rep.mean_reward}, {"eval_tokens", rep.mean_tokens}};
     metrics << m.dump() << "\n" << std::flush;
@@ -215,17 +216,34 @@ int run_grpo(const GrpoRecipe& r, bool resume) {
     std::vector<std::vector<int32_t>> seqs;
     double reward_sum = 0, correct = 0, formatted = 0, length_sum = 0, finished = 0;
     int64_t zero_var = 0;
+    // All prompts_per_step × group_size samples decode together (infer/batch_generate.h); each sample's seed
+    // depends only on (seed, step, sample), so a resumed run draws the same completions.
+    std::vector<Problem> problems;
+    std::vector<std::vector<int32_t>> prompts;
+    std::vector<BatchRequest> requests;
     for (int64_t i = 0; i < r.prompts_per_step; ++i) {
-      Problem p = suite->problem(Split::Train, step * r.prompts_per_step + i);
-      const std::vector<int32_t> prompt = pol.tokenizer.encode(render_prompt(p, r.prompt_format));
+      problems.push_back(suite->problem(Split::Train, step * r.prompts_per_step + i));
+      prompts.push_back(pol.tokenizer.encode(render_prompt(problems.back(), r.prompt_format)));
+      for (int64_t g = 0; g < r.group_size; ++g) {
+        BatchRequest q;
+        q.prompt = prompts.back();
+        q.max_new_tokens = r.max_new_tokens;
+        q.sampling.temperature = float(r.temperature);
+        q.sampling.top_p = float(r.top_p);
+        q.sampling.seed = r.seed ^ (uint64_t(step) * 0x9e3779b97f4a7c15ull + uint64_t(i * r.group_size + g) * 0x632be59bd9b4e019ull + 7);
+        requests.push_back(std::move(q));
+      }
+    }
+    BatchGenerateOptions bo;
+    bo.stop_tokens = {eos};
+    const std::vector<BatchOutput> gens = generate_batch(model, requests, bo);
+    for (int64_t i = 0; i < r.prompts_per_step; ++i) {
+      const Problem& p = problems[size_t(i)];
+      const std::vector<int32_t>& prompt = prompts[size_t(i)];
       std::vector<double> rewards;
       std::vector<GrpoSequence> group;
       for (int64_t g = 0; g < r.group_size; ++g) {
-        SamplingParams sp;
-        sp.temperature = float(r.temperature);
-        sp.top_p = float(r.top_p);
-        sp.seed = r.seed ^ (uint64_t(step) * 0x9e3779b97f4a7c15ull + uint64_t(i * r.group_size + g) * 0x632be59bd9b4e019ull + 7);
-        Generation gen = generate(model, prompt, r.max_new_tokens, sp, eos);
+        const BatchOutput& gen = gens[size_t(i * r.group_size + g)];
         std::vector<int32_t> body = gen.tokens;
         if (gen.finished) body.pop_back();  // special tokens stay in the text: </think> is one
         const std::string text = pol.tokenizer.decode(body, false);
