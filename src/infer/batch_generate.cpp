@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <map>
 #include <memory>
+#include <string>
 
 #include "core/check.h"
+#include "core/threadpool.h"
 
 namespace baleine {
 
@@ -71,11 +73,27 @@ std::vector<BatchOutput> generate_batch(CausalLM& model, std::span<const BatchRe
       r.seq.reset();  // its blocks go back to the pool (shared ones stay while others hold them)
     }
   };
-  auto sample = [&](int64_t i, const float* row) {
-    Run& r = *runs[size_t(i)];
-    const BatchRequest& q = requests[size_t(i)];
-    const SamplerContext sc{std::span(r.context).subspan(q.prompt.size()), r.context};
-    return r.chain.sample({row, size_t(V)}, sc);
+  // Draws the next token of requests who[k] from rows[k] [V], chains in parallel (each request's chain and
+  // generator are its own, so the draws do not depend on the threads), then takes them in order.
+  std::vector<int32_t> drawn;
+  auto sample_and_take = [&](std::span<const int64_t> who, std::span<const float* const> rows) {
+    drawn.assign(who.size(), -1);
+    std::vector<std::string> errors(who.size());
+    parallel_for(int64_t(who.size()), [&](int64_t k0, int64_t k1) {
+      for (int64_t k = k0; k < k1; ++k) {
+        Run& r = *runs[size_t(who[size_t(k)])];
+        const size_t n = requests[size_t(who[size_t(k)])].prompt.size();
+        try {  // an exception must not escape a pool thread
+          drawn[size_t(k)] = r.chain.sample({rows[size_t(k)], size_t(V)}, {std::span(r.context).subspan(n), r.context});
+        } catch (const std::exception& e) {
+          errors[size_t(k)] = e.what();
+        }
+      }
+    });
+    for (size_t k = 0; k < who.size(); ++k) {
+      BALEINE_CHECK(errors[k].empty(), "generate_batch: request {}: {}", who[k], errors[k]);
+      take(who[k], drawn[k]);
+    }
   };
 
   // ---- prefill: each group's prompt once, groups packed into calls of at most prefill_tokens tokens.
@@ -116,7 +134,8 @@ std::vector<BatchOutput> generate_batch(CausalLM& model, std::span<const BatchRe
           }
         r.seq->advance(n - full * bs);
       }
-      for (int64_t i : members) take(i, sample(i, l));
+      const std::vector<const float*> same_row(members.size(), l);  // the group shares the prompt's last row
+      sample_and_take(members, same_row);
     }
     g0 = g1;
   }
@@ -124,6 +143,7 @@ std::vector<BatchOutput> generate_batch(CausalLM& model, std::span<const BatchRe
   // ---- decode: every unfinished request advances by one token per step, max_batch sequences per call.
   std::vector<int64_t> active;
   std::vector<BatchItem> items;
+  std::vector<const float*> rows;
   while (true) {
     active.clear();
     for (int64_t i = 0; i < n_req; ++i)
@@ -137,7 +157,9 @@ std::vector<BatchOutput> generate_batch(CausalLM& model, std::span<const BatchRe
         items.push_back({runs[size_t(i)]->seq.get(), std::span(out[size_t(i)].tokens).last(1), false});
       }
       Tensor logits = model.forward_batch(items, o.mla_mode);  // [a1 - a0, V]
-      for (size_t a = a0; a < a1; ++a) take(active[a], sample(active[a], logits.f32() + int64_t(a - a0) * V));
+      rows.clear();
+      for (size_t a = a0; a < a1; ++a) rows.push_back(logits.f32() + int64_t(a - a0) * V);
+      sample_and_take(std::span(active).subspan(a0, a1 - a0), rows);
     }
   }
   return out;
