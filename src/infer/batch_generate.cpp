@@ -61,7 +61,7 @@ std::vector<BatchOutput> generate_batch(CausalLM& model, std::span<const BatchRe
   // Block memory is taken as blocks are first used, so the generous bound costs nothing.
   std::shared_ptr<KvPool> pool = model.new_kv_pool(blocks, bs);
 
-  // Takes a sampled token; true when the request is done (stop token or budget).
+  // Takes a sampled token; the request is done at a stop token or at its budget.
   auto take = [&](int64_t i, int32_t tok) {
     Run& r = *runs[size_t(i)];
     BatchOutput& b = out[size_t(i)];
