@@ -1,5 +1,7 @@
 // app.js — the baleine web chat: conversations stored by the server (/api/conversations), answers streamed from
-// /v1/chat/completions (SSE), reasoning shown in a collapsible "thinking" section. Plain JS, no build step.
+// /v1/chat/completions (SSE), reasoning shown in a collapsible "thinking" section. A conversation bound to an
+// assistant (agent.js) is answered by /v1/responses instead: the agent loop's steps stream in as tool cards,
+// and the answer (with its steps and citations) is saved to the conversation. Plain JS, no build step.
 (function () {
   "use strict";
   const $ = (id) => document.getElementById(id);
@@ -80,10 +82,13 @@
         details.addEventListener("toggle", () => { m.openThinking = details.open; });
         bubble.append(details);
       }
+      const key = m.id ? String(m.id) : "live";
+      if (m.tool_steps && m.tool_steps.length) bubble.append(window.baleineAgent.toolCards(m, key));
       const content = document.createElement("div");
       content.className = "content";
       content.innerHTML = window.renderMarkdown(m.content || "");
       bubble.append(content);
+      if (m.citations && m.citations.length) bubble.append(window.baleineAgent.citationList(m, key));
     } else {
       bubble.textContent = m.content;
     }
@@ -140,6 +145,7 @@
     $("system-prompt").value = c.system_prompt;
     $("temperature").value = c.temperature;
     $("temperature-value").textContent = c.temperature;
+    showAssistant(c.assistant_id || "");
     location.hash = id;
     renderConversations();
     renderMessages();
@@ -149,7 +155,7 @@
     if (state.current) return state.current;
     const c = await api("POST", "/api/conversations", {
       title: firstText.slice(0, 60), model: $("model").value, system_prompt: $("system-prompt").value,
-      temperature: Number($("temperature").value),
+      temperature: Number($("temperature").value), assistant_id: $("assistant").value || null,
     });
     state.current = c;
     state.messages = [];
@@ -165,6 +171,32 @@
     });
   }
 
+  // The assistant picker: chosen before the first message of a new chat, it binds the conversation (stored with it).
+  function renderAssistants(list) {
+    const select = $("assistant");
+    const want = state.current ? state.current.assistant_id || "" : select.value;
+    select.textContent = "";
+    select.append(new Option("No assistant", ""));
+    for (const a of list) select.append(new Option("Assistant: " + (a.name || a.id), a.id));
+    showAssistant(want);
+  }
+
+  function showAssistant(id) {
+    const select = $("assistant");
+    if (id && ![...select.options].some((o) => o.value === id)) select.append(new Option("(deleted assistant)", id));
+    select.value = id;
+  }
+
+  async function changeAssistant() {
+    if (!state.current) return;
+    try {
+      state.current = await api("PATCH", "/api/conversations/" + state.current.id, { assistant_id: $("assistant").value || null });
+    } catch (e) {
+      showError(e.message);
+      showAssistant(state.current.assistant_id || "");
+    }
+  }
+
   // ---------------------------------------------------------------------------------------------------------
   // Generation
   // ---------------------------------------------------------------------------------------------------------
@@ -178,6 +210,7 @@
   }
 
   async function generate() {
+    if (state.current.assistant_id) return generateWithAssistant();
     const conv = state.current;
     const model = $("model").value;
     const answer = { role: "assistant", content: "", reasoning: "", model, status: "streaming", reasoning_seconds: 0 };
@@ -254,6 +287,124 @@
     }
   }
 
+  // Server-sent events of a fetch response: calls onEvent(name, data) for each complete event.
+  async function readEvents(r, onEvent, onChunk) {
+    const reader = r.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const event = buffer.slice(0, cut);
+        buffer = buffer.slice(cut + 2);
+        let name = "message";
+        for (const line of event.split("\n")) {
+          if (line.startsWith("event: ")) name = line.slice(7);
+          else if (line.startsWith("data: ") && line.slice(6) !== "[DONE]") onEvent(name, JSON.parse(line.slice(6)));
+        }
+      }
+      onChunk();
+    }
+  }
+
+  // The raw text of a model turn while it streams: reasoning up to </think>, then the answer up to the first
+  // tool-call marker (the parsed turn replaces both when it ends).
+  function splitLive(raw, reasoningModel) {
+    let reasoning = "", content = raw;
+    const end = raw.indexOf("</think>");
+    if (end >= 0) { reasoning = raw.slice(0, end); content = raw.slice(end + 8); }
+    else if (reasoningModel || raw.trimStart().startsWith("<think>")) { reasoning = raw; content = ""; }
+    reasoning = reasoning.replace("<think>", "");
+    const marker = content.indexOf("<｜tool");
+    if (marker >= 0) content = content.slice(0, marker);
+    return { reasoning, content };
+  }
+
+  async function generateWithAssistant() {
+    const conv = state.current;
+    const assistant = window.baleineAgent.assistants().find((a) => a.id === conv.assistant_id);
+    const model = (assistant && assistant.model) || $("model").value;
+    const route = (state.config.models || []).find((m) => m.id === model);
+    const answer = { role: "assistant", content: "", reasoning: "", model, status: "streaming", reasoning_seconds: 0,
+                     tool_steps: [], citations: [] };
+    const input = requestMessages().filter((m) => m.role !== "system");  // the assistant's instructions apply
+    const body = { assistant_id: conv.assistant_id, input, stream: true };
+    if (!assistant || !assistant.model) body.model = model;
+    state.messages.push(answer);
+    const controller = new AbortController();
+    state.streaming = controller;
+    renderMessages();
+    let doneReasoning = "", raw = "", reasoningStart = null, lastRender = 0;
+    const onEvent = (name, e) => {
+      if (name === "error") throw new Error(e.message || "agent error");
+      if (e.type === "agent.model_delta") {
+        raw += e.delta;
+        const live = splitLive(raw, route && route.reasoning);
+        if (live.reasoning && reasoningStart === null) reasoningStart = performance.now();
+        answer.reasoning = doneReasoning + live.reasoning;
+        answer.content = live.content;
+      } else if (e.type === "agent.model_turn") {
+        raw = "";
+        if (e.reasoning) doneReasoning += (doneReasoning ? "\n\n" : "") + e.reasoning;
+        answer.reasoning = doneReasoning;
+        answer.content = e.content;
+        if (reasoningStart !== null) answer.reasoning_seconds = (performance.now() - reasoningStart) / 1000;
+      } else if (e.type === "agent.tool_call") {
+        answer.tool_steps.push({ id: e.call.id, name: e.call.name, arguments: e.call.arguments, status: "running", step: e.step,
+                                 open: true });
+      } else if (e.type === "agent.tool_result") {
+        const s = answer.tool_steps.find((x) => x.id === e.call.id && x.status === "running") ||
+                  answer.tool_steps.find((x) => x.status === "running");
+        if (s) Object.assign(s, { status: e.tool_error ? "error" : "done", result: e.result, tool_error: e.tool_error,
+                                  citations: e.citations || [], seconds: e.seconds });
+        for (const c of e.citations || []) answer.citations.push(c);
+      } else if (e.type === "agent.error") {
+        answer.status = "error";
+        showError(e.message);
+      } else if (e.type === "response.completed") {
+        const u = e.response.usage || {};
+        answer.prompt_tokens = u.input_tokens;
+        answer.completion_tokens = u.output_tokens;
+        answer.content = e.response.output_text;
+      }
+      const step = e.type === "agent.tool_call" || e.type === "agent.tool_result";  // cards show at once
+      if (step || performance.now() - lastRender > 50) { lastRender = performance.now(); renderMessages(); }
+    };
+    try {
+      const r = await fetch("/v1/responses", { method: "POST", headers: headers(), body: JSON.stringify(body), signal: controller.signal });
+      if (!r.ok) {
+        const e = await r.json().catch(() => null);
+        throw new Error((e && e.error && e.error.message) || "HTTP " + r.status);
+      }
+      await readEvents(r, onEvent, () => {});
+      if (answer.status === "streaming") answer.status = "done";
+    } catch (e) {
+      if (e.name === "AbortError") answer.status = "stopped";
+      else { answer.status = "error"; showError(e.message); }
+    }
+    state.streaming = null;
+    for (const s of answer.tool_steps) if (s.status === "running") s.status = "error";
+    renderMessages();
+    // Saved to the conversation with its steps and citations (the server saves /chat answers itself, not these).
+    const steps = answer.tool_steps.map((s) => ({ id: s.id, name: s.name, arguments: s.arguments, status: s.status, step: s.step,
+                                                  result: s.result, tool_error: !!s.tool_error, citations: s.citations || [],
+                                                  seconds: s.seconds || 0 }));
+    await api("POST", "/api/conversations/" + conv.id + "/messages", {
+      role: "assistant", content: answer.content || "", reasoning: answer.reasoning, reasoning_seconds: answer.reasoning_seconds,
+      model, prompt_tokens: answer.prompt_tokens || 0, completion_tokens: answer.completion_tokens || 0,
+      status: answer.status === "streaming" ? "error" : answer.status, tool_steps: steps, citations: answer.citations,
+    });
+    if (state.current && state.current.id === conv.id) {
+      const open = answer.openThinking;
+      await openConversation(conv.id);
+      const last = state.messages[state.messages.length - 1];
+      if (last && last.role === "assistant") { last.openThinking = open; renderMessages(); }
+    }
+  }
+
   // body[data-busy] from a click until the stored answer is shown (tests wait on it).
   async function busy(work) {
     document.body.dataset.busy = "1";
@@ -317,6 +468,7 @@
     $("toggle-sidebar").addEventListener("click", () => $("sidebar").classList.toggle("open"));
     $("temperature").addEventListener("input", () => { $("temperature-value").textContent = $("temperature").value; });
     for (const id of ["model", "system-prompt", "temperature"]) $(id).addEventListener("change", saveSettings);
+    $("assistant").addEventListener("change", changeAssistant);
     await init();
   }
 
@@ -331,6 +483,7 @@
         o.textContent = m.id + (m.reasoning ? " (reasoning)" : "");
         select.append(o);
       }
+      await window.baleineAgent.init(api, state.config.models, renderAssistants);
       await loadConversations();
       const id = location.hash.slice(1);
       if (id && state.conversations.some((c) => c.id === id)) await openConversation(id);

@@ -119,6 +119,14 @@ AgentResult AgentLoop::run(std::vector<ChatMessage> conversation, const std::fun
       to.parallel_tool_calls = options_.parallel_tool_calls;
       to.max_tokens = req.params.max_tokens;
       req.params.constraint = make_tool_constraint(defs, choice, vocab_, to);
+      // R1 prompts open a <think> block: a forced call's grammar starts after </think> (as on /chat), else the
+      // call would be written inside the reasoning and read back as reasoning, not as a call.
+      if (auto g = std::dynamic_pointer_cast<GrammarConstraint>(req.params.constraint); g && r1) {
+        DeferredOptions d;
+        d.max_tokens = to.max_tokens;
+        d.force = true;
+        req.params.constraint = std::make_shared<DeferredConstraint>("</think>", g, vocab_, d);
+      }
     }
     const auto t0 = Clock::now();
     std::shared_ptr<GenerationHandle> h;

@@ -1,5 +1,6 @@
 #include "agent/builtin_tools.h"
 
+#include <cctype>
 #include <ctime>
 
 #include "agent/retrieval.h"
@@ -211,7 +212,19 @@ RegisteredTool datetime_tool(std::function<std::chrono::system_clock::time_point
   return t;
 }
 
-RegisteredTool retrieval_tool(std::shared_ptr<DocumentStore> store, int top_k) {
+namespace {
+// A query worth running: holds a word of at least two ASCII letters or digits (or any non-ASCII letters).
+bool usable_query(const std::string& q) {
+  int run = 0;
+  for (unsigned char c : q) {
+    run = (std::isalnum(c) || c >= 0x80) ? run + 1 : 0;
+    if (run >= 2) return true;
+  }
+  return false;
+}
+}  // namespace
+
+RegisteredTool retrieval_tool(std::shared_ptr<DocumentStore> store, int top_k, std::string fallback_query) {
   RegisteredTool t;
   t.definition.name = "search_documents";
   t.definition.description = "Searches the assistant's documents and returns the most relevant passages with their source.";
@@ -219,21 +232,31 @@ RegisteredTool retrieval_tool(std::shared_ptr<DocumentStore> store, int top_k) {
       "required":["query"],"additionalProperties":false})");
   t.definition.strict = true;
   t.timeout = std::chrono::milliseconds(5000);
-  t.run = [store, top_k](const json& args) {
+  t.run = [store, top_k, fallback_query](const json& args) {
     ToolResult r;
-    if (!args.is_object() || !args.contains("query") || !args["query"].is_string()) {
+    const bool has_query = args.is_object() && args.contains("query") && args["query"].is_string();
+    if (!has_query && fallback_query.empty()) {
       r.error = true;
       r.content = {{"error", "missing string argument 'query'"}};
       return r;
     }
+    std::string query = has_query ? args["query"].get<std::string>() : "";
+    std::string source = "model";
+    std::vector<Passage> hits;
+    if (usable_query(query)) hits = store->search(query, top_k);
+    if (hits.empty() && usable_query(fallback_query)) {
+      query = fallback_query;
+      source = "fallback";
+      hits = store->search(query, top_k);
+    }
     json passages = json::array();
-    for (const auto& p : store->search(args["query"].get<std::string>(), top_k)) {
+    for (const auto& p : hits) {
       json c = {{"document", p.document}, {"offset", p.offset}, {"text", p.text}};
       r.citations.push_back(c);
       c["score"] = p.score;
       passages.push_back(c);
     }
-    r.content = {{"passages", passages}};
+    r.content = {{"query", query}, {"query_source", source}, {"passages", passages}};
     return r;
   };
   return t;

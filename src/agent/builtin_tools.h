@@ -59,6 +59,10 @@ RegisteredTool calculator_tool(CalculatorLimits limits = {});
 // now(): injectable clock for tests.
 RegisteredTool datetime_tool(std::function<std::chrono::system_clock::time_point()> now = nullptr);
 // search over `store` (kept alive by the tool), top_k passages with document name and offset.
-RegisteredTool retrieval_tool(std::shared_ptr<DocumentStore> store, int top_k = 3);
+// fallback_query (usually the user's last message) is searched instead of the model's query when that query is
+// unusable: empty, without any word of two letters or digits, or matching no passage. A tiny model forced to call
+// the tool (tool_choice "required") writes a well-formed but often meaningless query; the user's own words are then
+// the sensible query. The result says which query ran: {"query": ..., "query_source": "model" | "fallback", ...}.
+RegisteredTool retrieval_tool(std::shared_ptr<DocumentStore> store, int top_k = 3, std::string fallback_query = "");
 
 }  // namespace baleine::agent

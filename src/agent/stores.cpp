@@ -46,15 +46,32 @@ Assistant row_to_assistant(const Stmt& s) {
   a.sampling = j.value("sampling", json::object());
   a.mcp_servers = j.value("mcp_servers", json::array());
   a.metadata = j.value("metadata", json::object());
+  a.tool_choice = j.value("tool_choice", json());
   return a;
+}
+
+const char* builtin_tool_name(const std::string& type) {
+  if (type == "file_search") return "search_documents";
+  if (type == "calculator") return "calculator";
+  if (type == "current_datetime") return "current_datetime";
+  return nullptr;
 }
 
 }  // namespace
 
+json loop_tool_choice(const json& choice) {
+  if (!choice.is_object() || !choice.contains("type") || !choice["type"].is_string()) return choice;
+  const std::string type = choice["type"];
+  if (const char* name = builtin_tool_name(type)) return {{"type", "function"}, {"function", {{"name", name}}}};
+  if (type == "function" && !choice.contains("function") && choice.contains("name"))
+    return {{"type", "function"}, {"function", {{"name", choice["name"]}}}};
+  return choice;
+}
+
 json Assistant::to_openai() const {
   json j = {{"id", id}, {"object", "assistant"}, {"created_at", created_at}, {"name", name}, {"description", description},
             {"instructions", instructions}, {"model", model}, {"tools", tools}, {"metadata", metadata},
-            {"mcp_servers", mcp_servers}};
+            {"mcp_servers", mcp_servers}, {"tool_choice", tool_choice}};
   for (auto& [k, v] : sampling.items()) j[k] = v;
   return j;
 }
@@ -102,6 +119,29 @@ Assistant AssistantStore::validated(Assistant a, const json& body) const {
     if (std::string(k).find("penalty") != std::string::npos) BALEINE_CHECK(v >= -2 && v <= 2, "{}: must be in [-2, 2]", k);
     a.sampling[k] = body[k];
   }
+  if (body.contains("tool_choice")) a.tool_choice = body["tool_choice"];
+  if (!a.tool_choice.is_null()) {  // checked against the tools (which this body may have changed)
+    const json c = loop_tool_choice(a.tool_choice);
+    if (c.is_string()) {
+      const std::string v = c.get<std::string>();
+      BALEINE_CHECK(v == "auto" || v == "none" || v == "required", "tool_choice: '{}' is not auto, none, required or a tool", v.substr(0, 40));
+      BALEINE_CHECK(v != "required" || !a.tools.empty(), "tool_choice: 'required' needs tools");
+    } else {
+      BALEINE_CHECK(c.is_object() && c.value("type", "") == "function" && c.contains("function") && c["function"].is_object() &&
+                        c["function"].contains("name") && c["function"]["name"].is_string(),
+                    "tool_choice: must be auto, none, required, {{\"type\":\"file_search\"}} (calculator, current_datetime) or "
+                    "{{\"type\":\"function\",\"name\":...}}");
+      const std::string name = c["function"]["name"];
+      bool found = false;
+      for (const auto& t : a.tools) {
+        const std::string type = t.value("type", "");
+        const char* builtin = builtin_tool_name(type);
+        found = found || (builtin && name == builtin) ||
+                (type == "function" && t.contains("function") && t["function"].value("name", "") == name);
+      }
+      BALEINE_CHECK(found, "tool_choice: '{}' is not among the assistant's tools", name.substr(0, 80));
+    }
+  }
   if (body.contains("mcp_servers") && !body["mcp_servers"].is_null()) {
     const json& m = body["mcp_servers"];
     BALEINE_CHECK(m.is_array() && m.size() <= 8, "mcp_servers: must be an array of at most 8 servers");
@@ -126,7 +166,8 @@ Assistant AssistantStore::validated(Assistant a, const json& body) const {
 
 void AssistantStore::save(const Assistant& a) {
   json data = {{"name", a.name}, {"description", a.description}, {"instructions", a.instructions}, {"model", a.model},
-               {"tools", a.tools}, {"sampling", a.sampling}, {"mcp_servers", a.mcp_servers}, {"metadata", a.metadata}};
+               {"tools", a.tools}, {"sampling", a.sampling}, {"mcp_servers", a.mcp_servers}, {"metadata", a.metadata},
+               {"tool_choice", a.tool_choice}};
   // An upsert, not INSERT OR REPLACE: a replace deletes the row first and would cascade to its documents.
   Stmt(db_, "INSERT INTO assistants(id, created_at, data) VALUES(?, ?, ?) ON CONFLICT(id) DO UPDATE SET data = excluded.data")
       .text(1, a.id).integer(2, a.created_at).text(3, data.dump()).step();
@@ -165,7 +206,8 @@ bool AssistantStore::remove(const std::string& id) {
 }
 
 std::vector<Assistant> AssistantStore::list(int limit, const std::string& after) const {
-  BALEINE_CHECK(limit >= 1 && limit <= 100, "limit: must be 1..100");
+  // 101: a page of 100 plus one row to tell whether there are more (/v1/assistants?limit=100 asks for that).
+  BALEINE_CHECK(limit >= 1 && limit <= 101, "limit: must be 1..101");
   std::lock_guard lock(mu_);
   std::vector<Assistant> out;
   Stmt s(db_, after.empty() ? "SELECT id, created_at, data FROM assistants ORDER BY created_at DESC, id DESC LIMIT ?"

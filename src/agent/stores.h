@@ -24,6 +24,10 @@ struct Assistant {
   // {"type":"calculator"} | {"type":"current_datetime"} | {"type":"file_search"} (retrieval over the documents).
   nlohmann::json tools = nlohmann::json::array();
   nlohmann::json sampling = nlohmann::json::object();  // temperature, top_p, max_tokens, presence/frequency_penalty
+  // tool_choice of the first agent step: null (auto), "auto", "none", "required", a built-in tool
+  // {"type":"file_search"|"calculator"|"current_datetime"} or {"type":"function","name":...} (or the chat-completions
+  // shape {"type":"function","function":{"name":...}}); a named tool must be among `tools`.
+  nlohmann::json tool_choice;
   nlohmann::json mcp_servers = nlohmann::json::array();  // [{"name":..., "command":[...]}]
   nlohmann::json metadata = nlohmann::json::object();  // string -> string, at most 16 keys
   nlohmann::json to_openai() const;  // {"id","object":"assistant","created_at",...}
@@ -43,7 +47,7 @@ class AssistantStore {
   std::optional<Assistant> update(const std::string& id, const nlohmann::json& body);
   std::optional<Assistant> get(const std::string& id) const;
   bool remove(const std::string& id);  // its documents go with it
-  // Newest first; `after`: continue after this id (pagination); limit 1..100.
+  // Newest first; `after`: continue after this id (pagination); limit 1..101 (a page of 100 and one more).
   std::vector<Assistant> list(int limit = 20, const std::string& after = "") const;
 
   // Attached documents (the text retrieval indexes). Name 1..256 bytes; replaces a document of that name.
@@ -57,6 +61,11 @@ class AssistantStore {
   sqlite3* db_ = nullptr;
   mutable std::mutex mu_;
 };
+
+// An assistant's (or a /v1/responses request's) tool_choice in the shape parse_tool_choice reads: built-in tool types
+// become the names the server registers them under (file_search -> search_documents), Responses-style
+// {"type":"function","name":...} becomes {"type":"function","function":{"name":...}}; anything else is returned as is.
+nlohmann::json loop_tool_choice(const nlohmann::json& choice);
 
 nlohmann::json messages_to_json(const std::vector<ChatMessage>& messages);
 std::vector<ChatMessage> messages_from_json(const nlohmann::json& j);

@@ -161,12 +161,12 @@ void Server::assistants_api(const httplib::Request& req, httplib::Response& res)
     if (!b.contains("text") || !b["text"].is_string()) throw ApiError(400, "'text' must be a string", "invalid_request_error", "text");
     assistants_->put_document(id, b["name"], b["text"]);
     return reply({{"object", "assistant.document"}, {"assistant_id", id}, {"name", b["name"]},
-                  {"bytes", b["text"].get<std::string>().size()}});
+                  {"bytes", b["text"].get<std::string>().size()}, {"chunks", agent::chunk_text(b["text"]).size()}});
   }
   if (parts.size() == 3) {
     json data = json::array();
     for (const auto& [name, text] : assistants_->documents(id))
-      data.push_back({{"object", "assistant.document"}, {"name", name}, {"bytes", text.size()}});
+      data.push_back({{"object", "assistant.document"}, {"name", name}, {"bytes", text.size()}, {"chunks", agent::chunk_text(text).size()}});
     return reply({{"object", "list"}, {"data", data}});
   }
   if (m != "DELETE") throw not_found("endpoint");
@@ -241,7 +241,11 @@ void Server::responses(const httplib::Request& req, httplib::Response& res) {
       if (!assistant) throw ApiError(400, "the file_search tool needs an 'assistant_id' with documents", "invalid_request_error", "tools");
       docs = std::make_shared<agent::DocumentStore>(":memory:");
       for (const auto& [name, text] : assistants_->documents(assistant->id)) docs->add_document(name, text);
-      registry->add(agent::retrieval_tool(docs));
+      // A forced call's unusable query falls back to the user's last message (see retrieval_tool).
+      std::string last_user;
+      for (const auto& msg : full)
+        if (msg.role == "user") last_user = msg.content;
+      registry->add(agent::retrieval_tool(docs, 3, last_user));
     } else if (type != "function" && type != "calculator" && type != "current_datetime" && type != "file_search") {
       throw ApiError(400, fmt::format("tool type '{}' is not supported on /v1/responses (calculator, current_datetime, file_search)",
                                       type.substr(0, 64)), "invalid_request_error", "tools");
@@ -257,9 +261,11 @@ void Server::responses(const httplib::Request& req, httplib::Response& res) {
   if (!shape.max_tokens_given) ao.params.max_tokens = std::min<int64_t>(512, limits_.context / 2);
   for (int32_t t : stop_tokens_) ao.params.stop_tokens.push_back(t);
   if (registry->size() == 0) ao.max_steps = 1;
-  if (b.contains("tool_choice")) {
+  // The request's tool_choice, else the assistant's (built-in types name the tool: {"type":"file_search"}).
+  const json choice = b.contains("tool_choice") ? b["tool_choice"] : assistant ? assistant->tool_choice : json();
+  if (!choice.is_null()) {
     try {
-      ao.first_choice = agent::parse_tool_choice(b["tool_choice"], registry->definitions());
+      ao.first_choice = agent::parse_tool_choice(agent::loop_tool_choice(choice), registry->definitions());
     } catch (const Error& e) {
       throw ApiError(400, e.what(), "invalid_request_error", "tool_choice");
     }

@@ -12,12 +12,36 @@ namespace baleine::server {
 namespace {
 json conversation_json(const Conversation& c) {
   return {{"id", c.id}, {"title", c.title}, {"model", c.model}, {"system_prompt", c.system_prompt},
-          {"temperature", c.temperature}, {"created", c.created}, {"updated", c.updated}};
+          {"temperature", c.temperature}, {"created", c.created}, {"updated", c.updated},
+          {"assistant_id", c.assistant_id.empty() ? json() : json(c.assistant_id)}};
 }
 json message_json(const StoredMessage& m) {
-  return {{"id", m.id}, {"role", m.role}, {"content", m.content}, {"reasoning", m.reasoning}, {"model", m.model},
+  json j = {{"id", m.id}, {"role", m.role}, {"content", m.content}, {"reasoning", m.reasoning}, {"model", m.model},
           {"reasoning_seconds", m.reasoning_seconds}, {"prompt_tokens", m.prompt_tokens},
           {"completion_tokens", m.completion_tokens}, {"cost_usd", m.cost_usd}, {"status", m.status}, {"created", m.created}};
+  const json agent = m.agent_json.empty() ? json::object() : json::parse(m.agent_json, nullptr, false);
+  if (agent.is_object() && agent.contains("tool_steps")) j["tool_steps"] = agent["tool_steps"];
+  if (agent.is_object() && agent.contains("citations")) j["citations"] = agent["citations"];
+  return j;
+}
+// An assistant answer's agent record: {"tool_steps": [objects], "citations": [objects]}, both optional.
+std::string agent_json_field(const json& b) {
+  json out = json::object();
+  for (const char* k : {"tool_steps", "citations"}) {
+    if (!b.contains(k) || b[k].is_null()) continue;
+    if (!b[k].is_array() || b[k].size() > 256)
+      throw ApiError(400, fmt::format("'{}' must be an array of at most 256 objects", k), "invalid_request_error", k);
+    for (const auto& x : b[k])
+      if (!x.is_object()) throw ApiError(400, fmt::format("'{}' must hold objects", k), "invalid_request_error", k);
+    out[k] = b[k];
+  }
+  return out.empty() ? "" : out.dump();
+}
+int64_t count_field(const json& b, const char* name) {
+  if (!b.contains(name) || b[name].is_null()) return 0;
+  if (!b[name].is_number_integer() || b[name].get<int64_t>() < 0)
+    throw ApiError(400, fmt::format("'{}' must be a non-negative integer", name), "invalid_request_error", name);
+  return b[name].get<int64_t>();
 }
 std::string str_field(const json& b, const char* name, const std::string& def, size_t max_len) {
   if (!b.contains(name) || b[name].is_null()) return def;
@@ -42,6 +66,13 @@ void Server::conversations_api(const httplib::Request& req, httplib::Response& r
   if (parts.size() < 2 || parts[0] != "api" || parts[1] != "conversations" || parts.size() > 5) throw not_found();
   const std::string& m = req.method;
   auto body = [&] { return parse_json_body(req.body.empty() ? "{}" : req.body, opt_.max_body_bytes); };
+  // assistant_id binds the conversation to an assistant of /v1/assistants ("" or null: none).
+  auto assistant_field = [&](const json& b, const std::string& def) {
+    const std::string id = str_field(b, "assistant_id", def, 64);
+    if (!id.empty() && id != def && !assistants_->get(id))
+      throw ApiError(404, "no such assistant '" + id + "'", "invalid_request_error", "assistant_id", "not_found");
+    return id;
+  };
   if (parts.size() == 2) {
     if (m == "GET") {
       json a = json::array();
@@ -56,6 +87,7 @@ void Server::conversations_api(const httplib::Request& req, httplib::Response& r
       c.title = str_field(b, "title", "New chat", 200);
       c.model = str_field(b, "model", routes_.front().id, 200);
       c.system_prompt = str_field(b, "system_prompt", "", 100000);
+      c.assistant_id = assistant_field(b, "");
       if (b.contains("temperature")) {
         if (!b["temperature"].is_number() || b["temperature"].get<double>() < 0 || b["temperature"].get<double>() > 2)
           throw ApiError(400, "'temperature' must be a number in [0, 2]", "invalid_request_error", "temperature");
@@ -81,6 +113,7 @@ void Server::conversations_api(const httplib::Request& req, httplib::Response& r
       conv->title = str_field(b, "title", conv->title, 200);
       conv->model = str_field(b, "model", conv->model, 200);
       conv->system_prompt = str_field(b, "system_prompt", conv->system_prompt, 100000);
+      if (b.contains("assistant_id")) conv->assistant_id = b["assistant_id"].is_null() ? "" : assistant_field(b, conv->assistant_id);
       if (b.contains("temperature")) {
         if (!b["temperature"].is_number() || b["temperature"].get<double>() < 0 || b["temperature"].get<double>() > 2)
           throw ApiError(400, "'temperature' must be a number in [0, 2]", "invalid_request_error", "temperature");
@@ -106,6 +139,21 @@ void Server::conversations_api(const httplib::Request& req, httplib::Response& r
       throw ApiError(400, "'role' must be user, assistant or system", "invalid_request_error", "role");
     msg.content = str_field(b, "content", "", opt_.max_body_bytes);
     msg.model = conv->model;
+    if (msg.role == "assistant") {  // an answer the web chat got from /v1/responses (chat answers are saved by the server)
+      msg.reasoning = str_field(b, "reasoning", "", opt_.max_body_bytes);
+      msg.model = str_field(b, "model", conv->model, 200);
+      msg.prompt_tokens = count_field(b, "prompt_tokens");
+      msg.completion_tokens = count_field(b, "completion_tokens");
+      if (b.contains("reasoning_seconds")) {
+        if (!b["reasoning_seconds"].is_number() || b["reasoning_seconds"].get<double>() < 0)
+          throw ApiError(400, "'reasoning_seconds' must be a non-negative number", "invalid_request_error", "reasoning_seconds");
+        msg.reasoning_seconds = b["reasoning_seconds"];
+      }
+      msg.status = str_field(b, "status", "done", 20);
+      if (msg.status != "done" && msg.status != "stopped" && msg.status != "error")
+        throw ApiError(400, "'status' must be done, stopped or error", "invalid_request_error", "status");
+      msg.agent_json = agent_json_field(b);
+    }
     msg.id = store_->add_message(msg);
     res.status = 201;
     res.set_content(dump(message_json(msg)), "application/json");

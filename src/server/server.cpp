@@ -324,7 +324,7 @@ void Server::routes() {
                   "application/json");
   }));
   if (opt_.web) {
-    s.Get(R"(/|/index\.html|/app\.js|/style\.css|/markdown\.js)", [](const httplib::Request& q, httplib::Response& r) {
+    s.Get(R"(/|/index\.html|/app\.js|/agent\.js|/style\.css|/markdown\.js)", [](const httplib::Request& q, httplib::Response& r) {
       const WebAsset* a = find_web_asset(q.path == "/" ? "/index.html" : q.path);
       if (!a) { r.status = 404; return; }
       r.set_content(std::string(reinterpret_cast<const char*>(a->data), a->size), a->mime);

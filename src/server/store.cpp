@@ -80,6 +80,7 @@ Conversation read_conversation(Stmt& s) {
   c.created = s.i64(5);
   c.updated = s.i64(6);
   c.key_id = s.i64(7);
+  c.assistant_id = s.text(8);
   return c;
 }
 
@@ -113,6 +114,16 @@ Store::Store(const std::string& path) : path_(path) {
       reasoning_seconds REAL NOT NULL, prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
       cost_usd REAL NOT NULL, status TEXT NOT NULL, created INTEGER NOT NULL))");
   exec("CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages(conversation_id, id)");
+  // Columns added after the first release: databases made before them are migrated in place.
+  add_column_if_missing("conversations", "assistant_id", "TEXT NOT NULL DEFAULT ''");
+  add_column_if_missing("messages", "agent_json", "TEXT NOT NULL DEFAULT ''");
+}
+
+void Store::add_column_if_missing(const std::string& table, const std::string& column, const std::string& decl) {
+  Stmt s(db_, ("PRAGMA table_info(" + table + ")").c_str());
+  while (s.row())
+    if (s.text(1) == column) return;
+  exec(("ALTER TABLE " + table + " ADD COLUMN " + column + " " + decl).c_str());
 }
 
 Store::~Store() { sqlite3_close(db_); }
@@ -198,16 +209,16 @@ Conversation Store::create_conversation(const Conversation& in) {
   c.id = random_hex(8);
   c.created = c.updated = now_s();
   std::lock_guard lock(mu_);
-  Stmt s(db_, "INSERT INTO conversations(id, title, model, system_prompt, temperature, created, updated, key_id) "
-              "VALUES(?,?,?,?,?,?,?,?)");
+  Stmt s(db_, "INSERT INTO conversations(id, title, model, system_prompt, temperature, created, updated, key_id, assistant_id) "
+              "VALUES(?,?,?,?,?,?,?,?,?)");
   s.bind(1, c.id).bind(2, c.title).bind(3, c.model).bind(4, c.system_prompt).bind(5, c.temperature).bind(6, c.created)
-      .bind(7, c.updated).bind(8, c.key_id).run();
+      .bind(7, c.updated).bind(8, c.key_id).bind(9, c.assistant_id).run();
   return c;
 }
 
 std::vector<Conversation> Store::list_conversations(int64_t key_id) {
   std::lock_guard lock(mu_);
-  Stmt s(db_, "SELECT id, title, model, system_prompt, temperature, created, updated, key_id FROM conversations "
+  Stmt s(db_, "SELECT id, title, model, system_prompt, temperature, created, updated, key_id, assistant_id FROM conversations "
               "WHERE key_id = ? ORDER BY updated DESC, rowid DESC");
   s.bind(1, key_id);
   std::vector<Conversation> out;
@@ -217,7 +228,7 @@ std::vector<Conversation> Store::list_conversations(int64_t key_id) {
 
 std::optional<Conversation> Store::get_conversation(const std::string& id) {
   std::lock_guard lock(mu_);
-  Stmt s(db_, "SELECT id, title, model, system_prompt, temperature, created, updated, key_id FROM conversations WHERE id = ?");
+  Stmt s(db_, "SELECT id, title, model, system_prompt, temperature, created, updated, key_id, assistant_id FROM conversations WHERE id = ?");
   s.bind(1, id);
   if (!s.row()) return std::nullopt;
   return read_conversation(s);
@@ -225,8 +236,9 @@ std::optional<Conversation> Store::get_conversation(const std::string& id) {
 
 bool Store::update_conversation(const Conversation& c) {
   std::lock_guard lock(mu_);
-  Stmt s(db_, "UPDATE conversations SET title=?, model=?, system_prompt=?, temperature=?, updated=? WHERE id=?");
-  s.bind(1, c.title).bind(2, c.model).bind(3, c.system_prompt).bind(4, c.temperature).bind(5, now_s()).bind(6, c.id).run();
+  Stmt s(db_, "UPDATE conversations SET title=?, model=?, system_prompt=?, temperature=?, updated=?, assistant_id=? WHERE id=?");
+  s.bind(1, c.title).bind(2, c.model).bind(3, c.system_prompt).bind(4, c.temperature).bind(5, now_s()).bind(6, c.assistant_id)
+      .bind(7, c.id).run();
   return sqlite3_changes(db_) > 0;
 }
 
@@ -240,10 +252,10 @@ bool Store::delete_conversation(const std::string& id) {
 int64_t Store::add_message(const StoredMessage& m) {
   std::lock_guard lock(mu_);
   Stmt s(db_, "INSERT INTO messages(conversation_id, role, content, reasoning, model, reasoning_seconds, prompt_tokens, "
-              "completion_tokens, cost_usd, status, created) VALUES(?,?,?,?,?,?,?,?,?,?,?)");
+              "completion_tokens, cost_usd, status, created, agent_json) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)");
   s.bind(1, m.conversation_id).bind(2, m.role).bind(3, m.content).bind(4, m.reasoning).bind(5, m.model)
       .bind(6, m.reasoning_seconds).bind(7, m.prompt_tokens).bind(8, m.completion_tokens).bind(9, m.cost_usd)
-      .bind(10, m.status).bind(11, now_s()).run();
+      .bind(10, m.status).bind(11, now_s()).bind(12, m.agent_json).run();
   const int64_t id = sqlite3_last_insert_rowid(db_);
   Stmt u(db_, "UPDATE conversations SET updated = ? WHERE id = ?");
   u.bind(1, now_s()).bind(2, m.conversation_id).run();
@@ -268,7 +280,7 @@ bool Store::delete_message(const std::string& conversation_id, int64_t id) {
 std::vector<StoredMessage> Store::messages(const std::string& conversation_id) {
   std::lock_guard lock(mu_);
   Stmt s(db_, "SELECT id, conversation_id, role, content, reasoning, model, reasoning_seconds, prompt_tokens, "
-              "completion_tokens, cost_usd, status, created FROM messages WHERE conversation_id = ? ORDER BY id");
+              "completion_tokens, cost_usd, status, created, agent_json FROM messages WHERE conversation_id = ? ORDER BY id");
   s.bind(1, conversation_id);
   std::vector<StoredMessage> out;
   while (s.row()) {
@@ -285,6 +297,7 @@ std::vector<StoredMessage> Store::messages(const std::string& conversation_id) {
     m.cost_usd = s.f64(9);
     m.status = s.text(10);
     m.created = s.i64(11);
+    m.agent_json = s.text(12);
     out.push_back(std::move(m));
   }
   return out;

@@ -34,6 +34,7 @@ struct LedgerEntry {
 
 struct Conversation {
   std::string id, title, model, system_prompt;
+  std::string assistant_id;       // "" or the /v1/assistants id the conversation talks to (through /v1/responses)
   int64_t key_id = 0;             // owner: the API key that created it (0: open server); others never see it
   double temperature = 0.7;
   int64_t created = 0, updated = 0;
@@ -46,6 +47,9 @@ struct StoredMessage {
   int64_t prompt_tokens = 0, completion_tokens = 0;
   double cost_usd = 0;
   std::string status = "done";    // streaming | done | stopped | error
+  // Assistant answers: the agent steps shown as tool cards and the answer's citations, as JSON
+  // {"tool_steps":[...],"citations":[...]} ("" for plain chat answers).
+  std::string agent_json;
   int64_t created = 0;
 };
 
@@ -83,6 +87,7 @@ class Store {
 
  private:
   void exec(const char* sql);
+  void add_column_if_missing(const std::string& table, const std::string& column, const std::string& decl);
   std::string path_;
   sqlite3* db_ = nullptr;
   std::mutex mu_;

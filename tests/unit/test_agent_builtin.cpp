@@ -179,6 +179,29 @@ TEST(AgentRetrieval, DenseFusionAndTool) {
   EXPECT_NE(r.citations[0]["text"].get<std::string>().find("Henri"), std::string::npos);
 }
 
+// A forced call from a tiny model brings a well-formed but useless query: the user's question is searched instead.
+TEST(AgentRetrieval, UnusableQueryFallsBackToTheUserMessage) {
+  auto store = fixture_store();
+  auto tool = retrieval_tool(store, 2, "Who founded the chess club?");
+  for (const json& args : {json{{"query", ""}}, json{{"query", " ?! "}}, json{{"query", "zqxv wkjhg"}}, json::object()}) {
+    ToolResult r = tool.run(args);
+    ASSERT_FALSE(r.error) << args.dump();
+    EXPECT_EQ(r.content["query_source"], "fallback") << args.dump();
+    EXPECT_EQ(r.content["query"], "Who founded the chess club?");
+    ASSERT_FALSE(r.citations.empty()) << args.dump();
+    EXPECT_EQ(r.citations[0]["document"], "chess.txt");
+  }
+  // A query that finds passages is the model's own and is kept.
+  ToolResult kept = tool.run(json{{"query", "glacier ablation stakes"}});
+  EXPECT_EQ(kept.content["query_source"], "model");
+  ASSERT_FALSE(kept.citations.empty());
+  EXPECT_EQ(kept.citations[0]["document"], "glacier.txt");
+  // Without a fallback, a missing query is the tool's error and an empty one finds nothing.
+  auto plain = retrieval_tool(store, 2);
+  EXPECT_TRUE(plain.run(json::object()).error);
+  EXPECT_TRUE(plain.run(json{{"query", " "}}).citations.empty());
+}
+
 // A tool whose strict schema pins the argument: the random tiny model can only call it with that expression, so
 // the whole loop (template, constraint, engine, parsing, execution, tool message, final turn) is checked exactly.
 TEST(AgentLoopTest, TinyModelCallsCalculatorAndAnswers) {
@@ -228,6 +251,30 @@ TEST(AgentLoopTest, TinyModelCallsCalculatorAndAnswers) {
   // The next prompt really carries the tool output back to the model.
   std::string prompt = apply_chat_template(ChatFormat::DeepSeekV3, res.messages);
   EXPECT_NE(prompt.find("<｜tool▁output▁begin｜>{"), std::string::npos);
+}
+
+// On an R1 route the forced call comes after the reasoning (the prompt opens <think>), so it is parsed as a call.
+TEST(AgentLoopTest, ReasonerForcedCallFollowsTheReasoning) {
+  auto tok = agent_test::tiny_tokenizer();
+  auto vocab = VocabIndex::build(*tok);
+  Engine engine(agent_test::tiny_model(), tok);
+  ToolRegistry reg;
+  reg.add(datetime_tool());
+  AgentOptions o;
+  o.format = ChatFormat::DeepSeekR1;
+  o.params.max_tokens = 60;
+  o.first_choice = ToolChoice{ToolChoiceMode::Named, "current_datetime"};
+  o.max_steps = 2;
+  AgentLoop loop(engine, vocab, reg, o);
+  ChatMessage user;
+  user.role = "user";
+  user.content = "What time is it?";
+  AgentResult res = loop.run({user});
+  ASSERT_GE(res.messages.size(), 3u);
+  ASSERT_EQ(res.messages[1].tool_calls.size(), 1u);
+  EXPECT_EQ(res.messages[1].tool_calls[0].name, "current_datetime");
+  EXPECT_EQ(res.messages[2].role, "tool");
+  EXPECT_EQ(res.steps, 2);
 }
 
 TEST(AgentLoopTest, SlowToolTimesOut) {

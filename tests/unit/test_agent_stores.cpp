@@ -35,6 +35,31 @@ ChatMessage msg(const std::string& role, const std::string& content) {
 }
 }  // namespace
 
+// tool_choice of the first agent step, stored with the assistant and checked against its tools.
+TEST(AgentStores, AssistantToolChoice) {
+  AssistantStore s(":memory:");
+  Assistant a = s.create(json::parse(R"({"name":"Docs","tools":[{"type":"file_search"}],"tool_choice":{"type":"file_search"}})"));
+  EXPECT_EQ(a.to_openai()["tool_choice"], json::parse(R"({"type":"file_search"})"));
+  EXPECT_EQ(s.get(a.id)->tool_choice, json::parse(R"({"type":"file_search"})"));
+  EXPECT_EQ(loop_tool_choice(a.tool_choice), json::parse(R"({"type":"function","function":{"name":"search_documents"}})"));
+  EXPECT_EQ(loop_tool_choice(json::parse(R"({"type":"function","name":"f"})")), json::parse(R"({"type":"function","function":{"name":"f"}})"));
+  EXPECT_EQ(loop_tool_choice("required"), "required");
+  EXPECT_TRUE(s.update(a.id, json::parse(R"({"tool_choice":"required"})")));
+  EXPECT_EQ(s.get(a.id)->tool_choice, "required");
+  EXPECT_TRUE(s.update(a.id, json::parse(R"({"tool_choice":null})")));
+  EXPECT_TRUE(s.get(a.id)->tool_choice.is_null());
+  // Removing the forced tool while it is forced, an unknown mode, a tool it does not have, required without tools.
+  s.update(a.id, json::parse(R"({"tool_choice":{"type":"file_search"}})"));
+  EXPECT_NE(error_of([&] { s.update(a.id, json::parse(R"({"tools":[{"type":"calculator"}]})")); }).find("not among the assistant's tools"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { s.create(json::parse(R"({"tool_choice":"always"})")); }).find("tool_choice"), std::string::npos);
+  EXPECT_NE(error_of([&] { s.create(json::parse(R"({"tools":[{"type":"calculator"}],"tool_choice":{"type":"current_datetime"}})")); })
+                .find("current_datetime"), std::string::npos);
+  EXPECT_NE(error_of([&] { s.create(json::parse(R"({"tool_choice":"required"})")); }).find("needs tools"), std::string::npos);
+  EXPECT_NE(error_of([&] { s.create(json::parse(R"({"tool_choice":{"type":"shell"}})")); }).find("tool_choice"), std::string::npos);
+  EXPECT_NE(error_of([&] { s.create(json::parse(R"({"tool_choice":7})")); }).find("tool_choice"), std::string::npos);
+}
+
 TEST(AgentStores, AssistantsCrudAndValidation) {
   const std::string path = temp_db("assistants");
   std::string id;
