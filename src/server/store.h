@@ -34,10 +34,10 @@ struct LedgerEntry {
 
 struct Conversation {
   std::string id, title, model, system_prompt;
-  std::string assistant_id;       // "" or the /v1/assistants id the conversation talks to (through /v1/responses)
   int64_t key_id = 0;             // owner: the API key that created it (0: open server); others never see it
   double temperature = 0.7;
   int64_t created = 0, updated = 0;
+  std::string assistant_id;       // "" or the /v1/assistants id the conversation talks to (through /v1/responses)
 };
 
 struct StoredMessage {

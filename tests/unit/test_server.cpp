@@ -1,6 +1,7 @@
 // The server library without a network: JSON mode through the agent grammar, request validation, usage and
 // cost, the SQLite store (keys hashed, ledger, conversations), the rate limiter and the Prometheus text.
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <cmath>
 #include <filesystem>
@@ -179,7 +180,7 @@ TEST(Store, KeysAreHashedAndRevocable) {
     EXPECT_FALSE(s.find_key(secret + "x"));
     int64_t l = s.ledger_begin(k.id, "chat", "tiny", 12);
     s.ledger_end(l, {0, 0, 0, "", "", "done", 12, 4, 7, 2, 0.5});
-    Conversation c = s.create_conversation({"", "hello", "tiny", "sys", k.id, 0.3, 0, 0});
+    Conversation c = s.create_conversation({"", "hello", "tiny", "sys", k.id, 0.3, 0, 0, ""});
     EXPECT_TRUE(s.list_conversations(0).empty());  // another key (or none) does not see it
     StoredMessage m;
     m.conversation_id = c.id;
@@ -201,6 +202,50 @@ TEST(Store, KeysAreHashedAndRevocable) {
   EXPECT_EQ(s.messages(convs[0].id).size(), 1u);
   EXPECT_TRUE(s.delete_conversation(convs[0].id));
   EXPECT_TRUE(s.messages(convs[0].id).empty());
+}
+
+// A database made before conversations had assistant_id and messages had agent_json is migrated on open; the new
+// fields round-trip.
+TEST(Store, MigratesOlderDatabasesAndKeepsTheAssistantBinding) {
+  auto path = std::filesystem::temp_directory_path() / "baleine_test_store_migrate.db";
+  for (const char* ext : {"", "-wal", "-shm"}) std::filesystem::remove(path.string() + ext);
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.string().c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, R"(CREATE TABLE conversations (id TEXT PRIMARY KEY, title TEXT NOT NULL, model TEXT NOT NULL,
+        system_prompt TEXT NOT NULL, temperature REAL NOT NULL, created INTEGER NOT NULL, updated INTEGER NOT NULL,
+        key_id INTEGER NOT NULL DEFAULT 0);
+      CREATE TABLE messages (id INTEGER PRIMARY KEY, conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        role TEXT NOT NULL, content TEXT NOT NULL, reasoning TEXT NOT NULL, model TEXT NOT NULL, reasoning_seconds REAL NOT NULL,
+        prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, cost_usd REAL NOT NULL, status TEXT NOT NULL,
+        created INTEGER NOT NULL);
+      INSERT INTO conversations VALUES('old', 'before', 'tiny', '', 0.7, 1, 1, 0);
+      INSERT INTO messages VALUES(1, 'old', 'user', 'hi', '', 'tiny', 0, 0, 0, 0, 'done', 1);)", nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+  }
+  for (int reopen = 0; reopen < 2; ++reopen) {  // the second open finds the columns already there
+    Store s(path.string());
+    auto old = s.get_conversation("old");
+    ASSERT_TRUE(old);
+    EXPECT_EQ(old->assistant_id, "");
+    EXPECT_EQ(s.messages("old").at(0).agent_json, "");
+  }
+  Store s(path.string());
+  Conversation c;
+  c.title = "bound";
+  c.assistant_id = "asst_x";
+  c = s.create_conversation(c);
+  EXPECT_EQ(s.get_conversation(c.id)->assistant_id, "asst_x");
+  c.assistant_id = "";
+  EXPECT_TRUE(s.update_conversation(c));
+  EXPECT_EQ(s.get_conversation(c.id)->assistant_id, "");
+  StoredMessage m;
+  m.conversation_id = c.id;
+  m.role = "assistant";
+  m.agent_json = R"({"tool_steps":[{"name":"search_documents"}]})";
+  s.add_message(m);
+  EXPECT_EQ(s.messages(c.id).at(0).agent_json, m.agent_json);
 }
 
 TEST(RateLimiter, RequestsAndTokensPerMinute) {
