@@ -42,6 +42,8 @@
       const a = document.createElement("a");
       a.href = "#" + c.id;
       a.textContent = c.title || "New chat";
+      const bound = c.assistant_id && window.baleineAgent.assistants().find((x) => x.id === c.assistant_id);
+      if (bound) a.append(Object.assign(document.createElement("span"), { className: "badge", textContent: bound.name || "assistant" }));
       a.addEventListener("click", (ev) => { ev.preventDefault(); openConversation(c.id); $("sidebar").classList.remove("open"); });
       const del = document.createElement("button");
       del.type = "button";
@@ -179,6 +181,7 @@
     select.append(new Option("No assistant", ""));
     for (const a of list) select.append(new Option("Assistant: " + (a.name || a.id), a.id));
     showAssistant(want);
+    renderConversations();  // their assistant badges
   }
 
   function showAssistant(id) {

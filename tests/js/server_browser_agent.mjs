@@ -149,6 +149,7 @@ await t.check("reload: the conversation is still bound to the assistant, cards a
   assert.equal(await page.textContent(".message.assistant ol.citations a.citation"), "[1] glacier.txt");
   await page.click("#new-chat");
   await page.selectOption("#assistant", "");
+  assert.equal(await page.textContent(`#conversations li a[href='#${conversationId}'] .badge`), "Glacier notes");
   await page.click(`#conversations li a[href='#${conversationId}']`);
   await page.waitForFunction((id) => document.querySelector("#assistant").value === id, assistantId);
 });
