@@ -12,6 +12,7 @@
     return e;
   };
   const TOOL_TYPES = ["calculator", "current_datetime", "file_search"];
+  const SAMPLING = ["temperature", "top_p", "max_tokens", "presence_penalty", "frequency_penalty"];
   const ctx = { api: null, models: [], assistants: [], editing: null, onChange: () => {} };
 
   // ---------------------------------------------------------------------------------------------------------
@@ -79,7 +80,7 @@
     const types = new Set(((a && a.tools) || []).map((t) => t.type));
     for (const t of TOOL_TYPES) $("tool-" + t).checked = types.has(t);
     $("assistant-tool-choice").value = choiceValue(a && a.tool_choice);
-    for (const k of ["temperature", "top_p", "max_tokens"]) $("assistant-" + k).value = a && a[k] !== undefined ? a[k] : "";
+    for (const k of SAMPLING) $("assistant-" + k).value = a && a[k] !== undefined ? a[k] : "";
     $("assistant-documents").hidden = !a;
     if (a) loadDocuments();
   }
@@ -96,7 +97,7 @@
     };
     const choice = $("assistant-tool-choice").value;
     body.tool_choice = choice === "auto" ? null : ["none", "required"].includes(choice) ? choice : { type: choice };
-    for (const k of ["temperature", "top_p", "max_tokens"]) {
+    for (const k of SAMPLING) {
       const v = $("assistant-" + k).value.trim();
       body[k] = v === "" ? null : Number(v);
     }

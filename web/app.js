@@ -188,9 +188,20 @@
     const select = $("assistant");
     if (id && ![...select.options].some((o) => o.value === id)) select.append(new Option("(deleted assistant)", id));
     select.value = id;
+    syncBound();
+  }
+
+  // A bound conversation follows its assistant's instructions and sampling: the chat's own settings are greyed out.
+  function syncBound() {
+    const bound = !!$("assistant").value;
+    for (const id of ["system-prompt", "temperature"]) {
+      $(id).disabled = bound;
+      $(id).title = bound ? "the assistant's instructions and sampling apply" : "";
+    }
   }
 
   async function changeAssistant() {
+    syncBound();
     if (!state.current) return;
     try {
       state.current = await api("PATCH", "/api/conversations/" + state.current.id, { assistant_id: $("assistant").value || null });

@@ -46,6 +46,7 @@ await t.check("create an assistant with file_search and a forced first search", 
   await page.selectOption("#assistant-tool-choice", "file_search");
   await page.fill("#assistant-temperature", "0");
   await page.fill("#assistant-max_tokens", "40");
+  await page.fill("#assistant-presence_penalty", "0.5");
   await page.click("#assistant-save");
   await page.waitForSelector("#assistant-list li >> text=Glacier notes");
   await page.waitForSelector("#assistant-documents:not([hidden])");
@@ -56,6 +57,8 @@ await t.check("create an assistant with file_search and a forced first search", 
   assert.deepEqual(list[0].tool_choice, { type: "file_search" });
   assert.equal(list[0].temperature, 0);
   assert.equal(list[0].max_tokens, 40);
+  assert.equal(list[0].presence_penalty, 0.5);
+  assert.equal(list[0].top_p, undefined);
 });
 
 await t.check("a tool_choice the tools do not allow is refused with the server's message", async () => {
@@ -176,6 +179,15 @@ await t.check("edit, paste a document into a second assistant, delete it", async
   assert.ok((await page.$$eval("#assistant option", (os) => os.map((o) => o.textContent))).includes("Assistant: Calculator"));
   await page.click(`#assistant-list li[data-id='${calcId}'] .assistant-delete`);
   await page.waitForFunction(() => document.querySelectorAll("#assistant-list li").length === 1);
+  // Edit fills the form from the stored assistant, documents included.
+  await page.click(`#assistant-list li[data-id='${assistantId}'] .assistant-edit`);
+  await page.waitForSelector("#document-list li[data-name='glacier.txt']");
+  assert.equal(await page.inputValue("#assistant-name"), "Glacier notes");
+  assert.equal(await page.isChecked("#tool-file_search"), true);
+  assert.equal(await page.isChecked("#tool-calculator"), false);
+  assert.equal(await page.inputValue("#assistant-tool-choice"), "file_search");
+  assert.equal(await page.inputValue("#assistant-temperature"), "0");
+  assert.equal(await page.inputValue("#assistant-presence_penalty"), "0.5");
   const names = (await api("/v1/assistants")).data.map((a) => a.name);
   assert.deepEqual(names, ["Glacier notes"]);
   assert.deepEqual(external, []);
