@@ -194,7 +194,7 @@ await t.check("edit, paste a document into a second assistant, delete it", async
   assert.deepEqual(pageErrors, []);
 });
 
-await t.check("the conversation API validates the binding and the agent record (OpenAI-style errors)", async () => {
+await t.check("the conversation API and /v1/responses validate the binding, the agent record and tool_choice (OpenAI-style errors)", async () => {
   const call = async (method, path, body) => {
     const r = await fetch(server.url + path, { method, body: JSON.stringify(body) });
     return [r.status, await r.json()];
@@ -211,6 +211,13 @@ await t.check("the conversation API validates the binding and the agent record (
   assert.equal(body.assistant_id, null);
   [status, body] = await call("PATCH", `/api/conversations/${conversationId}`, { assistant_id: assistantId });
   assert.equal(body.assistant_id, assistantId);
+  // /v1/responses takes the same tool_choice shapes per request, checked against the tools it has.
+  [status, body] = await call("POST", "/v1/responses", { assistant_id: assistantId, input: question, tool_choice: { type: "calculator" } });
+  assert.equal(status, 400);
+  assert.equal(body.error.param, "tool_choice");
+  [status, body] = await call("POST", "/v1/responses", { assistant_id: assistantId, input: question, tool_choice: "none" });
+  assert.equal(status, 200);
+  assert.ok(!body.output.some((o) => o.type === "function_call"), "tool_choice none still called a tool");
   for (const bad of [{ tool_steps: "x" }, { tool_steps: [1] }, { citations: {} }, { status: "streaming" }, { prompt_tokens: -1 }]) {
     [status, body] = await call("POST", `/api/conversations/${conversationId}/messages`, { role: "assistant", content: "a", ...bad });
     assert.equal(status, 400, JSON.stringify(bad));
