@@ -251,6 +251,7 @@ void Server::routes() {
     s.Post(prefix + "/chat/completions", wrap("chat", [this](auto& q, auto& r) { chat(q, r); }));
     s.Post(prefix + "/completions", wrap("completions", [this](auto& q, auto& r) { completions(q, r); }));
     s.Post(prefix + "/responses", wrap("responses", [this](auto& q, auto& r) { responses(q, r); }));
+    s.Post(prefix + "/embeddings", wrap("embeddings", [this](auto& q, auto& r) { embeddings(q, r); }));
     const std::string assistants_path = prefix + R"(/assistants(/[^/]+(/documents(/[^/]+)?)?)?)";
     auto assistants = wrap("assistants", [this](auto& q, auto& r) { assistants_api(q, r); });
     s.Get(assistants_path, assistants);

@@ -70,6 +70,8 @@ class Server {
   void conversations_api(const httplib::Request& req, httplib::Response& res);
   void assistants_api(const httplib::Request& req, httplib::Response& res);  // agent_api.cpp
   void responses(const httplib::Request& req, httplib::Response& res);       // agent_api.cpp
+  void embeddings(const httplib::Request& req, httplib::Response& res);      // embeddings_api.cpp
+  std::vector<std::vector<int32_t>> embedding_inputs(const json& input) const;
   void routes();
 
   std::shared_ptr<Engine> engine_;
