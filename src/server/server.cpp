@@ -98,6 +98,8 @@ Server::Server(std::shared_ptr<Engine> engine, ServerOptions options)
   const std::string agent_db = opt_.db_path == ":memory:" ? ":memory:" : opt_.db_path + ".agent";
   assistants_ = std::make_unique<agent::AssistantStore>(agent_db);
   responses_ = std::make_unique<agent::ResponseStore>(agent_db);
+  embed_cache_ = std::make_shared<agent::EmbeddingCache>(agent_db);
+  if (!opt_.mcp_config.empty()) mcp_ = McpHub::from_file(opt_.mcp_config);
   const Tokenizer& tok = engine_->tokenizer();
   vocab_ = agent::VocabIndex::build(tok);
   routes_.push_back({opt_.model_id, opt_.format, false});
