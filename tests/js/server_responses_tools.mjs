@@ -160,5 +160,38 @@ await t.check("hybrid file_search: chunks embedded at upload by the engine, dens
   assert.equal(result.citations[0].document, "facts.txt");
 });
 
+await t.check("hostile tool definitions on /v1/responses, /v1/assistants and /v1/chat/completions -> 400", async () => {
+  const flat = (name, parameters, extra = {}) => ({ type: "function", name, parameters, ...extra });
+  const nested = (name, parameters, extra = {}) => ({ type: "function", function: { name, parameters, ...extra } });
+  let deep = { type: "string" };
+  for (let i = 0; i < 40; i++) deep = { type: "object", properties: { d: deep } };
+  // A reference bomb: each level refers to the previous twice (2^20 nodes when expanded).
+  const defs = { l0: { type: "string" } };
+  for (let i = 1; i <= 20; i++) defs["l" + i] = { type: "object", properties: { a: { $ref: `#/$defs/l${i - 1}` }, b: { $ref: `#/$defs/l${i - 1}` } } };
+  const cases = [
+    ["invalid schema", { type: "object", properties: { a: { type: 7 } } }, {}, 1],
+    ["200 tools", { type: "object" }, {}, 200],
+    ["huge description", { type: "object" }, { description: "d".repeat(100000) }, 1],
+    ["recursive $ref", { $ref: "#/$defs/n", $defs: { n: { type: "object", properties: { next: { $ref: "#/$defs/n" } } } } }, {}, 1],
+    ["reference bomb", { $ref: "#/$defs/l20", $defs: defs }, {}, 1],
+    ["nesting deeper than 32", deep, {}, 1],
+    ["100 properties", { type: "object", properties: Object.fromEntries(Array.from({ length: 100 }, (_, i) => ["p" + i, { type: "string" }])) }, {}, 1],
+    ["parameters not an object schema", "nonsense", {}, 1],
+  ];
+  for (const [what, params, extra, n] of cases) {
+    const tools = (make) => Array.from({ length: n }, (_, i) => make(n > 1 ? "t" + i : "x", params, extra));
+    for (const [p, body, shape] of [["/v1/responses", { model: "deepseek-chat", input: "x" }, flat],
+                                    ["/v1/assistants", { model: "deepseek-chat" }, nested],
+                                    ["/v1/chat/completions", { model: "deepseek-chat", messages: [{ role: "user", content: "x" }], max_tokens: 4 }, nested]]) {
+      const r = await post(p, { ...body, tools: tools(shape) });
+      const j = await r.json();
+      assert.equal(r.status, 400, `${what} on ${p}: ${r.status} ${JSON.stringify(j).slice(0, 200)}`);
+      assert.equal(typeof j.error.message, "string");
+    }
+  }
+  const ok = await client.responses.create({ model: "deepseek-chat", input: "still alive?", max_output_tokens: 4 });
+  assert.equal(ok.status, "completed");
+});
+
 await stopServer(server);
 t.done();
