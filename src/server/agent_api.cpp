@@ -180,6 +180,9 @@ void Server::responses(const httplib::Request& req, httplib::Response& res) {
     if (!b["previous_response_id"].is_string())
       throw ApiError(400, "'previous_response_id' must be a string", "invalid_request_error", "previous_response_id");
     previous = b["previous_response_id"];
+    // A key continues only its own responses (another key's id reads as unknown).
+    if (auto prev = responses_->get(previous); prev && prev->response.value("owner_key", int64_t(0)) != auth.key_id)
+      throw ApiError(400, fmt::format("no response '{}'", previous.substr(0, 64)), "invalid_request_error", "previous_response_id");
     try {
       conversation = responses_->conversation(previous);
     } catch (const Error& e) {
@@ -236,7 +239,8 @@ void Server::responses(const httplib::Request& req, httplib::Response& res) {
   const std::string model_id = route.id;
   const int64_t created = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   // Runs the loop, stores the response and returns it. on_event may write SSE.
-  auto execute = [this, registry, toolset, ao, full, input, previous, instructions, model_id, created, run](
+  const int64_t key_id = auth.key_id;
+  auto execute = [this, registry, toolset, ao, full, input, previous, instructions, model_id, created, run, key_id](
                      const std::function<void(const agent::AgentEvent&)>& on_event) {
     agent::AgentLoop loop(*engine_, vocab_, *registry, ao);
     agent::AgentResult r = loop.run(full, on_event, &run->cancel);
@@ -263,6 +267,7 @@ void Server::responses(const httplib::Request& req, httplib::Response& res) {
     sr.output = added;
     sr.response = resp;
     sr.response["pending_calls"] = pending_calls_json(r.pending_calls);  // kept server-side only
+    sr.response["owner_key"] = key_id;
     resp["id"] = responses_->save(sr);
     return resp;
   };

@@ -139,6 +139,8 @@ await t.check("assistants are owned per API key: another key gets 404 and does n
   r = await fetch(server.url + `/v1/assistants/${a.id}/documents`, { headers: { authorization: `Bearer ${bob}` } });
   assert.equal(r.status, 404);
   await assert.rejects(other.responses.create({ model: "deepseek-chat", input: "x", assistant_id: a.id }), (e) => e.status === 404);
+  // Response chains too: bob cannot continue alice's response.
+  await assert.rejects(other.responses.create({ model: "deepseek-chat", input: "x", previous_response_id: first.id }), (e) => e.status === 400);
   assert.equal((await client.beta.assistants.retrieve(a.id)).name, "Alice's");
 });
 
