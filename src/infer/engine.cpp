@@ -441,7 +441,7 @@ void Engine::loop() {
 
 void Engine::step(std::vector<std::unique_ptr<Active>>& active, std::vector<std::unique_ptr<EmbedActive>>& embedding) {
   const int64_t V = model_->config().vocab_size;
-  uint64_t prompt_tokens = 0, generated = 0, stepped = 0, embedded_inputs = 0, embedded_tokens = 0;
+  uint64_t prompt_tokens = 0, generated = 0, stepped = 0;
   auto finish = [&](Active& a, FinishReason reason, const std::string& error, GenerationEvent e = {}) {
     e.finished = true;
     e.finish_reason = reason;
@@ -676,7 +676,6 @@ void Engine::step(std::vector<std::unique_ptr<Active>>& active, std::vector<std:
       float* h = hidden.f32() + hrow0 * d;  // [T, d]
       hrow0 += T;
       ++stepped;
-      embedded_tokens += uint64_t(T);
       model_->final_norm(h, T);
       for (int64_t t = 0; t < T; ++t)
         for (int64_t j = 0; j < d; ++j) e.sum[size_t(j)] += double(h[t * d + j]);
@@ -689,7 +688,12 @@ void Engine::step(std::vector<std::unique_ptr<Active>>& active, std::vector<std:
       e.job->result.vectors[e.index] = std::move(out);
       e.done = true;
       e.seq.reset();
-      ++embedded_inputs;
+      {
+        // Before the result goes out, so a caller that saw it also sees the counts.
+        std::lock_guard lock(mu_);
+        stats_.embedding_inputs += 1;
+        stats_.embedding_tokens += uint64_t(e.job->req.inputs[e.index].size());
+      }
       if (--e.job->remaining == 0 && !e.job->failed) {
         e.job->result.finish_reason = FinishReason::Stop;
         e.job->handle->finish(std::move(e.job->result));
@@ -698,8 +702,6 @@ void Engine::step(std::vector<std::unique_ptr<Active>>& active, std::vector<std:
     }
   }
   std::lock_guard lock(mu_);
-  stats_.embedding_inputs += embedded_inputs;
-  stats_.embedding_tokens += embedded_tokens;
   stats_.prompt_tokens += prompt_tokens;
   stats_.generated_tokens += generated;
   stats_.steps += stepped > 0 ? 1 : 0;
