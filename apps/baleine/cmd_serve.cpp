@@ -109,6 +109,7 @@ CommandRegistration reg{{"serve", "Serve the OpenAI/DeepSeek-compatible API and 
                            sub.add_option("--context", a->engine.context, "Tokens per sequence (0: the model's, capped at 4096)")->check(CLI::NonNegativeNumber);
                            sub.add_option("--drain-timeout", s.drain_timeout_s, "Seconds to wait for in-flight requests on SIGTERM")->capture_default_str();
                            sub.add_flag("!--no-web", s.web, "Do not serve the web chat at /");
+                           sub.add_option("--mcp-config", s.mcp_config, "JSON file of stdio MCP servers {\"mcpServers\": {LABEL: {\"command\", \"args\", \"env\", \"timeout_ms\"}}} that /v1/responses and assistants may use by label")->check(CLI::ExistingFile);
                            return [a] { return run_serve(*a); };
                          }}};
 

@@ -1,5 +1,7 @@
 #include "agent/agent_loop.h"
 
+#include <algorithm>
+
 #include "core/check.h"
 
 namespace baleine::agent {
@@ -185,7 +187,20 @@ AgentResult AgentLoop::run(std::vector<ChatMessage> conversation, const std::fun
       emit(fin);
       break;
     }
+    // Client-executed functions: the loop ends here; server tools of this turn still run (their outputs go with
+    // the pending calls, so the caller can keep the template's call order).
+    const bool for_client = std::any_of(turn.tool_calls.begin(), turn.tool_calls.end(), [&](const ToolCall& c) {
+      const RegisteredTool* t = tools_.find(c.name);
+      return t && !t->run;
+    });
     for (const ToolCall& call : turn.tool_calls) {
+      if (for_client) {
+        const RegisteredTool* t = tools_.find(call.name);
+        if (t && !t->run) {
+          result.pending_calls.push_back({call, true, "", false});
+          continue;
+        }
+      }
       AgentEvent ce;
       ce.kind = AgentEventKind::ToolCall;
       ce.step = step;
@@ -202,7 +217,18 @@ AgentResult AgentLoop::run(std::vector<ChatMessage> conversation, const std::fun
       re.seconds = secs;
       emit(re);
       for (auto& c : r.citations) result.citations.push_back(c);
+      if (r.error) result.failed_calls.push_back(call.id);
+      if (for_client) {
+        result.pending_calls.push_back({call, false, tm.content, r.error});
+        continue;
+      }
       conversation.push_back(std::move(tm));
+    }
+    if (for_client) {
+      result.content = turn.content;
+      result.reasoning = turn.reasoning;
+      result.finish_reason = "tool_calls";
+      break;
     }
   }
   if (result.finish_reason.empty()) result.finish_reason = "max_steps";

@@ -52,10 +52,23 @@ struct AgentOptions {
   size_t max_result_bytes = 16384;          // a tool result longer than this is cut (the model's context is small)
 };
 
+// A call of the last model turn when the loop stopped for the client: client-executed function tools (a
+// RegisteredTool without `run`) are answered by the caller; server tools of that turn have their output here.
+struct PendingCall {
+  ToolCall call;
+  bool client = false;   // the caller must supply the output
+  std::string output;    // server tools: the tool message content
+  bool tool_error = false;
+};
+
 struct AgentResult {
-  std::vector<ChatMessage> messages;   // the conversation with every assistant and tool message appended
+  // The conversation with every assistant and tool message appended (when the loop stopped for client calls: up to
+  // the assistant message holding them; the tool messages of that turn are in pending_calls, in call order).
+  std::vector<ChatMessage> messages;
   std::string content, reasoning;      // the final answer
-  std::string finish_reason;           // stop | length | max_steps | cancelled | error
+  std::string finish_reason;           // stop | length | max_steps | cancelled | error | tool_calls (client calls)
+  std::vector<PendingCall> pending_calls;  // finish_reason tool_calls
+  std::vector<std::string> failed_calls;   // ids of calls whose tool failed or timed out
   std::vector<nlohmann::json> citations;
   int steps = 0;
   GenerationUsage usage;               // summed over turns

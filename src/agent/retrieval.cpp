@@ -234,13 +234,21 @@ std::vector<Passage> DocumentStore::search(const std::string& query, int k) cons
     if (slot.second.document.empty()) slot.second = dense[r].second.second;
     slot.first += 1.0 / (60.0 + double(r + 1));
   }
-  std::vector<Passage> out;
+  std::vector<std::pair<int64_t, Passage>> ranked;
   for (auto& [id, sp] : fused) {
     sp.second.score = sp.first;
-    out.push_back(sp.second);
+    ranked.push_back({id, sp.second});
   }
-  std::sort(out.begin(), out.end(), [](const Passage& a, const Passage& b) { return a.score > b.score; });
-  if (int(out.size()) > k) out.resize(size_t(k));
+  std::sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.second.score > b.second.score; });
+  if (int(ranked.size()) > k) {
+    // The best lexical passage always stays among the k: exact-term matches are precise, and embeddings of a
+    // small or untrained model can be noise (equal-weight fusion alone would then push it out).
+    const bool kept = lexical.empty() || std::any_of(ranked.begin(), ranked.begin() + k, [&](const auto& r) { return r.first == lexical[0].first; });
+    ranked.resize(size_t(k));
+    if (!kept) ranked.back() = {lexical[0].first, fused[lexical[0].first].second};
+  }
+  std::vector<Passage> out;
+  for (auto& [id, p] : ranked) out.push_back(std::move(p));
   return out;
 }
 

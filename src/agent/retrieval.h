@@ -48,7 +48,8 @@ class DocumentStore {
   bool remove_document(const std::string& name);
   std::vector<std::string> documents() const;
   size_t chunk_count() const;
-  // Best `k` passages for the query (words are matched with OR; FTS syntax in the query is neutralised).
+  // Best `k` passages for the query (words are matched with OR; FTS syntax in the query is neutralised). With an
+  // embedder: reciprocal-rank fusion of BM25 and cosine similarity, the best BM25 passage always kept among the k.
   std::vector<Passage> search(const std::string& query, int k) const;
   // Enables dense similarity: chunk embeddings are computed on first search (and for new documents).
   void set_embedder(Embedder e);

@@ -1,5 +1,7 @@
 #include "agent/stores.h"
 
+#include <fmt/format.h>
+
 #include <chrono>
 #include <random>
 
@@ -33,10 +35,26 @@ std::string text_field(const json& body, const char* key, size_t max_bytes, cons
   return v;
 }
 
+// An MCP server named by the label the server operator configured (serve --mcp-config): {"server_label": ...}
+// (also {"type":"mcp", ...} in tools). Commands never come from a request.
+void check_mcp_reference(const json& m, const std::string& where) {
+  BALEINE_CHECK(m.is_object() && m.contains("server_label") && m["server_label"].is_string() &&
+                    !m["server_label"].get<std::string>().empty() && m["server_label"].get<std::string>().size() <= 64,
+                "{}.server_label: must be the label of an MCP server configured on the server (serve --mcp-config)", where);
+  BALEINE_CHECK(!m.contains("command") && !m.contains("server_url"),
+                "{}: MCP servers are configured on the server (serve --mcp-config) and referenced by server_label; "
+                "commands and URLs are not accepted from requests", where);
+  if (m.contains("allowed_tools")) {
+    BALEINE_CHECK(m["allowed_tools"].is_array() && m["allowed_tools"].size() <= 128, "{}.allowed_tools: must be an array of tool names", where);
+    for (const auto& t : m["allowed_tools"]) BALEINE_CHECK(t.is_string(), "{}.allowed_tools: must be an array of tool names", where);
+  }
+}
+
 Assistant row_to_assistant(const Stmt& s) {
   Assistant a;
   a.id = s.col_text(0);
   a.created_at = s.col_int(1);
+  a.owner = s.col_int(3);
   json j = json::parse(s.col_text(2));
   a.name = j.value("name", "");
   a.description = j.value("description", "");
@@ -77,7 +95,15 @@ json Assistant::to_openai() const {
 }
 
 AssistantStore::AssistantStore(const std::string& path) : db_(sqlite_open(path)) {
-  sqlite_exec(db_, "CREATE TABLE IF NOT EXISTS assistants(id TEXT PRIMARY KEY, created_at INTEGER NOT NULL, data TEXT NOT NULL)");
+  sqlite_exec(db_, "CREATE TABLE IF NOT EXISTS assistants(id TEXT PRIMARY KEY, created_at INTEGER NOT NULL, data TEXT NOT NULL,"
+                   " owner INTEGER NOT NULL DEFAULT 0)");
+  // Databases from before per-key ownership: their assistants belong to "no key" (owner 0).
+  bool has_owner = false;
+  {
+    Stmt s(db_, "PRAGMA table_info(assistants)");
+    while (s.step()) has_owner = has_owner || s.col_text(1) == "owner";
+  }
+  if (!has_owner) sqlite_exec(db_, "ALTER TABLE assistants ADD COLUMN owner INTEGER NOT NULL DEFAULT 0");
   sqlite_exec(db_, "CREATE TABLE IF NOT EXISTS assistant_documents(assistant_id TEXT NOT NULL REFERENCES assistants(id) ON DELETE CASCADE,"
                    " name TEXT NOT NULL, text TEXT NOT NULL, PRIMARY KEY(assistant_id, name))");
 }
@@ -98,8 +124,9 @@ Assistant AssistantStore::validated(Assistant a, const json& body) const {
       BALEINE_CHECK(tools[i].is_object() && tools[i].contains("type") && tools[i]["type"].is_string(), "tools[{}].type: missing", i);
       const std::string type = tools[i]["type"].get<std::string>();
       if (type == "function") functions.push_back(tools[i]);
+      else if (type == "mcp") check_mcp_reference(tools[i], fmt::format("tools[{}]", i));
       else BALEINE_CHECK(type == "calculator" || type == "current_datetime" || type == "file_search",
-                         "tools[{}].type: '{}' is not function, calculator, current_datetime or file_search", i, type.substr(0, 40));
+                         "tools[{}].type: '{}' is not function, calculator, current_datetime, file_search or mcp", i, type.substr(0, 40));
     }
     parse_tools(functions);  // throws with the field named
     a.tools = tools;
@@ -145,12 +172,7 @@ Assistant AssistantStore::validated(Assistant a, const json& body) const {
   if (body.contains("mcp_servers") && !body["mcp_servers"].is_null()) {
     const json& m = body["mcp_servers"];
     BALEINE_CHECK(m.is_array() && m.size() <= 8, "mcp_servers: must be an array of at most 8 servers");
-    for (size_t i = 0; i < m.size(); ++i) {
-      BALEINE_CHECK(m[i].is_object() && m[i].contains("name") && m[i]["name"].is_string(), "mcp_servers[{}].name: missing", i);
-      BALEINE_CHECK(m[i].contains("command") && m[i]["command"].is_array() && !m[i]["command"].empty(),
-                    "mcp_servers[{}].command: must be a non-empty array of strings", i);
-      for (const auto& c : m[i]["command"]) BALEINE_CHECK(c.is_string(), "mcp_servers[{}].command: must be strings", i);
-    }
+    for (size_t i = 0; i < m.size(); ++i) check_mcp_reference(m[i], fmt::format("mcp_servers[{}]", i));
     a.mcp_servers = m;
   }
   if (body.contains("metadata") && !body["metadata"].is_null()) {
@@ -169,12 +191,13 @@ void AssistantStore::save(const Assistant& a) {
                {"tools", a.tools}, {"sampling", a.sampling}, {"mcp_servers", a.mcp_servers}, {"metadata", a.metadata},
                {"tool_choice", a.tool_choice}};
   // An upsert, not INSERT OR REPLACE: a replace deletes the row first and would cascade to its documents.
-  Stmt(db_, "INSERT INTO assistants(id, created_at, data) VALUES(?, ?, ?) ON CONFLICT(id) DO UPDATE SET data = excluded.data")
-      .text(1, a.id).integer(2, a.created_at).text(3, data.dump()).step();
+  Stmt(db_, "INSERT INTO assistants(id, created_at, data, owner) VALUES(?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET data = excluded.data")
+      .text(1, a.id).integer(2, a.created_at).text(3, data.dump()).integer(4, a.owner).step();
 }
 
-Assistant AssistantStore::create(const json& body) {
+Assistant AssistantStore::create(const json& body, int64_t owner) {
   Assistant a = validated(Assistant{}, body);
+  a.owner = owner;
   a.id = new_id("asst_");
   a.created_at = now_seconds();
   std::lock_guard lock(mu_);
@@ -184,7 +207,7 @@ Assistant AssistantStore::create(const json& body) {
 
 std::optional<Assistant> AssistantStore::get(const std::string& id) const {
   std::lock_guard lock(mu_);
-  Stmt s(db_, "SELECT id, created_at, data FROM assistants WHERE id = ?");
+  Stmt s(db_, "SELECT id, created_at, data, owner FROM assistants WHERE id = ?");
   s.text(1, id);
   if (!s.step()) return std::nullopt;
   return row_to_assistant(s);
@@ -205,16 +228,17 @@ bool AssistantStore::remove(const std::string& id) {
   return sqlite3_changes(db_) > 0;
 }
 
-std::vector<Assistant> AssistantStore::list(int limit, const std::string& after) const {
+std::vector<Assistant> AssistantStore::list(int limit, const std::string& after, std::optional<int64_t> owner) const {
   // 101: a page of 100 plus one row to tell whether there are more (/v1/assistants?limit=100 asks for that).
   BALEINE_CHECK(limit >= 1 && limit <= 101, "limit: must be 1..101");
   std::lock_guard lock(mu_);
   std::vector<Assistant> out;
-  Stmt s(db_, after.empty() ? "SELECT id, created_at, data FROM assistants ORDER BY created_at DESC, id DESC LIMIT ?"
-                            : "SELECT id, created_at, data FROM assistants WHERE (created_at, id) < "
-                              "(SELECT created_at, id FROM assistants WHERE id = ?) ORDER BY created_at DESC, id DESC LIMIT ?");
-  if (after.empty()) s.integer(1, limit);
-  else s.text(1, after).integer(2, limit);
+  // ?1: the owner filter (NULL: every owner), ?2: the cursor id ("": from the start).
+  Stmt s(db_, "SELECT id, created_at, data, owner FROM assistants WHERE (?1 IS NULL OR owner = ?1) AND"
+              " (?2 = '' OR (created_at, id) < (SELECT created_at, id FROM assistants WHERE id = ?2))"
+              " ORDER BY created_at DESC, id DESC LIMIT ?3");
+  if (owner) s.integer(1, *owner);
+  s.text(2, after).integer(3, limit);
   while (s.step()) out.push_back(row_to_assistant(s));
   return out;
 }

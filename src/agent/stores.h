@@ -19,16 +19,19 @@ namespace baleine::agent {
 struct Assistant {
   std::string id;           // "asst_" + 24 alphanumerics
   int64_t created_at = 0;   // unix seconds
+  int64_t owner = 0;        // id of the API key that created it (0: none); the server shows it only to that key
   std::string name, description, instructions, model;
   // OpenAI-style tools: {"type":"function","function":{...}} (validated by parse_tools) or built-in tools
-  // {"type":"calculator"} | {"type":"current_datetime"} | {"type":"file_search"} (retrieval over the documents).
+  // {"type":"calculator"} | {"type":"current_datetime"} | {"type":"file_search"} (retrieval over the documents;
+  // "ranking_options": {"ranker": "hybrid"} fuses dense similarity) | {"type":"mcp","server_label":...}.
   nlohmann::json tools = nlohmann::json::array();
   nlohmann::json sampling = nlohmann::json::object();  // temperature, top_p, max_tokens, presence/frequency_penalty
   // tool_choice of the first agent step: null (auto), "auto", "none", "required", a built-in tool
   // {"type":"file_search"|"calculator"|"current_datetime"} or {"type":"function","name":...} (or the chat-completions
   // shape {"type":"function","function":{"name":...}}); a named tool must be among `tools`.
   nlohmann::json tool_choice;
-  nlohmann::json mcp_servers = nlohmann::json::array();  // [{"name":..., "command":[...]}]
+  // [{"server_label": ..., "allowed_tools"?: [...]}]: servers the operator configured (serve --mcp-config)
+  nlohmann::json mcp_servers = nlohmann::json::array();
   nlohmann::json metadata = nlohmann::json::object();  // string -> string, at most 16 keys
   nlohmann::json to_openai() const;  // {"id","object":"assistant","created_at",...}
 };
@@ -42,13 +45,14 @@ class AssistantStore {
   AssistantStore& operator=(const AssistantStore&) = delete;
 
   // From an OpenAI create-assistant body; throws baleine::Error naming the field.
-  Assistant create(const nlohmann::json& body);
+  Assistant create(const nlohmann::json& body, int64_t owner = 0);
   // Fields present in `body` replace the stored ones (same validation). nullopt: no such assistant.
   std::optional<Assistant> update(const std::string& id, const nlohmann::json& body);
   std::optional<Assistant> get(const std::string& id) const;
   bool remove(const std::string& id);  // its documents go with it
   // Newest first; `after`: continue after this id (pagination); limit 1..101 (a page of 100 and one more).
-  std::vector<Assistant> list(int limit = 20, const std::string& after = "") const;
+  // owner: only that key's assistants (nullopt: everyone's).
+  std::vector<Assistant> list(int limit = 20, const std::string& after = "", std::optional<int64_t> owner = std::nullopt) const;
 
   // Attached documents (the text retrieval indexes). Name 1..256 bytes; replaces a document of that name.
   void put_document(const std::string& assistant_id, const std::string& name, const std::string& text);

@@ -58,6 +58,35 @@ void GenerationHandle::push(GenerationEvent e) {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// EmbeddingHandle
+// ---------------------------------------------------------------------------------------------------------
+std::optional<EmbeddingResult> EmbeddingHandle::wait(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  if (!cv_.wait_for(lock, timeout, [&] { return result_.has_value(); })) return std::nullopt;
+  return result_;
+}
+
+void EmbeddingHandle::cancel() {
+  std::lock_guard lock(mu_);
+  cancelled_ = true;
+}
+
+bool EmbeddingHandle::cancelled() const {
+  std::lock_guard lock(mu_);
+  return cancelled_;
+}
+
+void EmbeddingHandle::finish(EmbeddingResult r) {
+  {
+    std::lock_guard lock(mu_);
+    if (result_) return;
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - created_).count();
+    result_ = std::move(r);
+  }
+  cv_.notify_all();
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // Engine
 // ---------------------------------------------------------------------------------------------------------
 namespace {
@@ -124,6 +153,25 @@ struct Engine::Active {
         decoder(tok, req.params.skip_special_tokens) {}
 };
 
+// One embedding request: its inputs are admitted one by one (next_input) and finish in any order.
+struct Engine::EmbedJob {
+  std::shared_ptr<EmbeddingHandle> handle;
+  EmbeddingRequest req;
+  size_t next_input = 0, remaining = 0;
+  bool failed = false;  // finished early (error or cancel): its remaining inputs are dropped
+  EmbeddingResult result;
+};
+
+// One input of an EmbedJob in the running batch: a sequence that only ever prefills, and the sum of its final
+// hidden states so far.
+struct Engine::EmbedActive {
+  std::shared_ptr<EmbedJob> job;
+  size_t index = 0;
+  std::unique_ptr<Sequence> seq;  // null until start_embedding found room
+  std::vector<double> sum;        // [hidden_size]
+  bool done = false;
+};
+
 Engine::Engine(std::shared_ptr<CausalLM> model, std::shared_ptr<const Tokenizer> tokenizer, EngineOptions options)
     : model_(std::move(model)), tokenizer_(std::move(tokenizer)), options_(options) {
   BALEINE_CHECK(model_ != nullptr && tokenizer_ != nullptr, "engine needs a model and a tokenizer");
@@ -170,6 +218,34 @@ std::shared_ptr<GenerationHandle> Engine::submit(GenerationRequest r) {
   }
   cv_.notify_all();
   return h;
+}
+
+std::shared_ptr<EmbeddingHandle> Engine::submit_embedding(EmbeddingRequest r) {
+  const int64_t vocab = model_->config().vocab_size;
+  BALEINE_CHECK(!r.inputs.empty(), "the embedding request has no inputs");
+  BALEINE_CHECK(r.inputs.size() <= 4096, "the embedding request has {} inputs; at most 4096", r.inputs.size());
+  for (size_t i = 0; i < r.inputs.size(); ++i) {
+    const auto& in = r.inputs[i];
+    BALEINE_CHECK(!in.empty(), "embedding input {} is empty", i);
+    BALEINE_CHECK(int64_t(in.size()) <= context_, "embedding input {} has {} tokens; the context holds {}", i, in.size(), context_);
+    for (int32_t t : in) BALEINE_CHECK(t >= 0 && t < vocab, "embedding input {}: token {} is outside the vocabulary [0, {})", i, t, vocab);
+  }
+  auto job = std::make_shared<EmbedJob>();
+  job->remaining = r.inputs.size();
+  job->result.vectors.resize(r.inputs.size());
+  for (const auto& in : r.inputs) job->result.tokens.push_back(int64_t(in.size()));
+  job->req = std::move(r);
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) throw Error("[Engine::submit_embedding] the engine is shutting down");
+    if (int64_t(queue_.size() + embed_queue_.size()) >= options_.max_queue + options_.max_batch)
+      throw QueueFullError(fmt::format("[Engine::submit_embedding] the queue is full ({} waiting)", queue_.size() + embed_queue_.size()));
+    job->handle = std::make_shared<EmbeddingHandle>(next_id_++);
+    embed_queue_.push_back(job);
+    ++stats_.queued;
+  }
+  cv_.notify_all();
+  return job->handle;
 }
 
 void Engine::shutdown(bool drain) {
@@ -222,8 +298,33 @@ bool Engine::start(Active& a, bool alone) {
   return true;
 }
 
+bool Engine::start_embedding(EmbedActive& e, bool alone) {
+  const int64_t n = int64_t(e.job->req.inputs[e.index].size());
+  auto seq = model_->new_sequence(pool_, n);
+  try {
+    seq->reserve(n);
+  } catch (const Error&) {
+    if (alone) throw;
+    return false;
+  }
+  e.seq = std::move(seq);
+  e.sum.assign(size_t(model_->config().hidden_size), 0.0);
+  return true;
+}
+
 void Engine::loop() {
   std::vector<std::unique_ptr<Active>> active;
+  std::vector<std::unique_ptr<EmbedActive>> embedding;
+  // Ends an embedding job early (error or cancel); its inputs still running are dropped at the next step.
+  auto fail_job = [](EmbedJob& job, FinishReason reason, const std::string& error) {
+    if (job.failed) return;
+    job.failed = true;
+    EmbeddingResult r;
+    r.finish_reason = reason;
+    r.error = error;
+    r.tokens = job.result.tokens;
+    job.handle->finish(std::move(r));
+  };
   auto finish = [&](Active& a, FinishReason reason, const std::string& error) {
     GenerationEvent e;
     e.finished = true;
@@ -243,7 +344,9 @@ void Engine::loop() {
     std::vector<std::unique_ptr<Active>> admitted;
     {
       std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || !queue_.empty() || !active.empty(); });
+      cv_.wait(lock, [&] {
+        return stopping_ || !queue_.empty() || !embed_queue_.empty() || !active.empty() || !embedding.empty();
+      });
       if (stopping_ && !drain_) {
         for (auto& [h, r] : queue_) {
           GenerationEvent e;
@@ -252,13 +355,32 @@ void Engine::loop() {
           h->push(std::move(e));
         }
         queue_.clear();
+        for (auto& job : embed_queue_) fail_job(*job, FinishReason::Cancelled, "");
+        embed_queue_.clear();
         stats_.queued = 0;
         lock.unlock();
         for (auto& a : active) finish(*a, FinishReason::Cancelled, "");
+        for (auto& e : embedding) fail_job(*e->job, FinishReason::Cancelled, "");
         return;
       }
-      if (stopping_ && queue_.empty() && active.empty()) return;
-      while (!queue_.empty() && int64_t(active.size() + admitted.size()) < options_.max_batch) {
+      if (stopping_ && queue_.empty() && embed_queue_.empty() && active.empty() && embedding.empty()) return;
+      // Arrival order across both queues (handle ids share one counter); each embedding input takes a slot.
+      while (int64_t(active.size() + admitted.size() + embedding.size()) < options_.max_batch) {
+        const bool gen = !queue_.empty(), emb = !embed_queue_.empty();
+        if (!gen && !emb) break;
+        if (emb && (!gen || embed_queue_.front()->handle->id() < queue_.front().first->id())) {
+          std::shared_ptr<EmbedJob> job = embed_queue_.front();
+          if (job->next_input == 0) job->result.queue_seconds = seconds_between(job->handle->created(), Clock::now());
+          auto e = std::make_unique<EmbedActive>();
+          e->job = job;
+          e->index = job->next_input++;
+          embedding.push_back(std::move(e));
+          if (job->next_input == job->req.inputs.size()) {
+            embed_queue_.pop_front();
+            --stats_.queued;
+          }
+          continue;
+        }
         auto [h, r] = std::move(queue_.front());
         queue_.pop_front();
         --stats_.queued;
@@ -267,13 +389,26 @@ void Engine::loop() {
         admitted.push_back(std::move(a));
       }
     }
+    // Embedding inputs without a sequence yet take their blocks now (or wait for running ones to finish); one
+    // that does not fit an otherwise empty engine fails.
+    auto holding = [&] {
+      return !active.empty() || std::any_of(embedding.begin(), embedding.end(), [](const auto& e) { return e->seq != nullptr; });
+    };
+    for (auto& e : embedding) {
+      if (e->seq || e->job->failed) continue;
+      try {
+        if (!start_embedding(*e, !holding())) break;
+      } catch (const std::exception& ex) {
+        fail_job(*e->job, FinishReason::Error, ex.what());
+      }
+    }
     // Admission needs KV blocks: a request that does not fit waits (back at the queue's head) until running
     // ones finish; one that does not fit an empty engine fails.
     for (size_t i = 0; i < admitted.size(); ++i) {
       Active& a = *admitted[i];
       bool ok = false;
       try {
-        ok = start(a, active.empty());
+        ok = start(a, !holding());
       } catch (const std::exception& ex) {
         finish(a, FinishReason::Error, ex.what());
         continue;
@@ -286,17 +421,25 @@ void Engine::loop() {
       }
       break;
     }
+    for (auto& e : embedding)
+      if (e->job->failed || e->job->handle->cancelled()) {
+        fail_job(*e->job, FinishReason::Cancelled, "");
+        e->done = true;
+      }
+    std::erase_if(embedding, [](const std::unique_ptr<EmbedActive>& e) { return e->done; });
     {
       std::lock_guard lock(mu_);
-      stats_.running = int64_t(active.size());
+      stats_.running = int64_t(active.size() + embedding.size());
     }
-    if (active.empty()) continue;
-    step(active);
+    const bool embedding_ready = std::any_of(embedding.begin(), embedding.end(), [](const auto& e) { return e->seq != nullptr; });
+    if (active.empty() && !embedding_ready) continue;
+    step(active, embedding);
     std::erase_if(active, [](const std::unique_ptr<Active>& a) { return a->done; });
+    std::erase_if(embedding, [](const std::unique_ptr<EmbedActive>& e) { return e->done; });
   }
 }
 
-void Engine::step(std::vector<std::unique_ptr<Active>>& active) {
+void Engine::step(std::vector<std::unique_ptr<Active>>& active, std::vector<std::unique_ptr<EmbedActive>>& embedding) {
   const int64_t V = model_->config().vocab_size;
   uint64_t prompt_tokens = 0, generated = 0, stepped = 0;
   auto finish = [&](Active& a, FinishReason reason, const std::string& error, GenerationEvent e = {}) {
@@ -420,13 +563,38 @@ void Engine::step(std::vector<std::unique_ptr<Active>>& active) {
     items.push_back(it);
     owners.push_back(&a);
   }
+  // Embedding inputs after the generations: one prompt chunk each; their hidden rows are pooled below.
+  std::vector<EmbedActive*> embedders;
+  for (auto& e : embedding) {
+    if (e->done || !e->seq || e->job->failed) continue;
+    const auto& in = e->job->req.inputs[e->index];
+    const int64_t n = int64_t(in.size()), p0 = e->seq->length();
+    BatchItem it;
+    it.seq = e->seq.get();
+    it.tokens = std::span(in).subspan(size_t(p0), size_t(std::min(options_.prefill_chunk, n - p0)));
+    items.push_back(it);
+    embedders.push_back(e.get());
+    want_hidden = true;
+  }
   if (!items.empty()) {
     Tensor logits, hidden;
     try {
       logits = model_->forward_batch(items, options_.mla_mode, want_hidden ? &hidden : nullptr);
     } catch (const std::exception& ex) {
       for (Active* a : owners) finish(*a, FinishReason::Error, ex.what());
+      for (EmbedActive* e : embedders) {
+        if (!e->job->failed) {
+          e->job->failed = true;
+          EmbeddingResult r;
+          r.finish_reason = FinishReason::Error;
+          r.error = ex.what();
+          e->job->handle->finish(std::move(r));
+        }
+        e->done = true;
+        e->seq.reset();
+      }
       owners.clear();
+      embedders.clear();
     }
     const int64_t d = model_->config().hidden_size;
     int64_t row0 = 0, hrow0 = 0;
@@ -499,6 +667,38 @@ void Engine::step(std::vector<std::unique_ptr<Active>>& active) {
         continue;
       }
       a.handle->push(std::move(ev));
+    }
+    // Embeddings: the final norm over this chunk's rows, summed in double; the mean is normalised at the end
+    // (the mean's direction is the sum's, so dividing by T is not needed).
+    for (size_t i = owners.size(); i < owners.size() + embedders.size(); ++i) {
+      EmbedActive& e = *embedders[i - owners.size()];
+      const int64_t T = int64_t(items[i].tokens.size());
+      float* h = hidden.f32() + hrow0 * d;  // [T, d]
+      hrow0 += T;
+      ++stepped;
+      model_->final_norm(h, T);
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t j = 0; j < d; ++j) e.sum[size_t(j)] += double(h[t * d + j]);
+      if (e.seq->length() < int64_t(e.job->req.inputs[e.index].size())) continue;
+      double norm = 0;
+      for (double v : e.sum) norm += v * v;
+      norm = std::sqrt(norm);
+      std::vector<float> out(size_t(d), 0.0f);
+      for (int64_t j = 0; j < d; ++j) out[size_t(j)] = norm > 0 ? float(e.sum[size_t(j)] / norm) : 0.0f;
+      e.job->result.vectors[e.index] = std::move(out);
+      e.done = true;
+      e.seq.reset();
+      {
+        // Before the result goes out, so a caller that saw it also sees the counts.
+        std::lock_guard lock(mu_);
+        stats_.embedding_inputs += 1;
+        stats_.embedding_tokens += uint64_t(e.job->req.inputs[e.index].size());
+      }
+      if (--e.job->remaining == 0 && !e.job->failed) {
+        e.job->result.finish_reason = FinishReason::Stop;
+        e.job->handle->finish(std::move(e.job->result));
+        e.job->failed = true;  // finished: nothing more may be sent
+      }
     }
   }
   std::lock_guard lock(mu_);

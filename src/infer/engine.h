@@ -2,7 +2,8 @@
 // any other thread (HTTP handlers, CLI, RL rollouts) submits typed requests and reads typed events from a handle.
 // The engine never sees HTTP or JSON.
 // defines: GenerationParams, GenerationRequest, FinishReason, TokenLogprob, GeneratedToken,
-//          GenerationUsage, GenerationEvent, GenerationHandle, EngineOptions, EngineStats, QueueFullError, Engine
+//          GenerationUsage, GenerationEvent, GenerationHandle, EmbeddingRequest, EmbeddingResult, EmbeddingHandle,
+//          EngineOptions, EngineStats, QueueFullError, Engine
 #pragma once
 #include <chrono>
 #include <condition_variable>
@@ -100,6 +101,46 @@ class GenerationHandle {
   bool cancelled_ = false, finished_ = false, final_taken_ = false;
 };
 
+// Text embeddings from the model itself: for each input, the mean over its tokens of the final hidden states
+// (after the last norm, the vectors the LM head reads), L2-normalised (an all-zero mean stays zero). Why this
+// pooling: a causal model's last-token state is dominated by next-token prediction, while the mean of the
+// normed states is a stable summary that needs no training (the choice of SGPT-style "mean" embedders).
+// Inputs run inside the engine's batched steps next to generations (a prompt-like pass, chunked by
+// prefill_chunk, no sampling, no prefix cache), so the result does not depend on what else runs.
+struct EmbeddingRequest {
+  std::vector<std::vector<int32_t>> inputs;  // each 1 .. context tokens
+};
+struct EmbeddingResult {
+  std::vector<std::vector<float>> vectors;  // [inputs][hidden_size], in input order (empty unless Stop)
+  std::vector<int64_t> tokens;              // tokens of each input
+  FinishReason finish_reason = FinishReason::None;  // Stop (done), Cancelled or Error
+  std::string error;
+  double queue_seconds = 0, seconds = 0;    // waiting for the first admission; submit -> result
+};
+
+// One submitted embedding request; thread-safe.
+class EmbeddingHandle {
+ public:
+  explicit EmbeddingHandle(uint64_t id) : id_(id), created_(std::chrono::steady_clock::now()) {}
+  uint64_t id() const { return id_; }
+  std::chrono::steady_clock::time_point created() const { return created_; }
+  // The result, waiting up to `timeout`; nullopt on timeout.
+  std::optional<EmbeddingResult> wait(std::chrono::milliseconds timeout);
+  void cancel();  // a Cancelled result follows
+  bool cancelled() const;
+
+  // Engine side: the first call wins.
+  void finish(EmbeddingResult r);
+
+ private:
+  uint64_t id_;
+  std::chrono::steady_clock::time_point created_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::optional<EmbeddingResult> result_;
+  bool cancelled_ = false;
+};
+
 struct EngineOptions {
   int64_t max_batch = 16;            // sequences decoded together per step
   int64_t max_queue = 64;            // waiting requests beyond the batch; more -> QueueFullError
@@ -119,6 +160,7 @@ struct EngineStats {
   uint64_t steps = 0, batched_sequences = 0;  // decode steps and the sum of their batch sizes
   int64_t kv_blocks_used = 0, kv_blocks_total = 0, prefix_cache_blocks = 0;  // after the last step
   uint64_t draft_tokens = 0, accepted_draft_tokens = 0;  // speculative decoding, finished requests
+  uint64_t embedding_inputs = 0, embedding_tokens = 0;    // embedded inputs finished, their tokens
 };
 
 // The queue is full: the caller should answer "try later" (HTTP 503).
@@ -137,6 +179,10 @@ class Engine {
   // top_logprobs in 0..20) and throws baleine::Error with a message fit for a 400 reply; QueueFullError when the
   // queue is full; Error after shutdown. Thread-safe.
   std::shared_ptr<GenerationHandle> submit(GenerationRequest request);
+  // Validates (1..4096 inputs, each 1..context tokens inside the vocabulary) and queues an embedding request;
+  // throws like submit(). Its inputs are admitted in arrival order with generation requests, each taking one
+  // batch slot and the KV blocks of its tokens while it runs.
+  std::shared_ptr<EmbeddingHandle> submit_embedding(EmbeddingRequest request);
   // Stops accepting requests; drain = true lets running and queued requests finish, false cancels them. Joins the
   // engine thread. Idempotent.
   void shutdown(bool drain);
@@ -148,10 +194,14 @@ class Engine {
 
  private:
   struct Active;
+  struct EmbedJob;
+  struct EmbedActive;
   void loop();
   // Prepares an admitted request (sequence, prefix reuse, block reservation); false: no room yet.
   bool start(Active& a, bool alone);
-  void step(std::vector<std::unique_ptr<Active>>& active);
+  // The same for an embedding input (its own sequence, all blocks reserved); false: no room yet.
+  bool start_embedding(EmbedActive& e, bool alone);
+  void step(std::vector<std::unique_ptr<Active>>& active, std::vector<std::unique_ptr<EmbedActive>>& embedding);
 
   std::shared_ptr<CausalLM> model_;
   std::shared_ptr<const Tokenizer> tokenizer_;
@@ -163,6 +213,7 @@ class Engine {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::pair<std::shared_ptr<GenerationHandle>, GenerationRequest>> queue_;
+  std::deque<std::shared_ptr<EmbedJob>> embed_queue_;  // jobs with inputs not yet admitted
   bool stopping_ = false, drain_ = false;
   EngineStats stats_;
   uint64_t next_id_ = 1;

@@ -21,6 +21,7 @@ class DeepSeekModel final : public CausalLM {
   Tensor forward_batch(std::span<const BatchItem> items, MlaMode mode = MlaMode::Absorbed,
                        Tensor* hidden = nullptr) override;
   Tensor hidden_states(Sequence& seq, std::span<const int32_t> tokens, MlaMode mode) override;
+  void final_norm(float* x, int64_t rows) const override { norm_.forward(x, x, rows); }
   Tensor mtp_logits(std::span<const int32_t> tokens, MlaMode mode) override;
   bool has_mtp() const override { return has_mtp_; }
   std::shared_ptr<KvPool> new_mtp_kv_pool(int64_t max_blocks, int64_t block_size = 16,

@@ -20,6 +20,7 @@ class DenseModel final : public CausalLM {
   Tensor forward_batch(std::span<const BatchItem> items, MlaMode mode = MlaMode::Absorbed,
                        Tensor* hidden = nullptr) override;
   Tensor hidden_states(Sequence& seq, std::span<const int32_t> tokens, MlaMode mode) override;
+  void final_norm(float* x, int64_t rows) const override { norm_.forward(x, x, rows); }
   void for_each_param(const nn::ParamVisitor& v) override;
   void prepare() override;  // ties lm_head to the embedding when tie_word_embeddings
 

@@ -83,6 +83,11 @@ class CausalLM {
   virtual Tensor hidden_states(Sequence& seq, std::span<const int32_t> tokens, MlaMode mode = MlaMode::Absorbed) {
     (void)seq; (void)tokens; (void)mode; BALEINE_FAIL("this model does not expose hidden states");
   }
+  // The final norm in place over `rows` rows of the residual stream [rows, hidden_size] (as forward_batch's
+  // `hidden` gives them): what hidden_states returns, for callers that batch (the engine's embeddings).
+  virtual void final_norm(float* x, int64_t rows) const {
+    (void)x; (void)rows; BALEINE_FAIL("this model does not expose hidden states");
+  }
   // Every parameter, with its Hugging Face name and shape.
   virtual void for_each_param(const nn::ParamVisitor& v) = 0;
   // Derives what depends on the parameters (tied head, absorbed MLA weights); call after loading or changing them.

@@ -45,43 +45,6 @@ void clean_message(ChatMessage& m) {
 
 ApiError not_found(const std::string& what) { return ApiError(404, "no such " + what, "invalid_request_error", "", "not_found"); }
 
-// Responses-API input: a string (one user message) or an array of {role, content} where content is a string or
-// parts of type input_text / output_text / text.
-std::vector<ChatMessage> responses_input(const json& input) {
-  std::vector<ChatMessage> out;
-  if (input.is_string()) {
-    out.push_back(text_message("user", input.get<std::string>()));
-    return out;
-  }
-  if (!input.is_array() || input.empty())
-    throw ApiError(400, "'input' must be a string or a non-empty array of messages", "invalid_request_error", "input");
-  for (size_t i = 0; i < input.size(); ++i) {
-    const json& m = input[i];
-    const std::string where = fmt::format("input[{}]", i);
-    if (!m.is_object() || !m.contains("role") || !m["role"].is_string())
-      throw ApiError(400, where + " must be an object with a string 'role'", "invalid_request_error", where);
-    ChatMessage cm;
-    cm.role = m["role"];
-    if (cm.role == "developer") cm.role = "system";
-    if (cm.role != "system" && cm.role != "user" && cm.role != "assistant")
-      throw ApiError(400, where + ".role must be system, developer, user or assistant", "invalid_request_error", where + ".role");
-    const json c = m.value("content", json());
-    if (c.is_string()) {
-      cm.content = c.get<std::string>();
-    } else if (c.is_array()) {
-      for (const auto& p : c) {
-        if (!p.is_object() || !p.contains("text") || !p["text"].is_string())
-          throw ApiError(400, where + ".content parts must be text parts", "invalid_request_error", where + ".content");
-        cm.content += p["text"].get<std::string>();
-      }
-    } else {
-      throw ApiError(400, where + ".content must be a string or an array of text parts", "invalid_request_error", where + ".content");
-    }
-    out.push_back(std::move(cm));
-  }
-  return out;
-}
-
 json event_json(const agent::AgentEvent& e) {
   json j = {{"type", std::string("agent.") + agent::agent_event_kind_name(e.kind)}, {"step", e.step}};
   switch (e.kind) {
@@ -114,13 +77,24 @@ json event_json(const agent::AgentEvent& e) {
 // /v1/assistants[/ID[/documents[/NAME]]]
 // ------------------------------------------------------------------------------------------------------------
 void Server::assistants_api(const httplib::Request& req, httplib::Response& res) {
-  authenticate(req);
+  const Auth auth = authenticate(req);
   const auto parts = path_parts(req.path);
   const std::string& m = req.method;
-  auto body = [&] { return parse_json_body(req.body.empty() ? "{}" : req.body, opt_.max_body_bytes); };
+  // Assistant bodies: MCP servers must be labels this server was configured with.
+  auto body = [&] {
+    json b = parse_json_body(req.body.empty() ? "{}" : req.body, opt_.max_body_bytes);
+    check_mcp_labels(b);
+    return b;
+  };
   auto reply = [&](const json& j) { res.set_content(dump(j), "application/json"); };
+  // Each key sees only its own assistants (404 for the others', as for a missing one).
+  auto owned = [&](const std::string& id) {
+    auto a = assistants_->get(id);
+    if (!a || a->owner != auth.key_id) throw not_found("assistant");
+    return *a;
+  };
   if (parts.size() == 1) {
-    if (m == "POST") return reply(assistants_->create(body()).to_openai());
+    if (m == "POST") return reply(assistants_->create(body(), auth.key_id).to_openai());
     int limit = 20;
     if (req.has_param("limit")) {
       try {
@@ -132,7 +106,7 @@ void Server::assistants_api(const httplib::Request& req, httplib::Response& res)
     }
     const std::string after = req.has_param("after") ? req.get_param_value("after") : "";
     json data = json::array();
-    for (const auto& a : assistants_->list(limit + 1, after)) data.push_back(a.to_openai());
+    for (const auto& a : assistants_->list(limit + 1, after, auth.key_id)) data.push_back(a.to_openai());
     const bool more = int(data.size()) > limit;
     if (more) data.erase(data.end() - 1);
     return reply({{"object", "list"}, {"data", data}, {"has_more", more},
@@ -140,11 +114,8 @@ void Server::assistants_api(const httplib::Request& req, httplib::Response& res)
   }
   const std::string& id = parts[1];
   if (parts.size() == 2) {
-    if (m == "GET") {
-      auto a = assistants_->get(id);
-      if (!a) throw not_found("assistant");
-      return reply(a->to_openai());
-    }
+    owned(id);
+    if (m == "GET") return reply(owned(id).to_openai());
     if (m == "POST") {
       auto a = assistants_->update(id, body());
       if (!a) throw not_found("assistant");
@@ -154,12 +125,13 @@ void Server::assistants_api(const httplib::Request& req, httplib::Response& res)
     return reply({{"id", id}, {"object", "assistant.deleted"}, {"deleted", true}});
   }
   if (parts[2] != "documents" || parts.size() > 4) throw not_found("endpoint");
-  if (!assistants_->get(id)) throw not_found("assistant");
+  const agent::Assistant owner = owned(id);
   if (parts.size() == 3 && m == "POST") {  // {"name": "...", "text": "..."}
     json b = body();
     if (!b.contains("name") || !b["name"].is_string()) throw ApiError(400, "'name' must be a string", "invalid_request_error", "name");
     if (!b.contains("text") || !b["text"].is_string()) throw ApiError(400, "'text' must be a string", "invalid_request_error", "text");
     assistants_->put_document(id, b["name"], b["text"]);
+    embed_document_if_hybrid(owner, b["text"]);  // dense retrieval: chunk vectors computed now, by the engine
     return reply({{"object", "assistant.document"}, {"assistant_id", id}, {"name", b["name"]},
                   {"bytes", b["text"].get<std::string>().size()}, {"chunks", agent::chunk_text(b["text"]).size()}});
   }
@@ -186,7 +158,7 @@ void Server::responses(const httplib::Request& req, httplib::Response& res) {
   if (b.contains("assistant_id")) {
     if (!b["assistant_id"].is_string()) throw ApiError(400, "'assistant_id' must be a string", "invalid_request_error", "assistant_id");
     assistant = assistants_->get(b["assistant_id"]);
-    if (!assistant) throw ApiError(404, "no such assistant", "invalid_request_error", "assistant_id", "not_found");
+    if (!assistant || assistant->owner != auth.key_id) throw ApiError(404, "no such assistant", "invalid_request_error", "assistant_id", "not_found");
   }
   // Model: the request's, else the assistant's, else the default route.
   json route_body = json::object();
@@ -208,6 +180,9 @@ void Server::responses(const httplib::Request& req, httplib::Response& res) {
     if (!b["previous_response_id"].is_string())
       throw ApiError(400, "'previous_response_id' must be a string", "invalid_request_error", "previous_response_id");
     previous = b["previous_response_id"];
+    // A key continues only its own responses (another key's id reads as unknown).
+    if (auto prev = responses_->get(previous); prev && prev->response.value("owner_key", int64_t(0)) != auth.key_id)
+      throw ApiError(400, fmt::format("no response '{}'", previous.substr(0, 64)), "invalid_request_error", "previous_response_id");
     try {
       conversation = responses_->conversation(previous);
     } catch (const Error& e) {
@@ -216,44 +191,28 @@ void Server::responses(const httplib::Request& req, httplib::Response& res) {
   }
   std::string instructions = assistant ? assistant->instructions : "";
   if (b.contains("instructions") && b["instructions"].is_string()) instructions = b["instructions"];
-  const std::vector<ChatMessage> input = responses_input(b["input"]);
+  // Client-executed function calls the previous response stopped at: this input must answer them.
+  json pending = json::array();
+  if (!previous.empty())
+    if (auto prev = responses_->get(previous)) pending = prev->response.value("pending_calls", json::array());
+  const std::vector<ChatMessage> input = response_input(b["input"], pending);
   std::vector<ChatMessage> full;
   if (!instructions.empty()) full.push_back(text_message("system", instructions));
   for (const auto& msg : conversation) full.push_back(msg);
   for (const auto& msg : input) full.push_back(msg);
 
-  // Built-in tools: the assistant's plus the request's; file_search searches the assistant's documents.
+  // Tools: the assistant's plus the request's (built-in, client functions, configured MCP servers).
   json tool_list = assistant ? assistant->tools : json::array();
   if (b.contains("tools")) {
     if (!b["tools"].is_array()) throw ApiError(400, "'tools' must be an array", "invalid_request_error", "tools");
     for (const auto& t : b["tools"]) tool_list.push_back(t);
   }
-  auto registry = std::make_shared<agent::ToolRegistry>();
-  std::shared_ptr<agent::DocumentStore> docs;
-  for (const auto& t : tool_list) {
-    const std::string type = t.is_object() ? t.value("type", "") : "";
-    if (registry->size() >= 16) break;
-    if (type == "calculator" && !registry->find("calculator")) {
-      registry->add(agent::calculator_tool());
-    } else if (type == "current_datetime" && !registry->find("current_datetime")) {
-      registry->add(agent::datetime_tool());
-    } else if (type == "file_search" && !docs) {
-      if (!assistant) throw ApiError(400, "the file_search tool needs an 'assistant_id' with documents", "invalid_request_error", "tools");
-      docs = std::make_shared<agent::DocumentStore>(":memory:");
-      for (const auto& [name, text] : assistants_->documents(assistant->id)) docs->add_document(name, text);
-      // A forced call's unusable query falls back to the user's last message (see retrieval_tool).
-      std::string last_user;
-      for (const auto& msg : full)
-        if (msg.role == "user") last_user = msg.content;
-      registry->add(agent::retrieval_tool(docs, 3, last_user));
-    } else if (type != "function" && type != "calculator" && type != "current_datetime" && type != "file_search") {
-      throw ApiError(400, fmt::format("tool type '{}' is not supported on /v1/responses (calculator, current_datetime, file_search)",
-                                      type.substr(0, 64)), "invalid_request_error", "tools");
-    } else if (type == "function") {
-      throw ApiError(400, "function tools are not executed by /v1/responses yet; use /v1/chat/completions with tools",
-                     "invalid_request_error", "tools");
-    }
-  }
+  // A forced file_search call's unusable query falls back to the user's last message (see retrieval_tool).
+  std::string last_user;
+  for (const auto& msg : full)
+    if (msg.role == "user") last_user = msg.content;
+  auto toolset = std::make_shared<ResponseTools>(response_tools(tool_list, assistant ? &*assistant : nullptr, last_user));
+  std::shared_ptr<agent::ToolRegistry> registry = toolset->registry;
 
   agent::AgentOptions ao;
   ao.format = route.format;
@@ -265,7 +224,7 @@ void Server::responses(const httplib::Request& req, httplib::Response& res) {
   const json choice = b.contains("tool_choice") ? b["tool_choice"] : assistant ? assistant->tool_choice : json();
   if (!choice.is_null()) {
     try {
-      ao.first_choice = agent::parse_tool_choice(agent::loop_tool_choice(choice), registry->definitions());
+      ao.first_choice = response_tool_choice(choice, *toolset);
     } catch (const Error& e) {
       throw ApiError(400, e.what(), "invalid_request_error", "tool_choice");
     }
@@ -286,28 +245,20 @@ void Server::responses(const httplib::Request& req, httplib::Response& res) {
   const std::string model_id = route.id;
   const int64_t created = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   // Runs the loop, stores the response and returns it. on_event may write SSE.
-  auto execute = [this, registry, docs, ao, full, input, previous, instructions, model_id, created, run](
+  const int64_t key_id = auth.key_id;
+  auto execute = [this, registry, toolset, ao, full, input, previous, instructions, model_id, created, run, key_id](
                      const std::function<void(const agent::AgentEvent&)>& on_event) {
     agent::AgentLoop loop(*engine_, vocab_, *registry, ao);
     agent::AgentResult r = loop.run(full, on_event, &run->cancel);
-    json output = json::array();
     std::vector<ChatMessage> added(r.messages.begin() + std::ptrdiff_t(full.size()), r.messages.end());
     for (auto& msg : added) clean_message(msg);
     r.content = clean_utf8(r.content);
-    std::vector<std::string> call_ids;  // tool messages answer the calls in order (the template is positional)
-    size_t answered = 0;
-    for (const auto& msg : added) {
-      if (msg.role == "assistant")
-        for (const auto& c : msg.tool_calls) {
-          call_ids.push_back(c.id);
-          output.push_back({{"type", "function_call"}, {"call_id", c.id}, {"name", c.name}, {"arguments", c.arguments}, {"status", "completed"}});
-        }
-      if (msg.role == "tool")
-        output.push_back({{"type", "function_call_output"},
-                          {"call_id", answered < call_ids.size() ? json(call_ids[answered++]) : json()}, {"output", msg.content}});
+    for (auto& p : r.pending_calls) {
+      p.call.name = clean_utf8(p.call.name);
+      p.call.arguments = clean_utf8(p.call.arguments);
+      p.output = clean_utf8(p.output);
     }
-    output.push_back({{"type", "message"}, {"role", "assistant"}, {"status", "completed"},
-                      {"content", json::array({{{"type", "output_text"}, {"text", r.content}, {"annotations", r.citations}}})}});
+    const json output = response_output_items(r, added, *toolset);
     json resp = {{"object", "response"}, {"created_at", created}, {"model", model_id},
                  {"status", r.finish_reason == "error" || r.finish_reason == "cancelled" ? "failed" : "completed"},
                  {"previous_response_id", previous.empty() ? json() : json(previous)},
@@ -321,6 +272,8 @@ void Server::responses(const httplib::Request& req, httplib::Response& res) {
     sr.input = input;
     sr.output = added;
     sr.response = resp;
+    sr.response["pending_calls"] = pending_calls_json(r.pending_calls);  // kept server-side only
+    sr.response["owner_key"] = key_id;
     resp["id"] = responses_->save(sr);
     return resp;
   };

@@ -98,6 +98,8 @@ Server::Server(std::shared_ptr<Engine> engine, ServerOptions options)
   const std::string agent_db = opt_.db_path == ":memory:" ? ":memory:" : opt_.db_path + ".agent";
   assistants_ = std::make_unique<agent::AssistantStore>(agent_db);
   responses_ = std::make_unique<agent::ResponseStore>(agent_db);
+  embed_cache_ = std::make_shared<agent::EmbeddingCache>(agent_db);
+  if (!opt_.mcp_config.empty()) mcp_ = McpHub::from_file(opt_.mcp_config);
   const Tokenizer& tok = engine_->tokenizer();
   vocab_ = agent::VocabIndex::build(tok);
   routes_.push_back({opt_.model_id, opt_.format, false});
@@ -251,6 +253,7 @@ void Server::routes() {
     s.Post(prefix + "/chat/completions", wrap("chat", [this](auto& q, auto& r) { chat(q, r); }));
     s.Post(prefix + "/completions", wrap("completions", [this](auto& q, auto& r) { completions(q, r); }));
     s.Post(prefix + "/responses", wrap("responses", [this](auto& q, auto& r) { responses(q, r); }));
+    s.Post(prefix + "/embeddings", wrap("embeddings", [this](auto& q, auto& r) { embeddings(q, r); }));
     const std::string assistants_path = prefix + R"(/assistants(/[^/]+(/documents(/[^/]+)?)?)?)";
     auto assistants = wrap("assistants", [this](auto& q, auto& r) { assistants_api(q, r); });
     s.Get(assistants_path, assistants);

@@ -4,13 +4,18 @@
 // defines: ServerOptions, Server
 #pragma once
 #include <atomic>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "agent/agent_loop.h"
 #include "agent/constraint.h"
+#include "agent/embeddings.h"
+#include "agent/retrieval.h"
 #include "agent/stores.h"
 #include "infer/engine.h"
+#include "server/mcp_hub.h"
 #include "server/metrics.h"
 #include "server/openai_api.h"
 #include "server/store.h"
@@ -38,6 +43,7 @@ struct ServerOptions {
   ChatFormat format = ChatFormat::DeepSeekV3;
   PriceTable prices;
   bool web = true;                    // serve the web chat at /
+  std::string mcp_config;             // JSON file of stdio MCP servers ({"mcpServers": {...}}, see mcp_hub.h)
 };
 
 class Server {
@@ -70,6 +76,25 @@ class Server {
   void conversations_api(const httplib::Request& req, httplib::Response& res);
   void assistants_api(const httplib::Request& req, httplib::Response& res);  // agent_api.cpp
   void responses(const httplib::Request& req, httplib::Response& res);       // agent_api.cpp
+  void embeddings(const httplib::Request& req, httplib::Response& res);      // embeddings_api.cpp
+  std::vector<std::vector<int32_t>> embedding_inputs(const json& input) const;
+  // /v1/responses tools and items (responses_tools.cpp).
+  struct ResponseTools {
+    std::shared_ptr<agent::ToolRegistry> registry;
+    std::shared_ptr<agent::DocumentStore> docs;                         // file_search over the assistant's documents
+    std::map<std::string, std::pair<std::string, std::string>> mcp;      // tool name -> (server label, its own tool name)
+    json mcp_lists = json::array();                                      // mcp_list_tools output items
+  };
+  ResponseTools response_tools(const json& tools, const agent::Assistant* assistant, const std::string& fallback_query = "");
+  agent::ToolChoice response_tool_choice(const json& choice, const ResponseTools& tools) const;
+  std::vector<ChatMessage> response_input(const json& input, const json& pending) const;
+  json response_output_items(const agent::AgentResult& r, const std::vector<ChatMessage>& added, const ResponseTools& tools) const;
+  static json pending_calls_json(const std::vector<agent::PendingCall>& calls);
+  void check_mcp_labels(const json& assistant_body) const;
+  // Dense retrieval: vectors of an assistant document's chunks, computed by the engine (batched) and cached.
+  void embed_document_if_hybrid(const agent::Assistant& a, const std::string& text);
+  void warm_chunk_embeddings(const std::vector<std::string>& chunks);
+  agent::Embedder retrieval_embedder();
   void routes();
 
   std::shared_ptr<Engine> engine_;
@@ -79,6 +104,8 @@ class Server {
   std::unique_ptr<agent::AssistantStore> assistants_;  // /v1/assistants (own SQLite file next to db_path)
   std::unique_ptr<agent::ResponseStore> responses_;    // /v1/responses previous_response_id chains
   std::shared_ptr<const agent::VocabIndex> vocab_;  // token bytes for grammar constraints (built once)
+  std::shared_ptr<agent::EmbeddingCache> embed_cache_;  // document chunk vectors (dense retrieval)
+  McpHub mcp_;                                          // MCP servers from --mcp-config
   std::vector<ModelRoute> routes_;
   std::vector<int32_t> stop_tokens_;
   Limits limits_;

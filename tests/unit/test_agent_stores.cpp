@@ -67,7 +67,7 @@ TEST(AgentStores, AssistantsCrudAndValidation) {
     AssistantStore s(path);
     Assistant a = s.create(json::parse(R"({"name":"Math helper","instructions":"Use the calculator.","model":"baleine-tiny",
         "tools":[{"type":"calculator"},{"type":"file_search"},{"type":"function","function":{"name":"lookup","parameters":{"type":"object"}}}],
-        "temperature":0.3,"max_tokens":200,"metadata":{"team":"docs"},"mcp_servers":[{"name":"calc","command":["node","server.mjs"]}]})"));
+        "temperature":0.3,"max_tokens":200,"metadata":{"team":"docs"},"mcp_servers":[{"server_label":"calc"}]})"));
     id = a.id;
     EXPECT_EQ(id.rfind("asst_", 0), 0u);
     EXPECT_EQ(id.size(), 29u);
@@ -87,6 +87,11 @@ TEST(AgentStores, AssistantsCrudAndValidation) {
     EXPECT_NE(error_of([&] { s.create(json::parse(R"({"tools":[{"type":"function","function":{"name":"bad name"}}]})")); })
                   .find("tools[0].function.name"), std::string::npos);
     EXPECT_NE(error_of([&] { s.create(json::parse(R"({"name":7})")); }).find("name: must be a string"), std::string::npos);
+    // MCP commands come from the server's configuration, never from a request.
+    EXPECT_NE(error_of([&] { s.create(json::parse(R"({"mcp_servers":[{"server_label":"x","command":["sh"]}]})")); })
+                  .find("not accepted from requests"), std::string::npos);
+    EXPECT_NE(error_of([&] { s.create(json::parse(R"({"tools":[{"type":"mcp","server_url":"http://x"}]})")); })
+                  .find("server_label"), std::string::npos);
     EXPECT_NE(error_of([&] { s.put_document("asst_missing", "a", "b"); }).find("no assistant"), std::string::npos);
   }
   {
@@ -103,6 +108,14 @@ TEST(AgentStores, AssistantsCrudAndValidation) {
     ASSERT_EQ(page1.size(), 3u);
     auto page2 = s.list(3, page1.back().id);
     ASSERT_EQ(page2.size(), 3u);
+    // Per-key ownership: a key lists only its own assistants.
+    Assistant mine = s.create(json{{"name", "owned"}}, 7);
+    EXPECT_EQ(s.get(mine.id)->owner, 7);
+    auto owned = s.list(100, "", 7);
+    ASSERT_EQ(owned.size(), 1u);
+    EXPECT_EQ(owned[0].id, mine.id);
+    EXPECT_EQ(s.list(100, "", 0).size(), 6u);
+    EXPECT_EQ(s.list(100).size(), 7u);
     for (auto& x : page2)
       for (auto& y : page1) EXPECT_NE(x.id, y.id);
     EXPECT_TRUE(s.remove(id));
