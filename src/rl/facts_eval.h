@@ -1,0 +1,67 @@
+// rl/facts_eval.h — grounding evaluation on the dictionary questions (rl/facts.h): each question answered with
+// retrieval off (the plain question) and on (the agent loop of `baleine serve` with the built-in
+// search_documents tool over the dictionary entries — the model decides to call it — or the call injected as the
+// first turn, as in the SFT traces), graded three ways (correct / incorrect / not attempted).
+// defines: GroundingMode, grounding_mode_name, FactsEvalConfig, FactSample, FactsOutcomes, evaluate_facts,
+//          facts_outcomes_json, LocalAgentModel
+#pragma once
+#include <array>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "agent/constraint.h"
+#include "infer/engine.h"
+#include "rl/facts.h"
+#include "tokenizer/chat_template.h"
+
+namespace baleine::rl {
+
+// Off: no tools, the plain question. Agent: the search_documents tool offered, tool_choice auto. Inject: the
+// assistant's first turn is the search call with the question's key word (as the traces make it) and the tool
+// turn holds the real search output; the model writes the answer.
+enum class GroundingMode { Off, Agent, Inject };
+const char* grounding_mode_name(GroundingMode m);          // "off", "agent", "inject"
+GroundingMode grounding_mode_from_name(const std::string& n);
+
+struct FactsEvalConfig {
+  Split split = Split::Test;
+  int64_t problems = 100;
+  int64_t max_new_tokens = 96;  // per model turn
+  SamplingParams sampling;      // temperature 0: greedy
+  ChatFormat format = ChatFormat::DeepSeekR1;
+  int top_k = 3;                // passages per search (the server's default)
+  int max_steps = 3;            // model turns per question at most (the last one answers without tools)
+  int concurrency = 4;          // questions in flight (the engine batches them)
+};
+
+struct FactSample {
+  const Fact* fact = nullptr;
+  std::string reasoning, content;
+  FactOutcome outcome = FactOutcome::NotAttempted;
+  bool searched = false;  // the search tool ran (called by the model, or injected)
+  int steps = 0;
+  int64_t tokens = 0;
+};
+
+struct FactsOutcomes {
+  GroundingMode mode = GroundingMode::Off;
+  int64_t problems = 0, correct = 0, incorrect = 0, not_attempted = 0, searched = 0;
+  double mean_tokens = 0;
+  std::map<std::string, std::array<int64_t, 3>> by_family;  // family -> (correct, incorrect, not attempted)
+};
+
+// Runs `cfg.problems` questions of `cfg.split` through the engine. The engine's tokenizer must have the DeepSeek
+// tool-call markers for modes other than Off.
+FactsOutcomes evaluate_facts(Engine& engine, std::shared_ptr<const agent::VocabIndex> vocab, const FactSet& facts,
+                             GroundingMode mode, const FactsEvalConfig& cfg, std::vector<FactSample>* details = nullptr);
+// {"mode", "problems", "correct", "incorrect", "not_attempted", "correct_rate", ..., "searched", "by_family"}
+nlohmann::json facts_outcomes_json(const FactsOutcomes& o);
+// {"off": ..., "on": ..., "incorrect_rate_ratio": on/off (null when off has no incorrect answers)}
+nlohmann::json grounding_report_json(const FactsOutcomes& off, const FactsOutcomes& on);
+
+}  // namespace baleine::rl
