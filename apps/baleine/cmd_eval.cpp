@@ -39,20 +39,29 @@ struct FactsRun {
   std::vector<rl::FactsOutcomes> outcomes;  // off, then on (with --retrieval)
 };
 
-// --suite facts: the dictionary questions through the agent loop of the local model, retrieval off and (with
-// --retrieval) on.
+// --suite facts: the dictionary questions through the agent loop of the local model (or the endpoint's chat
+// completions / responses with an assistant holding the entries), retrieval off and (with --retrieval) on.
 FactsRun run_facts(const EvalArgs& a, const nlohmann::json& spec, nlohmann::json& samples) {
-  BALEINE_CHECK(!a.model.empty(), "--suite facts runs on a local --model (the agent loop with retrieval is in process)");
   rl::FactOptions fo = rl::fact_options_from_spec(spec, "--suite");
   if (!a.facts.empty()) fo.data = a.facts;
   BALEINE_CHECK(!fo.data.empty(), "--suite facts needs the dictionary data: --facts DIR (the corpus raw/debian directory)");
   rl::FactSet facts(fo, a.seed);
-  auto tok = std::make_shared<Tokenizer>(Tokenizer::load(a.model));
-  std::shared_ptr<CausalLM> model = load_model(a.model);
-  EngineOptions eo;
-  eo.max_batch = std::max(1, a.concurrency);
-  Engine engine(model, tok, eo);
-  auto vocab = agent::VocabIndex::build(*tok);
+  std::shared_ptr<Tokenizer> tok;
+  std::unique_ptr<Engine> engine;
+  std::shared_ptr<const agent::VocabIndex> vocab;
+  if (!a.model.empty()) {
+    tok = std::make_shared<Tokenizer>(Tokenizer::load(a.model));
+    std::shared_ptr<CausalLM> model = load_model(a.model);
+    EngineOptions eo;
+    eo.max_batch = std::max(1, a.concurrency);
+    engine = std::make_unique<Engine>(model, tok, eo);
+    vocab = agent::VocabIndex::build(*tok);
+  }
+  rl::EndpointConfig ec;
+  ec.base_url = a.endpoint;
+  ec.model = a.endpoint_model;
+  ec.max_tokens = a.max_tokens;
+  if (const char* key = std::getenv("OPENAI_API_KEY")) ec.api_key = key;
   rl::FactsEvalConfig cfg;
   cfg.split = rl::split_from_name(a.split);
   cfg.problems = std::min<int64_t>(a.problems, int64_t(facts.all(cfg.split).size()));
@@ -67,7 +76,8 @@ FactsRun run_facts(const EvalArgs& a, const nlohmann::json& spec, nlohmann::json
   if (a.retrieval) modes.push_back(rl::grounding_mode_from_name(a.retrieval_mode));
   for (auto mode : modes) {
     std::vector<rl::FactSample> details;
-    run.outcomes.push_back(rl::evaluate_facts(engine, vocab, facts, mode, cfg, &details));
+    run.outcomes.push_back(engine ? rl::evaluate_facts(*engine, vocab, facts, mode, cfg, &details)
+                                  : rl::evaluate_facts_endpoint(ec, facts, mode, cfg, &details));
     for (const auto& d : details)
       samples.push_back({{"suite", "facts"}, {"mode", rl::grounding_mode_name(mode)}, {"family", d.fact->family},
                          {"question", d.fact->question}, {"reference", d.fact->answer}, {"aliases", d.fact->aliases},
@@ -84,7 +94,7 @@ FactsRun run_facts(const EvalArgs& a, const nlohmann::json& spec, nlohmann::json
     run.report["on"] = g["on"];
     run.report["incorrect_rate_ratio"] = g["incorrect_rate_ratio"];
   }
-  engine.shutdown(false);
+  if (engine) engine->shutdown(false);
   return run;
 }
 

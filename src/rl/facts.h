@@ -63,6 +63,7 @@ class FactSet {
   // Every kept dictionary entry (both splits' and the entries of the same words), one document each.
   std::shared_ptr<agent::DocumentStore> document_store() const;
   size_t documents() const { return docs_.size(); }
+  const std::vector<std::pair<std::string, std::string>>& document_texts() const { return docs_; }
 
  private:
   FactOptions options_;

@@ -1,5 +1,7 @@
 #include "rl/facts_eval.h"
 
+#include <httplib.h>
+
 #include <atomic>
 #include <mutex>
 #include <thread>
@@ -7,6 +9,7 @@
 #include "agent/agent_loop.h"
 #include "agent/builtin_tools.h"
 #include "core/check.h"
+#include "rl/endpoint.h"
 
 namespace baleine::rl {
 
@@ -27,6 +30,8 @@ GroundingMode grounding_mode_from_name(const std::string& n) {
   if (n == "inject") return GroundingMode::Inject;
   BALEINE_FAIL("unknown retrieval mode '{}' (off, agent, inject)", n);
 }
+
+static FactsOutcomes tally(GroundingMode mode, std::vector<FactSample> samples, std::vector<FactSample>* details);
 
 FactsOutcomes evaluate_facts(Engine& engine, std::shared_ptr<const agent::VocabIndex> vocab, const FactSet& facts,
                              GroundingMode mode, const FactsEvalConfig& cfg, std::vector<FactSample>* details) {
@@ -92,9 +97,13 @@ FactsOutcomes evaluate_facts(Engine& engine, std::shared_ptr<const agent::VocabI
   for (auto& t : threads) t.join();
   BALEINE_CHECK(error.empty(), "facts eval: {}", error);
 
+  return tally(mode, std::move(samples), details);
+}
+
+static FactsOutcomes tally(GroundingMode mode, std::vector<FactSample> samples, std::vector<FactSample>* details) {
   FactsOutcomes o;
   o.mode = mode;
-  o.problems = cfg.problems;
+  o.problems = int64_t(samples.size());
   for (const auto& s : samples) {
     const int k = s.outcome == FactOutcome::Correct ? 0 : s.outcome == FactOutcome::Incorrect ? 1 : 2;
     (k == 0 ? o.correct : k == 1 ? o.incorrect : o.not_attempted) += 1;
@@ -105,6 +114,99 @@ FactsOutcomes evaluate_facts(Engine& engine, std::shared_ptr<const agent::VocabI
   o.mean_tokens /= double(o.problems);
   if (details) *details = std::move(samples);
   return o;
+}
+
+namespace {
+
+// One JSON request to the endpoint; errors name the path and the status.
+class Http {
+ public:
+  explicit Http(const EndpointConfig& cfg) : cfg_(cfg) {
+    const std::string& url = cfg.base_url;
+    const size_t scheme = url.find("://");
+    BALEINE_CHECK(scheme != std::string::npos, "--endpoint '{}': expected http://host[:port]/path", url);
+    const size_t slash = url.find('/', scheme + 3);
+    host_ = url.substr(0, slash);
+    prefix_ = slash == std::string::npos ? "" : url.substr(slash);
+    while (!prefix_.empty() && prefix_.back() == '/') prefix_.pop_back();
+  }
+  json call(const std::string& method, const std::string& path, const json& body = json()) const {
+    httplib::Client cli(host_);
+    cli.set_read_timeout(std::chrono::milliseconds(int64_t(cfg_.timeout_s * 1000)));
+    httplib::Headers headers;
+    if (!cfg_.api_key.empty()) headers.emplace("Authorization", "Bearer " + cfg_.api_key);
+    const std::string full = prefix_ + path;
+    httplib::Result res = method == "DELETE" ? cli.Delete(full, headers) : cli.Post(full, headers, body.dump(), "application/json");
+    BALEINE_CHECK(res, "{}{}: request failed ({})", host_, full, httplib::to_string(res.error()));
+    BALEINE_CHECK(res->status == 200, "{}{}: HTTP {}: {}", host_, full, res->status, res->body.substr(0, 200));
+    json j = json::parse(res->body, nullptr, false);
+    BALEINE_CHECK(!j.is_discarded(), "{}{}: the reply is not JSON", host_, full);
+    return j;
+  }
+
+ private:
+  const EndpointConfig& cfg_;
+  std::string host_, prefix_;
+};
+
+}  // namespace
+
+FactsOutcomes evaluate_facts_endpoint(const EndpointConfig& ec, const FactSet& facts, GroundingMode mode,
+                                      const FactsEvalConfig& cfg, std::vector<FactSample>* details) {
+  BALEINE_CHECK(cfg.problems >= 1, "facts eval needs problems >= 1");
+  BALEINE_CHECK(mode != GroundingMode::Inject, "--retrieval-mode inject needs a local --model (an endpoint runs its own agent loop)");
+  const Http http(ec);
+  std::string assistant;
+  if (mode == GroundingMode::Agent) {
+    assistant = http.call("POST", "/assistants", {{"name", "baleine facts eval"}, {"model", ec.model},
+                                                  {"tools", json::array({{{"type", "file_search"}}})}})
+                    .at("id")
+                    .get<std::string>();
+    for (const auto& [name, text] : facts.document_texts())
+      http.call("POST", "/assistants/" + assistant + "/documents", {{"name", name}, {"text", text}});
+  }
+  std::vector<FactSample> samples(size_t(cfg.problems));
+  std::string error;
+  try {
+    for (int64_t i = 0; i < cfg.problems; ++i) {
+      FactSample& s = samples[size_t(i)];
+      s.fact = &facts.fact(cfg.split, i);
+      const uint64_t seed = (cfg.sampling.seed ^ uint64_t(i) * 0x9e3779b97f4a7c15ull) & 0x7fffffff;
+      if (mode == GroundingMode::Off) {
+        const json r = http.call("POST", "/chat/completions",
+                                 {{"model", ec.model}, {"max_tokens", cfg.max_new_tokens}, {"temperature", cfg.sampling.temperature},
+                                  {"top_p", cfg.sampling.top_p}, {"seed", seed},
+                                  {"messages", json::array({{{"role", "user"}, {"content", s.fact->question}}})}});
+        BALEINE_CHECK(r.contains("choices") && r["choices"].is_array() && !r["choices"].empty(), "/chat/completions: no choices");
+        const json& m = r["choices"][0].at("message");
+        s.content = m.value("content", json()).is_string() ? m["content"].get<std::string>() : "";
+        if (m.contains("reasoning_content") && m["reasoning_content"].is_string()) s.reasoning = m["reasoning_content"];
+        s.steps = 1;
+        if (r.contains("usage") && r["usage"].is_object()) s.tokens = r["usage"].value("completion_tokens", int64_t(0));
+      } else {
+        const json r = http.call("POST", "/responses",
+                                 {{"assistant_id", assistant}, {"input", s.fact->question}, {"max_output_tokens", cfg.max_new_tokens},
+                                  {"temperature", cfg.sampling.temperature}, {"top_p", cfg.sampling.top_p},
+                                  {"max_steps", cfg.max_steps}});
+        s.content = r.value("output_text", "");
+        s.steps = r.value("agent_steps", 0);
+        for (const auto& item : r.value("output", json::array()))
+          s.searched = s.searched || (item.value("type", "") == "function_call" && item.value("name", "") == "search_documents");
+        if (r.contains("usage") && r["usage"].is_object()) s.tokens = r["usage"].value("output_tokens", int64_t(0));
+      }
+      s.outcome = grade_fact(*s.fact, s.content);
+    }
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  if (!assistant.empty()) {
+    try {
+      http.call("DELETE", "/assistants/" + assistant);
+    } catch (const std::exception&) {  // the eval's result matters more than the clean-up
+    }
+  }
+  BALEINE_CHECK(error.empty(), "facts eval: {}", error);
+  return tally(mode, std::move(samples), details);
 }
 
 json facts_outcomes_json(const FactsOutcomes& o) {

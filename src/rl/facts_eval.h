@@ -59,6 +59,13 @@ struct FactsOutcomes {
 // tool-call markers for modes other than Off.
 FactsOutcomes evaluate_facts(Engine& engine, std::shared_ptr<const agent::VocabIndex> vocab, const FactSet& facts,
                              GroundingMode mode, const FactsEvalConfig& cfg, std::vector<FactSample>* details = nullptr);
+// The same on an OpenAI-compatible `baleine serve` endpoint: Off POSTs {base}/chat/completions with the question;
+// Agent creates an assistant with the file_search tool, uploads the dictionary entries as its documents, asks
+// each question through {base}/responses (the server's own agent loop and retrieval) and deletes the assistant.
+// Inject is not offered (the server runs its own loop).
+struct EndpointConfig;
+FactsOutcomes evaluate_facts_endpoint(const EndpointConfig& endpoint, const FactSet& facts, GroundingMode mode,
+                                      const FactsEvalConfig& cfg, std::vector<FactSample>* details = nullptr);
 // {"mode", "problems", "correct", "incorrect", "not_attempted", "correct_rate", ..., "searched", "by_family"}
 nlohmann::json facts_outcomes_json(const FactsOutcomes& o);
 // {"off": ..., "on": ..., "incorrect_rate_ratio": on/off (null when off has no incorrect answers)}

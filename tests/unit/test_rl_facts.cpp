@@ -9,12 +9,15 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <thread>
 
 #include "agent/retrieval.h"
 #include "core/check.h"
 #include "io/safetensors.h"
 #include "models/weights.h"
+#include "rl/endpoint.h"
 #include "rl/facts_eval.h"
+#include "server/server.h"
 
 using namespace baleine;
 using namespace baleine::rl;
@@ -199,4 +202,35 @@ TEST(RlFacts, EvalCliReportsBothModes) {
   EXPECT_EQ(s["on"]["searched"], 4);
   EXPECT_TRUE(s.contains("incorrect_rate_ratio"));
   fs::remove(out);
+}
+
+TEST(RlFacts, GroundingEvalOnTheServerEndpoint) {
+  // A real `baleine serve` in process: closed book through /chat/completions, retrieval through an assistant
+  // holding the entries as documents and /v1/responses (the server's own agent loop and file_search).
+  auto tok = std::make_shared<Tokenizer>(Tokenizer::load(tiny_model().string()));
+  auto engine = std::make_shared<Engine>(std::shared_ptr<CausalLM>(load_model(tiny_model().string())), tok);
+  server::ServerOptions so;
+  so.port = 0;
+  so.db_path = ":memory:";
+  so.format = ChatFormat::DeepSeekR1;
+  so.web = false;
+  server::Server srv(engine, so);
+  srv.bind();
+  std::thread t([&] { srv.run(); });
+  EndpointConfig ec;
+  ec.base_url = "http://127.0.0.1:" + std::to_string(srv.port()) + "/v1";
+  ec.model = "deepseek-chat";
+  FactsEvalConfig cfg;
+  cfg.problems = 3;
+  cfg.max_new_tokens = 6;
+  for (GroundingMode mode : {GroundingMode::Off, GroundingMode::Agent}) {
+    std::vector<FactSample> details;
+    const FactsOutcomes o = evaluate_facts_endpoint(ec, fixture(), mode, cfg, &details);
+    EXPECT_EQ(o.correct + o.incorrect + o.not_attempted, 3);
+    ASSERT_EQ(details.size(), 3u);
+    for (const auto& d : details) EXPECT_EQ(d.outcome, grade_fact(*d.fact, d.content));
+  }
+  EXPECT_THROW(evaluate_facts_endpoint(ec, fixture(), GroundingMode::Inject, cfg), Error);
+  srv.drain_and_stop();
+  t.join();
 }
