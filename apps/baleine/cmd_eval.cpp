@@ -87,7 +87,8 @@ FactsRun run_facts(const EvalArgs& a, const nlohmann::json& spec, nlohmann::json
   const rl::FactsOutcomes& off = run.outcomes[0];
   const double n = double(off.problems);
   run.report = {{"suite", "facts"}, {"spec", spec}, {"problems", off.problems}, {"chat_format", a.chat_format},
-                {"documents", facts.documents()}, {"correct", double(off.correct) / n}, {"incorrect", double(off.incorrect) / n},
+                {"documents", facts.documents()},
+                {"questions", {{"train", facts.all(rl::Split::Train).size()}, {"test", facts.all(rl::Split::Test).size()}}}, {"correct", double(off.correct) / n}, {"incorrect", double(off.incorrect) / n},
                 {"not_attempted", double(off.not_attempted) / n}, {"off", rl::facts_outcomes_json(off)}};
   if (run.outcomes.size() > 1) {
     nlohmann::json g = rl::grounding_report_json(off, run.outcomes[1]);
