@@ -4,12 +4,16 @@
 // split-disjoint, and hold the real tools' outputs.
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <map>
+#include <mutex>
 #include <set>
 
 #include "agent/agent_loop.h"
 #include "agent/builtin_tools.h"
 #include "core/check.h"
 #include "rl/agent_traces.h"
+#include "infer/engine.h"
 #include "rl/common.h"
 
 using namespace baleine;
@@ -115,7 +119,126 @@ std::string decode_trained(const TokenizedSample& s, bool trained) {
   return tokenizer().decode(ids);
 }
 
+// A model that writes a script: when a sequence's tokens are one of the training prompts followed by part of its
+// trained reply, the next reply token gets all the probability (greedy sampling then follows it). It records
+// every prompt it is asked to continue; anything off-script ends the turn.
+class ScriptedModel final : public CausalLM {
+ public:
+  ScriptedModel(ModelConfig cfg, std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>> script)
+      : cfg_(std::move(cfg)), script_(std::move(script)) {}
+  const ModelConfig& config() const override { return cfg_; }
+  std::shared_ptr<KvPool> new_kv_pool(int64_t max_blocks, int64_t block_size, ops::KvDType dtype) const override {
+    return std::make_shared<KvPool>(1, 1, block_size, max_blocks, dtype);
+  }
+  Tensor forward_batch(std::span<const BatchItem> items, MlaMode, Tensor*) override {
+    check_batch(cfg_, items, 1, 1);
+    const int64_t V = cfg_.vocab_size;
+    int64_t rows = 0;
+    for (const auto& it : items) rows += it.all_logits ? int64_t(it.tokens.size()) : 1;
+    Tensor out = Tensor::zeros(DType::F32, {rows, V});
+    int64_t row = 0;
+    std::lock_guard lock(mu_);
+    for (const auto& it : items) {
+      auto& ctx = context_[it.seq];
+      if (it.seq->length() == 0) {
+        ctx.clear();
+        fresh_.insert(it.seq);
+      }
+      ctx.insert(ctx.end(), it.tokens.begin(), it.tokens.end());
+      if (fresh_.erase(it.seq)) prompts.push_back(ctx);  // the whole prompt of a new sequence
+      if (it.all_logits) row += int64_t(it.tokens.size()) - 1;
+      out.f32()[row * V + next_token(ctx)] = 30.0f;
+      ++row;
+      it.seq->advance(int64_t(it.tokens.size()));
+    }
+    return out;
+  }
+  void for_each_param(const nn::ParamVisitor&) override {}
+  void prepare() override {}
+  std::vector<std::vector<int32_t>> prompts;
+
+ private:
+  int32_t next_token(const std::vector<int32_t>& ctx) const {
+    for (const auto& [prompt, reply] : script_) {
+      if (ctx.size() < prompt.size() || ctx.size() >= prompt.size() + reply.size()) continue;
+      if (!std::equal(prompt.begin(), prompt.end(), ctx.begin())) continue;
+      if (!std::equal(ctx.begin() + int64_t(prompt.size()), ctx.end(), reply.begin())) continue;
+      return reply[ctx.size() - prompt.size()];
+    }
+    return int32_t(cfg_.eos_token_id);
+  }
+  ModelConfig cfg_;
+  std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>> script_;
+  std::mutex mu_;
+  std::map<const Sequence*, std::vector<int32_t>> context_;
+  std::set<const Sequence*> fresh_;
+};
+
 }  // namespace
+
+TEST(RlAgentSft, TheRealAgentLoopReplaysTheTrainingTokens) {
+  // Each trained sample is (prompt tokens, reply tokens) where the sample starts a new prompt. A scripted model
+  // writes the replies inside the real engine and agent loop with the real calculator / search tools: the
+  // prompts the loop builds must be exactly the training prompts, token for token, or the script goes off.
+  std::ifstream in(std::string(BALEINE_TEST_DATA) + "/parity/v3/config.json");
+  json cfg = json::parse(in);
+  cfg["vocab_size"] = 4096;
+  cfg["max_position_embeddings"] = 4096;
+  cfg["rope_scaling"] = nullptr;
+  const ModelConfig mc = parse_model_config(cfg, "test");
+  auto tok = std::make_shared<Tokenizer>(Tokenizer::load(std::string(BALEINE_TEST_DATA) + "/../../models/default"));
+  auto vocab = agent::VocabIndex::build(*tok);
+  AgentTraceOptions o;
+  o.facts.data = kFacts;
+  FactSet facts(o.facts, 7);
+  int checked = 0;
+  for (int64_t i = 0; i < 12; ++i) {
+    const json c = traces().conversation(Split::Train, i);
+    const std::string kind = c["kind"];
+    if (kind != "calculator" && kind != "retrieval" && kind != "plain") continue;
+    SCOPED_TRACE(c.dump().substr(0, 200));
+    const Conversation conv = parse_conversation(c, "test");
+    std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>> script;
+    for (const auto& pieces : render_conversation(ChatFormat::DeepSeekR1, conv)) {
+      ASSERT_EQ(pieces.size(), 2u);  // R1: every turn its own sample (reasoning dropped from history)
+      script.emplace_back(tokenizer().encode(pieces[0].text), tokenizer().encode(pieces[1].text));
+    }
+    auto model = std::make_shared<ScriptedModel>(mc, script);
+    EngineOptions eo;
+    eo.prefix_cache = false;
+    eo.prefill_chunk = 4096;  // the whole prompt in one step, so the model sees it at once
+    Engine engine(model, tok, eo);
+    agent::ToolRegistry reg;
+    for (const auto& t : conv.tools) {
+      if (t.name == "calculator") reg.add(agent::calculator_tool());
+      else if (t.name == "current_datetime") reg.add(agent::datetime_tool());
+      else reg.add(agent::retrieval_tool(facts.document_store(), 3));
+    }
+    agent::AgentOptions ao;
+    ao.format = ChatFormat::DeepSeekR1;
+    ao.params.max_tokens = 400;
+    agent::AgentLoop loop(engine, vocab, reg, ao);
+    std::vector<ChatMessage> first(conv.messages.begin(), conv.messages.begin() + 1);
+    const agent::AgentResult r = loop.run(first);
+    ASSERT_EQ(model->prompts.size(), script.size());
+    for (size_t k = 0; k < script.size(); ++k)
+      EXPECT_EQ(model->prompts[k], script[k].first) << "turn " << k << "\nserved:  " << tokenizer().decode(model->prompts[k])
+                                                    << "\ntrained: " << tokenizer().decode(script[k].first);
+    EXPECT_EQ(r.content, conv.messages.back().content);
+    EXPECT_EQ(r.finish_reason, "stop");
+    // The tool messages the loop produced (real tools) are the trace's.
+    size_t tools_seen = 0;
+    for (size_t m = 0; m < r.messages.size(); ++m)
+      if (r.messages[m].role == "tool") {
+        EXPECT_EQ(r.messages[m].content, conv.messages[m].content);
+        ++tools_seen;
+      }
+    EXPECT_EQ(tools_seen, kind == "plain" ? 0u : 1u);
+    engine.shutdown(false);
+    ++checked;
+  }
+  EXPECT_GE(checked, 6);
+}
 
 TEST(RlAgentSft, OpenAiToolConversationTrainsWhatTheServerShows) {
   const agent::RegisteredTool calc = agent::calculator_tool();
