@@ -3,7 +3,10 @@
 // parser reads the trained reply back into the same reasoning, content and tool calls; traces are deterministic,
 // split-disjoint, and hold the real tools' outputs.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -353,4 +356,26 @@ TEST(RlAgentTraces, DeterministicSplitDisjointAndRealToolOutputs) {
     if (q.find("×") != std::string::npos || q.find("plural") != std::string::npos || q.find("acronym") != std::string::npos) {
       EXPECT_FALSE(train_q.count(q)) << q;
     }
+}
+
+TEST(RlAgentTraces, TasksCliWritesSftReadyConversations) {
+  const std::string out = (std::filesystem::temp_directory_path() / ("baleine_agent_traces_" + std::to_string(::getpid()))).string();
+  const std::string cmd = std::string(BALEINE_BINARY) + " tasks --suite agent --facts " + kFacts + " --count 30 --seed 7 --as chat --out ";
+  ASSERT_EQ(std::system((cmd + out + "a.jsonl > /dev/null").c_str()), 0);
+  ASSERT_EQ(std::system((cmd + out + "b.jsonl > /dev/null").c_str()), 0);
+  std::ifstream a(out + "a.jsonl"), b(out + "b.jsonl");
+  std::string la, lb;
+  int64_t n = 0;
+  while (std::getline(a, la)) {
+    ASSERT_TRUE(std::getline(b, lb));
+    EXPECT_EQ(la, lb);  // deterministic
+    const json j = json::parse(la);
+    EXPECT_EQ(j, traces().conversation(Split::Train, n));  // the library's conversation n (same seed, data)
+    EXPECT_FALSE(tokenize_conversation(tokenizer(), ChatFormat::DeepSeekR1, parse_conversation(j, "cli")).empty());
+    ++n;
+  }
+  EXPECT_EQ(n, 30);
+  EXPECT_NE(std::system((cmd + out + "c.jsonl --as text > /dev/null 2>&1").c_str()), 0);  // chat only
+  std::filesystem::remove(out + "a.jsonl");
+  std::filesystem::remove(out + "b.jsonl");
 }
