@@ -176,8 +176,6 @@ json AgentTraces::calculator(Split split, uint64_t stream) const {
 
 json AgentTraces::retrieval(Split split, uint64_t stream, bool answerable) const {
   std::mt19937_64 rng(stream);
-  const auto store = facts_->document_store();
-  const agent::RegisteredTool search = agent::retrieval_tool(store, options_.top_k);
   Fact f;
   if (answerable) {
     f = facts_->fact(split, int64_t(rng() % (1ull << 40)));
@@ -194,6 +192,8 @@ json AgentTraces::retrieval(Split split, uint64_t stream, bool answerable) const
     q.replace(q.find(shape.subject), shape.subject.size(), w);
     f.question = q;
   }
+  // As /v1/responses registers it: a query that finds nothing falls back to the user's message.
+  const agent::RegisteredTool search = agent::retrieval_tool(facts_->document_store(), options_.top_k, f.question);
   const json args = {{"query", f.subject}};
   const agent::ToolResult r = search.run(args);
   // The best-ranked passage that answers the question (a word's synonyms may come from any of its synsets).

@@ -41,9 +41,7 @@ FactsOutcomes evaluate_facts(Engine& engine, std::shared_ptr<const agent::VocabI
   if (mode != GroundingMode::Off)
     BALEINE_CHECK(tok.token_id("<｜tool▁calls▁begin｜>").has_value() && tok.token_id("<｜tool▁outputs▁begin｜>").has_value(),
                   "facts eval with retrieval: the model's tokenizer has no DeepSeek tool-call markers");
-  agent::ToolRegistry none, search;
-  search.add(agent::retrieval_tool(mode == GroundingMode::Off ? nullptr : facts.document_store(), cfg.top_k));
-  const agent::ToolRegistry& registry = mode == GroundingMode::Off ? none : search;
+  const auto store = mode == GroundingMode::Off ? nullptr : facts.document_store();
   agent::AgentOptions ao;
   ao.format = cfg.format;
   ao.params.max_tokens = cfg.max_new_tokens;
@@ -57,10 +55,13 @@ FactsOutcomes evaluate_facts(Engine& engine, std::shared_ptr<const agent::VocabI
   std::mutex error_mu;
   std::string error;
   auto worker = [&] {
-    agent::AgentLoop loop(engine, vocab, registry, ao);
     for (int64_t i; (i = next.fetch_add(1)) < cfg.problems;) {
       FactSample& s = samples[size_t(i)];
       s.fact = &facts.fact(cfg.split, i);
+      // The search tool as /v1/responses registers it: a query that finds nothing falls back to the question.
+      agent::ToolRegistry registry;
+      if (store) registry.add(agent::retrieval_tool(store, cfg.top_k, s.fact->question));
+      agent::AgentLoop loop(engine, vocab, registry, ao);
       std::vector<ChatMessage> conv(1);
       conv[0].role = "user";
       conv[0].content = s.fact->question;
@@ -72,7 +73,7 @@ FactsOutcomes evaluate_facts(Engine& engine, std::shared_ptr<const agent::VocabI
         agent::AssistantTurn t;
         t.tool_calls = {call};
         conv.push_back(agent::agent_history_message(t));
-        conv.push_back(agent::agent_tool_message(search.find("search_documents")->run(json{{"query", s.fact->subject}}),
+        conv.push_back(agent::agent_tool_message(registry.find("search_documents")->run(json{{"query", s.fact->subject}}),
                                                  ao.max_result_bytes));
       }
       try {

@@ -195,10 +195,12 @@ TEST(RlAgentSft, TheRealAgentLoopReplaysTheTrainingTokens) {
   o.facts.data = kFacts;
   FactSet facts(o.facts, 7);
   int checked = 0;
-  for (int64_t i = 0; i < 12; ++i) {
+  std::set<std::string> kinds;
+  for (int64_t i = 0; i < 16; ++i) {
     const json c = traces().conversation(Split::Train, i);
     const std::string kind = c["kind"];
-    if (kind != "calculator" && kind != "retrieval" && kind != "plain") continue;
+    kinds.insert(kind);
+    // (unanswerable traces too: their search finds nothing and falls back to the question's words)
     SCOPED_TRACE(c.dump().substr(0, 200));
     const Conversation conv = parse_conversation(c, "test");
     std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>> script;
@@ -215,7 +217,7 @@ TEST(RlAgentSft, TheRealAgentLoopReplaysTheTrainingTokens) {
     for (const auto& t : conv.tools) {
       if (t.name == "calculator") reg.add(agent::calculator_tool());
       else if (t.name == "current_datetime") reg.add(agent::datetime_tool());
-      else reg.add(agent::retrieval_tool(facts.document_store(), 3));
+      else reg.add(agent::retrieval_tool(facts.document_store(), 3, conv.messages[0].content));  // as /v1/responses
     }
     agent::AgentOptions ao;
     ao.format = ChatFormat::DeepSeekR1;
@@ -240,7 +242,8 @@ TEST(RlAgentSft, TheRealAgentLoopReplaysTheTrainingTokens) {
     engine.shutdown(false);
     ++checked;
   }
-  EXPECT_GE(checked, 6);
+  EXPECT_EQ(checked, 16);
+  EXPECT_EQ(kinds.size(), 4u);
 }
 
 TEST(RlAgentSft, OpenAiToolConversationTrainsWhatTheServerShows) {
