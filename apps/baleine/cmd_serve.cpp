@@ -29,7 +29,18 @@ struct ServeArgs {
 };
 
 // The chat format a tokenizer was made for, from its marker tokens.
-ChatFormat guess_format(const Tokenizer& tok) {
+// "auto": the model directory's tokenizer_config.json may name its format ("baleine_chat_format", written for
+// models fine-tuned in one format, such as the reasoning default model); otherwise the tokenizer's special tokens
+// decide (DeepSeek-V3 when nothing else matches).
+ChatFormat guess_format(const Tokenizer& tok, const std::string& model_dir) {
+  const auto cfg_path = std::filesystem::path(model_dir) / "tokenizer_config.json";
+  if (std::ifstream f(cfg_path); f.good()) {
+    nlohmann::json cfg = nlohmann::json::parse(f, nullptr, /*allow_exceptions=*/false);
+    if (cfg.is_object() && cfg.contains("baleine_chat_format")) {
+      BALEINE_CHECK(cfg["baleine_chat_format"].is_string(), "{}: baleine_chat_format must be a string", cfg_path.string());
+      return chat_format_from_name(cfg["baleine_chat_format"].get<std::string>());
+    }
+  }
   if (tok.token_id("<|im_start|>")) return ChatFormat::Qwen2;
   if (tok.token_id("<|start_header_id|>")) return ChatFormat::Llama3;
   return ChatFormat::DeepSeekV3;
@@ -60,7 +71,7 @@ int run_serve(ServeArgs& a) {
     }
     a.server.prices = server::PriceTable::from_json(j);
   }
-  a.server.format = a.chat_format == "auto" ? guess_format(*tok) : chat_format_from_name(a.chat_format);
+  a.server.format = a.chat_format == "auto" ? guess_format(*tok, a.model) : chat_format_from_name(a.chat_format);
   a.server.model_id = !a.model_id.empty() ? a.model_id
                                           : std::filesystem::path(a.model).lexically_normal().filename().string();
   if (a.server.model_id.empty() || a.server.model_id == ".")

@@ -3,11 +3,13 @@
 #
 #   scripts/experiments/r1_tiny.sh data          # SFT data (task suites, chat format), the student's tokenizer + shards
 #   scripts/experiments/r1_tiny.sh base          # the teacher base: models/default as pretrained (commit cffec12) + eval
-#   scripts/experiments/r1_tiny.sh sft           # cold-start SFT of the teacher (two phases) + eval
+#   scripts/experiments/r1_tiny.sh sft           # cold-start SFT of the teacher (three phases) + eval
 #   scripts/experiments/r1_tiny.sh grpo          # GRPO of the teacher on arithmetic + eval + plots
 #   scripts/experiments/r1_tiny.sh student-base  # pretrain the student (24.7% of the teacher's active parameters) + eval
+#   scripts/experiments/r1_tiny.sh student-sft   # the same three cold-start SFT phases on the student + eval
 #   scripts/experiments/r1_tiny.sh distill       # teacher samples -> rejection sampling -> SFT of the student + eval
-#   scripts/experiments/r1_tiny.sh student-rl    # the same student trained by GRPO alone (same recipe as the teacher)
+#   scripts/experiments/r1_tiny.sh student-rl    # the student trained by GRPO (teacher's recipe) instead + eval
+#   scripts/experiments/r1_tiny.sh final         # the default model: teacher + SFT on its traces + tool-use traces
 #   scripts/experiments/r1_tiny.sh table         # the results table (markdown) from the eval reports
 #
 # Environment: W (work directory, default out/r1-tiny), B (baleine executable), CORPUS (scripts/build_corpus.sh
@@ -23,7 +25,7 @@ ARITH='{"name":"arithmetic","min_digits":1,"max_digits":2,"ops":"+-","reasoning"
 ARITH3='{"name":"arithmetic","min_digits":1,"max_digits":3,"ops":"+-","reasoning":"short"}'
 EVAL_PROBLEMS=${EVAL_PROBLEMS:-200}
 mkdir -p "$W"
-stage=${1:?"usage: $0 data|base|sft|grpo|student-base|distill|student-rl|table"}
+stage=${1:?"usage: $0 data|base|sft|grpo|student-base|student-sft|distill|student-rl|final|table"}
 t0=$(date +%s)
 bl() { nice -n 0 "$B" --threads "$THREADS" "$@"; }
 latest() { echo "$1/checkpoints/$(cat "$1/checkpoints/latest")"; }
@@ -38,7 +40,7 @@ grpo_recipe() {
 {"model": "$1", "out": "$2", "suite": $ARITH, "prompt_format": "chat",
  "prompts_per_step": 8, "group_size": 8, "max_new_tokens": 64, "temperature": 1.0, "steps": $3,
  "beta": 0.0, "epsilon": 0.2, "epsilon_high": 0.28, "loss_averaging": "token", "scale_rewards": "group",
- "lr": {"schedule": "constant", "max": 3e-5}, "eval_every": 10, "eval_problems": 100, "checkpoint_every": 10, "seed": 31}
+ "lr": {"schedule": "constant", "max": 3e-5}, "eval_every": 10, "eval_problems": 200, "checkpoint_every": 10, "seed": 31}
 JSON
 }
 
@@ -51,6 +53,9 @@ data)
   bl tasks --suite "$ARITH" --count 8000 --as chat --seed 21 --out "$W/sft2_arith.jsonl"
   bl tasks --suite word --count 3000 --as chat --seed 22 --out "$W/sft2_word.jsonl"
   cat "$W"/sft2_{arith,word}.jsonl | shuf --random-source=<(yes 2) > "$W/sft2.jsonl"
+  bl tasks --suite "$ARITH" --count 12000 --as chat --seed 31 --out "$W/sft3_arith.jsonl"
+  bl tasks --suite word --count 4000 --as chat --seed 32 --out "$W/sft3_word.jsonl"
+  cat "$W"/sft3_{arith,word}.jsonl | shuf --random-source=<(yes 4) > "$W/sft3.jsonl"
   # The student has its own 1,024-token tokenizer (sequence-level distillation works across tokenizers).
   bl tokenizer train --input "$CORPUS/tokenizer-sample.txt" --vocab-size 1024 --out "$W/tok1k"
   bl data --input "$CORPUS/curated/curated.jsonl" --tokenizer "$W/tok1k" --out "$W/shards-1k" --no-near-dedup \
@@ -75,10 +80,16 @@ JSON
  "grad_clip": 1.0, "seed": 8, "checkpoint_every": 100, "eval_every": 500, "log_every": 10}
 JSON
   bl sft --config "$W/sft2.json"
-  evaluate "$(latest "$W/sft2")" sft
+  cat > "$W/sft3.json" <<JSON
+{"model": "$(latest "$W/sft2")", "data": "$W/sft3.jsonl", "out": "$W/sft3", "chat_format": "deepseek-r1",
+ "seq_len": 256, "batch_size": 8, "steps": 800, "lr": {"schedule": "cosine", "max": 5e-4, "min": 3e-5, "warmup_steps": 10},
+ "grad_clip": 1.0, "seed": 10, "checkpoint_every": 200, "eval_every": 800, "log_every": 10}
+JSON
+  bl sft --config "$W/sft3.json"
+  evaluate "$(latest "$W/sft3")" sft
   ;;
 grpo)
-  grpo_recipe "$(latest "$W/sft2")" "$W/grpo" "${GRPO_STEPS:-80}" > "$W/grpo.json"
+  grpo_recipe "$(latest "$W/sft3")" "$W/grpo" "${GRPO_STEPS:-150}" > "$W/grpo.json"
   bl grpo --config "$W/grpo.json" | tr '\r' '\n' | grep -E "eval|grpo:" || true
   evaluate "$(latest "$W/grpo")" grpo
   bl plot --metrics "$W/grpo/metrics.jsonl" --y reward,accuracy,eval_accuracy --title "GRPO: reward and accuracy" --out "$W/grpo_reward.svg"
@@ -92,27 +103,48 @@ r = json.load(open(sys.argv[1])); w = sys.argv[2]
 r["data"] = w + "/shards-1k"; r["out"] = w + "/student-base"
 print(json.dumps(r, indent=1))
 PY
-  bl train --config "$W/student_pretrain.json" | tr '\r' '\n' | grep -E "val|compute" | tail -3
+  THREADS=1 bl train --config "$W/student_pretrain.json" | tr '\r' '\n' | grep -E "val|compute" | tail -3
   evaluate "$(latest "$W/student-base")" student_base
   ;;
-distill)
-  bl distill --teacher "$(latest "$W/grpo")" --suite "$ARITH" --format chat --problems 3000 --k 4 --keep 1 \
-    --temperature 0.7 --max-tokens 64 --seed 41 --out "$W/distill_arith.jsonl"
-  bl distill --teacher "$(latest "$W/grpo")" --suite word --format chat --problems 1000 --k 4 --keep 1 \
-    --temperature 0.7 --max-tokens 96 --seed 42 --out "$W/distill_word.jsonl"
-  cat "$W"/distill_{arith,word}.jsonl | shuf --random-source=<(yes 3) > "$W/distill.jsonl"
-  cat > "$W/student_distill.json" <<JSON
-{"model": "$(latest "$W/student-base")", "data": "$W/distill.jsonl", "out": "$W/student-distill", "chat_format": "deepseek-r1",
- "seq_len": 256, "batch_size": 8, "steps": ${DISTILL_STEPS:-600}, "lr": {"schedule": "cosine", "max": 1e-3, "min": 1e-4, "warmup_steps": 20},
- "grad_clip": 1.0, "seed": 9, "checkpoint_every": 100, "eval_every": 1000000, "log_every": 10}
-JSON
-  bl sft --config "$W/student_distill.json"
+student-sft)  # the teacher's three cold-start SFT phases, same data and recipes, on the student
+  prev="$(latest "$W/student-base")"
+  for i in 1 2 3; do
+    python3 -c "import json,sys; r=json.load(open('$W/sft$i.json')); r['model']='$prev'; r['out']='$W/student-sft$i'; print(json.dumps(r))" > "$W/student_sft$i.json"
+    THREADS=1 bl sft --config "$W/student_sft$i.json"
+    prev="$(latest "$W/student-sft$i")"
+  done
+  evaluate "$prev" student_sft
+  ;;
+distill)  # sequence-level: the GRPO teacher's samples, rejection-sampled by the grader, then SFT of the student
+  bl distill --teacher "$(latest "$W/grpo")" --suite "$ARITH" --format chat --problems 20000 --k 2 --keep 1 \
+    --temperature 0.7 --max-tokens 64 --seed 41 --out "$W/distill.jsonl"
+  python3 -c "import json; r=json.load(open('$W/sft3.json')); r.update(model='$(latest "$W/student-sft3")', data='$W/distill.jsonl', out='$W/student-distill', steps=1000, lr={'schedule':'cosine','max':3e-4,'min':3e-5,'warmup_steps':10}, checkpoint_every=250, eval_every=1000, seed=12); print(json.dumps(r))" > "$W/student_distill.json"
+  THREADS=1 bl sft --config "$W/student_distill.json"
   evaluate "$(latest "$W/student-distill")" student_distill
   ;;
-student-rl)
-  grpo_recipe "$(latest "$W/student-base")" "$W/student-rl" "${GRPO_STEPS:-80}" > "$W/student_rl.json"
-  bl grpo --config "$W/student_rl.json" | tr '\r' '\n' | grep -E "eval|grpo:" || true
+student-rl)  # the same student trained by RL: GRPO with the teacher's recipe, after the same cold start
+  grpo_recipe "$(latest "$W/student-sft3")" "$W/student-rl" "${GRPO_STEPS:-150}" > "$W/student_rl.json"
+  THREADS=1 bl grpo --config "$W/student_rl.json" | tr '\r' '\n' | grep -E "eval|grpo:" || true
   evaluate "$(latest "$W/student-rl")" student_rl
+  # and by RL alone from the pretrained student (R1-Zero style, no cold start)
+  grpo_recipe "$(latest "$W/student-base")" "$W/student-rl-zero" 30 > "$W/student_rl_zero.json"
+  THREADS=1 bl grpo --config "$W/student_rl_zero.json" | tr '\r' '\n' | grep -E "eval|grpo:" || true
+  ;;
+final)  # the embedded default model: the GRPO teacher + SFT on its own rejection-sampled traces and tool-use traces
+  bl tasks --suite agent --facts "$CORPUS/raw/debian" --count 6000 --as chat --seed 51 --out "$W/agent.jsonl"
+  (cat "$W/agent.jsonl" "$W/distill.jsonl" | head -n 9450; head -3000 "$W/sft3.jsonl"; head -1000 "$W/sft1_cd.jsonl") \
+    | shuf --random-source=<(yes 5) > "$W/final_sft.jsonl"
+  cat > "$W/final_sft.json" <<JSON
+{"model": "$(latest "$W/grpo")", "data": "$W/final_sft.jsonl", "out": "$W/final", "chat_format": "deepseek-r1",
+ "seq_len": 1024, "batch_size": 4, "steps": 500, "lr": {"schedule": "cosine", "max": 4e-4, "min": 3e-5, "warmup_steps": 10},
+ "grad_clip": 1.0, "seed": 13, "checkpoint_every": 100, "eval_every": 500, "log_every": 10}
+JSON
+  bl sft --config "$W/final_sft.json"
+  evaluate "$(latest "$W/final")" final
+  bl export --checkpoint "$(latest "$W/final")" --out "$W/default-model"
+  python3 -c "import json; p='$W/default-model/tokenizer_config.json'; c=json.load(open(p)); c['baleine_chat_format']='deepseek-r1'; json.dump(c, open(p,'w'), indent=1)"
+  bl eval --model "$W/default-model" --suite facts --facts "$CORPUS/raw/debian" --problems 200 --max-tokens 96 \
+    --retrieval --retrieval-mode agent --out "$W/eval_grounding.json" | tail -6
   ;;
 table)
   python3 "$ROOT/scripts/experiments/r1_tiny_table.py" "$W"

@@ -102,8 +102,11 @@ Server::Server(std::shared_ptr<Engine> engine, ServerOptions options)
   if (!opt_.mcp_config.empty()) mcp_ = McpHub::from_file(opt_.mcp_config);
   const Tokenizer& tok = engine_->tokenizer();
   vocab_ = agent::VocabIndex::build(tok);
-  routes_.push_back({opt_.model_id, opt_.format, false});
-  if (opt_.model_id != "deepseek-chat") routes_.push_back({"deepseek-chat", opt_.format, false});
+  // A model served in the R1 format (--chat-format deepseek-r1, or its tokenizer_config.json's baleine_chat_format)
+  // always opens with <think>: its reasoning is split off under every name.
+  const bool r1 = opt_.format == ChatFormat::DeepSeekR1;
+  routes_.push_back({opt_.model_id, opt_.format, r1});
+  if (opt_.model_id != "deepseek-chat") routes_.push_back({"deepseek-chat", opt_.format, r1});
   if (opt_.model_id != "deepseek-reasoner") routes_.push_back({"deepseek-reasoner", ChatFormat::DeepSeekR1, true});
   for (const char* t : {"<｜User｜>", "<|im_end|>", "<|eot_id|>", "<|end_of_text|>"})
     if (auto id = tok.token_id(t)) stop_tokens_.push_back(*id);
