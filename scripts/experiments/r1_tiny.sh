@@ -140,8 +140,18 @@ final)  # the embedded default model: the GRPO teacher + SFT on its own rejectio
  "grad_clip": 1.0, "seed": 13, "checkpoint_every": 100, "eval_every": 500, "log_every": 10}
 JSON
   bl sft --config "$W/final_sft.json"
-  evaluate "$(latest "$W/final")" final
-  bl export --checkpoint "$(latest "$W/final")" --out "$W/default-model"
+  # a second pass on fresh tool-use traces and the next 2,000 of the teacher's traces, at a lower lr
+  bl tasks --suite agent --facts "$CORPUS/raw/debian" --count 6000 --as chat --seed 52 --out "$W/agent2.jsonl"
+  (cat "$W/agent2.jsonl"; sed -n 3451,5450p "$W/distill.jsonl"; sed -n 3001,4000p "$W/sft3.jsonl"; sed -n 1001,1500p "$W/sft1_cd.jsonl") \
+    | shuf --random-source=<(yes 6) > "$W/final2_sft.jsonl"
+  cat > "$W/final2_sft.json" <<JSON
+{"model": "$(latest "$W/final")", "data": "$W/final2_sft.jsonl", "out": "$W/final2", "chat_format": "deepseek-r1",
+ "seq_len": 1024, "batch_size": 4, "steps": 600, "lr": {"schedule": "cosine", "max": 2e-4, "min": 2e-5, "warmup_steps": 10},
+ "grad_clip": 1.0, "seed": 14, "checkpoint_every": 100, "eval_every": 600, "log_every": 10}
+JSON
+  bl sft --config "$W/final2_sft.json"
+  evaluate "$(latest "$W/final2")" final
+  bl export --checkpoint "$(latest "$W/final2")" --out "$W/default-model"
   python3 -c "import json; p='$W/default-model/tokenizer_config.json'; c=json.load(open(p)); c['baleine_chat_format']='deepseek-r1'; json.dump(c, open(p,'w'), indent=1)"
   bl eval --model "$W/default-model" --suite facts --facts "$CORPUS/raw/debian" --problems 200 --max-tokens 96 \
     --retrieval --retrieval-mode agent --out "$W/eval_grounding.json" | tail -6

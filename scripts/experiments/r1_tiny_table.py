@@ -6,8 +6,9 @@ import sys
 
 w = sys.argv[1] if len(sys.argv) > 1 else "out/r1-tiny"
 rows = [("base", "teacher base (pretrained, 2.12 M active)"), ("sft", "teacher + cold-start SFT"),
-        ("grpo", "teacher + SFT + GRPO"), ("student_base", "student base (pretrained, 0.52 M active)"),
-        ("student_rl", "student + GRPO only"), ("student_distill", "student distilled from the GRPO teacher")]
+        ("grpo", "teacher + SFT + GRPO"), ("final", "default model (GRPO teacher + final SFT with tool use)"),
+        ("student_base", "student base (pretrained, 0.52 M active)"), ("student_sft", "student + cold-start SFT"),
+        ("student_rl", "student + cold-start SFT + GRPO"), ("student_distill", "student distilled from the GRPO teacher")]
 suites = ["arithmetic", "word", "countdown"]
 print("| model | " + " | ".join(f"{s} pass@1" for s in suites) + " | arithmetic tokens |")
 print("|---|" + "---|" * (len(suites) + 1))
