@@ -153,8 +153,10 @@ JSON
   evaluate "$(latest "$W/final2")" final
   bl export --checkpoint "$(latest "$W/final2")" --out "$W/default-model"
   python3 -c "import json; p='$W/default-model/tokenizer_config.json'; c=json.load(open(p)); c['baleine_chat_format']='deepseek-r1'; json.dump(c, open(p,'w'), indent=1)"
-  bl eval --model "$W/default-model" --suite facts --facts "$CORPUS/raw/debian" --problems 200 --max-tokens 96 \
-    --retrieval --retrieval-mode agent --out "$W/eval_grounding.json" | tail -6
+  for mode in agent inject; do
+    bl eval --model "$W/default-model" --suite facts --facts "$CORPUS/raw/debian" --problems 200 --max-tokens 96 \
+      --retrieval --retrieval-mode $mode --chat-format deepseek-r1 --out "$W/eval_grounding_$mode.json" | tail -5
+  done
   ;;
 table)
   python3 "$ROOT/scripts/experiments/r1_tiny_table.py" "$W"
