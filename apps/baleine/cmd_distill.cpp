@@ -28,7 +28,7 @@ int run_distill(const DistillArgs& a) {
   }
   BALEINE_CHECK(!a.teacher.empty() && !a.out.empty(), "either --config RECIPE, or --teacher DIR with --out FILE.jsonl");
   rl::Policy t = rl::load_policy(a.teacher, "--teacher");
-  nlohmann::json spec = a.suite.find('{') != std::string::npos ? nlohmann::json::parse(a.suite) : nlohmann::json(a.suite);
+  nlohmann::json spec = rl::suite_spec_from_arg(a.suite, "--suite");
   auto suite = rl::make_suite(spec, a.seed, "--suite");
   rl::RejectionConfig cfg;
   cfg.problems = a.problems;

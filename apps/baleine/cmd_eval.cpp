@@ -116,7 +116,7 @@ int run_eval(const EvalArgs& a) {
   std::vector<nlohmann::json> specs;
   bool task_suites = false;
   for (const std::string& s : suites) {
-    specs.push_back(s.find('{') != std::string::npos ? nlohmann::json::parse(s) : nlohmann::json(s));
+    specs.push_back(rl::suite_spec_from_arg(s, "--suite"));
     task_suites = task_suites || !is_facts_spec(specs.back());
   }
   BALEINE_CHECK(!a.retrieval || !task_suites, "--retrieval applies to --suite facts only");

@@ -44,7 +44,7 @@ int run_agent_traces(const TasksArgs& a, const nlohmann::json& spec) {
 }
 
 int run_tasks(const TasksArgs& a) {
-  nlohmann::json spec = a.suite.find('{') != std::string::npos ? nlohmann::json::parse(a.suite) : nlohmann::json(a.suite);
+  nlohmann::json spec = rl::suite_spec_from_arg(a.suite, "--suite");
   if ((spec.is_string() && spec == "agent") || (spec.is_object() && spec.value("name", "") == "agent")) return run_agent_traces(a, spec);
   auto suite = rl::make_suite(spec, a.seed, "--suite");
   const rl::Split split = rl::split_from_name(a.split);

@@ -34,6 +34,15 @@ evaluate() {
   bl eval --model "$1" --suite "$ARITH" --suite word --suite countdown --format chat --problems "$EVAL_PROBLEMS" \
     --max-tokens 160 --out "$W/eval_$2.json" --samples-out "$W/eval_$2_samples.jsonl" | tail -5
 }
+# An SFT recipe in the R1 chat format, cosine lr, clipping 1.0: $1 model, $2 data file and $3 out (both under $W),
+# $4 seq_len, $5 batch_size, $6 steps, $7/$8 max/min lr, $9 warmup, ${10} seed, ${11} checkpoint_every, ${12} eval_every.
+sft_recipe() {
+  cat <<JSON
+{"model": "$1", "data": "$W/$2", "out": "$W/$3", "chat_format": "deepseek-r1",
+ "seq_len": $4, "batch_size": $5, "steps": $6, "lr": {"schedule": "cosine", "max": $7, "min": $8, "warmup_steps": $9},
+ "grad_clip": 1.0, "seed": ${10}, "checkpoint_every": ${11}, "eval_every": ${12}, "log_every": 10}
+JSON
+}
 # GRPO recipe shared by the teacher and the RL-only student; $1 model, $2 out, $3 steps.
 grpo_recipe() {
   cat <<JSON
@@ -68,23 +77,11 @@ base)
   evaluate "$W/base" base
   ;;
 sft)
-  cat > "$W/sft1.json" <<JSON
-{"model": "$W/base", "data": "$W/sft1.jsonl", "out": "$W/sft1", "chat_format": "deepseek-r1",
- "seq_len": 256, "batch_size": 8, "steps": 400, "lr": {"schedule": "cosine", "max": 1e-3, "min": 1e-4, "warmup_steps": 20},
- "grad_clip": 1.0, "seed": 7, "checkpoint_every": 100, "eval_every": 400, "log_every": 10}
-JSON
+  sft_recipe "$W/base" sft1.jsonl sft1 256 8 400 1e-3 1e-4 20 7 100 400 > "$W/sft1.json"
   bl sft --config "$W/sft1.json"
-  cat > "$W/sft2.json" <<JSON
-{"model": "$(latest "$W/sft1")", "data": "$W/sft2.jsonl", "out": "$W/sft2", "chat_format": "deepseek-r1",
- "seq_len": 256, "batch_size": 8, "steps": 500, "lr": {"schedule": "cosine", "max": 6e-4, "min": 6e-5, "warmup_steps": 10},
- "grad_clip": 1.0, "seed": 8, "checkpoint_every": 100, "eval_every": 500, "log_every": 10}
-JSON
+  sft_recipe "$(latest "$W/sft1")" sft2.jsonl sft2 256 8 500 6e-4 6e-5 10 8 100 500 > "$W/sft2.json"
   bl sft --config "$W/sft2.json"
-  cat > "$W/sft3.json" <<JSON
-{"model": "$(latest "$W/sft2")", "data": "$W/sft3.jsonl", "out": "$W/sft3", "chat_format": "deepseek-r1",
- "seq_len": 256, "batch_size": 8, "steps": 800, "lr": {"schedule": "cosine", "max": 5e-4, "min": 3e-5, "warmup_steps": 10},
- "grad_clip": 1.0, "seed": 10, "checkpoint_every": 200, "eval_every": 800, "log_every": 10}
-JSON
+  sft_recipe "$(latest "$W/sft2")" sft3.jsonl sft3 256 8 800 5e-4 3e-5 10 10 200 800 > "$W/sft3.json"
   bl sft --config "$W/sft3.json"
   evaluate "$(latest "$W/sft3")" sft
   ;;
@@ -134,21 +131,13 @@ final)  # the embedded default model: the GRPO teacher + SFT on its own rejectio
   bl tasks --suite agent --facts "$CORPUS/raw/debian" --count 6000 --as chat --seed 51 --out "$W/agent.jsonl"
   (cat "$W/agent.jsonl" "$W/distill.jsonl" | head -n 9450; head -3000 "$W/sft3.jsonl"; head -1000 "$W/sft1_cd.jsonl") \
     | shuf --random-source=<(yes 5) > "$W/final_sft.jsonl"
-  cat > "$W/final_sft.json" <<JSON
-{"model": "$(latest "$W/grpo")", "data": "$W/final_sft.jsonl", "out": "$W/final", "chat_format": "deepseek-r1",
- "seq_len": 1024, "batch_size": 4, "steps": 500, "lr": {"schedule": "cosine", "max": 4e-4, "min": 3e-5, "warmup_steps": 10},
- "grad_clip": 1.0, "seed": 13, "checkpoint_every": 100, "eval_every": 500, "log_every": 10}
-JSON
+  sft_recipe "$(latest "$W/grpo")" final_sft.jsonl final 1024 4 500 4e-4 3e-5 10 13 100 500 > "$W/final_sft.json"
   bl sft --config "$W/final_sft.json"
   # a second pass on fresh tool-use traces and the next 2,000 of the teacher's traces, at a lower lr
   bl tasks --suite agent --facts "$CORPUS/raw/debian" --count 6000 --as chat --seed 52 --out "$W/agent2.jsonl"
   (cat "$W/agent2.jsonl"; sed -n 3451,5450p "$W/distill.jsonl"; sed -n 3001,4000p "$W/sft3.jsonl"; sed -n 1001,1500p "$W/sft1_cd.jsonl") \
     | shuf --random-source=<(yes 6) > "$W/final2_sft.jsonl"
-  cat > "$W/final2_sft.json" <<JSON
-{"model": "$(latest "$W/final")", "data": "$W/final2_sft.jsonl", "out": "$W/final2", "chat_format": "deepseek-r1",
- "seq_len": 1024, "batch_size": 4, "steps": 600, "lr": {"schedule": "cosine", "max": 2e-4, "min": 2e-5, "warmup_steps": 10},
- "grad_clip": 1.0, "seed": 14, "checkpoint_every": 100, "eval_every": 600, "log_every": 10}
-JSON
+  sft_recipe "$(latest "$W/final")" final2_sft.jsonl final2 1024 4 600 2e-4 2e-5 10 14 100 600 > "$W/final2_sft.json"
   bl sft --config "$W/final2_sft.json"
   evaluate "$(latest "$W/final2")" final
   bl export --checkpoint "$(latest "$W/final2")" --out "$W/default-model"

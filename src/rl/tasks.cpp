@@ -400,6 +400,15 @@ ExprValue evaluate_countdown(std::string_view text) {
   return v;
 }
 
+nlohmann::json suite_spec_from_arg(const std::string& arg, const std::string& where) {
+  if (arg.find('{') == std::string::npos) return nlohmann::json(arg);
+  try {
+    return nlohmann::json::parse(arg);
+  } catch (const nlohmann::json::parse_error& e) {
+    BALEINE_FAIL("{}: invalid JSON suite spec at byte {}", where, e.byte);
+  }
+}
+
 std::unique_ptr<TaskSuite> make_suite(const nlohmann::json& spec, uint64_t seed, const std::string& where) {
   nlohmann::json j = spec.is_string() ? nlohmann::json{{"name", spec}} : spec;
   BALEINE_CHECK(j.is_object() && j.contains("name") && j["name"].is_string(),

@@ -61,6 +61,9 @@ class TaskSuite {
 // "reasoning": "steps" (the pretraining generators' prose) or "short" (one line per column)},
 // {"name": "countdown", "min_numbers": 3, "max_numbers": 4}, {"name": "word"}. `where` names the source in errors.
 std::unique_ptr<TaskSuite> make_suite(const nlohmann::json& spec, uint64_t seed, const std::string& where);
+// A command line's suite argument: a name ("word") or a JSON spec ('{"name":"arithmetic",...}'); throws
+// baleine::Error naming `where` on malformed JSON.
+nlohmann::json suite_spec_from_arg(const std::string& arg, const std::string& where);
 
 // How a problem becomes the text the model continues.
 //   R1Zero: the R1-Zero instruction ("…enclosed within <think> </think> and <answer> </answer> tags…"), then

@@ -5,20 +5,14 @@
 // Usage: node server_browser_agent.mjs BALEINE_BINARY MODEL_DIR WORK_DIR
 import assert from "node:assert/strict";
 import fs from "node:fs";
-import { chromium } from "playwright-core";
-import { harness, startServer, stopServer } from "./server_util.mjs";
+import { harness, launchChromium, startServer, stopServer } from "./server_util.mjs";
 
 const [bin, model, work] = process.argv.slice(2);
 fs.rmSync(work, { recursive: true, force: true });
 fs.mkdirSync(`${work}/profile`, { recursive: true });
 const server = await startServer(bin, model, `${work}/server.db`);
 const t = harness();
-const context = await chromium.launchPersistentContext(`${work}/profile`, {
-  executablePath: "/usr/bin/chromium",
-  headless: true,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"],
-});
+const context = await launchChromium(`${work}/profile`);
 const page = context.pages()[0] ?? (await context.newPage());
 page.setDefaultTimeout(15000);
 const external = [];

@@ -46,3 +46,15 @@ export function harness() {
     },
   };
 }
+
+// Debian's chromium, headless, through playwright-core, with a persistent profile and no background traffic
+// (the browser tests assert that the page never leaves the server's origin).
+export async function launchChromium(profileDir) {
+  const { chromium } = await import("playwright-core");
+  return chromium.launchPersistentContext(profileDir, {
+    executablePath: "/usr/bin/chromium",
+    headless: true,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync"],
+  });
+}

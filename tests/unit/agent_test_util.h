@@ -1,4 +1,4 @@
-// Helpers shared by the agent tests: a small trained BPE tokenizer (JSON-ish merges, so tokens span structure
+// Helpers shared by the agent tests: the retrieval fixture store, a small trained BPE tokenizer (JSON-ish merges, so tokens span structure
 // and strings), a tiny random-weight DeepSeek-V3 model over it, and a generation loop driven by random logits.
 #pragma once
 #include <cmath>
@@ -6,9 +6,11 @@
 #include <fstream>
 #include <memory>
 #include <random>
+#include <sstream>
 #include <string>
 #include <unistd.h>
 
+#include "agent/retrieval.h"
 #include "infer/engine.h"
 #include "models/config.h"
 #include "models/model.h"
@@ -16,6 +18,21 @@
 #include "tokenizer/tokenizer.h"
 
 namespace agent_test {
+
+inline std::string read_file(const std::filesystem::path& p) {
+  std::ifstream f(p);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// The retrieval fixture set (tests/data/agent/docs) in an in-memory store, 300-byte chunks overlapping by 60.
+inline std::shared_ptr<baleine::agent::DocumentStore> fixture_store() {
+  auto store = std::make_shared<baleine::agent::DocumentStore>(":memory:", baleine::agent::ChunkOptions{300, 60});
+  for (auto& e : std::filesystem::directory_iterator(std::string(BALEINE_TEST_DATA) + "/agent/docs"))
+    store->add_document(e.path().filename().string(), read_file(e.path()));
+  return store;
+}
 
 inline std::shared_ptr<const baleine::Tokenizer> tiny_tokenizer() {
   static std::shared_ptr<const baleine::Tokenizer> tok = [] {

@@ -22,19 +22,8 @@ namespace {
 
 std::string calc(const std::string& e) { return calculate(e).to_string(); }
 
-std::string read(const std::filesystem::path& p) {
-  std::ifstream f(p);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-std::shared_ptr<DocumentStore> fixture_store() {
-  auto store = std::make_shared<DocumentStore>(":memory:", ChunkOptions{300, 60});
-  for (auto& e : std::filesystem::directory_iterator(std::string(BALEINE_TEST_DATA) + "/agent/docs"))
-    store->add_document(e.path().filename().string(), read(e.path()));
-  return store;
-}
+using agent_test::fixture_store;
+using agent_test::read_file;
 
 }  // namespace
 
@@ -146,7 +135,7 @@ TEST(AgentRetrieval, Bm25FindsThePassageWithTheAnswer) {
     EXPECT_EQ(hits[0].document, q.doc) << q.question;
     EXPECT_NE(hits[0].text.find(q.answer), std::string::npos) << q.question << " -> " << hits[0].text;
     // The citation offset points at the passage inside the document.
-    const std::string doc = read(std::filesystem::path(BALEINE_TEST_DATA) / "agent/docs" / hits[0].document);
+    const std::string doc = read_file(std::filesystem::path(BALEINE_TEST_DATA) / "agent/docs" / hits[0].document);
     EXPECT_EQ(doc.substr(size_t(hits[0].offset), hits[0].text.size()), hits[0].text);
   }
   // FTS syntax in user text is neutralised, not an error.

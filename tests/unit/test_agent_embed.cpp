@@ -17,19 +17,7 @@ using namespace baleine::agent;
 
 namespace {
 
-std::string read(const std::filesystem::path& p) {
-  std::ifstream f(p);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-std::shared_ptr<DocumentStore> fixture_store() {
-  auto store = std::make_shared<DocumentStore>(":memory:", ChunkOptions{300, 60});
-  for (auto& e : std::filesystem::directory_iterator(std::string(BALEINE_TEST_DATA) + "/agent/docs"))
-    store->add_document(e.path().filename().string(), read(e.path()));
-  return store;
-}
+using agent_test::fixture_store;
 
 }  // namespace
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/threadpool.h"
+#include "engine_test_util.h"
 #include "infer/engine.h"
 #include "tokenizer/tokenizer.h"
 
@@ -20,26 +21,7 @@ namespace {
 
 const std::string kParity = std::string(BALEINE_TEST_DATA) + "/parity";
 
-// A real byte-level BPE tokenizer (special tokens + bytes + a few merges) trained on a scrap of text.
-std::shared_ptr<const Tokenizer> tiny_tokenizer() {
-  static std::shared_ptr<const Tokenizer> tok = [] {
-    // One directory per process: CTest runs the cases of this file as parallel processes.
-    auto dir = std::filesystem::temp_directory_path() / ("baleine_test_engine_tok_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir);
-    {
-      std::ofstream f(dir / "text.txt");
-      for (int i = 0; i < 50; ++i) f << "the quick brown fox jumps over the lazy dog " << i << "\n";
-    }
-    BpeTrainOptions o;
-    o.vocab_size = 300;
-    o.progress = false;
-    train_bpe_tokenizer({(dir / "text.txt").string()}, (dir / "tok").string(), o);
-    auto t = std::make_shared<const Tokenizer>(Tokenizer::load((dir / "tok").string()));
-    std::filesystem::remove_all(dir);
-    return t;
-  }();
-  return tok;
-}
+using engine_test::tiny_tokenizer;
 
 std::shared_ptr<CausalLM> model() { return std::shared_ptr<CausalLM>(load_model(kParity + "/v3")); }
 
