@@ -120,6 +120,7 @@ CommandRegistration reg{{"serve", "Serve the OpenAI/DeepSeek-compatible API and 
                            sub.add_option("--context", a->engine.context, "Tokens per sequence (0: the model's, capped at 4096)")->check(CLI::NonNegativeNumber);
                            sub.add_option("--drain-timeout", s.drain_timeout_s, "Seconds to wait for in-flight requests on SIGTERM")->capture_default_str();
                            sub.add_flag("!--no-web", s.web, "Do not serve the web chat at /");
+                           sub.add_flag("--grounded-quotes", s.grounded_quotes, "In the server's agent loop (/v1/responses, assistants), once a search returned passages, every double-quoted span the model writes must copy the user's messages or the passages verbatim (per request: \"grounded_quotes\": true|false)");
                            sub.add_option("--mcp-config", s.mcp_config, "JSON file of stdio MCP servers {\"mcpServers\": {LABEL: {\"command\", \"args\", \"env\", \"timeout_ms\"}}} that /v1/responses and assistants may use by label")->check(CLI::ExistingFile);
                            return [a] { return run_serve(*a); };
                          }}};

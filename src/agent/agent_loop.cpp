@@ -1,4 +1,5 @@
 #include "agent/agent_loop.h"
+#include "agent/grounding.h"
 
 #include <algorithm>
 
@@ -130,6 +131,11 @@ AgentResult AgentLoop::run(std::vector<ChatMessage> conversation, const std::fun
         req.params.constraint = std::make_shared<DeferredConstraint>("</think>", g, vocab_, d);
       }
     }
+    if (options_.grounded_quotes)
+      if (auto sources = grounding_sources(conversation); !sources.empty())
+        req.params.constraint = std::make_shared<AllOfConstraint>(std::vector<std::shared_ptr<TokenConstraint>>{
+            req.params.constraint,
+            std::make_shared<GroundedQuoteConstraint>(std::make_shared<SubstringIndex>(sources), vocab_)});
     const auto t0 = Clock::now();
     std::shared_ptr<GenerationHandle> h;
     try {

@@ -50,6 +50,9 @@ struct AgentOptions {
   ToolChoice first_choice;                  // tool_choice of the first turn (auto by default)
   bool parallel_tool_calls = true;
   size_t max_result_bytes = 16384;          // a tool result longer than this is cut (the model's context is small)
+  // Once a tool returned passages, every double-quoted span of the model's turns must copy the user's messages or
+  // the tool results verbatim (agent/grounding.h).
+  bool grounded_quotes = false;
 };
 
 // A call of the last model turn when the loop stopped for the client: client-executed function tools (a

@@ -2,6 +2,7 @@
 
 #include <cctype>
 #include <ctime>
+#include <set>
 
 #include "agent/retrieval.h"
 #include "core/check.h"
@@ -222,6 +223,30 @@ bool usable_query(const std::string& q) {
   }
   return false;
 }
+
+// The lower-cased words (runs of letters, digits or non-ASCII bytes) of s.
+std::set<std::string> query_words(const std::string& s) {
+  std::set<std::string> out;
+  std::string w;
+  for (unsigned char c : s + " ") {
+    if (std::isalnum(c) || c >= 0x80) {
+      w += char(std::tolower(c));
+    } else {
+      if (w.size() >= 2) out.insert(w);
+      w.clear();
+    }
+  }
+  return out;
+}
+
+// True when some word of the model's query occurs in the user's message (or either has no words).
+bool shares_a_word(const std::string& query, const std::string& message) {
+  const auto q = query_words(query), m = query_words(message);
+  if (q.empty() || m.empty()) return true;
+  for (const auto& w : q)
+    if (m.count(w)) return true;
+  return false;
+}
 }  // namespace
 
 RegisteredTool retrieval_tool(std::shared_ptr<DocumentStore> store, int top_k, std::string fallback_query) {
@@ -248,6 +273,18 @@ RegisteredTool retrieval_tool(std::shared_ptr<DocumentStore> store, int top_k, s
       query = fallback_query;
       source = "fallback";
       hits = store->search(query, top_k);
+    } else if (usable_query(fallback_query) && !shares_a_word(query, fallback_query)) {
+      // The query is nowhere in the user's message: rank the user's own words' passages first, then the model's.
+      std::vector<Passage> user = store->search(fallback_query, top_k), merged;
+      std::set<std::pair<std::string, int64_t>> seen;
+      for (size_t i = 0; merged.size() < size_t(top_k) && (i < user.size() || i < hits.size()); ++i)
+        for (const auto* list : {&user, &hits})
+          if (i < list->size() && merged.size() < size_t(top_k) &&
+              seen.insert({(*list)[i].document, int64_t((*list)[i].offset)}).second)
+            merged.push_back((*list)[i]);
+      hits = std::move(merged);
+      query = fallback_query + " | " + query;
+      source = "model+fallback";
     }
     json passages = json::array();
     for (const auto& p : hits) {

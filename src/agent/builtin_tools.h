@@ -62,7 +62,9 @@ RegisteredTool datetime_tool(std::function<std::chrono::system_clock::time_point
 // fallback_query (usually the user's last message) is searched instead of the model's query when that query is
 // unusable: empty, without any word of two letters or digits, or matching no passage. A tiny model forced to call
 // the tool (tool_choice "required") writes a well-formed but often meaningless query; the user's own words are then
-// the sensible query. The result says which query ran: {"query": ..., "query_source": "model" | "fallback", ...}.
+// the sensible query. When the model's query shares no word with fallback_query (a query the model made up rather
+// than took from the conversation), both are searched and their passages interleaved, the user's words first.
+// The result says which query ran: {"query": ..., "query_source": "model" | "fallback" | "model+fallback", ...}.
 RegisteredTool retrieval_tool(std::shared_ptr<DocumentStore> store, int top_k = 3, std::string fallback_query = "");
 
 }  // namespace baleine::agent

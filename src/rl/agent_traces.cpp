@@ -211,11 +211,19 @@ json AgentTraces::retrieval(Split split, uint64_t stream, bool answerable) const
   std::string think2, content;
   if (rank > 0) {
     const std::string cite = fmt::format(" [{}]", rank);
-    think2 = fmt::format("Passage [{}] ({}) is the entry for \"{}\".", rank, passages[size_t(rank - 1)]["document"].get<std::string>(), f.subject);
+    // The reasoning quotes the words of the passage that answer (a short copy the reply then repeats): the
+    // answer is spelled as the passage writes it ("Nephridia"; grading ignores case), so it is a pure copy.
+    const std::string plural = f.answer_as_written.empty() ? f.answer : f.answer_as_written;
+    std::string evidence;
+    if (f.family == "synonym") evidence = fmt::format(" It lists \"{}\".", answer);
+    else if (f.family == "pos") evidence = fmt::format(" It marks it ({}).", f.answer);
+    else if (f.family == "acronym") evidence = fmt::format(" It says \"{}\".", f.answer);
+    else evidence = fmt::format(" It gives the plural \"{}\".", plural);
+    think2 = fmt::format("Passage [{}] ({}) is the entry for \"{}\".{}", rank, passages[size_t(rank - 1)]["document"].get<std::string>(), f.subject, evidence);
     if (f.family == "synonym") content = fmt::format("A synonym of \"{}\" is \"{}\"{}.", f.subject, answer, cite);
     else if (f.family == "pos") content = fmt::format("\"{}\" is {} {}{}.", f.subject, f.answer == "adjective" || f.answer == "adverb" ? "an" : "a", f.answer, cite);
     else if (f.family == "acronym") content = fmt::format("{} stands for {}{}.", f.subject, f.answer, cite);
-    else content = fmt::format("The plural of \"{}\" is \"{}\"{}.", f.subject, f.answer, cite);
+    else content = fmt::format("The plural of \"{}\" is \"{}\"{}.", f.subject, plural, cite);
   } else {
     think2 = passages.empty() ? fmt::format("The search found nothing about \"{}\".", f.subject)
                               : fmt::format("None of the passages is about \"{}\".", f.subject);

@@ -252,6 +252,7 @@ void gcide_facts(const std::vector<std::string>& docs, Candidates& c) {
       f.subject = word;
       f.key = "plural:" + word;
       f.answer = plural;
+      f.answer_as_written = m[2].str();
       f.aliases = {plural};
       f.question = "What is the plural of the noun \"" + word + "\"?";
       f.document = "gcide: " + m[1].str();

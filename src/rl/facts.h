@@ -36,6 +36,7 @@ struct Fact {
   std::string subject;   // the word or acronym asked about (the retrieval query's key word)
   std::string question;
   std::string answer;    // the canonical gold answer
+  std::string answer_as_written;  // the gold answer spelled as in the passage ("Nephridia" for "nephridia")
   std::vector<std::string> aliases;  // every accepted answer, the gold one included
   std::string document;  // the dictionary entry holding the answer: its document name in the store...
   std::string passage;   // ...and its text

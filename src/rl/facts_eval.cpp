@@ -33,6 +33,18 @@ GroundingMode grounding_mode_from_name(const std::string& n) {
 
 static FactsOutcomes tally(GroundingMode mode, std::vector<FactSample> samples, std::vector<FactSample>* details);
 
+namespace {
+// The query a search ran and the rank of the first passage from an entry that answers the question (0: none).
+void note_search(FactSample& s, const json& result) {
+  s.query = result.value("query", "");
+  s.answer_rank = 0;
+  if (!result.contains("passages") || !result["passages"].is_array()) return;
+  for (size_t k = 0; k < result["passages"].size() && s.answer_rank == 0; ++k)
+    for (const auto& [doc, answer] : s.fact->supports)
+      if (result["passages"][k].value("document", "") == doc) s.answer_rank = int(k) + 1;
+}
+}  // namespace
+
 FactsOutcomes evaluate_facts(Engine& engine, std::shared_ptr<const agent::VocabIndex> vocab, const FactSet& facts,
                              GroundingMode mode, const FactsEvalConfig& cfg, std::vector<FactSample>* details) {
   BALEINE_CHECK(cfg.problems >= 1, "facts eval needs problems >= 1");
@@ -47,6 +59,7 @@ FactsOutcomes evaluate_facts(Engine& engine, std::shared_ptr<const agent::VocabI
   ao.params.max_tokens = cfg.max_new_tokens;
   ao.params.sampling = cfg.sampling;
   ao.max_steps = mode == GroundingMode::Off ? 1 : cfg.max_steps;
+  ao.grounded_quotes = cfg.grounded_quotes;
   for (const char* t : {"<｜User｜>", "<|im_end|>", "<|eot_id|>"})  // as the server stops
     if (auto id = tok.token_id(t)) ao.params.stop_tokens.push_back(*id);
 
@@ -73,12 +86,15 @@ FactsOutcomes evaluate_facts(Engine& engine, std::shared_ptr<const agent::VocabI
         agent::AssistantTurn t;
         t.tool_calls = {call};
         conv.push_back(agent::agent_history_message(t));
-        conv.push_back(agent::agent_tool_message(registry.find("search_documents")->run(json{{"query", s.fact->subject}}),
-                                                 ao.max_result_bytes));
+        const agent::ToolResult found = registry.find("search_documents")->run(json{{"query", s.fact->subject}});
+        note_search(s, found.content);
+        conv.push_back(agent::agent_tool_message(found, ao.max_result_bytes));
       }
       try {
         agent::AgentResult r = loop.run(conv, [&](const agent::AgentEvent& e) {
-          if (e.kind == agent::AgentEventKind::ToolResult) s.searched = true;
+          if (e.kind != agent::AgentEventKind::ToolResult) return;
+          s.searched = true;
+          note_search(s, e.result);
         });
         s.searched = s.searched || mode == GroundingMode::Inject;
         s.reasoning = r.reasoning;

@@ -37,6 +37,7 @@ struct FactsEvalConfig {
   int top_k = 3;                // passages per search (the server's default)
   int max_steps = 3;            // model turns per question at most (the last one answers without tools)
   int concurrency = 4;          // questions in flight (the engine batches them)
+  bool grounded_quotes = false; // the agent loop's grounded quotes (agent/grounding.h) once passages are in context
 };
 
 struct FactSample {
@@ -44,6 +45,8 @@ struct FactSample {
   std::string reasoning, content;
   FactOutcome outcome = FactOutcome::NotAttempted;
   bool searched = false;  // the search tool ran (called by the model, or injected)
+  std::string query;      // the query the last search ran, and which passage the answer's entry was (0: none)
+  int answer_rank = 0;
   int steps = 0;
   int64_t tokens = 0;
 };

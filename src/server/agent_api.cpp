@@ -234,6 +234,12 @@ void Server::responses(const httplib::Request& req, httplib::Response& res) {
       throw ApiError(400, "'max_steps' must be an integer in [1, 8]", "invalid_request_error", "max_steps");
     ao.max_steps = b["max_steps"].get<int>();
   }
+  ao.grounded_quotes = opt_.grounded_quotes;
+  if (b.contains("grounded_quotes")) {  // extension: override serve --grounded-quotes for this request
+    if (!b["grounded_quotes"].is_boolean())
+      throw ApiError(400, "'grounded_quotes' must be a boolean", "invalid_request_error", "grounded_quotes");
+    ao.grounded_quotes = b["grounded_quotes"].get<bool>();
+  }
   check_admission(auth);
 
   struct Run {

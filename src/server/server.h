@@ -43,6 +43,7 @@ struct ServerOptions {
   ChatFormat format = ChatFormat::DeepSeekV3;
   PriceTable prices;
   bool web = true;                    // serve the web chat at /
+  bool grounded_quotes = false;        // agent loop: quoted spans after a search copy the sources (agent/grounding.h)
   std::string mcp_config;             // JSON file of stdio MCP servers ({"mcpServers": {...}}, see mcp_hub.h)
 };
 

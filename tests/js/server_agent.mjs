@@ -101,6 +101,25 @@ await t.check("streamed agent steps: tool_call, tool_result, final, response.com
   assert.ok(text.trimEnd().endsWith("data: [DONE]"));
 });
 
+await t.check("responses with grounded_quotes: every quoted span of the answer copies the question or the passages", async () => {
+  for (const seed of [1, 2, 3]) {
+    const r = await client.responses.create({ model: "deepseek-chat", temperature: 1.2, seed, input: "When was the lighthouse lit?",
+                                              max_output_tokens: 60, assistant_id: asst.id, max_steps: 2, grounded_quotes: true,
+                                              tool_choice: { type: "function", function: { name: "search_documents" } } });
+    const out = r.output.find((o) => o.type === "function_call_output");
+    assert.ok(out, JSON.stringify(r.output));
+    const sources = [JSON.parse(out.output), "When was the lighthouse lit?"].flatMap(function strings(v) {
+      return typeof v === "string" ? [v, v.toLowerCase()] : v && typeof v === "object" ? Object.values(v).flatMap(strings) : [];
+    });
+    // Quotes end at special tokens (markers the tiny model may write): split there first.
+    for (const piece of r.output_text.split(/<｜[^｜]*｜>|<\/?think>/)) {
+      const spans = piece.split('"').filter((_, i) => i % 2 === 1);
+      for (const s of spans) assert.ok(sources.some((src) => src.includes(s)), `"${s}" is not in the sources`);
+    }
+  }
+  await assert.rejects(client.responses.create({ model: "deepseek-chat", input: "x", grounded_quotes: "yes" }), (e) => e.status === 400);
+});
+
 await t.check("responses: unsupported tools and bad input are 400", async () => {
   await assert.rejects(client.responses.create({ model: "deepseek-chat", temperature: 0, input: "x", tools: [{ type: "shell" }] }), (e) => e.status === 400);
   await assert.rejects(client.responses.create({ model: "deepseek-chat", temperature: 0, input: 42 }), (e) => e.status === 400);

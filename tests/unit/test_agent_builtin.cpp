@@ -180,11 +180,17 @@ TEST(AgentRetrieval, UnusableQueryFallsBackToTheUserMessage) {
     ASSERT_FALSE(r.citations.empty()) << args.dump();
     EXPECT_EQ(r.citations[0]["document"], "chess.txt");
   }
-  // A query that finds passages is the model's own and is kept.
-  ToolResult kept = tool.run(json{{"query", "glacier ablation stakes"}});
+  // A query that finds passages and shares a word with the user's message is the model's own and is kept.
+  ToolResult kept = tool.run(json{{"query", "chess openings"}});
   EXPECT_EQ(kept.content["query_source"], "model");
   ASSERT_FALSE(kept.citations.empty());
-  EXPECT_EQ(kept.citations[0]["document"], "glacier.txt");
+  EXPECT_EQ(kept.citations[0]["document"], "chess.txt");
+  // One that finds passages but has no word of the user's message: both run, the user's passages first.
+  ToolResult both = tool.run(json{{"query", "glacier ablation stakes"}});
+  EXPECT_EQ(both.content["query_source"], "model+fallback");
+  ASSERT_EQ(both.citations.size(), 2u);
+  EXPECT_EQ(both.citations[0]["document"], "chess.txt");
+  EXPECT_EQ(both.citations[1]["document"], "glacier.txt");
   // Without a fallback, a missing query is the tool's error and an empty one finds nothing.
   auto plain = retrieval_tool(store, 2);
   EXPECT_TRUE(plain.run(json::object()).error);

@@ -344,7 +344,10 @@ TEST(RlAgentTraces, DeterministicSplitDisjointAndRealToolOutputs) {
       ASSERT_LE(size_t(k), out["passages"].size());
       const std::string passage = out["passages"][size_t(k - 1)]["text"];
       const size_t q1 = answer.rfind("\"", b), q0 = q1 == std::string::npos ? q1 : answer.rfind("\"", q1 - 1);
-      if (q0 != std::string::npos && q1 != std::string::npos && answer.find("synonym") != std::string::npos) {
+      if (q0 != std::string::npos && q1 != std::string::npos &&
+          (answer.find("synonym") != std::string::npos || answer.find("plural") != std::string::npos)) {
+        // synonyms and plurals are copied verbatim from the cited passage (and quoted in the reasoning)
+        EXPECT_NE(msgs[3]["reasoning_content"].get<std::string>().find(answer.substr(q0 + 1, q1 - q0 - 1)), std::string::npos);
         EXPECT_NE(passage.find(answer.substr(q0 + 1, q1 - q0 - 1)), std::string::npos) << answer << " / " << passage;
       }
       EXPECT_EQ(msgs[1]["tool_calls"][0]["function"]["name"], "search_documents");

@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""scripts/experiments/copy_drills.py — synthetic copying drills in the chat SFT shape ({"messages": [...]}).
+
+Why: the 4 M-parameter default model learned the *shape* of a cited answer from the retrieval traces but cannot copy a
+rare word from its context (it has no induction behaviour: a repeated list is not continued). Grounded answers are
+copies — the subject from the question into the search query, the answer word from the passage into the reply — so
+this script writes drills whose whole loss is on copying, from pseudo-words (random syllables, so no fact is taught):
+
+  echo    'Repeat the word "zorbalin".'                      -> zorbalin
+  list    'Repeat exactly: kel mowatri Fesh ...'              -> kel mowatri Fesh ...
+  recall  'kel: mowatri; Fesh: durobin; ... What goes with "Fesh"?' -> durobin   (associative recall, the lookup
+          an answer from a passage needs: "Nephridium n.; pl. Nephridia" -> Nephridia)
+  entry   a dictionary-shaped entry of a pseudo-word and a question in the facts suite's four shapes, answered by
+          copying the entry's word (no tool: the lookup itself)
+
+usage: copy_drills.py COUNT SEED OUT.jsonl [--exclude words.json]
+"""
+import json
+import random
+import sys
+
+ONSETS = ["", "b", "c", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "z", "br", "cl", "dr",
+          "fl", "gr", "pl", "pr", "sk", "sl", "st", "tr", "th", "sh", "ch", "ph", "qu"]
+VOWELS = ["a", "e", "i", "o", "u", "ai", "ea", "io", "ou", "y"]
+CODAS = ["", "", "", "n", "r", "s", "l", "m", "t", "x", "ck", "nd", "st", "rn", "ph"]
+ENDINGS = ["us", "um", "a", "ia", "is", "on", "es", "ae", "i", "ity", "ness", "al", "ic", "ous", "ate", "er"]
+
+
+def pseudo_word(rng, exclude):
+    while True:
+        w = "".join(rng.choice(ONSETS) + rng.choice(VOWELS) + rng.choice(CODAS) for _ in range(rng.randint(1, 3)))
+        if rng.random() < 0.5:
+            w += rng.choice(ENDINGS)
+        if 3 <= len(w) <= 16 and w not in exclude:
+            return w.capitalize() if rng.random() < 0.2 else w
+
+
+def msg(user, think, answer):
+    return {"messages": [{"role": "user", "content": user},
+                         {"role": "assistant", "reasoning_content": think, "content": answer}]}
+
+
+def echo(rng, ex):
+    w = pseudo_word(rng, ex)
+    q = rng.choice(['Repeat the word "{}".', 'Say "{}".', 'Write "{}" back to me.', 'Copy this word: "{}".',
+                    'What is the word in quotes: "{}"?']).format(w)
+    return msg(q, 'The word is "{}".'.format(w), w)
+
+
+def word_list(rng, ex):
+    ws = [pseudo_word(rng, ex) for _ in range(rng.randint(2, 9))]
+    sep = rng.choice([" ", ", "])
+    text = sep.join(ws)
+    return msg(rng.choice(["Repeat exactly: {}", "Copy this list: {}", "Say back: {}"]).format(text),
+               "I copy the {} words in order.".format(len(ws)), text)
+
+
+def recall(rng, ex):
+    n = rng.randint(2, 8)
+    keys = [pseudo_word(rng, ex) for _ in range(n)]
+    vals = [pseudo_word(rng, ex) for _ in range(n)]
+    sep = rng.choice(["; ", ", ", "\n"])
+    table = sep.join("{}: {}".format(k, v) for k, v in zip(keys, vals))
+    i = rng.randrange(n)
+    q = "{}\n\nWhat goes with \"{}\"?".format(table, keys[i])
+    return msg(q, 'The line "{}: {}" gives it.'.format(keys[i], vals[i]), vals[i])
+
+
+def entry(rng, ex):
+    w = pseudo_word(rng, ex).lower()
+    shape = rng.randrange(4)
+    if shape == 0:  # a GCIDE-shaped plural entry
+        pl = w + rng.choice(["s", "es", "a", "i", "ae", "ta"])
+        cap = w.capitalize()
+        text = "{}  n.; pl. {}. [{}] {} {}.".format(cap, pl.capitalize(), pseudo_word(rng, ex).capitalize(),
+                                                    "A kind of", pseudo_word(rng, ex))
+        q, a, think = 'What is the plural of the noun "{}"?'.format(w), pl, 'The entry says "pl. {}".'.format(pl.capitalize())
+        answer = 'The plural of "{}" is "{}".'.format(w, pl.capitalize())
+    elif shape == 1:  # a WordNet-shaped synonym entry
+        syn = pseudo_word(rng, ex).lower()
+        pos = rng.choice(["noun", "verb", "adjective", "adverb"])
+        text = "{}, {} ({}): {} {}".format(w, syn, pos, pseudo_word(rng, ex), pseudo_word(rng, ex))
+        q = 'What is a synonym of the {} "{}"?'.format(pos, w)
+        think, answer = 'The entry lists "{}" with "{}".'.format(syn, w), 'A synonym of "{}" is "{}".'.format(w, syn)
+    elif shape == 2:  # part of speech
+        pos = rng.choice(["noun", "verb", "adjective", "adverb"])
+        text = "{} ({}): {} {}".format(w, pos, pseudo_word(rng, ex), pseudo_word(rng, ex))
+        q = 'Which part of speech is the word "{}"?'.format(w)
+        think = 'The entry marks "{}" as ({}).'.format(w, pos)
+        answer = '"{}" is {} {}.'.format(w, "an" if pos[0] in "aeiou" else "a", pos)
+    else:  # an acronym expansion
+        words = [pseudo_word(rng, ex).capitalize() for _ in range(rng.randint(2, 4))]
+        acro = "".join(x[0] for x in words).upper()
+        exp = " ".join(words)
+        text = "{}\n\n<{}> {} {}".format(acro, pseudo_word(rng, ex), exp, pseudo_word(rng, ex))
+        q = "What does the acronym {} stand for?".format(acro)
+        think, answer = 'The entry expands {} as "{}".'.format(acro, exp), "{} stands for {}.".format(acro, exp)
+    user = "Entry:\n{}\n\n{}".format(text, q)
+    return msg(user, think, answer)
+
+
+def main():
+    count, seed, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    exclude = set()
+    if "--exclude" in sys.argv:
+        exclude = {w.lower() for w in json.load(open(sys.argv[sys.argv.index("--exclude") + 1]))}
+    rng = random.Random(seed)
+    kinds = [(echo, 0.15), (word_list, 0.35), (recall, 0.3), (entry, 0.2)]
+    with open(out, "w") as f:
+        for _ in range(count):
+            u, acc = rng.random(), 0.0
+            for fn, share in kinds:
+                acc += share
+                if u < acc:
+                    break
+            f.write(json.dumps(fn(rng, exclude)) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+// Grounded quotes (agent/grounding.h): the substring index against brute force, the constraint under random
+// sampling (every quoted span the sampler lets through is a copy of the sources), the sources of a conversation,
+// and the agent loop with the option on.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <random>
+
+#include <nlohmann/json.hpp>
+
+#include "agent/agent_loop.h"
+#include "agent/builtin_tools.h"
+#include "agent/grounding.h"
+#include "agent_test_util.h"
+
+using namespace baleine;
+using namespace baleine::agent;
+using json = nlohmann::json;
+
+namespace {
+ChatMessage message(const std::string& role, const std::string& content) {
+  ChatMessage m;
+  m.role = role;
+  m.content = content;
+  return m;
+}
+std::string lower(std::string s) {
+  for (char& c : s) c = char(std::tolower(uint8_t(c)));
+  return s;
+}
+bool brute_contains(const std::vector<std::string>& texts, const std::string& s) {
+  return std::any_of(texts.begin(), texts.end(), [&](const std::string& t) {
+    return t.find(s) != std::string::npos || lower(t).find(s) != std::string::npos;
+  });
+}
+// The quoted spans of text (the last one may be open).
+std::vector<std::string> quoted_spans(const std::string& text) {
+  std::vector<std::string> out;
+  bool in = false;
+  for (char c : text) {
+    if (c == '\x01') {  // a special token (see without_specials): ends any quote
+      in = false;
+    } else if (c == '"') {
+      if (!in) out.emplace_back();
+      in = !in;
+    } else if (in) {
+      out.back() += c;
+    }
+  }
+  return out;
+}
+// text with every special token's bytes replaced by \x01 (quoted_spans ends a quote there, as the constraint does).
+std::string without_specials(std::string text, const VocabIndex& vocab) {
+  for (size_t id = 0; id < vocab.bytes.size(); ++id) {
+    const std::string& b = vocab.bytes[id];
+    if (!vocab.special[id] || b.empty()) continue;
+    for (size_t p; (p = text.find(b)) != std::string::npos;) text.replace(p, b.size(), "\x01");
+  }
+  return text;
+}
+}  // namespace
+
+TEST(Grounding, SubstringIndexMatchesBruteForce) {
+  std::mt19937 rng(7);
+  const std::string alphabet = "abAB c\"";
+  for (int round = 0; round < 20; ++round) {
+    std::vector<std::string> texts(1 + rng() % 4);
+    for (auto& t : texts)
+      for (size_t n = rng() % 40; n > 0; --n) t += alphabet[rng() % alphabet.size()];
+    SubstringIndex index(texts);
+    for (const auto& t : texts)  // every substring of every text, and its lower-cased form
+      for (size_t i = 0; i < t.size(); ++i)
+        for (size_t n = 1; i + n <= t.size() && n <= 10; ++n) {
+          EXPECT_TRUE(index.contains(t.substr(i, n)));
+          EXPECT_TRUE(index.contains(lower(t.substr(i, n))));
+        }
+    for (int k = 0; k < 400; ++k) {  // random strings: contained exactly when brute force finds them
+      std::string s;
+      for (size_t n = 1 + rng() % 6; n > 0; --n) s += alphabet[rng() % alphabet.size()];
+      EXPECT_EQ(index.contains(s), brute_contains(texts, s)) << s;
+    }
+  }
+  // No substring runs from one text into the next.
+  SubstringIndex two({"abc", "def"});
+  EXPECT_TRUE(two.contains("bc"));
+  EXPECT_TRUE(two.contains("de"));
+  EXPECT_FALSE(two.contains("cd"));
+  EXPECT_TRUE(two.contains(""));
+  EXPECT_TRUE(SubstringIndex({"Nephridia"}).contains("nephridia"));
+}
+
+TEST(Grounding, SampledQuotesAreCopiesOfTheSources) {
+  auto tok = agent_test::tiny_tokenizer();
+  auto vocab = VocabIndex::build(*tok);
+  const std::vector<std::string> sources = {"the answer is 42", "Ada Lovelace wrote poetry about math"};
+  auto index = std::make_shared<SubstringIndex>(sources);
+  std::mt19937 rng(11);
+  size_t long_spans = 0, spans = 0;
+  // Special tokens end a quote (tested below); here they are kept out so the text's quotes are the tracked ones.
+  std::vector<int32_t> specials;
+  for (int32_t id = 0; id < int32_t(vocab->vocab_size); ++id)
+    if (vocab->special[size_t(id)] && id != tok->eos_id()) specials.push_back(id);
+  for (int run = 0; run < 40; ++run) {
+    AllOfConstraint c({std::make_shared<ForbidTokensConstraint>(specials), std::make_shared<GroundedQuoteConstraint>(index, vocab)});
+    const std::string text = agent_test::generate_random(c, tok->vocab_size(), 120, rng);
+    for (const auto& s : quoted_spans(text)) {
+      ++spans;
+      long_spans += s.size() >= 3;
+      EXPECT_TRUE(brute_contains(sources, s)) << "span \"" << s << "\" of: " << text;
+    }
+    // Closed quotes are never empty.
+    EXPECT_EQ(text.find("\"\""), std::string::npos) << text;
+  }
+  EXPECT_GT(spans, 20u);  // the random sampler opens quotes often, so the mask was exercised
+  EXPECT_GT(long_spans, 5u);
+  // Without the constraint the same sampler writes quoted text the sources do not hold (the test can fail).
+  ForbidTokensConstraint none(specials);
+  size_t ungrounded = 0;
+  for (int run = 0; run < 20; ++run)
+    for (const auto& s : quoted_spans(agent_test::generate_random(none, tok->vocab_size(), 120, rng)))
+      ungrounded += !brute_contains(sources, s);
+  EXPECT_GT(ungrounded, 0u);
+}
+
+TEST(Grounding, ToolCallMarkerAndSpecialTokensEndTracking) {
+  auto tok = agent_test::tiny_tokenizer();
+  auto vocab = VocabIndex::build(*tok);
+  GroundedQuoteConstraint c(std::make_shared<SubstringIndex>(std::vector<std::string>{"abc"}), vocab);
+  GroundedQuoteConstraint::State s;
+  EXPECT_TRUE(c.advance(s, "say \"ab"));
+  EXPECT_TRUE(s.in_quote);
+  EXPECT_EQ(s.quoted, 2);
+  GroundedQuoteConstraint::State t = s;
+  EXPECT_FALSE(c.advance(t, "x"));      // "abx" is not in the sources
+  t = s;
+  EXPECT_TRUE(c.advance(t, "c\" ok"));  // "abc" closed, free text after
+  EXPECT_FALSE(t.in_quote);
+  GroundedQuoteConstraint::State e;
+  EXPECT_FALSE(c.advance(e, "\"\""));   // an empty quote
+  for (int32_t id = 0; id < int32_t(vocab->vocab_size); ++id)
+    if (vocab->special[size_t(id)] && vocab->bytes[size_t(id)].find("tool") != std::string::npos) {
+      c.accept(id);
+      EXPECT_TRUE(c.state().off);
+      break;
+    }
+}
+
+TEST(Grounding, SourcesNeedPassages) {
+  const ChatMessage u = message("user", "What is the plural of \"nephridium\"?");
+  const ChatMessage calc = message("tool", R"({"expression":"2+2","result":"4"})");
+  EXPECT_TRUE(grounding_sources({u, calc}).empty());  // no passages: nothing to ground on
+  const ChatMessage found = message("tool", R"({"query":"nephridium","passages":[{"document":"gcide: Nephridium","text":"Nephridium  n.; pl. Nephridia."}]})");
+  const auto s = grounding_sources({u, calc, found});
+  EXPECT_NE(std::find(s.begin(), s.end(), "Nephridium  n.; pl. Nephridia."), s.end());
+  EXPECT_NE(std::find(s.begin(), s.end(), u.content), s.end());
+  EXPECT_NE(std::find(s.begin(), s.end(), "gcide: Nephridium"), s.end());
+}
+
+// The loop with grounded quotes on: after the search, every quoted span of the random tiny model's answer is a copy
+// of the question or the passages.
+TEST(Grounding, AgentLoopAnswersQuoteTheSources) {
+  auto tok = agent_test::tiny_tokenizer();
+  auto vocab = VocabIndex::build(*tok);
+  Engine engine(agent_test::tiny_model(), tok);
+  auto store = agent_test::fixture_store();
+  ToolRegistry reg;
+  reg.add(retrieval_tool(store, 2, "Who founded the chess club?"));
+  size_t spans = 0;
+  for (int seed = 1; seed <= 16; ++seed) {
+    AgentOptions o;
+    o.params.max_tokens = 80;
+    o.params.sampling.temperature = 1.5f;
+    o.params.sampling.seed = uint64_t(seed);
+    o.first_choice = ToolChoice{ToolChoiceMode::Required, ""};
+    o.parallel_tool_calls = false;
+    o.max_steps = 2;
+    o.grounded_quotes = true;
+    AgentLoop loop(engine, vocab, reg, o);
+    const ChatMessage user = message("user", "Who founded the chess club?");
+    AgentResult r = loop.run({user});
+    ASSERT_GE(r.messages.size(), 3u);
+    ASSERT_EQ(r.messages[2].role, "tool");
+    const auto sources = grounding_sources(r.messages);
+    ASSERT_FALSE(sources.empty());
+    for (const auto& s : quoted_spans(without_specials(r.content, *vocab))) {
+      ++spans;
+      EXPECT_TRUE(brute_contains(sources, s)) << "span \"" << s << "\" of: " << r.content;
+    }
+  }
+  EXPECT_GT(spans, 0u);  // the random model does quote, so the constraint was in the loop
+}
