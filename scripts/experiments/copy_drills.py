@@ -13,7 +13,8 @@ this script writes drills whose whole loss is on copying, from pseudo-words (ran
   entry   a dictionary-shaped entry of a pseudo-word and a question in the facts suite's four shapes, answered by
           copying the entry's word (no tool: the lookup itself)
 
-usage: copy_drills.py COUNT SEED OUT.jsonl [--exclude words.json]
+usage: copy_drills.py COUNT SEED OUT.jsonl [--exclude words.json] [--shares ECHO,LIST,RECALL,ENTRY]
+  --exclude: words never used (e.g. the held-out questions' subjects and answers); --shares default 0.15,0.35,0.3,0.2
 """
 import json
 import random
@@ -104,8 +105,12 @@ def main():
     exclude = set()
     if "--exclude" in sys.argv:
         exclude = {w.lower() for w in json.load(open(sys.argv[sys.argv.index("--exclude") + 1]))}
+    shares = [0.15, 0.35, 0.3, 0.2]
+    if "--shares" in sys.argv:
+        shares = [float(x) for x in sys.argv[sys.argv.index("--shares") + 1].split(",")]
+        assert len(shares) == 4 and abs(sum(shares) - 1) < 1e-9, "--shares: four shares summing to 1"
     rng = random.Random(seed)
-    kinds = [(echo, 0.15), (word_list, 0.35), (recall, 0.3), (entry, 0.2)]
+    kinds = list(zip([echo, word_list, recall, entry], shares))
     with open(out, "w") as f:
         for _ in range(count):
             u, acc = rng.random(), 0.0

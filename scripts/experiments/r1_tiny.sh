@@ -10,6 +10,8 @@
 #   scripts/experiments/r1_tiny.sh distill       # teacher samples -> rejection sampling -> SFT of the student + eval
 #   scripts/experiments/r1_tiny.sh student-rl    # the student trained by GRPO (teacher's recipe) instead + eval
 #   scripts/experiments/r1_tiny.sh final         # the default model: teacher + SFT on its traces + tool-use traces
+#   scripts/experiments/r1_tiny.sh copy          # copying drills on the default model, then tool-use + replay SFT
+#                                                # + grounding eval (with and without grounded quotes)
 #   scripts/experiments/r1_tiny.sh table         # the results table (markdown) from the eval reports
 #
 # Environment: W (work directory, default out/r1-tiny), B (baleine executable), CORPUS (scripts/build_corpus.sh
@@ -25,7 +27,7 @@ ARITH='{"name":"arithmetic","min_digits":1,"max_digits":2,"ops":"+-","reasoning"
 ARITH3='{"name":"arithmetic","min_digits":1,"max_digits":3,"ops":"+-","reasoning":"short"}'
 EVAL_PROBLEMS=${EVAL_PROBLEMS:-200}
 mkdir -p "$W"
-stage=${1:?"usage: $0 data|base|sft|grpo|student-base|student-sft|distill|student-rl|final|table"}
+stage=${1:?"usage: $0 data|base|sft|grpo|student-base|student-sft|distill|student-rl|final|copy|table"}
 t0=$(date +%s)
 bl() { nice -n 0 "$B" --threads "$THREADS" "$@"; }
 latest() { echo "$1/checkpoints/$(cat "$1/checkpoints/latest")"; }
@@ -146,6 +148,48 @@ final)  # the embedded default model: the GRPO teacher + SFT on its own rejectio
     bl eval --model "$W/default-model" --suite facts --facts "$CORPUS/raw/debian" --problems 200 --max-tokens 96 \
       --retrieval --retrieval-mode $mode --chat-format deepseek-r1 --out "$W/eval_grounding_$mode.json" | tail -5
   done
+  ;;
+copy)  # the model cannot copy a rare word from its context: drills whose loss is all copying, then the tool-use mix
+  grounding() {  # $1 model, $2 report name, extra flags after
+    local m=$1 name=$2; shift 2
+    for mode in agent inject; do
+      bl eval --model "$m" --suite facts --facts "$CORPUS/raw/debian" --problems 200 --max-tokens 96 --retrieval \
+        --retrieval-mode $mode --chat-format deepseek-r1 "$@" --out "$W/eval_${name}_$mode.json" \
+        --samples-out "$W/eval_${name}_${mode}_samples.jsonl" | tail -2
+    done
+  }
+  # the held-out questions' subjects and answers are never drill words
+  bl eval --model "$W/default-model" --suite facts --facts "$CORPUS/raw/debian" --problems 200 --max-tokens 8 \
+    --chat-format deepseek-r1 --samples-out "$W/facts_heldout.jsonl" --out "$W/facts_heldout.json" > /dev/null
+  python3 -c '
+import json, re, sys
+words = set()
+for line in open(sys.argv[1]):
+    d = json.loads(line)
+    for w in re.findall(r"\"([^\"]+)\"", d["question"]) + re.findall(r"acronym (\S+) stand", d["question"]) + d["aliases"]:
+        words.add(w.lower())
+json.dump(sorted(words), open(sys.argv[2], "w"))' "$W/facts_heldout.jsonl" "$W/eval_exclude.json"
+  D="python3 $ROOT/scripts/experiments/copy_drills.py"
+  $D 20000 1 "$W/copy1.jsonl" --exclude "$W/eval_exclude.json" --shares 0.2,0.25,0.3,0.25
+  $D 60000 2 "$W/copy2.jsonl" --exclude "$W/eval_exclude.json"
+  $D 120000 3 "$W/copy3.jsonl" --exclude "$W/eval_exclude.json"
+  $D 4000 7 "$W/copy4.jsonl" --exclude "$W/eval_exclude.json"
+  sft_recipe "$(latest "$W/final2")" copy1.jsonl copy1 512 8 200 1e-3 1e-4 10 3 50 200 > "$W/copy1.json"
+  bl sft --config "$W/copy1.json"
+  # (as run: a 900-step cosine stopped at step 300; steps 1-300 do not depend on the later ones)
+  sft_recipe "$W/copy1/checkpoints/step-00000200" copy2.jsonl copy2 512 8 900 1e-3 2e-4 10 4 100 900 > "$W/copy2.json"
+  bl sft --config "$W/copy2.json"
+  python3 -c "import json; r=json.load(open('$W/copy2.json')); r.update(model='$W/copy2/checkpoints/step-00000300', data='$W/copy3.jsonl', out='$W/copy3', steps=${COPY3_STEPS:-1000}, seed=5, checkpoint_every=250, eval_every=${COPY3_STEPS:-1000}, lr={'schedule':'constant','max':1e-3,'warmup_steps':1}); print(json.dumps(r))" > "$W/copy3.json"
+  bl sft --config "$W/copy3.json"
+  bl tasks --suite '{"name":"agent","calculator":0.25,"retrieval":0.5,"unanswerable":0.1,"plain":0.15}' \
+    --facts "$CORPUS/raw/debian" --count 5000 --as chat --seed 61 --out "$W/agent4.jsonl"
+  (cat "$W/agent4.jsonl" "$W/copy4.jsonl"; tail -n 4000 "$W/distill.jsonl"; tail -n 1500 "$W/sft3.jsonl") \
+    | shuf --random-source=<(yes 8) > "$W/final4_sft.jsonl"
+  sft_recipe "$(latest "$W/copy3")" final4_sft.jsonl final4 1024 4 "${FINAL4_STEPS:-500}" 5e-4 3e-5 10 16 100 "${FINAL4_STEPS:-500}" > "$W/final4_sft.json"
+  bl sft --config "$W/final4_sft.json"
+  evaluate "$(latest "$W/final4")" final4
+  grounding "$(latest "$W/final4")" grounding4
+  grounding "$(latest "$W/final4")" grounding4_gq --grounded-quotes
   ;;
 table)
   python3 "$ROOT/scripts/experiments/r1_tiny_table.py" "$W"
