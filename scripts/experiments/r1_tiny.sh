@@ -179,7 +179,7 @@ json.dump(sorted(words), open(sys.argv[2], "w"))' "$W/facts_heldout.jsonl" "$W/e
   # (as run: a 900-step cosine stopped at step 300; steps 1-300 do not depend on the later ones)
   sft_recipe "$W/copy1/checkpoints/step-00000200" copy2.jsonl copy2 512 8 900 1e-3 2e-4 10 4 100 900 > "$W/copy2.json"
   bl sft --config "$W/copy2.json"
-  python3 -c "import json; r=json.load(open('$W/copy2.json')); r.update(model='$W/copy2/checkpoints/step-00000300', data='$W/copy3.jsonl', out='$W/copy3', steps=${COPY3_STEPS:-1000}, seed=5, checkpoint_every=250, eval_every=${COPY3_STEPS:-1000}, lr={'schedule':'constant','max':1e-3,'warmup_steps':1}); print(json.dumps(r))" > "$W/copy3.json"
+  python3 -c "import json; r=json.load(open('$W/copy2.json')); r.update(model='$W/copy2/checkpoints/step-00000300', data='$W/copy3.jsonl', out='$W/copy3', steps=${COPY3_STEPS:-750}, seed=5, checkpoint_every=250, eval_every=${COPY3_STEPS:-750}, lr={'schedule':'constant','max':1e-3,'warmup_steps':1}); print(json.dumps(r))" > "$W/copy3.json"
   bl sft --config "$W/copy3.json"
   bl tasks --suite '{"name":"agent","calculator":0.25,"retrieval":0.5,"unanswerable":0.1,"plain":0.15}' \
     --facts "$CORPUS/raw/debian" --count 5000 --as chat --seed 61 --out "$W/agent4.jsonl"

@@ -135,7 +135,7 @@ AgentResult AgentLoop::run(std::vector<ChatMessage> conversation, const std::fun
       if (auto sources = grounding_sources(conversation); !sources.empty())
         req.params.constraint = std::make_shared<AllOfConstraint>(std::vector<std::shared_ptr<TokenConstraint>>{
             req.params.constraint,
-            std::make_shared<GroundedQuoteConstraint>(std::make_shared<SubstringIndex>(sources), vocab_)});
+            std::make_shared<GroundedQuoteConstraint>(std::make_shared<WordSpanIndex>(sources), vocab_)});
     const auto t0 = Clock::now();
     std::shared_ptr<GenerationHandle> h;
     try {

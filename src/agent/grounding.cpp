@@ -76,14 +76,55 @@ int32_t SubstringIndex::extend(int32_t last, uint8_t c) {
 
 int32_t SubstringIndex::step(int32_t state, uint8_t byte) const { return state == kNone ? kNone : find(state, byte); }
 
-bool SubstringIndex::contains(std::string_view s) const {
+bool SpanIndex::contains(std::string_view s) const {
   int32_t at = kRoot;
   for (unsigned char c : s)
     if ((at = step(at, c)) == kNone) return false;
-  return true;
+  return can_close(at);
 }
 
-GroundedQuoteConstraint::GroundedQuoteConstraint(std::shared_ptr<const SubstringIndex> sources,
+namespace {
+bool word_byte(uint8_t c) { return std::isalnum(c) || c >= 0x80; }
+int32_t find_next(const std::vector<std::pair<uint8_t, int32_t>>& n, uint8_t byte) {
+  auto it = std::lower_bound(n.begin(), n.end(), byte, [](const auto& e, uint8_t b) { return e.first < b; });
+  return it != n.end() && it->first == byte ? it->second : SpanIndex::kNone;
+}
+}  // namespace
+
+WordSpanIndex::WordSpanIndex(const std::vector<std::string>& texts, size_t max_bytes) {
+  nodes_.emplace_back();
+  for (const auto& original : texts)
+    for (int pass = 0; pass < 2; ++pass) {
+      std::string t = original;
+      if (pass == 1)
+        for (char& ch : t) ch = char(std::tolower(uint8_t(ch)));
+      for (size_t i = 0; i < t.size(); ++i) {
+        if (!word_byte(uint8_t(t[i])) || (i > 0 && word_byte(uint8_t(t[i - 1])))) continue;  // not a word start
+        int32_t at = kRoot;
+        for (size_t j = i; j < t.size() && j - i < max_bytes; ++j) {
+          const uint8_t b = uint8_t(t[j]);
+          int32_t to = find_next(nodes_[size_t(at)].next, b);
+          if (to == kNone) {
+            to = int32_t(nodes_.size());
+            nodes_.emplace_back();
+            auto& n = nodes_[size_t(at)].next;
+            n.insert(std::lower_bound(n.begin(), n.end(), b, [](const auto& e, uint8_t x) { return e.first < x; }), {b, to});
+          }
+          at = to;
+          // a span may close where the source's word ends: after a word byte that the next byte does not continue
+          if (word_byte(b) && (j + 1 == t.size() || !word_byte(uint8_t(t[j + 1])))) nodes_[size_t(at)].word_end = true;
+        }
+      }
+    }
+}
+
+int32_t WordSpanIndex::step(int32_t state, uint8_t byte) const {
+  return state == kNone ? kNone : find_next(nodes_[size_t(state)].next, byte);
+}
+
+bool WordSpanIndex::can_close(int32_t state) const { return state != kNone && state != kRoot && nodes_[size_t(state)].word_end; }
+
+GroundedQuoteConstraint::GroundedQuoteConstraint(std::shared_ptr<const SpanIndex> sources,
                                                  std::shared_ptr<const VocabIndex> vocab)
     : sources_(std::move(sources)), vocab_(std::move(vocab)) {
   has_quote_.resize(size_t(vocab_->vocab_size));
@@ -95,13 +136,13 @@ bool GroundedQuoteConstraint::advance(State& s, std::string_view bytes) const {
   if (s.off) return true;
   for (unsigned char b : bytes) {
     if (!s.in_quote) {
-      if (b == '"') s = State{true, false, SubstringIndex::kRoot, 0};
+      if (b == '"') s = State{true, false, SpanIndex::kRoot, 0};
     } else if (b == '"') {
-      if (s.quoted == 0) return false;  // an empty quote grounds nothing
+      if (s.quoted == 0 || !sources_->can_close(s.at)) return false;  // empty, or not a span the sources end here
       s.in_quote = false;
     } else {
       s.at = sources_->step(s.at, b);
-      if (s.at == SubstringIndex::kNone) return false;
+      if (s.at == SpanIndex::kNone) return false;
       ++s.quoted;
     }
   }

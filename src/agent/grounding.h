@@ -1,10 +1,10 @@
 // agent/grounding.h — grounded quotes: a sampler stage that makes every double-quoted span the model writes a
-// verbatim copy of its sources (the user's messages and the retrieved passages), so a cited answer quotes what
+// verbatim (whole-word, in the agent loop) copy of its sources (the user's messages and the retrieved passages), so a cited answer quotes what
 // the documents say instead of a near-miss. Small models copy approximately (asked for "prothallus" the 4 M-parameter
 // default model writes "prios"): its distribution already points at the right source words, and the mask turns the
 // approximate copy into an exact one — the model still chooses what to quote, where and whether to quote at all.
 // Unquoted text, special tokens and everything after a tool-call marker (arguments are JSON) are left free.
-// defines: SubstringIndex, GroundedQuoteConstraint, AllOfConstraint, grounding_sources
+// defines: SpanIndex, SubstringIndex, WordSpanIndex, GroundedQuoteConstraint, AllOfConstraint, grounding_sources
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -17,15 +17,24 @@
 
 namespace baleine::agent {
 
-// Every substring of a set of texts, as a generalised suffix automaton: extending a candidate substring by a byte is
-// one transition (no substring crosses from one text into the next). Each text is also added lower-cased, so a quote
-// may change the case of what it copies ("Nephridia" -> "nephridia").
-class SubstringIndex {
+// The spans a quote may hold, as an automaton over bytes: step() extends the span so far (kNone: no such span),
+// can_close() says whether a quote may end after it. Each source text is also indexed lower-cased, so a quote may
+// change the case of what it copies ("Nephridia" -> "nephridia"); no span crosses from one text into the next.
+class SpanIndex {
+ public:
+  static constexpr int32_t kRoot = 0, kNone = -1;
+  virtual ~SpanIndex() = default;
+  virtual int32_t step(int32_t state, uint8_t byte) const = 0;
+  virtual bool can_close(int32_t state) const = 0;
+  bool contains(std::string_view s) const;  // a span that may be closed here
+};
+
+// Every substring (a generalised suffix automaton: one transition per byte, linear size).
+class SubstringIndex : public SpanIndex {
  public:
   explicit SubstringIndex(const std::vector<std::string>& texts);
-  static constexpr int32_t kRoot = 0, kNone = -1;
-  int32_t step(int32_t state, uint8_t byte) const;  // kNone when state + byte is no substring
-  bool contains(std::string_view s) const;
+  int32_t step(int32_t state, uint8_t byte) const override;
+  bool can_close(int32_t state) const override { return state != kNone; }
   size_t states() const { return states_.size(); }
 
  private:
@@ -39,15 +48,33 @@ class SubstringIndex {
   std::vector<State> states_;
 };
 
+// Whole-word spans: a quote starts where a word of the source starts and may close only where a word ends (letters,
+// digits and non-ASCII bytes make words), at most max_bytes long — "Nephridia" or "pl. Nephridia", never "ephr" or
+// a lone "s" out of a word. A trie of the spans starting at each word start.
+class WordSpanIndex : public SpanIndex {
+ public:
+  explicit WordSpanIndex(const std::vector<std::string>& texts, size_t max_bytes = 96);
+  int32_t step(int32_t state, uint8_t byte) const override;
+  bool can_close(int32_t state) const override;
+  size_t nodes() const { return nodes_.size(); }
+
+ private:
+  struct Node {
+    bool word_end = false;
+    std::vector<std::pair<uint8_t, int32_t>> next;  // sorted by byte
+  };
+  std::vector<Node> nodes_;
+};
+
 class GroundedQuoteConstraint : public TokenConstraint {
  public:
-  GroundedQuoteConstraint(std::shared_ptr<const SubstringIndex> sources, std::shared_ptr<const VocabIndex> vocab);
+  GroundedQuoteConstraint(std::shared_ptr<const SpanIndex> sources, std::shared_ptr<const VocabIndex> vocab);
   void mask(std::span<float> logits) override;
   void accept(int32_t token) override;
 
   struct State {
     bool in_quote = false, off = false;
-    int32_t at = SubstringIndex::kRoot;  // the quoted text so far, as an automaton state
+    int32_t at = SpanIndex::kRoot;       // the quoted text so far, as an automaton state
     int32_t quoted = 0;                  // its length in bytes
   };
   const State& state() const { return state_; }
@@ -55,7 +82,7 @@ class GroundedQuoteConstraint : public TokenConstraint {
   bool advance(State& s, std::string_view bytes) const;
 
  private:
-  std::shared_ptr<const SubstringIndex> sources_;
+  std::shared_ptr<const SpanIndex> sources_;
   std::shared_ptr<const VocabIndex> vocab_;
   std::vector<uint8_t> has_quote_;  // by id: the token's bytes hold '"'
   State state_;

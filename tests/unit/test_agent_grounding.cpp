@@ -33,6 +33,19 @@ bool brute_contains(const std::vector<std::string>& texts, const std::string& s)
     return t.find(s) != std::string::npos || lower(t).find(s) != std::string::npos;
   });
 }
+bool word_byte(char c) { return std::isalnum(uint8_t(c)) || uint8_t(c) >= 0x80; }
+// s occurs in a text (or its lower-cased form) starting at a word start and ending at a word end.
+bool brute_word_span(const std::vector<std::string>& texts, const std::string& s, size_t max_bytes = 96) {
+  if (s.empty() || s.size() > max_bytes) return false;
+  for (const auto& original : texts)
+    for (const std::string& t : {original, lower(original)})
+      for (size_t i = t.find(s); i != std::string::npos; i = t.find(s, i + 1)) {
+        const size_t j = i + s.size();
+        if (word_byte(t[i]) && (i == 0 || !word_byte(t[i - 1])) && word_byte(t[j - 1]) && (j == t.size() || !word_byte(t[j])))
+          return true;
+      }
+  return false;
+}
 // The quoted spans of text (the last one may be open).
 std::vector<std::string> quoted_spans(const std::string& text) {
   std::vector<std::string> out;
@@ -89,6 +102,33 @@ TEST(Grounding, SubstringIndexMatchesBruteForce) {
   EXPECT_TRUE(SubstringIndex({"Nephridia"}).contains("nephridia"));
 }
 
+TEST(Grounding, WordSpanIndexMatchesBruteForce) {
+  std::mt19937 rng(9);
+  const std::string alphabet = "abA .c";
+  for (int round = 0; round < 20; ++round) {
+    std::vector<std::string> texts(1 + rng() % 3);
+    for (auto& t : texts)
+      for (size_t n = rng() % 30; n > 0; --n) t += alphabet[rng() % alphabet.size()];
+    WordSpanIndex index(texts, 12);
+    for (const auto& t : texts)  // every substring of every text: accepted exactly when word-aligned
+      for (size_t i = 0; i < t.size(); ++i)
+        for (size_t n = 1; i + n <= t.size() && n <= 14; ++n)
+          EXPECT_EQ(index.contains(t.substr(i, n)), brute_word_span(texts, t.substr(i, n), 12)) << t.substr(i, n) << " in " << t;
+    for (int k = 0; k < 300; ++k) {
+      std::string s;
+      for (size_t n = 1 + rng() % 6; n > 0; --n) s += alphabet[rng() % alphabet.size()];
+      EXPECT_EQ(index.contains(s), brute_word_span(texts, s, 12)) << s;
+    }
+  }
+  WordSpanIndex dict({"Nephridium  n.; pl. Nephridia. [NL.]"});
+  EXPECT_TRUE(dict.contains("Nephridia"));
+  EXPECT_TRUE(dict.contains("nephridia"));
+  EXPECT_TRUE(dict.contains("pl. Nephridia"));
+  EXPECT_FALSE(dict.contains("ephridia"));  // not a word start
+  EXPECT_FALSE(dict.contains("Nephr"));     // not a word end
+  EXPECT_FALSE(dict.contains(""));
+}
+
 TEST(Grounding, SampledQuotesAreCopiesOfTheSources) {
   auto tok = agent_test::tiny_tokenizer();
   auto vocab = VocabIndex::build(*tok);
@@ -113,6 +153,24 @@ TEST(Grounding, SampledQuotesAreCopiesOfTheSources) {
   }
   EXPECT_GT(spans, 20u);  // the random sampler opens quotes often, so the mask was exercised
   EXPECT_GT(long_spans, 5u);
+  // Whole-word spans (what the agent loop uses): every closed quote is a word-aligned copy.
+  auto words = std::make_shared<WordSpanIndex>(sources);
+  size_t closed = 0;
+  for (int run = 0; run < 40; ++run) {
+    AllOfConstraint c({std::make_shared<ForbidTokensConstraint>(specials), std::make_shared<GroundedQuoteConstraint>(words, vocab)});
+    const std::string text = agent_test::generate_random(c, tok->vocab_size(), 120, rng);
+    const auto q = quoted_spans(text);
+    const bool last_open = std::count(text.begin(), text.end(), '"') % 2 == 1;
+    for (size_t i = 0; i < q.size(); ++i) {
+      if (last_open && i + 1 == q.size()) {
+        EXPECT_TRUE(brute_contains(sources, q[i])) << q[i];  // still open: a prefix of a span
+      } else {
+        ++closed;
+        EXPECT_TRUE(brute_word_span(sources, q[i])) << "span \"" << q[i] << "\" of: " << text;
+      }
+    }
+  }
+  EXPECT_GT(closed, 3u);
   // Without the constraint the same sampler writes quoted text the sources do not hold (the test can fail).
   ForbidTokensConstraint none(specials);
   size_t ungrounded = 0;
@@ -184,7 +242,7 @@ TEST(Grounding, AgentLoopAnswersQuoteTheSources) {
     ASSERT_FALSE(sources.empty());
     for (const auto& s : quoted_spans(without_specials(r.content, *vocab))) {
       ++spans;
-      EXPECT_TRUE(brute_contains(sources, s)) << "span \"" << s << "\" of: " << r.content;
+      EXPECT_TRUE(brute_contains(sources, s)) << "span \"" << s << "\" of: " << r.content;  // (open ones: prefixes)
     }
   }
   EXPECT_GT(spans, 0u);  // the random model does quote, so the constraint was in the loop
