@@ -11,6 +11,20 @@ namespace baleine::agent {
 
 using json = nlohmann::json;
 
+namespace {
+bool word_byte(uint8_t c) { return std::isalnum(c) || c >= 0x80; }
+// Transitions are kept sorted by byte: the one on `byte`, or kNone.
+int32_t find_next(const std::vector<std::pair<uint8_t, int32_t>>& n, uint8_t byte) {
+  auto it = std::lower_bound(n.begin(), n.end(), byte, [](const auto& e, uint8_t b) { return e.first < b; });
+  return it != n.end() && it->first == byte ? it->second : SpanIndex::kNone;
+}
+void set_next(std::vector<std::pair<uint8_t, int32_t>>& n, uint8_t byte, int32_t to) {
+  auto it = std::lower_bound(n.begin(), n.end(), byte, [](const auto& e, uint8_t b) { return e.first < b; });
+  if (it != n.end() && it->first == byte) it->second = to;
+  else n.insert(it, {byte, to});
+}
+}  // namespace
+
 SubstringIndex::SubstringIndex(const std::vector<std::string>& texts) {
   states_.emplace_back();  // the root
   for (const auto& t : texts)
@@ -20,18 +34,9 @@ SubstringIndex::SubstringIndex(const std::vector<std::string>& texts) {
     }
 }
 
-int32_t SubstringIndex::find(int32_t state, uint8_t byte) const {
-  const auto& n = states_[size_t(state)].next;
-  auto it = std::lower_bound(n.begin(), n.end(), byte, [](const auto& e, uint8_t b) { return e.first < b; });
-  return it != n.end() && it->first == byte ? it->second : kNone;
-}
+int32_t SubstringIndex::find(int32_t state, uint8_t byte) const { return find_next(states_[size_t(state)].next, byte); }
 
-void SubstringIndex::set(int32_t state, uint8_t byte, int32_t to) {
-  auto& n = states_[size_t(state)].next;
-  auto it = std::lower_bound(n.begin(), n.end(), byte, [](const auto& e, uint8_t b) { return e.first < b; });
-  if (it != n.end() && it->first == byte) it->second = to;
-  else n.insert(it, {byte, to});
-}
+void SubstringIndex::set(int32_t state, uint8_t byte, int32_t to) { set_next(states_[size_t(state)].next, byte, to); }
 
 // The generalised suffix-automaton extension (a text restarts from the root; an existing transition is reused,
 // split by a clone when it is not solid).
@@ -83,14 +88,6 @@ bool SpanIndex::contains(std::string_view s) const {
   return can_close(at);
 }
 
-namespace {
-bool word_byte(uint8_t c) { return std::isalnum(c) || c >= 0x80; }
-int32_t find_next(const std::vector<std::pair<uint8_t, int32_t>>& n, uint8_t byte) {
-  auto it = std::lower_bound(n.begin(), n.end(), byte, [](const auto& e, uint8_t b) { return e.first < b; });
-  return it != n.end() && it->first == byte ? it->second : SpanIndex::kNone;
-}
-}  // namespace
-
 WordSpanIndex::WordSpanIndex(const std::vector<std::string>& texts, size_t max_bytes) {
   nodes_.emplace_back();
   for (const auto& original : texts)
@@ -107,8 +104,7 @@ WordSpanIndex::WordSpanIndex(const std::vector<std::string>& texts, size_t max_b
           if (to == kNone) {
             to = int32_t(nodes_.size());
             nodes_.emplace_back();
-            auto& n = nodes_[size_t(at)].next;
-            n.insert(std::lower_bound(n.begin(), n.end(), b, [](const auto& e, uint8_t x) { return e.first < x; }), {b, to});
+            set_next(nodes_[size_t(at)].next, b, to);
           }
           at = to;
           // a span may close where the source's word ends: after a word byte that the next byte does not continue
