@@ -190,6 +190,9 @@ json.dump(sorted(words), open(sys.argv[2], "w"))' "$W/facts_heldout.jsonl" "$W/e
   evaluate "$(latest "$W/final4")" final4
   grounding "$(latest "$W/final4")" grounding4
   grounding "$(latest "$W/final4")" grounding4_gq --grounded-quotes
+  # a fourth drills phase from copy3's step 750 (run afterwards, stopped at step 1,000): the copying phase change
+  python3 -c "import json; r=json.load(open('$W/copy3.json')); r.update(model='$W/copy3/checkpoints/step-00000750', out='$W/copy3b', steps=1200, seed=6, checkpoint_every=200, eval_every=1200); print(json.dumps(r))" > "$W/copy3b.json"
+  bl sft --config "$W/copy3b.json"
   ;;
 table)
   python3 "$ROOT/scripts/experiments/r1_tiny_table.py" "$W"
