@@ -33,6 +33,12 @@ bool brute_contains(const std::vector<std::string>& texts, const std::string& s)
     return t.find(s) != std::string::npos || lower(t).find(s) != std::string::npos;
   });
 }
+// n random characters of alphabet.
+std::string random_string(std::mt19937& rng, const std::string& alphabet, size_t n) {
+  std::string s;
+  for (; n > 0; --n) s += alphabet[rng() % alphabet.size()];
+  return s;
+}
 bool word_byte(char c) { return std::isalnum(uint8_t(c)) || uint8_t(c) >= 0x80; }
 // s occurs in a text (or its lower-cased form) starting at a word start and ending at a word end.
 bool brute_word_span(const std::vector<std::string>& texts, const std::string& s, size_t max_bytes = 96) {
@@ -78,8 +84,7 @@ TEST(Grounding, SubstringIndexMatchesBruteForce) {
   const std::string alphabet = "abAB c\"";
   for (int round = 0; round < 20; ++round) {
     std::vector<std::string> texts(1 + rng() % 4);
-    for (auto& t : texts)
-      for (size_t n = rng() % 40; n > 0; --n) t += alphabet[rng() % alphabet.size()];
+    for (auto& t : texts) t = random_string(rng, alphabet, rng() % 40);
     SubstringIndex index(texts);
     for (const auto& t : texts)  // every substring of every text, and its lower-cased form
       for (size_t i = 0; i < t.size(); ++i)
@@ -88,8 +93,7 @@ TEST(Grounding, SubstringIndexMatchesBruteForce) {
           EXPECT_TRUE(index.contains(lower(t.substr(i, n))));
         }
     for (int k = 0; k < 400; ++k) {  // random strings: contained exactly when brute force finds them
-      std::string s;
-      for (size_t n = 1 + rng() % 6; n > 0; --n) s += alphabet[rng() % alphabet.size()];
+      const std::string s = random_string(rng, alphabet, 1 + rng() % 6);
       EXPECT_EQ(index.contains(s), brute_contains(texts, s)) << s;
     }
   }
@@ -107,16 +111,14 @@ TEST(Grounding, WordSpanIndexMatchesBruteForce) {
   const std::string alphabet = "abA .c";
   for (int round = 0; round < 20; ++round) {
     std::vector<std::string> texts(1 + rng() % 3);
-    for (auto& t : texts)
-      for (size_t n = rng() % 30; n > 0; --n) t += alphabet[rng() % alphabet.size()];
+    for (auto& t : texts) t = random_string(rng, alphabet, rng() % 30);
     WordSpanIndex index(texts, 12);
     for (const auto& t : texts)  // every substring of every text: accepted exactly when word-aligned
       for (size_t i = 0; i < t.size(); ++i)
         for (size_t n = 1; i + n <= t.size() && n <= 14; ++n)
           EXPECT_EQ(index.contains(t.substr(i, n)), brute_word_span(texts, t.substr(i, n), 12)) << t.substr(i, n) << " in " << t;
     for (int k = 0; k < 300; ++k) {
-      std::string s;
-      for (size_t n = 1 + rng() % 6; n > 0; --n) s += alphabet[rng() % alphabet.size()];
+      const std::string s = random_string(rng, alphabet, 1 + rng() % 6);
       EXPECT_EQ(index.contains(s), brute_word_span(texts, s, 12)) << s;
     }
   }
