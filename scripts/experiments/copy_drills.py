@@ -12,9 +12,14 @@ this script writes drills whose whole loss is on copying, from pseudo-words (ran
           an answer from a passage needs: "Nephridium n.; pl. Nephridia" -> Nephridia)
   entry   a dictionary-shaped entry of a pseudo-word and a question in the facts suite's four shapes, answered by
           copying the entry's word (no tool: the lookup itself)
+  tool    the whole retrieval trace of `baleine tasks --suite agent` (search_documents call, tool result with 1-3
+          passages, cited answer) for a pseudo-word: the subject is copied into the query and the answer out of the
+          passage that is the word's entry, among distractor entries that may mention the word; the passage's rank is
+          random, so neither the answer nor its position can be memorised
 
-usage: copy_drills.py COUNT SEED OUT.jsonl [--exclude words.json] [--shares ECHO,LIST,RECALL,ENTRY]
+usage: copy_drills.py COUNT SEED OUT.jsonl [--exclude words.json] [--shares ECHO,LIST,RECALL,ENTRY[,TOOL]]
   --exclude: words never used (e.g. the held-out questions' subjects and answers); --shares default 0.15,0.35,0.3,0.2
+  (four shares: no tool traces, the draws of the earlier phases; five: the tool share last)
 """
 import json
 import random
@@ -100,6 +105,96 @@ def entry(rng, ex):
     return msg(user, think, answer)
 
 
+SEARCH_TOOL = {"type": "function", "function": {
+    "name": "search_documents", "description": "Searches the assistant's documents and returns the most relevant passages with their source.",
+    "parameters": {"type": "object", "properties": {"query": {"type": "string", "description": "what to look for"}},
+                   "required": ["query"], "additionalProperties": False}, "strict": True}}
+OTHER_TOOLS = [
+    {"type": "function", "function": {
+        "name": "calculator",
+        "description": "Exact arithmetic on rational numbers: + - * / ^ and parentheses, e.g. \"(2+3)*7/4\" or \"2^100\".",
+        "parameters": {"type": "object", "properties": {"expression": {"type": "string", "description": "the arithmetic expression"}},
+                       "required": ["expression"], "additionalProperties": False}, "strict": True}},
+    {"type": "function", "function": {
+        "name": "current_datetime", "description": "The current date and time (UTC, or shifted by a UTC offset in minutes).",
+        "parameters": {"type": "object", "properties": {"utc_offset_minutes": {"type": "integer"}}, "additionalProperties": False},
+        "strict": True}}]
+POS = ["noun", "verb", "adjective", "adverb"]
+GLUE = ["a kind of", "the act of", "relating to", "one who", "a small", "having", "the state of being", "any of"]
+
+
+def gloss(rng, ex, mention=None):
+    words = [rng.choice(GLUE)] + [pseudo_word(rng, ex).lower() for _ in range(rng.randint(1, 4))]
+    if mention:
+        words.insert(rng.randint(1, len(words)), mention)
+    return " ".join(words)
+
+
+def passage_for(rng, ex, family, w, mention=None):
+    """(document, text, answer, pos) of one entry headed by w; mention: another word its gloss names."""
+    if family == "plural":
+        pl = (w + rng.choice(["s", "es", "a", "i", "ae", "ta", "ies"])).capitalize()
+        text = "{}  n.; pl. {}. [{}] {}.".format(w.capitalize(), pl, pseudo_word(rng, ex).capitalize(), gloss(rng, ex, mention))
+        return "gcide: " + w.capitalize(), text, pl, "noun"
+    if family == "acronym":
+        return "foldoc: " + w, "{}\n\n<{}> {}.".format(w, pseudo_word(rng, ex).lower(), gloss(rng, ex, mention)), None, None
+    pos = rng.choice(POS)
+    synset = [w] + [pseudo_word(rng, ex).lower() for _ in range(rng.randint(1, 2) if family == "synonym" else 0)]
+    rng.shuffle(synset)
+    head = ", ".join(synset)
+    syn = next(x for x in synset if x != w) if len(synset) > 1 else None
+    return "wordnet: {} ({})".format(head, pos), "{} ({}): {}".format(head, pos, gloss(rng, ex, mention)), syn, pos
+
+
+def tool_trace(rng, ex):
+    family = rng.choice(["plural", "synonym", "pos", "acronym"])
+    if family == "acronym":
+        parts = [pseudo_word(rng, ex).capitalize() for _ in range(rng.randint(2, 4))]
+        w, expansion = "".join(x[0] for x in parts).upper(), " ".join(parts)
+        doc, text = "foldoc: " + w, "{}\n\n<{}> {}.".format(w, pseudo_word(rng, ex).lower(), expansion)
+        answer, pos = expansion, None
+    else:
+        w = pseudo_word(rng, ex).lower()
+        doc, text, answer, pos = passage_for(rng, ex, family, w)
+    # distractors: other entries of the same or another family, a third of them naming w in their gloss
+    passages = [(doc, text)]
+    for _ in range(rng.choice([0, 1, 2, 2])):
+        other = pseudo_word(rng, ex).lower()
+        if family == "acronym" and rng.random() < 0.5:
+            other = "".join(pseudo_word(rng, ex)[0] for _ in range(len(w))).upper()
+        d, t, _, _ = passage_for(rng, ex, rng.choice(["plural", "synonym", "pos", family]) if family != "acronym" else
+                                 rng.choice(["acronym", "plural", "pos"]), other, w if rng.random() < 0.33 else None)
+        passages.append((d, t))
+    rank = rng.randrange(len(passages))
+    passages.insert(rank, passages.pop(0))
+    scores = sorted((rng.uniform(7.0, 14.0) for _ in passages), reverse=True)
+    result = {"passages": [{"document": d, "offset": 0, "score": s, "text": t} for (d, t), s in zip(passages, scores)],
+              "query": w, "query_source": "model"}
+    if family == "plural":
+        question = 'What is the plural of the noun "{}"?'.format(w)
+        says, reply = 'It gives the plural "{}".'.format(answer), 'The plural of "{}" is "{}"'.format(w, answer)
+    elif family == "synonym":
+        question = 'What is a synonym of the {} "{}"?'.format(pos, w)
+        says, reply = 'It lists "{}".'.format(answer), 'A synonym of "{}" is "{}"'.format(w, answer)
+    elif family == "pos":
+        question = 'Which part of speech is the word "{}"?'.format(w)
+        says, reply = "It marks it ({}).".format(pos), '"{}" is {} {}'.format(w, "an" if pos[0] in "aeiou" else "a", pos)
+    else:
+        question = "What does the acronym {} stand for?".format(w)
+        says, reply = 'It says "{}".'.format(answer), "{} stands for {}".format(w, answer)
+    n = rank + 1
+    tools = [SEARCH_TOOL] if rng.random() < 0.5 else OTHER_TOOLS[:1] + OTHER_TOOLS[1:] + [SEARCH_TOOL]
+    return {"kind": "retrieval", "tools": tools, "messages": [
+        {"role": "user", "content": question},
+        {"role": "assistant", "content": None,
+         "reasoning_content": 'This is a question about "{}". I should look it up in the documents instead of guessing.'.format(w),
+         "tool_calls": [{"id": "call_0", "type": "function", "function": {
+             "name": "search_documents", "arguments": json.dumps({"query": w}, separators=(",", ":"))}}]},
+        {"role": "tool", "tool_call_id": "call_0", "content": json.dumps(result, separators=(",", ":"), sort_keys=True)},
+        {"role": "assistant", "reasoning_content": 'Passage [{}] ({}) is the entry for "{}". {}'.format(n, doc, w, says),
+         "content": "{} [{}].".format(reply, n)}]}
+
+
 def main():
     count, seed, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
     exclude = set()
@@ -108,9 +203,9 @@ def main():
     shares = [0.15, 0.35, 0.3, 0.2]
     if "--shares" in sys.argv:
         shares = [float(x) for x in sys.argv[sys.argv.index("--shares") + 1].split(",")]
-        assert len(shares) == 4 and abs(sum(shares) - 1) < 1e-9, "--shares: four shares summing to 1"
+        assert len(shares) in (4, 5) and abs(sum(shares) - 1) < 1e-9, "--shares: four or five shares summing to 1"
     rng = random.Random(seed)
-    kinds = list(zip([echo, word_list, recall, entry], shares))
+    kinds = list(zip([echo, word_list, recall, entry, tool_trace], shares))
     with open(out, "w") as f:
         for _ in range(count):
             u, acc = rng.random(), 0.0
