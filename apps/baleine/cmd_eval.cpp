@@ -1,6 +1,6 @@
 // baleine eval --model DIR --suite arithmetic [--suite countdown ...] [--k 8 --temperature 0.6]: pass@1, pass@k,
 // maj@k on the held-out split of the task suites; a table on stdout, a JSON report with --out.
-// --suite facts --facts DIR [--retrieval [--retrieval-mode agent|inject]]: the dictionary questions graded
+// --suite facts --facts DIR [--retrieval [--retrieval-mode agent|inject|rag]]: the dictionary questions graded
 // correct / incorrect / not attempted, retrieval off and on, and the ratio of the incorrect rates.
 #include <fmt/format.h>
 
@@ -215,8 +215,9 @@ CommandRegistration reg{{"eval", "pass@1 / pass@k / maj@k of a model on the held
                            sub.add_option("--facts", a->facts, "--suite facts: the dictionary jsonl directory (corpus raw/debian)");
                            sub.add_flag("--retrieval", a->retrieval, "--suite facts: also answer with retrieval over the "
                                         "dictionary entries (search_documents in the agent loop) and compare");
-                           sub.add_option("--retrieval-mode", a->retrieval_mode, "agent (the model calls the tool) or inject "
-                                          "(the search call and its result are given as the first turn)");
+                           sub.add_option("--retrieval-mode", a->retrieval_mode, "agent (the model calls the tool), inject "
+                                          "(the search call for the question's key word and its result are given as the "
+                                          "first turn) or rag (the same, searching the question verbatim)");
                            sub.add_option("--chat-format", a->chat_format, "--suite facts: chat template (deepseek-r1, deepseek-v3)");
                            sub.add_flag("--grounded-quotes", a->grounded_quotes, "--suite facts: quoted spans of answers after a "
                                         "search must copy the question or the passages (as serve --grounded-quotes)");

@@ -12,6 +12,8 @@
 #   scripts/experiments/r1_tiny.sh final         # the default model: teacher + SFT on its traces + tool-use traces
 #   scripts/experiments/r1_tiny.sh copy          # copying drills on the default model, then tool-use + replay SFT
 #                                                # + grounding eval (with and without grounded quotes)
+#   scripts/experiments/r1_tiny.sh ground        # after `copy`: tool-use SFT from the copying checkpoint, then
+#                                                # pseudo-word retrieval traces and arithmetic replay + grounding eval
 #   scripts/experiments/r1_tiny.sh table         # the results table (markdown) from the eval reports
 #
 # Environment: W (work directory, default out/r1-tiny), B (baleine executable), CORPUS (scripts/build_corpus.sh
@@ -27,7 +29,7 @@ ARITH='{"name":"arithmetic","min_digits":1,"max_digits":2,"ops":"+-","reasoning"
 ARITH3='{"name":"arithmetic","min_digits":1,"max_digits":3,"ops":"+-","reasoning":"short"}'
 EVAL_PROBLEMS=${EVAL_PROBLEMS:-200}
 mkdir -p "$W"
-stage=${1:?"usage: $0 data|base|sft|grpo|student-base|student-sft|distill|student-rl|final|copy|table"}
+stage=${1:?"usage: $0 data|base|sft|grpo|student-base|student-sft|distill|student-rl|final|copy|ground|table"}
 t0=$(date +%s)
 bl() { nice -n 0 "$B" --threads "$THREADS" "$@"; }
 latest() { echo "$1/checkpoints/$(cat "$1/checkpoints/latest")"; }
@@ -193,6 +195,47 @@ json.dump(sorted(words), open(sys.argv[2], "w"))' "$W/facts_heldout.jsonl" "$W/e
   # a fourth drills phase from copy3's step 750 (run afterwards, stopped at step 1,000): the copying phase change
   python3 -c "import json; r=json.load(open('$W/copy3.json')); r.update(model='$W/copy3/checkpoints/step-00000750', out='$W/copy3b', steps=1200, seed=6, checkpoint_every=200, eval_every=1200); print(json.dumps(r))" > "$W/copy3b.json"
   bl sft --config "$W/copy3b.json"
+  ;;
+ground)  # from copy3b's step 1,000 (it has begun to copy): four 500-600-step SFT phases at lr 3e-4 -> 3e-5
+  grounding() {  # $1 model, $2 report name: agent and inject, without and with grounded quotes
+    local m=$1 name=$2 gq mode
+    for gq in "" --grounded-quotes; do
+      for mode in agent inject; do
+        bl eval --model "$m" --suite facts --facts "$CORPUS/raw/debian" --problems 200 --max-tokens 96 --retrieval \
+          --retrieval-mode $mode --chat-format deepseek-r1 $gq --out "$W/eval_${name}${gq:+_gq}_$mode.json" \
+          --samples-out "$W/eval_${name}${gq:+_gq}_${mode}_samples.jsonl" | tail -2
+      done
+    done
+  }
+  # recipe: $1 model, $2 data, $3 out, $4 steps, $5 seed
+  phase() { sft_recipe "$1" "$2" "$3" 1024 4 "$4" 3e-4 3e-5 10 "$5" 100 "$4" > "$W/$3_sft.json"; bl sft --config "$W/$3_sft.json"; }
+  D="python3 $ROOT/scripts/experiments/copy_drills.py"
+  bl tasks --suite agent --facts "$CORPUS/raw/debian" --count 6000 --as chat --seed 53 --out "$W/agent5.jsonl"
+  # 5: the tool-use mix (retrieval-heavy) with drills and arithmetic replay
+  (cat "$W/agent4.jsonl" "$W/copy4.jsonl"; grep '"kind":"retrieval"' "$W/agent5.jsonl"; tail -n 4000 "$W/distill.jsonl"
+   tail -n 1500 "$W/sft3.jsonl") | shuf --random-source=<(yes 9) > "$W/final5_sft.jsonl"
+  phase "$W/copy3b/checkpoints/step-00001000" final5_sft.jsonl final5 600 17
+  # 6: half the drills are now whole retrieval traces for pseudo-words (copy the query, copy the answer)
+  $D 6000 8 "$W/copy5.jsonl" --exclude "$W/eval_exclude.json" --shares 0.1,0.15,0.15,0.1,0.5
+  (cat "$W/copy5.jsonl"; grep '"kind":"retrieval"' "$W/agent5.jsonl"
+   grep -v '"kind":"retrieval"' "$W/agent5.jsonl" | shuf -n 1500 --random-source=<(yes 3)
+   shuf -n 5000 --random-source=<(yes 4) "$W/distill.jsonl"; shuf -n 2000 --random-source=<(yes 5) "$W/sft3.jsonl") \
+    | shuf --random-source=<(yes 10) > "$W/final6_sft.jsonl"
+  phase "$(latest "$W/final5")" final6_sft.jsonl final6 500 18
+  # 7: 70 % of the drills are retrieval traces; calculator traces and more arithmetic replay
+  $D 5000 9 "$W/copy6.jsonl" --exclude "$W/eval_exclude.json" --shares 0.05,0.1,0.1,0.05,0.7
+  (cat "$W/copy6.jsonl"; grep '"kind":"retrieval"' "$W/agent5.jsonl"; grep '"kind":"calculator"' "$W/agent4.jsonl"
+   shuf -n 6000 --random-source=<(yes 11) "$W/distill.jsonl"; shuf -n 2000 --random-source=<(yes 12) "$W/sft3.jsonl") \
+    | shuf --random-source=<(yes 13) > "$W/final7_sft.jsonl"
+  phase "$(latest "$W/final6")" final7_sft.jsonl final7 500 19
+  # 8: arithmetic replay first (64 % of the samples), the retrieval drills kept
+  $D 3000 10 "$W/copy7.jsonl" --exclude "$W/eval_exclude.json" --shares 0.05,0.1,0.1,0.05,0.7
+  (cat "$W/copy7.jsonl"; grep '"kind":"retrieval"' "$W/agent4.jsonl" | shuf -n 1500 --random-source=<(yes 14)
+   grep '"kind":"calculator"' "$W/agent5.jsonl" | shuf -n 500 --random-source=<(yes 15)
+   shuf -n 7000 --random-source=<(yes 16) "$W/distill.jsonl"; shuf -n 2000 --random-source=<(yes 17) "$W/sft3.jsonl") \
+    | shuf --random-source=<(yes 18) > "$W/final8_sft.jsonl"
+  phase "$(latest "$W/final7")" final8_sft.jsonl final8 500 20
+  for n in 5 6 7 8; do grounding "$(latest "$W/final$n")" final$n; evaluate "$(latest "$W/final$n")" final$n; done
   ;;
 table)
   python3 "$ROOT/scripts/experiments/r1_tiny_table.py" "$W"

@@ -16,12 +16,14 @@ namespace {
 
 bool utf8_continuation(char c) { return (uint8_t(c) & 0xc0) == 0x80; }
 
-// Quoted OR-query of the query's words: FTS5 operators and punctuation in user text never reach the parser.
-std::string fts_query(const std::string& q) {
+// The query's words, lower-cased, alphanumeric runs (and any non-ASCII byte), at most 32; each once unless `in_order`
+// (a phrase keeps its repeats).
+std::vector<std::string> query_words(const std::string& q, bool in_order = false) {
   std::vector<std::string> words;
   std::string w;
   auto flush = [&] {
-    if (!w.empty() && words.size() < 32 && std::find(words.begin(), words.end(), w) == words.end()) words.push_back(w);
+    if (!w.empty() && words.size() < 32 && (in_order || std::find(words.begin(), words.end(), w) == words.end()))
+      words.push_back(w);
     w.clear();
   };
   for (char c : q) {
@@ -29,9 +31,43 @@ std::string fts_query(const std::string& q) {
     else flush();
   }
   flush();
-  std::string out;
-  for (const auto& x : words) out += (out.empty() ? "\"" : " OR \"") + x + "\"";
-  return out;
+  return words;
+}
+
+// The spans between double quotes (ASCII or typographic), as a search engine reads "must contain this phrase".
+std::vector<std::string> quoted_spans(const std::string& q) {
+  static const std::string open_curly = "\xe2\x80\x9c", close_curly = "\xe2\x80\x9d";
+  std::vector<std::string> spans;
+  size_t i = 0;
+  while (i < q.size()) {
+    const bool ascii = q[i] == '"', curly = q.compare(i, 3, open_curly) == 0;
+    if (!ascii && !curly) {
+      ++i;
+      continue;
+    }
+    const size_t start = i + (ascii ? 1 : 3);
+    const size_t end = ascii ? q.find('"', start) : q.find(close_curly, start);
+    if (end == std::string::npos) break;
+    if (end > start && spans.size() < 4) spans.push_back(q.substr(start, end - start));
+    i = end + (ascii ? 1 : 3);
+  }
+  return spans;
+}
+
+// FTS5 query: the words OR-ed, each quoted so that FTS5 operators and punctuation in user text never reach the
+// parser. With `require_quoted`, every double-quoted span of the query must also occur as a phrase (ANDed in
+// front; BM25 still scores all words). Empty when the query has no word (or no quoted span, if required).
+std::string fts_query(const std::string& q, bool require_quoted) {
+  std::string any;
+  for (const auto& x : query_words(q)) any += (any.empty() ? "\"" : " OR \"") + x + "\"";
+  if (!require_quoted || any.empty()) return any;
+  std::string all;
+  for (const auto& span : quoted_spans(q)) {
+    std::string phrase;
+    for (const auto& x : query_words(span, true)) phrase += (phrase.empty() ? "" : " ") + x;
+    if (!phrase.empty()) all += "\"" + phrase + "\" AND ";
+  }
+  return all.empty() ? std::string() : all + "(" + any + ")";
 }
 
 double cosine(const std::vector<float>& a, const std::vector<float>& b) {
@@ -188,13 +224,18 @@ void DocumentStore::set_embedder(Embedder e) {
 
 std::vector<std::pair<int64_t, Passage>> DocumentStore::bm25_ids(const std::string& query, int k) const {
   std::vector<std::pair<int64_t, Passage>> out;
-  const std::string q = fts_query(query);
-  if (q.empty() || k <= 0) return out;
-  Stmt s(db_,
-         "SELECT c.id, d.name, c.offset, c.text, bm25(chunks_fts) FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid"
-         " JOIN documents d ON d.id = c.doc_id WHERE chunks_fts MATCH ? ORDER BY bm25(chunks_fts) LIMIT ?");
-  s.text(1, q).integer(2, k);
-  while (s.step()) out.push_back({s.col_int(0), Passage{s.col_text(1), s.col_int(2), s.col_text(3), -s.col_double(4)}});
+  if (k <= 0) return out;
+  // Passages holding every quoted phrase first; when none does (or nothing is quoted), the plain OR query.
+  for (bool require_quoted : {true, false}) {
+    const std::string q = fts_query(query, require_quoted);
+    if (q.empty()) continue;
+    Stmt s(db_,
+           "SELECT c.id, d.name, c.offset, c.text, bm25(chunks_fts) FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid"
+           " JOIN documents d ON d.id = c.doc_id WHERE chunks_fts MATCH ? ORDER BY bm25(chunks_fts) LIMIT ?");
+    s.text(1, q).integer(2, k);
+    while (s.step()) out.push_back({s.col_int(0), Passage{s.col_text(1), s.col_int(2), s.col_text(3), -s.col_double(4)}});
+    if (!out.empty()) break;
+  }
   return out;
 }
 

@@ -48,8 +48,10 @@ class DocumentStore {
   bool remove_document(const std::string& name);
   std::vector<std::string> documents() const;
   size_t chunk_count() const;
-  // Best `k` passages for the query (words are matched with OR; FTS syntax in the query is neutralised). With an
-  // embedder: reciprocal-rank fusion of BM25 and cosine similarity, the best BM25 passage always kept among the k.
+  // Best `k` passages for the query (words are matched with OR; FTS syntax in the query is neutralised). A
+  // double-quoted span of the query is a phrase the passages must contain, as in a web search, unless no passage
+  // contains it (then the words alone). With an embedder: reciprocal-rank fusion of BM25 and cosine similarity,
+  // the best BM25 passage always kept among the k.
   std::vector<Passage> search(const std::string& query, int k) const;
   // Enables dense similarity: chunk embeddings are computed on first search (and for new documents).
   void set_embedder(Embedder e);

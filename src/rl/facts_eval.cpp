@@ -20,6 +20,7 @@ const char* grounding_mode_name(GroundingMode m) {
     case GroundingMode::Off: return "off";
     case GroundingMode::Agent: return "agent";
     case GroundingMode::Inject: return "inject";
+    case GroundingMode::Rag: return "rag";
   }
   return "?";
 }
@@ -28,7 +29,8 @@ GroundingMode grounding_mode_from_name(const std::string& n) {
   if (n == "off") return GroundingMode::Off;
   if (n == "agent") return GroundingMode::Agent;
   if (n == "inject") return GroundingMode::Inject;
-  BALEINE_FAIL("unknown retrieval mode '{}' (off, agent, inject)", n);
+  if (n == "rag") return GroundingMode::Rag;
+  BALEINE_FAIL("unknown retrieval mode '{}' (off, agent, inject, rag)", n);
 }
 
 static FactsOutcomes tally(GroundingMode mode, std::vector<FactSample> samples, std::vector<FactSample>* details);
@@ -78,15 +80,16 @@ FactsOutcomes evaluate_facts(Engine& engine, std::shared_ptr<const agent::VocabI
       std::vector<ChatMessage> conv(1);
       conv[0].role = "user";
       conv[0].content = s.fact->question;
-      if (mode == GroundingMode::Inject) {
+      if (mode == GroundingMode::Inject || mode == GroundingMode::Rag) {
+        const json query = {{"query", mode == GroundingMode::Inject ? s.fact->subject : s.fact->question}};
         ToolCall call;
         call.id = "call_0";
         call.name = "search_documents";
-        call.arguments = json{{"query", s.fact->subject}}.dump();
+        call.arguments = query.dump();
         agent::AssistantTurn t;
         t.tool_calls = {call};
         conv.push_back(agent::agent_history_message(t));
-        const agent::ToolResult found = registry.find("search_documents")->run(json{{"query", s.fact->subject}});
+        const agent::ToolResult found = registry.find("search_documents")->run(query);
         note_search(s, found.content);
         conv.push_back(agent::agent_tool_message(found, ao.max_result_bytes));
       }
@@ -96,7 +99,7 @@ FactsOutcomes evaluate_facts(Engine& engine, std::shared_ptr<const agent::VocabI
           s.searched = true;
           note_search(s, e.result);
         });
-        s.searched = s.searched || mode == GroundingMode::Inject;
+        s.searched = s.searched || mode == GroundingMode::Inject || mode == GroundingMode::Rag;
         s.reasoning = r.reasoning;
         s.content = r.content;
         s.steps = r.steps;
@@ -171,7 +174,8 @@ class Http {
 FactsOutcomes evaluate_facts_endpoint(const EndpointConfig& ec, const FactSet& facts, GroundingMode mode,
                                       const FactsEvalConfig& cfg, std::vector<FactSample>* details) {
   BALEINE_CHECK(cfg.problems >= 1, "facts eval needs problems >= 1");
-  BALEINE_CHECK(mode != GroundingMode::Inject, "--retrieval-mode inject needs a local --model (an endpoint runs its own agent loop)");
+  BALEINE_CHECK(mode == GroundingMode::Off || mode == GroundingMode::Agent, "--retrieval-mode {} needs a local --model (an "
+                "endpoint runs its own agent loop)", grounding_mode_name(mode));
   const Http http(ec);
   std::string assistant;
   if (mode == GroundingMode::Agent) {

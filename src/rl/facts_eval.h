@@ -23,9 +23,10 @@ namespace baleine::rl {
 
 // Off: no tools, the plain question. Agent: the search_documents tool offered, tool_choice auto. Inject: the
 // assistant's first turn is the search call with the question's key word (as the traces make it) and the tool
-// turn holds the real search output; the model writes the answer.
-enum class GroundingMode { Off, Agent, Inject };
-const char* grounding_mode_name(GroundingMode m);          // "off", "agent", "inject"
+// turn holds the real search output; the model writes the answer. Rag: the same, but the search runs on the
+// user's question verbatim, as a retrieval-augmented pipeline does (Inject's key word comes from the fact, an oracle).
+enum class GroundingMode { Off, Agent, Inject, Rag };
+const char* grounding_mode_name(GroundingMode m);          // "off", "agent", "inject", "rag"
 GroundingMode grounding_mode_from_name(const std::string& n);
 
 struct FactsEvalConfig {

@@ -145,6 +145,36 @@ TEST(AgentRetrieval, Bm25FindsThePassageWithTheAnswer) {
   EXPECT_TRUE(store->search("rapid tournament chess", 3).empty() || store->search("rapid tournament chess", 3)[0].document != "chess.txt");
 }
 
+// A quoted span is a phrase the passages must hold (as in a web search): the question's other words would rank an
+// entry that merely uses them first. Nothing holding the phrase: the words alone, as without quotes.
+TEST(AgentRetrieval, QuotedPhraseMustOccur) {
+  ASSERT_TRUE(sqlite_has_fts5());
+  DocumentStore store(":memory:");
+  store.add_document("plural-talk", "What is the plural of a noun? The plural of the noun is the form for many.");
+  store.add_document("prothallus", "Prothallus  n.; pl. Prothalli. The flat thallus of a fern.");
+  store.add_document("sea-lion", "The sea lion is a marine mammal; lions of the sea rest on rocks.");
+  store.add_document("lion", "The lion is a large cat. A sea of grass.");
+  auto unquoted = store.search("What is the plural of the noun prothallus?", 3);
+  ASSERT_FALSE(unquoted.empty());
+  EXPECT_EQ(unquoted[0].document, "plural-talk");  // the control: without quotes the common words win
+  auto quoted = store.search("What is the plural of the noun \"prothallus\"?", 3);
+  ASSERT_EQ(quoted.size(), 1u);
+  EXPECT_EQ(quoted[0].document, "prothallus");
+  EXPECT_EQ(store.search("What is the plural of the noun \u201cprothallus\u201d?", 3)[0].document, "prothallus");
+  // a quoted phrase of two words matches them adjacent, in order
+  auto phrase = store.search("Tell me about the \"sea lion\"", 3);
+  ASSERT_EQ(phrase.size(), 1u);
+  EXPECT_EQ(phrase[0].document, "sea-lion");
+  // no passage holds the phrase: the words alone
+  auto none = store.search("What is the plural of the noun \"greesnoup\"?", 3);
+  ASSERT_FALSE(none.empty());
+  EXPECT_EQ(none[0].document, "plural-talk");
+  // an unclosed quote or an empty one is no phrase; FTS syntax inside quotes stays neutral
+  EXPECT_FALSE(store.search("the plural \"of", 3).empty());
+  EXPECT_FALSE(store.search("the plural \"\" noun", 3).empty());
+  EXPECT_NO_THROW(store.search("\"NEAR( * ^ AND\" plural", 3));
+}
+
 TEST(AgentRetrieval, DenseFusionAndTool) {
   auto store = fixture_store();
   // A bag-of-hashed-words embedder stands in for model embeddings here (the fusion plumbing is what is tested).

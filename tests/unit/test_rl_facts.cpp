@@ -155,7 +155,7 @@ TEST(RlFacts, GroundingEvalEndToEndOnATinyModel) {
   cfg.max_new_tokens = 6;
   cfg.concurrency = 2;
   std::vector<FactSample> details;
-  for (GroundingMode mode : {GroundingMode::Off, GroundingMode::Inject, GroundingMode::Agent}) {
+  for (GroundingMode mode : {GroundingMode::Off, GroundingMode::Inject, GroundingMode::Rag, GroundingMode::Agent}) {
     const FactsOutcomes o = evaluate_facts(engine, vocab, fixture(), mode, cfg, &details);
     EXPECT_EQ(o.correct + o.incorrect + o.not_attempted, 5);
     int64_t fam = 0;
@@ -166,8 +166,10 @@ TEST(RlFacts, GroundingEvalEndToEndOnATinyModel) {
       EXPECT_EQ(d.outcome, grade_fact(*d.fact, d.content));
       EXPECT_GE(d.steps, 1);
     }
-    if (mode == GroundingMode::Inject) {
+    if (mode == GroundingMode::Inject || mode == GroundingMode::Rag) {
       EXPECT_EQ(o.searched, 5);
+      for (const auto& d : details)  // inject searches the fact's key word, rag the question as the user wrote it
+        EXPECT_EQ(d.query, mode == GroundingMode::Inject ? d.fact->subject : d.fact->question);
     }
     if (mode == GroundingMode::Off) {
       EXPECT_EQ(o.searched, 0);
@@ -231,6 +233,7 @@ TEST(RlFacts, GroundingEvalOnTheServerEndpoint) {
     for (const auto& d : details) EXPECT_EQ(d.outcome, grade_fact(*d.fact, d.content));
   }
   EXPECT_THROW(evaluate_facts_endpoint(ec, fixture(), GroundingMode::Inject, cfg), Error);
+  EXPECT_THROW(evaluate_facts_endpoint(ec, fixture(), GroundingMode::Rag, cfg), Error);
   srv.drain_and_stop();
   t.join();
 }
