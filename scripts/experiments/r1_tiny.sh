@@ -196,11 +196,11 @@ json.dump(sorted(words), open(sys.argv[2], "w"))' "$W/facts_heldout.jsonl" "$W/e
   python3 -c "import json; r=json.load(open('$W/copy3.json')); r.update(model='$W/copy3/checkpoints/step-00000750', out='$W/copy3b', steps=1200, seed=6, checkpoint_every=200, eval_every=1200); print(json.dumps(r))" > "$W/copy3b.json"
   bl sft --config "$W/copy3b.json"
   ;;
-ground)  # from copy3b's step 1,000 (it has begun to copy): four 500-600-step SFT phases at lr 3e-4 -> 3e-5
-  grounding() {  # $1 model, $2 report name: agent and inject, without and with grounded quotes
+ground)  # from copy3b's step 1,000 (it has begun to copy): five (FINAL10=1: six) 500-600-step SFT phases, lr 3e-4 -> 3e-5
+  grounding() {  # $1 model, $2 report name: agent, rag and inject, without and with grounded quotes
     local m=$1 name=$2 gq mode
     for gq in "" --grounded-quotes; do
-      for mode in agent inject; do
+      for mode in agent rag inject; do
         bl eval --model "$m" --suite facts --facts "$CORPUS/raw/debian" --problems 200 --max-tokens 96 --retrieval \
           --retrieval-mode $mode --chat-format deepseek-r1 $gq --out "$W/eval_${name}${gq:+_gq}_$mode.json" \
           --samples-out "$W/eval_${name}${gq:+_gq}_${mode}_samples.jsonl" | tail -2
@@ -228,14 +228,17 @@ ground)  # from copy3b's step 1,000 (it has begun to copy): four 500-600-step SF
    shuf -n 6000 --random-source=<(yes 11) "$W/distill.jsonl"; shuf -n 2000 --random-source=<(yes 12) "$W/sft3.jsonl") \
     | shuf --random-source=<(yes 13) > "$W/final7_sft.jsonl"
   phase "$(latest "$W/final6")" final7_sft.jsonl final7 500 19
-  # 8: arithmetic replay first (64 % of the samples), the retrieval drills kept
-  $D 3000 10 "$W/copy7.jsonl" --exclude "$W/eval_exclude.json" --shares 0.05,0.1,0.1,0.05,0.7
-  (cat "$W/copy7.jsonl"; grep '"kind":"retrieval"' "$W/agent4.jsonl" | shuf -n 1500 --random-source=<(yes 14)
-   grep '"kind":"calculator"' "$W/agent5.jsonl" | shuf -n 500 --random-source=<(yes 15)
-   shuf -n 7000 --random-source=<(yes 16) "$W/distill.jsonl"; shuf -n 2000 --random-source=<(yes 17) "$W/sft3.jsonl") \
-    | shuf --random-source=<(yes 18) > "$W/final8_sft.jsonl"
-  phase "$(latest "$W/final7")" final8_sft.jsonl final8 500 20
-  for n in 5 6 7 8; do grounding "$(latest "$W/final$n")" final$n; evaluate "$(latest "$W/final$n")" final$n; done
+  # 8-10: arithmetic replay first (64 % of the samples), the retrieval drills kept; the same recipe, new draws
+  for n in 8 9 ${FINAL10:+10}; do
+    r=$(( 14 + 5 * (n - 8) ))  # shuffle seeds: 14-18 for phase 8, 19-23 for 9, 24-28 for 10
+    $D 3000 $(( n + 2 )) "$W/copy$(( n - 1 )).jsonl" --exclude "$W/eval_exclude.json" --shares 0.05,0.1,0.1,0.05,0.7
+    (cat "$W/copy$(( n - 1 )).jsonl"; grep '"kind":"retrieval"' "$W/agent4.jsonl" | shuf -n 1500 --random-source=<(yes $r)
+     grep '"kind":"calculator"' "$W/agent5.jsonl" | shuf -n 500 --random-source=<(yes $(( r + 1 )))
+     shuf -n 7000 --random-source=<(yes $(( r + 2 ))) "$W/distill.jsonl"
+     shuf -n 2000 --random-source=<(yes $(( r + 3 ))) "$W/sft3.jsonl") | shuf --random-source=<(yes $(( r + 4 ))) > "$W/final${n}_sft.jsonl"
+    phase "$(latest "$W/final$(( n - 1 ))")" "final${n}_sft.jsonl" "final$n" 500 $(( n + 12 ))
+  done
+  for n in 5 6 7 8 9 ${FINAL10:+10}; do grounding "$(latest "$W/final$n")" final$n; evaluate "$(latest "$W/final$n")" final$n; done
   ;;
 table)
   python3 "$ROOT/scripts/experiments/r1_tiny_table.py" "$W"
