@@ -196,7 +196,7 @@ json.dump(sorted(words), open(sys.argv[2], "w"))' "$W/facts_heldout.jsonl" "$W/e
   python3 -c "import json; r=json.load(open('$W/copy3.json')); r.update(model='$W/copy3/checkpoints/step-00000750', out='$W/copy3b', steps=1200, seed=6, checkpoint_every=200, eval_every=1200); print(json.dumps(r))" > "$W/copy3b.json"
   bl sft --config "$W/copy3b.json"
   ;;
-ground)  # from copy3b's step 1,000 (it has begun to copy): five (FINAL10=1: six) 500-600-step SFT phases, lr 3e-4 -> 3e-5
+ground)  # from copy3b's step 1,000 (it has begun to copy): five (FINAL10=1: seven) SFT phases
   grounding() {  # $1 model, $2 report name: agent, rag and inject, without and with grounded quotes
     local m=$1 name=$2 gq mode
     for gq in "" --grounded-quotes; do
@@ -238,7 +238,18 @@ ground)  # from copy3b's step 1,000 (it has begun to copy): five (FINAL10=1: six
      shuf -n 2000 --random-source=<(yes $(( r + 3 ))) "$W/sft3.jsonl") | shuf --random-source=<(yes $(( r + 4 ))) > "$W/final${n}_sft.jsonl"
     phase "$(latest "$W/final$(( n - 1 ))")" "final${n}_sft.jsonl" "final$n" 500 $(( n + 12 ))
   done
-  for n in 5 6 7 8 9 ${FINAL10:+10}; do grounding "$(latest "$W/final$n")" final$n; evaluate "$(latest "$W/final$n")" final$n; done
+  if [[ -n "${FINAL10:-}" ]]; then  # 11: plain chat back (phase 10 answered a bare question with citation debris)
+    bl tasks --suite agent --facts "$CORPUS/raw/debian" --count 6000 --as chat --seed 54 --out "$W/agent6.jsonl"
+    (grep '"kind":"plain"' "$W/agent4.jsonl"; grep '"kind":"plain"' "$W/agent5.jsonl"; grep '"kind":"plain"' "$W/agent6.jsonl"
+     grep -v '"kind":"plain"' "$W/agent6.jsonl" | shuf -n 2000 --random-source=<(yes 29)
+     shuf -n 1500 --random-source=<(yes 30) "$W/copy9.jsonl"; shuf -n 3000 --random-source=<(yes 31) "$W/distill.jsonl"
+     shuf -n 1000 --random-source=<(yes 32) "$W/sft3.jsonl") | shuf --random-source=<(yes 33) > "$W/final11_sft.jsonl"
+    sft_recipe "$(latest "$W/final10")" final11_sft.jsonl final11 1024 4 250 2e-4 2e-5 10 23 50 250 > "$W/final11_sft.json"
+    bl sft --config "$W/final11_sft.json"
+    bl export --checkpoint "$(latest "$W/final11")" --out "$W/default-model-11"
+    python3 -c "import json; p='$W/default-model-11/tokenizer_config.json'; c=json.load(open(p)); c['baleine_chat_format']='deepseek-r1'; json.dump(c, open(p,'w'), indent=1)"
+  fi
+  for n in 5 6 7 8 9 ${FINAL10:+10 11}; do grounding "$(latest "$W/final$n")" final$n; evaluate "$(latest "$W/final$n")" final$n; done
   ;;
 table)
   python3 "$ROOT/scripts/experiments/r1_tiny_table.py" "$W"
