@@ -47,6 +47,16 @@ sft_recipe() {
  "grad_clip": 1.0, "seed": ${10}, "checkpoint_every": ${11}, "eval_every": ${12}, "log_every": 10}
 JSON
 }
+# Grounding on the 200 held-out dictionary questions, one report per retrieval mode ($GROUNDING_MODES, default
+# agent inject): $1 model, $2 report name, extra eval flags after (e.g. --grounded-quotes).
+grounding() {
+  local m=$1 name=$2 mode; shift 2
+  for mode in ${GROUNDING_MODES:-agent inject}; do
+    bl eval --model "$m" --suite facts --facts "$CORPUS/raw/debian" --problems 200 --max-tokens 96 --retrieval \
+      --retrieval-mode $mode --chat-format deepseek-r1 "$@" --out "$W/eval_${name}_$mode.json" \
+      --samples-out "$W/eval_${name}_${mode}_samples.jsonl" | tail -2
+  done
+}
 # GRPO recipe shared by the teacher and the RL-only student; $1 model, $2 out, $3 steps.
 grpo_recipe() {
   cat <<JSON
@@ -152,14 +162,6 @@ final)  # the embedded default model: the GRPO teacher + SFT on its own rejectio
   done
   ;;
 copy)  # the model cannot copy a rare word from its context: drills whose loss is all copying, then the tool-use mix
-  grounding() {  # $1 model, $2 report name, extra flags after
-    local m=$1 name=$2; shift 2
-    for mode in agent inject; do
-      bl eval --model "$m" --suite facts --facts "$CORPUS/raw/debian" --problems 200 --max-tokens 96 --retrieval \
-        --retrieval-mode $mode --chat-format deepseek-r1 "$@" --out "$W/eval_${name}_$mode.json" \
-        --samples-out "$W/eval_${name}_${mode}_samples.jsonl" | tail -2
-    done
-  }
   # the held-out questions' subjects and answers are never drill words
   bl eval --model "$W/default-model" --suite facts --facts "$CORPUS/raw/debian" --problems 200 --max-tokens 8 \
     --chat-format deepseek-r1 --samples-out "$W/facts_heldout.jsonl" --out "$W/facts_heldout.json" > /dev/null
@@ -197,16 +199,6 @@ json.dump(sorted(words), open(sys.argv[2], "w"))' "$W/facts_heldout.jsonl" "$W/e
   bl sft --config "$W/copy3b.json"
   ;;
 ground)  # from copy3b's step 1,000 (it has begun to copy): five (FINAL10=1: seven) SFT phases
-  grounding() {  # $1 model, $2 report name: agent, rag and inject, without and with grounded quotes
-    local m=$1 name=$2 gq mode
-    for gq in "" --grounded-quotes; do
-      for mode in agent rag inject; do
-        bl eval --model "$m" --suite facts --facts "$CORPUS/raw/debian" --problems 200 --max-tokens 96 --retrieval \
-          --retrieval-mode $mode --chat-format deepseek-r1 $gq --out "$W/eval_${name}${gq:+_gq}_$mode.json" \
-          --samples-out "$W/eval_${name}${gq:+_gq}_${mode}_samples.jsonl" | tail -2
-      done
-    done
-  }
   # recipe: $1 model, $2 data, $3 out, $4 steps, $5 seed
   phase() { sft_recipe "$1" "$2" "$3" 1024 4 "$4" 3e-4 3e-5 10 "$5" 100 "$4" > "$W/$3_sft.json"; bl sft --config "$W/$3_sft.json"; }
   D="python3 $ROOT/scripts/experiments/copy_drills.py"
@@ -249,7 +241,11 @@ ground)  # from copy3b's step 1,000 (it has begun to copy): five (FINAL10=1: sev
     bl export --checkpoint "$(latest "$W/final11")" --out "$W/default-model-11"
     python3 -c "import json; p='$W/default-model-11/tokenizer_config.json'; c=json.load(open(p)); c['baleine_chat_format']='deepseek-r1'; json.dump(c, open(p,'w'), indent=1)"
   fi
-  for n in 5 6 7 8 9 ${FINAL10:+10 11}; do grounding "$(latest "$W/final$n")" final$n; evaluate "$(latest "$W/final$n")" final$n; done
+  for n in 5 6 7 8 9 ${FINAL10:+10 11}; do
+    GROUNDING_MODES="agent rag inject" grounding "$(latest "$W/final$n")" final$n
+    GROUNDING_MODES="agent rag inject" grounding "$(latest "$W/final$n")" final${n}_gq --grounded-quotes
+    evaluate "$(latest "$W/final$n")" final$n
+  done
   ;;
 table)
   python3 "$ROOT/scripts/experiments/r1_tiny_table.py" "$W"

@@ -36,6 +36,9 @@ GroundingMode grounding_mode_from_name(const std::string& n) {
 static FactsOutcomes tally(GroundingMode mode, std::vector<FactSample> samples, std::vector<FactSample>* details);
 
 namespace {
+// Inject and Rag hand the search result over as the first turn; the model does not choose to search.
+bool passages_given(GroundingMode m) { return m == GroundingMode::Inject || m == GroundingMode::Rag; }
+
 // The query a search ran and the rank of the first passage from an entry that answers the question (0: none).
 void note_search(FactSample& s, const json& result) {
   s.query = result.value("query", "");
@@ -80,7 +83,7 @@ FactsOutcomes evaluate_facts(Engine& engine, std::shared_ptr<const agent::VocabI
       std::vector<ChatMessage> conv(1);
       conv[0].role = "user";
       conv[0].content = s.fact->question;
-      if (mode == GroundingMode::Inject || mode == GroundingMode::Rag) {
+      if (passages_given(mode)) {
         const json query = {{"query", mode == GroundingMode::Inject ? s.fact->subject : s.fact->question}};
         ToolCall call;
         call.id = "call_0";
@@ -99,7 +102,7 @@ FactsOutcomes evaluate_facts(Engine& engine, std::shared_ptr<const agent::VocabI
           s.searched = true;
           note_search(s, e.result);
         });
-        s.searched = s.searched || mode == GroundingMode::Inject || mode == GroundingMode::Rag;
+        s.searched = s.searched || passages_given(mode);
         s.reasoning = r.reasoning;
         s.content = r.content;
         s.steps = r.steps;
@@ -174,7 +177,7 @@ class Http {
 FactsOutcomes evaluate_facts_endpoint(const EndpointConfig& ec, const FactSet& facts, GroundingMode mode,
                                       const FactsEvalConfig& cfg, std::vector<FactSample>* details) {
   BALEINE_CHECK(cfg.problems >= 1, "facts eval needs problems >= 1");
-  BALEINE_CHECK(mode == GroundingMode::Off || mode == GroundingMode::Agent, "--retrieval-mode {} needs a local --model (an "
+  BALEINE_CHECK(!passages_given(mode), "--retrieval-mode {} needs a local --model (an "
                 "endpoint runs its own agent loop)", grounding_mode_name(mode));
   const Http http(ec);
   std::string assistant;
