@@ -23,6 +23,7 @@ struct EvalArgs {
   std::string model, endpoint, endpoint_model = "default", split = "test", format = "plain", out, samples_out;
   std::string facts, retrieval_mode = "agent", chat_format = "deepseek-r1";
   bool grounded_quotes = false;
+  bool quote_search = false;
   bool retrieval = false;
   int concurrency = 4;
   std::vector<std::string> suites;
@@ -73,6 +74,7 @@ FactsRun run_facts(const EvalArgs& a, const nlohmann::json& spec, nlohmann::json
   cfg.format = chat_format_from_name(a.chat_format);
   cfg.concurrency = a.concurrency;
   cfg.grounded_quotes = a.grounded_quotes;
+  cfg.quote_search = a.quote_search;
   FactsRun run;
   std::vector<rl::GroundingMode> modes = {rl::GroundingMode::Off};
   if (a.retrieval) modes.push_back(rl::grounding_mode_from_name(a.retrieval_mode));
@@ -84,12 +86,14 @@ FactsRun run_facts(const EvalArgs& a, const nlohmann::json& spec, nlohmann::json
       samples.push_back({{"suite", "facts"}, {"mode", rl::grounding_mode_name(mode)}, {"family", d.fact->family},
                          {"question", d.fact->question}, {"reference", d.fact->answer}, {"aliases", d.fact->aliases},
                          {"reasoning", d.reasoning}, {"content", d.content}, {"outcome", rl::fact_outcome_name(d.outcome)},
-                         {"searched", d.searched}, {"query", d.query}, {"answer_rank", d.answer_rank}, {"steps", d.steps}});
+                         {"searched", d.searched}, {"query", d.query}, {"answer_rank", d.answer_rank}, {"steps", d.steps},
+                         {"quote_searches", d.quote_searches}, {"quote_expansions", d.quote_expansions}});
   }
   const rl::FactsOutcomes& off = run.outcomes[0];
   const double n = double(off.problems);
   run.report = {{"suite", "facts"}, {"spec", spec}, {"problems", off.problems}, {"chat_format", a.chat_format},
                 {"grounded_quotes", a.grounded_quotes},
+                {"quote_search", a.quote_search},
                 {"documents", facts.documents()},
                 {"questions", {{"train", facts.all(rl::Split::Train).size()}, {"test", facts.all(rl::Split::Test).size()}}}, {"correct", double(off.correct) / n}, {"incorrect", double(off.incorrect) / n},
                 {"not_attempted", double(off.not_attempted) / n}, {"off", rl::facts_outcomes_json(off)}};
@@ -221,6 +225,8 @@ CommandRegistration reg{{"eval", "pass@1 / pass@k / maj@k of a model on the held
                            sub.add_option("--chat-format", a->chat_format, "--suite facts: chat template (deepseek-r1, deepseek-v3)");
                            sub.add_flag("--grounded-quotes", a->grounded_quotes, "--suite facts: quoted spans of answers after a "
                                         "search must copy the question or the passages (as serve --grounded-quotes)");
+                           sub.add_flag("--quote-search", a->quote_search, "--suite facts: grounded quotes, each chosen "
+                                        "whole: the source span the model rates most likely (as serve --quote-search)");
                            sub.add_option("--concurrency", a->concurrency, "--suite facts: questions in flight")->check(CLI::Range(1, 64));
                            return [a] { return run_eval(*a); };
                          }}};

@@ -121,6 +121,7 @@ CommandRegistration reg{{"serve", "Serve the OpenAI/DeepSeek-compatible API and 
                            sub.add_option("--drain-timeout", s.drain_timeout_s, "Seconds to wait for in-flight requests on SIGTERM")->capture_default_str();
                            sub.add_flag("!--no-web", s.web, "Do not serve the web chat at /");
                            sub.add_flag("--grounded-quotes", s.grounded_quotes, "In the server's agent loop (/v1/responses, assistants), once a search returned passages, every double-quoted span the model writes must copy the user's messages or the passages verbatim (per request: \"grounded_quotes\": true|false)");
+                           sub.add_flag("--quote-search", s.quote_search, "With grounded quotes: each quote is chosen whole, the source span the model rates most likely (a best-first search over the spans the sources allow) instead of a token-by-token copy (per request: \"quote_search\": true|false)");
                            sub.add_option("--mcp-config", s.mcp_config, "JSON file of stdio MCP servers {\"mcpServers\": {LABEL: {\"command\", \"args\", \"env\", \"timeout_ms\"}}} that /v1/responses and assistants may use by label")->check(CLI::ExistingFile);
                            return [a] { return run_serve(*a); };
                          }}};

@@ -1,5 +1,6 @@
 #include "agent/agent_loop.h"
 #include "agent/grounding.h"
+#include "agent/quote_search.h"
 
 #include <algorithm>
 
@@ -114,58 +115,123 @@ AgentResult AgentLoop::run(std::vector<ChatMessage> conversation, const std::fun
     ToolChoice choice = step == 0 ? options_.first_choice : ToolChoice{};
     if (step == options_.max_steps - 1 || defs.empty()) choice = ToolChoice{ToolChoiceMode::None, ""};
     const bool r1 = options_.format == ChatFormat::DeepSeekR1;
-    GenerationRequest req;
-    req.prompt = tok.encode(agent_turn_prompt(options_.format, conversation, defs, choice));
-    req.params = options_.params;
-    if (!defs.empty()) {
-      ToolConstraintOptions to;
-      to.parallel_tool_calls = options_.parallel_tool_calls;
-      to.max_tokens = req.params.max_tokens;
-      req.params.constraint = make_tool_constraint(defs, choice, vocab_, to);
-      // R1 prompts open a <think> block: a forced call's grammar starts after </think> (as on /chat), else the
-      // call would be written inside the reasoning and read back as reasoning, not as a call.
-      if (auto g = std::dynamic_pointer_cast<GrammarConstraint>(req.params.constraint); g && r1) {
-        DeferredOptions d;
-        d.max_tokens = to.max_tokens;
-        d.force = true;
-        req.params.constraint = std::make_shared<DeferredConstraint>("</think>", g, vocab_, d);
+    const std::vector<int32_t> prompt = tok.encode(agent_turn_prompt(options_.format, conversation, defs, choice));
+    const std::vector<std::string> sources =
+        options_.grounded_quotes || options_.quote_search ? grounding_sources(conversation) : std::vector<std::string>{};
+    const auto span_index = sources.empty() ? nullptr : std::make_shared<WordSpanIndex>(sources);
+    // This turn's constraint, fresh: the tool-call grammar (per `choice`), then grounded quotes once passages exist.
+    auto make_constraint = [&](std::shared_ptr<GroundedQuoteConstraint>& grounding) {
+      std::shared_ptr<TokenConstraint> c;
+      if (!defs.empty()) {
+        ToolConstraintOptions to;
+        to.parallel_tool_calls = options_.parallel_tool_calls;
+        to.max_tokens = options_.params.max_tokens;
+        c = make_tool_constraint(defs, choice, vocab_, to);
+        // R1 prompts open a <think> block: a forced call's grammar starts after </think> (as on /chat), else the
+        // call would be written inside the reasoning and read back as reasoning, not as a call.
+        if (auto g = std::dynamic_pointer_cast<GrammarConstraint>(c); g && r1) {
+          DeferredOptions d;
+          d.max_tokens = to.max_tokens;
+          d.force = true;
+          c = std::make_shared<DeferredConstraint>("</think>", g, vocab_, d);
+        }
       }
-    }
-    if (options_.grounded_quotes)
-      if (auto sources = grounding_sources(conversation); !sources.empty())
-        req.params.constraint = std::make_shared<AllOfConstraint>(std::vector<std::shared_ptr<TokenConstraint>>{
-            req.params.constraint,
-            std::make_shared<GroundedQuoteConstraint>(std::make_shared<WordSpanIndex>(sources), vocab_)});
+      grounding = nullptr;
+      if (span_index) {
+        grounding = std::make_shared<GroundedQuoteConstraint>(span_index, vocab_);
+        c = std::make_shared<AllOfConstraint>(std::vector<std::shared_ptr<TokenConstraint>>{c, grounding});
+      }
+      return c;
+    };
+    // The turn is generated in segments when quotes are searched: each segment stops right after a token that opens
+    // a grounded quote, the search writes the quote, and the next segment goes on after it (its constraint replays
+    // every token so far, so the tool-call grammar and the quotes see one continuous output).
     const auto t0 = Clock::now();
-    std::shared_ptr<GenerationHandle> h;
-    try {
-      h = engine_.submit(std::move(req));
-    } catch (const std::exception& e) {
-      emit_error(step, e.what());
+    std::vector<int32_t> generated;
+    std::string text;
+    GenerationEvent last;
+    bool failed = false;
+    for (int segment = 0;; ++segment) {
+      GenerationRequest req;
+      req.prompt = prompt;
+      req.prompt.insert(req.prompt.end(), generated.begin(), generated.end());
+      req.params = options_.params;
+      req.params.max_tokens = options_.params.max_tokens - int64_t(generated.size());
+      std::shared_ptr<GroundedQuoteConstraint> grounding;
+      std::shared_ptr<QuoteBreakConstraint> quote_break;
+      try {
+        req.params.constraint = make_constraint(grounding);
+        if (req.params.constraint)
+          for (int32_t t : generated) req.params.constraint->accept(t);
+        if (grounding && options_.quote_search) {
+          quote_break = std::make_shared<QuoteBreakConstraint>(req.params.constraint, grounding);
+          quote_break->arm();
+          req.params.constraint = quote_break;
+        }
+      } catch (const std::exception& e) {
+        emit_error(step, e.what());
+        failed = true;
+        break;
+      }
+      std::shared_ptr<GenerationHandle> h;
+      try {
+        h = engine_.submit(std::move(req));
+      } catch (const std::exception& e) {
+        emit_error(step, e.what());
+        failed = true;
+        break;
+      }
+      for (;;) {
+        auto e = h->next(std::chrono::milliseconds(200));
+        if (cancel && cancel->load()) h->cancel();
+        if (!e) continue;  // nothing yet (the final event always comes, cancelled or not)
+        for (const auto& t : e->tokens) generated.push_back(t.token);
+        if (!e->text.empty()) {
+          text += e->text;
+          AgentEvent d;
+          d.kind = AgentEventKind::ModelDelta;
+          d.step = step;
+          d.text = e->text;
+          emit(d);
+        }
+        if (e->finished) {
+          if (segment == 0) result.usage.prompt_tokens += e->usage.prompt_tokens;
+          last = std::move(*e);
+          break;
+        }
+      }
+      if (!quote_break || !quote_break->broke() || last.finish_reason != FinishReason::Stop) break;
+      const int64_t left = options_.params.max_tokens - int64_t(generated.size());
+      if (left <= 0) {
+        last.finish_reason = FinishReason::Length;
+        break;
+      }
+      std::vector<int32_t> context = prompt;
+      context.insert(context.end(), generated.begin(), generated.end());
+      QuoteSearchResult q;
+      try {
+        q = search_grounded_quote(engine_, context, *grounding, grounding->state(), *vocab_, left, options_.quote_search_options);
+      } catch (const std::exception& e) {
+        emit_error(step, e.what());
+        failed = true;
+        break;
+      }
+      ++result.quote_searches;
+      result.quote_expansions += q.expansions;
+      if (!q.found) continue;  // the next segment decodes this quote with the mask alone
+      generated.insert(generated.end(), q.tokens.begin(), q.tokens.end());
+      AgentEvent d;
+      d.kind = AgentEventKind::ModelDelta;
+      d.step = step;
+      d.text = tok.decode(q.tokens);
+      text += d.text;
+      emit(d);
+    }
+    if (failed) {
       result.finish_reason = "error";
       break;
     }
-    std::string text;
-    GenerationEvent last;
-    for (;;) {
-      auto e = h->next(std::chrono::milliseconds(200));
-      if (cancel && cancel->load()) h->cancel();
-      if (!e) continue;  // nothing yet (the final event always comes, cancelled or not)
-      if (!e->text.empty()) {
-        text += e->text;
-        AgentEvent d;
-        d.kind = AgentEventKind::ModelDelta;
-        d.step = step;
-        d.text = e->text;
-        emit(d);
-      }
-      if (e->finished) {
-        last = std::move(*e);
-        break;
-      }
-    }
-    result.usage.prompt_tokens += last.usage.prompt_tokens;
-    result.usage.completion_tokens += last.usage.completion_tokens;
+    result.usage.completion_tokens += int64_t(generated.size());
     result.steps = step + 1;
     if (last.finish_reason == FinishReason::Error) {
       emit_error(step, last.error);

@@ -14,6 +14,7 @@
 
 #include "agent/builtin_tools.h"
 #include "agent/constraint.h"
+#include "agent/quote_search.h"
 #include "agent/tools.h"
 #include "infer/engine.h"
 #include "tokenizer/chat_template.h"
@@ -53,6 +54,10 @@ struct AgentOptions {
   // Once a tool returned passages, every double-quoted span of the model's turns must copy the user's messages or
   // the tool results verbatim (agent/grounding.h).
   bool grounded_quotes = false;
+  // The same, and each such quote is chosen whole: a search for the source span the model rates most likely
+  // (agent/quote_search.h) instead of the mask's token-by-token greedy copy.
+  bool quote_search = false;
+  QuoteSearchOptions quote_search_options;
 };
 
 // A call of the last model turn when the loop stopped for the client: client-executed function tools (a
@@ -74,7 +79,8 @@ struct AgentResult {
   std::vector<std::string> failed_calls;   // ids of calls whose tool failed or timed out
   std::vector<nlohmann::json> citations;
   int steps = 0;
-  GenerationUsage usage;               // summed over turns
+  int quote_searches = 0, quote_expansions = 0;  // quote_search: quotes searched, model calls they took
+  GenerationUsage usage;               // summed over turns (completion tokens: the quotes' tokens included)
 };
 
 // The pieces of one loop step, shared with SFT data rendering (rl/common.cpp) so training text is exactly what the

@@ -65,6 +65,7 @@ FactsOutcomes evaluate_facts(Engine& engine, std::shared_ptr<const agent::VocabI
   ao.params.sampling = cfg.sampling;
   ao.max_steps = mode == GroundingMode::Off ? 1 : cfg.max_steps;
   ao.grounded_quotes = cfg.grounded_quotes;
+  ao.quote_search = cfg.quote_search;
   for (const char* t : {"<｜User｜>", "<|im_end|>", "<|eot_id|>"})  // as the server stops
     if (auto id = tok.token_id(t)) ao.params.stop_tokens.push_back(*id);
 
@@ -107,6 +108,8 @@ FactsOutcomes evaluate_facts(Engine& engine, std::shared_ptr<const agent::VocabI
         s.content = r.content;
         s.steps = r.steps;
         s.tokens = r.usage.completion_tokens;
+        s.quote_searches = r.quote_searches;
+        s.quote_expansions = r.quote_expansions;
         s.outcome = grade_fact(*s.fact, r.content);
       } catch (const std::exception& e) {
         std::lock_guard lock(error_mu);

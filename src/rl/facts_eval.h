@@ -39,6 +39,7 @@ struct FactsEvalConfig {
   int max_steps = 3;            // model turns per question at most (the last one answers without tools)
   int concurrency = 4;          // questions in flight (the engine batches them)
   bool grounded_quotes = false; // the agent loop's grounded quotes (agent/grounding.h) once passages are in context
+  bool quote_search = false;    // and each grounded quote chosen whole (agent/quote_search.h)
 };
 
 struct FactSample {
@@ -50,6 +51,7 @@ struct FactSample {
   int answer_rank = 0;
   int steps = 0;
   int64_t tokens = 0;
+  int quote_searches = 0, quote_expansions = 0;  // quote_search: quotes searched, model calls they took
 };
 
 struct FactsOutcomes {

@@ -240,6 +240,12 @@ void Server::responses(const httplib::Request& req, httplib::Response& res) {
       throw ApiError(400, "'grounded_quotes' must be a boolean", "invalid_request_error", "grounded_quotes");
     ao.grounded_quotes = b["grounded_quotes"].get<bool>();
   }
+  ao.quote_search = opt_.quote_search;
+  if (b.contains("quote_search")) {  // extension: override serve --quote-search for this request
+    if (!b["quote_search"].is_boolean())
+      throw ApiError(400, "'quote_search' must be a boolean", "invalid_request_error", "quote_search");
+    ao.quote_search = b["quote_search"].get<bool>();
+  }
   check_admission(auth);
 
   struct Run {

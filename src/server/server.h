@@ -44,6 +44,7 @@ struct ServerOptions {
   PriceTable prices;
   bool web = true;                    // serve the web chat at /
   bool grounded_quotes = false;        // agent loop: quoted spans after a search copy the sources (agent/grounding.h)
+  bool quote_search = false;           // and each is chosen whole by a search (agent/quote_search.h)
   std::string mcp_config;             // JSON file of stdio MCP servers ({"mcpServers": {...}}, see mcp_hub.h)
 };
 

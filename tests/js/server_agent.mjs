@@ -101,10 +101,10 @@ await t.check("streamed agent steps: tool_call, tool_result, final, response.com
   assert.ok(text.trimEnd().endsWith("data: [DONE]"));
 });
 
-await t.check("responses with grounded_quotes: every quoted span of the answer copies the question or the passages", async () => {
-  for (const seed of [1, 2, 3]) {
+await t.check("responses with grounded_quotes (and quote_search): every quoted span of the answer copies the question or the passages", async () => {
+  for (const [seed, quote_search] of [[1, false], [2, false], [3, false], [1, true], [2, true]]) {
     const r = await client.responses.create({ model: "deepseek-chat", temperature: 1.2, seed, input: "When was the lighthouse lit?",
-                                              max_output_tokens: 60, assistant_id: asst.id, max_steps: 2, grounded_quotes: true,
+                                              max_output_tokens: 60, assistant_id: asst.id, max_steps: 2, grounded_quotes: true, quote_search,
                                               tool_choice: { type: "function", function: { name: "search_documents" } } });
     const out = r.output.find((o) => o.type === "function_call_output");
     assert.ok(out, JSON.stringify(r.output));
@@ -118,6 +118,7 @@ await t.check("responses with grounded_quotes: every quoted span of the answer c
     }
   }
   await assert.rejects(client.responses.create({ model: "deepseek-chat", input: "x", grounded_quotes: "yes" }), (e) => e.status === 400);
+  await assert.rejects(client.responses.create({ model: "deepseek-chat", input: "x", quote_search: 1 }), (e) => e.status === 400);
 });
 
 await t.check("responses: unsupported tools and bad input are 400", async () => {

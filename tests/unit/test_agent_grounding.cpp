@@ -1,16 +1,18 @@
 // Grounded quotes (agent/grounding.h): the substring index against brute force, the constraint under random
 // sampling (every quoted span the sampler lets through is a copy of the sources), the sources of a conversation,
-// and the agent loop with the option on.
+// the agent loop with the option on, and the quote search (agent/quote_search.h) against independent scoring.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <random>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "agent/agent_loop.h"
 #include "agent/builtin_tools.h"
 #include "agent/grounding.h"
+#include "agent/quote_search.h"
 #include "agent_test_util.h"
 
 using namespace baleine;
@@ -248,4 +250,128 @@ TEST(Grounding, AgentLoopAnswersQuoteTheSources) {
     }
   }
   EXPECT_GT(spans, 0u);  // the random model does quote, so the constraint was in the loop
+}
+
+namespace {
+// Log-probability of `tokens` after `context` under the engine's model: a prompt_logprobs request (no prefix cache),
+// independent of the search's own scoring.
+double scored(Engine& engine, const std::vector<int32_t>& context, const std::vector<int32_t>& tokens) {
+  GenerationRequest req;
+  req.prompt = context;
+  req.prompt.insert(req.prompt.end(), tokens.begin(), tokens.end());
+  req.params.max_tokens = 1;
+  req.params.prompt_logprobs = true;
+  auto h = engine.submit(std::move(req));
+  std::vector<GeneratedToken> lp;
+  for (;;) {
+    auto e = h->next(std::chrono::milliseconds(1000));
+    if (!e) continue;
+    if (!e->prompt_logprobs.empty()) lp = e->prompt_logprobs;
+    if (e->finished) break;
+  }
+  EXPECT_EQ(lp.size(), context.size() + tokens.size());
+  double sum = 0;
+  for (size_t i = context.size(); i < lp.size(); ++i) sum += lp[i].logprob;
+  return sum;
+}
+}  // namespace
+
+// The search returns a closed whole-word copy of the sources, its score is the model's log-probability of those
+// tokens, and no span of the sources is more likely: checked against every word-aligned span of up to three words
+// (as written and lower-cased, closing quote included), each scored independently. Every allowed token is kept per
+// step here, so the search is exact.
+TEST(QuoteSearch, FindsTheMostLikelyQuoteOfTheSources) {
+  auto tok = agent_test::tiny_tokenizer();
+  auto vocab = VocabIndex::build(*tok);
+  Engine engine(agent_test::tiny_model(), tok);
+  const std::vector<std::string> sources = {"Ada Lovelace wrote poetry about math", "the answer is 42"};
+  auto words = std::make_shared<WordSpanIndex>(sources);
+  GroundedQuoteConstraint grounding(words, vocab);
+  std::vector<std::string> candidates;  // every whole-word span of 1..3 words, as written and lower-cased
+  for (const auto& original : sources)
+    for (const std::string& t : {original, lower(original)}) {
+      std::vector<std::string> w;
+      std::istringstream in(t);
+      for (std::string x; in >> x;) w.push_back(x);
+      for (size_t i = 0; i < w.size(); ++i)
+        for (size_t n = 1; n <= 3 && i + n <= w.size(); ++n) {
+          std::string s = w[i];
+          for (size_t k = 1; k < n; ++k) s += " " + w[i + k];
+          candidates.push_back(s);
+        }
+    }
+  size_t compared = 0, searched = 0;
+  for (const std::string prefix : {"Who wrote poetry? She is \"", "the answer is \"", "{\"name\": \"", "caf\xc3\xa9 \""}) {
+    const std::vector<int32_t> context = tok->encode(prefix);
+    GroundedQuoteConstraint::State start;
+    ASSERT_TRUE(grounding.advance(start, "\""));  // the quote the prefix ends with is open
+    QuoteSearchOptions o;
+    o.max_expansions = 3000;
+    o.children = int(vocab->vocab_size);
+    const QuoteSearchResult q = search_grounded_quote(engine, context, grounding, start, *vocab, 24, o);
+    ASSERT_TRUE(q.found) << prefix;
+    ASSERT_LT(q.expansions, o.max_expansions) << "the budget ran out: the result need not be the best";
+    ++searched;
+    const std::string quote = tok->decode(q.tokens);
+    ASSERT_FALSE(quote.empty());
+    const size_t close = quote.find('"');
+    ASSERT_NE(close, std::string::npos) << quote;
+    EXPECT_TRUE(brute_word_span(sources, quote.substr(0, close))) << quote;
+    EXPECT_NEAR(q.logprob, scored(engine, context, q.tokens), 1e-3) << quote;
+    for (const std::string& c : candidates) {
+      const std::vector<int32_t> ids = tok->encode(c + "\"");
+      if (tok->decode(ids) != c + "\"") continue;
+      const double clp = scored(engine, context, ids);
+      ++compared;
+      EXPECT_GE(q.logprob, clp - 1e-3) << "\"" << c << "\" is more likely than the search's \"" << quote << " after " << prefix;
+    }
+  }
+  EXPECT_EQ(searched, 4u);
+  EXPECT_GT(compared, 40u);
+}
+
+// In the agent loop, with the search on, every closed quote of the answer is a whole-word copy of the sources.
+TEST(QuoteSearch, AgentLoopQuotesAreWholeSpans) {
+  auto tok = agent_test::tiny_tokenizer();
+  auto vocab = VocabIndex::build(*tok);
+  Engine engine(agent_test::tiny_model(), tok);
+  auto store = agent_test::fixture_store();
+  ToolRegistry reg;
+  reg.add(retrieval_tool(store, 2, "Who founded the chess club?"));
+  size_t closed = 0;
+  for (int seed = 1; seed <= 12; ++seed) {
+    AgentOptions o;
+    o.params.max_tokens = 80;
+    o.params.sampling.temperature = 1.5f;
+    o.params.sampling.seed = uint64_t(seed);
+    o.first_choice = ToolChoice{ToolChoiceMode::Required, ""};
+    o.parallel_tool_calls = false;
+    o.max_steps = 2;
+    o.quote_search = true;
+    AgentLoop loop(engine, vocab, reg, o);
+    AgentResult r = loop.run({message("user", "Who founded the chess club?")});
+    ASSERT_GE(r.messages.size(), 3u);
+    const auto sources = grounding_sources(r.messages);
+    ASSERT_FALSE(sources.empty());
+    EXPECT_LE(r.usage.completion_tokens, 2 * o.params.max_tokens);
+    // The quotes closed by a '"' (one a special token cut was not searched to its end).
+    const std::string text = without_specials(r.content, *vocab);
+    std::string span;
+    bool in = false;
+    for (char c : text) {
+      if (c == '\x01') {
+        in = false;
+      } else if (c == '"' && !in) {
+        in = true;
+        span.clear();
+      } else if (c == '"') {
+        in = false;
+        ++closed;
+        EXPECT_TRUE(brute_word_span(sources, span)) << "span \"" << span << "\" of: " << r.content;
+      } else if (in) {
+        span += c;
+      }
+    }
+  }
+  EXPECT_GT(closed, 0u);  // the random model does close quotes, so the search wrote some
 }

@@ -203,6 +203,15 @@ TEST(RlFacts, EvalCliReportsBothModes) {
   EXPECT_EQ(s["on"]["mode"], "inject");
   EXPECT_EQ(s["on"]["searched"], 4);
   EXPECT_TRUE(s.contains("incorrect_rate_ratio"));
+  EXPECT_EQ(s["quote_search"], false);
+  // The same with quotes searched (agent/quote_search.h): the flag reaches the loop and the report.
+  const std::string qs = std::string(BALEINE_BINARY) + " eval --model " + tiny_model().string() + " --suite facts --facts " + kFacts +
+                         " --problems 4 --max-tokens 8 --retrieval --retrieval-mode rag --quote-search --out " + out.string() + " > /dev/null";
+  ASSERT_EQ(std::system(qs.c_str()), 0) << qs;
+  std::ifstream in2(out);
+  const json r2 = json::parse(in2);
+  EXPECT_EQ(r2["suites"][0]["quote_search"], true);
+  EXPECT_EQ(r2["suites"][0]["on"]["searched"], 4);
   fs::remove(out);
 }
 
