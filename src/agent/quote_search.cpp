@@ -66,6 +66,12 @@ class QuoteContinuation : public TokenConstraint {
   std::vector<TokenLogprob> children_;  // the allowed tokens, most likely first, at most keep_
 };
 
+// Waits for a request's final event (it always comes, cancelled or not).
+GenerationEvent final_event(GenerationHandle& h) {
+  for (;;)
+    if (auto e = h.next(std::chrono::milliseconds(1000)); e && e->finished) return std::move(*e);
+}
+
 struct Worse {
   bool operator()(const Node& a, const Node& b) const {
     if (a.logprob != b.logprob) return a.logprob < b.logprob;
@@ -112,16 +118,25 @@ QuoteSearchResult search_grounded_quote(Engine& engine, const std::vector<int32_
       req.params.ignore_eos = true;
       steps.push_back(std::make_shared<QuoteContinuation>(grounding, n.state, vocab, o.children));
       req.params.constraint = steps.back();
-      handles.push_back(engine.submit(std::move(req)));
+      try {
+        handles.push_back(engine.submit(std::move(req)));
+      } catch (const QueueFullError&) {  // a busy server: stop searching (the mask decodes the quote)
+        for (auto& h : handles) {
+          h->cancel();
+          final_event(*h);  // the requests hold references to `grounding` and `vocab`: wait them out
+        }
+        r.expansions += int(handles.size());
+        return r;
+      }
     }
     r.expansions += int(batch.size());
+    std::string error;
+    for (auto& h : handles) {
+      const GenerationEvent e = final_event(*h);
+      if (e.finish_reason == FinishReason::Error && error.empty()) error = e.error;
+    }
+    if (!error.empty()) throw Error("quote search: " + error);
     for (size_t i = 0; i < batch.size(); ++i) {
-      for (;;) {
-        auto e = handles[i]->next(std::chrono::milliseconds(1000));
-        if (!e || !e->finished) continue;
-        if (e->finish_reason == FinishReason::Error) throw Error("quote search: " + e->error);
-        break;
-      }
       const Node& n = batch[i];
       for (const TokenLogprob& t : steps[i]->children()) {
         Node c{n.logprob + t.logprob, n.path, n.state, false};

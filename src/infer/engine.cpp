@@ -436,6 +436,8 @@ void Engine::loop() {
     step(active, embedding);
     std::erase_if(active, [](const std::unique_ptr<Active>& a) { return a->done; });
     std::erase_if(embedding, [](const std::unique_ptr<EmbedActive>& e) { return e->done; });
+    std::lock_guard lock(mu_);  // "running" stays true to its name while the engine waits for work
+    stats_.running = int64_t(active.size() + embedding.size());
   }
 }
 

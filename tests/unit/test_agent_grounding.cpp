@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <random>
 #include <sstream>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -374,4 +375,35 @@ TEST(QuoteSearch, AgentLoopQuotesAreWholeSpans) {
     }
   }
   EXPECT_GT(closed, 0u);  // the random model does close quotes, so the search wrote some
+}
+
+// A busy engine (its queue full) stops the search cleanly: no error, no request left behind holding the caller's
+// grounding state; what it returns is still a valid quote when it found one.
+TEST(QuoteSearch, FullQueueEndsTheSearch) {
+  auto tok = agent_test::tiny_tokenizer();
+  auto vocab = VocabIndex::build(*tok);
+  EngineOptions eo;
+  eo.max_batch = 1;
+  eo.max_queue = 1;
+  Engine engine(agent_test::tiny_model(), tok, eo);
+  const std::vector<std::string> sources = {"Ada Lovelace wrote poetry about math", "the answer is 42"};
+  int stopped = 0;
+  for (int run = 0; run < 10; ++run) {
+    GroundedQuoteConstraint grounding(std::make_shared<WordSpanIndex>(sources), vocab);
+    GroundedQuoteConstraint::State start;
+    ASSERT_TRUE(grounding.advance(start, "\""));
+    QuoteSearchOptions o;
+    o.batch = 8;  // more than the engine takes at once
+    const QuoteSearchResult q = search_grounded_quote(engine, tok->encode("She is \""), grounding, start, *vocab, 24, o);
+    stopped += !q.found && q.expansions < o.max_expansions;
+    if (q.found) {
+      const std::string quote = tok->decode(q.tokens);
+      EXPECT_TRUE(brute_word_span(sources, quote.substr(0, quote.find('"')))) << quote;
+    }
+  }
+  EXPECT_GT(stopped, 0);  // the queue did fill, so the early stop ran
+  // Nothing left running (the stats are taken after each engine step, so give it one).
+  for (int i = 0; i < 200 && (engine.stats().running > 0 || engine.stats().queued > 0); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(engine.stats().running + engine.stats().queued, 0);
 }
