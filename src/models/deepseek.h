@@ -83,17 +83,12 @@ class DeepSeekModel final : public CausalLM {
   // sample). Attention never crosses a sample boundary and positions restart at 0 in every sample, so a packed
   // window computes exactly what the samples would compute one by one. Row t of the logits predicts
   // targets[t] = tokens[t+1] when t+1 is in the same sample, else -1 (nothing). No MTP term.
-  struct ObjectiveInput {
-    const float* logits = nullptr;      // [T, V]
-    std::span<const int32_t> targets;   // [T], -1 where a row predicts nothing
-    std::span<const int64_t> sample_of; // [T], index of the sample each row belongs to
-    int64_t T = 0, V = 0;
-  };
-  // Returns the objective's value; writes dL/dlogits [T, V] (zeroed beforehand) when dlogits is not null.
-  using LogitObjective = std::function<double(const ObjectiveInput& in, float* dlogits)>;
+  using ObjectiveInput = baleine::ObjectiveInput;
+  using LogitObjective = baleine::LogitObjective;
   // Forward through the objective and, when grads is not null, backward accumulating into grads.
   double objective_and_grad(std::span<const int32_t> tokens, std::span<const int64_t> sample_lengths,
-                            const LogitObjective& objective, nn::Gradients* grads);
+                            const LogitObjective& objective, nn::Gradients* grads) override;
+  bool trainable() const override { return true; }
 
   // Auxiliary-loss-free balancing (V3 §2.1.2): loss_and_grad counts how many tokens each expert of each MoE
   // layer received; after an optimizer step, b_i += γ·sign(mean load − load_i) nudges selection toward

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "models/deepseek.h"
+#include "models/train_blocks.h"
 #include "ops/grad.h"
 
 namespace baleine {
@@ -21,18 +22,11 @@ struct SegmentsGuard {
 
 void DeepSeekModel::segmented_attention(float* out, const float* q, const float* k, const float* v,
                                         ops::AttentionArgs args, int64_t T) const {
-  if (segments_.empty()) {
+  if (segments_.empty()) {  // the window of loss_and_grad: args as the caller set them
     ops::attention_causal(out, q, k, v, args);
     return;
   }
-  int64_t start = 0;
-  for (int64_t len : segments_) {
-    args.n_q = args.n_kv = len;
-    ops::attention_causal(out + start * args.out_stride, q + start * args.q_stride, k + start * args.k_stride,
-                          v + start * args.v_stride, args);
-    start += len;
-  }
-  BALEINE_ASSERT(start == T);
+  packed_attention(out, q, k, v, args, segments_, T);
 }
 
 void DeepSeekModel::segmented_attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
@@ -42,45 +36,17 @@ void DeepSeekModel::segmented_attention_backward(float* dq, float* dk, float* dv
     ops::attention_causal_backward(dq, dk, dv, dout, q, k, v, args);
     return;
   }
-  int64_t start = 0;
-  for (int64_t len : segments_) {
-    args.n_q = args.n_kv = len;
-    ops::attention_causal_backward(dq + start * args.q_stride, dk + start * args.k_stride, dv + start * args.v_stride,
-                                   dout + start * args.out_stride, q + start * args.q_stride,
-                                   k + start * args.k_stride, v + start * args.v_stride, args);
-    start += len;
-  }
-  BALEINE_ASSERT(start == T);
+  packed_attention_backward(dq, dk, dv, dout, q, k, v, args, segments_, T);
 }
 
 double DeepSeekModel::objective_and_grad(std::span<const int32_t> tokens, std::span<const int64_t> sample_lengths,
                                          const LogitObjective& objective, nn::Gradients* grads) {
   const int64_t T = int64_t(tokens.size()), d = cfg_.hidden_size, V = cfg_.vocab_size;
-  BALEINE_CHECK(T >= 1, "need at least 1 token, got {}", T);
-  for (int32_t t : tokens)
-    BALEINE_CHECK(t >= 0 && t < cfg_.vocab_size, "token id {} is outside the vocabulary [0, {})", t, cfg_.vocab_size);
-  std::vector<int64_t> lengths(sample_lengths.begin(), sample_lengths.end());
-  if (lengths.empty()) lengths.push_back(T);
-  int64_t total = 0;
-  for (int64_t len : lengths) {
-    BALEINE_CHECK(len >= 1, "a packed sample has length {}", len);
-    BALEINE_CHECK(len <= cfg_.max_position_embeddings, "a sample of {} tokens exceeds the context of {}", len,
-                  cfg_.max_position_embeddings);
-    total += len;
-  }
-  BALEINE_CHECK(total == T, "sample lengths add up to {}, the window has {} tokens", total, T);
-  // Positions restart in every sample; a row's target is the next token of the same sample.
-  std::vector<int32_t> positions(static_cast<size_t>(T)), targets(static_cast<size_t>(T), -1);
-  std::vector<int64_t> sample_of(static_cast<size_t>(T));
-  int64_t start = 0;
-  for (size_t s = 0; s < lengths.size(); ++s) {
-    for (int64_t i = 0; i < lengths[s]; ++i) {
-      positions[size_t(start + i)] = int32_t(i);
-      sample_of[size_t(start + i)] = int64_t(s);
-      if (i + 1 < lengths[s]) targets[size_t(start + i)] = tokens[size_t(start + i + 1)];
-    }
-    start += lengths[s];
-  }
+  PackedWindowLayout layout = packed_window_layout(cfg_, tokens, sample_lengths);
+  const auto& positions = layout.positions;
+  const auto& targets = layout.targets;
+  const auto& sample_of = layout.sample_of;
+  const auto& lengths = layout.lengths;
   if (lengths.size() > 1) segments_ = lengths;
   SegmentsGuard guard{segments_};
   const Tensor& head_slot = cfg_.tie_word_embeddings ? embed_tokens_.weight : lm_head_.weight;

@@ -9,6 +9,7 @@
 #include <numeric>
 
 #include "models/deepseek.h"
+#include "models/train_blocks.h"
 #include "ops/grad.h"
 
 namespace baleine {
@@ -16,32 +17,6 @@ namespace baleine {
 namespace {
 using Buf = std::vector<float>;
 Buf zeros(int64_t n) { return Buf(static_cast<size_t>(n), 0.0f); }
-
-// SwiGLU with its saved activations: y = down(silu(gate x) ⊙ up x). The input x is not saved (the caller
-// recomputes or re-gathers it) and neither is silu(g) ⊙ u (recomputed from g and u).
-struct SwiGLUActivations {
-  Buf g, u;  // [M, width]
-};
-
-void swiglu_forward_train(const nn::SwiGLU& f, float* y, const float* x, int64_t M, SwiGLUActivations& a) {
-  a.g = zeros(M * f.width), a.u = zeros(M * f.width);
-  Buf act = zeros(M * f.width);
-  f.gate.forward(a.g.data(), x, M);
-  f.up.forward(a.u.data(), x, M);
-  ops::swiglu(act.data(), a.g.data(), a.u.data(), M * f.width);
-  f.down.forward(y, act.data(), M);
-}
-
-// x: the forward's input [M, dim].
-void swiglu_backward(const nn::SwiGLU& f, float* dx, const float* dy, const float* x, int64_t M,
-                     const SwiGLUActivations& a, nn::Gradients& g) {
-  Buf act = zeros(M * f.width), dact = zeros(M * f.width), dg = zeros(M * f.width), du = zeros(M * f.width);
-  ops::swiglu(act.data(), a.g.data(), a.u.data(), M * f.width);
-  ops::linear_backward(dact.data(), g.of(f.down.weight), nullptr, dy, act.data(), nn::weight_ref(f.down.weight), M);
-  ops::swiglu_backward(dg.data(), du.data(), dact.data(), a.g.data(), a.u.data(), M * f.width);
-  ops::linear_backward(dx, g.of(f.gate.weight), nullptr, dg.data(), x, nn::weight_ref(f.gate.weight), M);
-  ops::linear_backward(dx, g.of(f.up.weight), nullptr, du.data(), x, nn::weight_ref(f.up.weight), M);
-}
 
 // MLA's key/value side from the kv_a output: latent = [RMSNorm(c^KV) ‖ RoPE(k_pe)] [T, R+Dr], the
 // up-projection kv = kv_b_proj(c^KV) [T, H, Dn+Dv] and k = [k_nope ‖ k_pe] [T, H, Dn+Dr]. Run by the forward

@@ -23,6 +23,10 @@ class DenseModel final : public CausalLM {
   void final_norm(float* x, int64_t rows) const override { norm_.forward(x, x, rows); }
   void for_each_param(const nn::ParamVisitor& v) override;
   void prepare() override;  // ties lm_head to the embedding when tie_word_embeddings
+  // Training (dense_train.cpp): forward with saved activations, the objective, backward (CausalLM's contract).
+  double objective_and_grad(std::span<const int32_t> tokens, std::span<const int64_t> sample_lengths,
+                            const LogitObjective& objective, nn::Gradients* grads) override;
+  bool trainable() const override { return true; }
 
   // Shapes: T new tokens, H query heads, G kv heads, D head_dim.
   struct Block {
@@ -38,6 +42,15 @@ class DenseModel final : public CausalLM {
   // x[N, d] += Block(x) over the N rows of a batched step; keys/values go to each segment's blocks.
   void block_forward(const Block& b, float* x, int64_t N, const int32_t* positions,
                      std::span<const BatchSegment> segs, int64_t layer);
+
+  struct BlockActivations;  // dense_train.cpp
+  // x[T, d] += Block(x) over a packed window (samples `lengths`), saving what the backward needs.
+  void block_forward_train(const Block& b, float* x, int64_t T, const int32_t* positions,
+                           std::span<const int64_t> lengths, BlockActivations& a) const;
+  // dx: dL/d(block output) in, dL/d(block input) out; parameter gradients accumulate into g.
+  void block_backward(const Block& b, float* dx, int64_t T, const int32_t* positions, std::span<const int64_t> lengths,
+                      const BlockActivations& a, nn::Gradients& g) const;
+  ops::AttentionArgs attention_args() const;  // the training layout: q [T, H, D], k and v [T, G, D], out [T, H, D]
 
   ModelConfig cfg_;
   ops::RopeTable rope_;

@@ -58,6 +58,44 @@ Tensor CausalLM::logits(std::span<const int32_t> tokens, MlaMode mode) {
   return forward(*seq, tokens, mode);
 }
 
+PackedWindowLayout packed_window_layout(const ModelConfig& config, std::span<const int32_t> tokens,
+                                        std::span<const int64_t> sample_lengths) {
+  const int64_t T = int64_t(tokens.size());
+  BALEINE_CHECK(T >= 1, "need at least 1 token, got {}", T);
+  for (int32_t t : tokens)
+    BALEINE_CHECK(t >= 0 && t < config.vocab_size, "token id {} is outside the vocabulary [0, {})", t, config.vocab_size);
+  PackedWindowLayout w;
+  w.lengths.assign(sample_lengths.begin(), sample_lengths.end());
+  if (w.lengths.empty()) w.lengths.push_back(T);
+  int64_t total = 0;
+  for (int64_t len : w.lengths) {
+    BALEINE_CHECK(len >= 1, "a packed sample has length {}", len);
+    BALEINE_CHECK(len <= config.max_position_embeddings, "a sample of {} tokens exceeds the context of {}", len,
+                  config.max_position_embeddings);
+    total += len;
+  }
+  BALEINE_CHECK(total == T, "sample lengths add up to {}, the window has {} tokens", total, T);
+  w.positions.resize(size_t(T));
+  w.targets.assign(size_t(T), -1);
+  w.sample_of.resize(size_t(T));
+  int64_t start = 0;
+  for (size_t s = 0; s < w.lengths.size(); ++s) {
+    for (int64_t i = 0; i < w.lengths[s]; ++i) {
+      w.positions[size_t(start + i)] = int32_t(i);
+      w.sample_of[size_t(start + i)] = int64_t(s);
+      if (i + 1 < w.lengths[s]) w.targets[size_t(start + i)] = tokens[size_t(start + i + 1)];
+    }
+    start += w.lengths[s];
+  }
+  return w;
+}
+
+double CausalLM::objective_and_grad(std::span<const int32_t>, std::span<const int64_t>, const LogitObjective&,
+                                    nn::Gradients*) {
+  BALEINE_FAIL("training is not implemented for {} models loaded this way (a GGUF file is inference only; "
+               "convert it to HF safetensors)", config().model_type);
+}
+
 std::unique_ptr<CausalLM> create_model(const ModelConfig& config) {
   if (config.is_deepseek()) return std::make_unique<DeepSeekModel>(config);
   return std::make_unique<DenseModel>(config);

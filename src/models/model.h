@@ -1,10 +1,14 @@
 // models/model.h — what every architecture offers the engine, trainers and tools.
-// defines: MlaMode, BatchItem, BatchSegment, check_forward_input, check_batch, CausalLM, load_model, create_model
+// defines: MlaMode, BatchItem, BatchSegment, check_forward_input, check_batch, ObjectiveInput, LogitObjective,
+//          PackedWindowLayout, packed_window_layout,
+//          CausalLM, load_model, create_model
 //          (Sequence and KvPool: models/kv_cache.h)
 #pragma once
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "core/tensor.h"
 #include "models/config.h"
@@ -12,6 +16,9 @@
 #include "nn/layers.h"
 
 namespace baleine {
+namespace nn {
+class Gradients;
+}
 
 // DeepSeek attention computed two ways that must agree: Naive up-projects the cached latents to per-head keys
 // and values (cheap for long prefill); Absorbed folds W^UK into the query and W^UV after attention, attending
@@ -37,6 +44,27 @@ void check_forward_input(const ModelConfig& config, const Sequence& seq, std::sp
 // Checks a batch (distinct sequences, pools of this layout, every item's input) and reserves the blocks its
 // tokens need.
 void check_batch(const ModelConfig& config, std::span<const BatchItem> items, int64_t layers, int64_t row);
+
+// Per-token training objectives (SFT, GRPO, distillation) drive a model's backward with their own dL/dlogits.
+// Row t of the logits predicts targets[t] (-1: nothing); sample_of[t] is the packed sample row t belongs to.
+struct ObjectiveInput {
+  const float* logits = nullptr;      // [T, V]
+  std::span<const int32_t> targets;   // [T], -1 where a row predicts nothing
+  std::span<const int64_t> sample_of; // [T], index of the sample each row belongs to
+  int64_t T = 0, V = 0;
+};
+// Returns the objective's value; writes dL/dlogits [T, V] (zeroed beforehand) when dlogits is not null.
+using LogitObjective = std::function<double(const ObjectiveInput& in, float* dlogits)>;
+
+// The layout of a packed training window, checked (every id in the vocabulary, lengths >= 1 adding up to the
+// window, none past the context): positions restart in every sample, targets[t] = tokens[t+1] inside a sample.
+struct PackedWindowLayout {
+  std::vector<int64_t> lengths;  // [samples]
+  std::vector<int32_t> positions, targets;  // [T]
+  std::vector<int64_t> sample_of;           // [T]
+};
+PackedWindowLayout packed_window_layout(const ModelConfig& config, std::span<const int32_t> tokens,
+                                        std::span<const int64_t> sample_lengths);
 
 class CausalLM {
  public:
@@ -90,6 +118,14 @@ class CausalLM {
   }
   // Every parameter, with its Hugging Face name and shape.
   virtual void for_each_param(const nn::ParamVisitor& v) = 0;
+  // Training through a per-token objective: `tokens` holds one or more samples packed back to back,
+  // `sample_lengths` their lengths (empty: one sample); attention never crosses a sample boundary and positions
+  // restart at 0 in each, so a packed window computes what the samples would one by one. Row t predicts
+  // tokens[t+1] of the same sample. Forward through the objective and, when grads is not null, backward
+  // accumulating into grads. Returns the objective's value. Architectures without a backward throw.
+  virtual double objective_and_grad(std::span<const int32_t> tokens, std::span<const int64_t> sample_lengths,
+                                    const LogitObjective& objective, nn::Gradients* grads);
+  virtual bool trainable() const { return false; }  // objective_and_grad is implemented
   // Derives what depends on the parameters (tied head, absorbed MLA weights); call after loading or changing them.
   virtual void prepare() = 0;
 

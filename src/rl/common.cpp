@@ -21,9 +21,8 @@ Policy load_policy(const std::string& dir, const std::string& where) {
   p.dir = dir;
   p.config = train::read_json_file((fs::path(dir) / "config.json").string());
   p.model = load_model(dir);
-  p.ds = dynamic_cast<DeepSeekModel*>(p.model.get());
-  BALEINE_CHECK(p.ds != nullptr, "{}: '{}' is a {} model; training is implemented for deepseek_v3/deepseek_v2", where,
-                dir, p.model->config().model_type);
+  BALEINE_CHECK(p.model->trainable(), "{}: '{}' is a {} model, which has no training pass", where, dir,
+                p.model->config().model_type);
   train::materialize_params(*p.model);
   p.tokenizer = Tokenizer::load(dir);
   BALEINE_CHECK(p.tokenizer.vocab_size() <= p.model->config().vocab_size,

@@ -20,13 +20,12 @@
 
 namespace baleine::rl {
 
-// A trainable DeepSeek model loaded from a model directory (config.json, safetensors, tokenizer.json), with
-// owned, writable f32 parameters.
+// A trainable model (DeepSeek V2/V3, or a dense qwen2 / llama) loaded from a model directory (config.json,
+// safetensors, tokenizer.json), with owned, writable f32 parameters.
 struct Policy {
   std::string dir;
   nlohmann::json config;  // config.json, written into every checkpoint
   std::unique_ptr<CausalLM> model;
-  DeepSeekModel* ds = nullptr;
   Tokenizer tokenizer;
 };
 Policy load_policy(const std::string& dir, const std::string& where);

@@ -49,7 +49,7 @@ std::vector<std::pair<size_t, size_t>> chunks(size_t n, Len len, int64_t pack_to
 }
 }  // namespace
 
-std::vector<std::vector<double>> sequence_logprobs(DeepSeekModel& model, const std::vector<std::vector<int32_t>>& seqs,
+std::vector<std::vector<double>> sequence_logprobs(CausalLM& model, const std::vector<std::vector<int32_t>>& seqs,
                                                    int64_t pack_tokens) {
   std::vector<std::vector<double>> out(seqs.size());
   for (auto [b, e] : chunks(seqs.size(), [&](size_t i) { return int64_t(seqs[i].size()); }, pack_tokens)) {
@@ -69,7 +69,7 @@ std::vector<std::vector<double>> sequence_logprobs(DeepSeekModel& model, const s
   return out;
 }
 
-GrpoLossStats grpo_loss_and_grad(DeepSeekModel& model, const std::vector<GrpoSequence>& batch, const GrpoLossConfig& cfg,
+GrpoLossStats grpo_loss_and_grad(CausalLM& model, const std::vector<GrpoSequence>& batch, const GrpoLossConfig& cfg,
                                  nn::Gradients* grads, int64_t pack_tokens) {
   GrpoLossStats st;
   int64_t total_tokens = 0;
@@ -170,11 +170,11 @@ int run_grpo(const GrpoRecipe& r, bool resume) {
   mallopt(M_MMAP_THRESHOLD, 1 << 30);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
   Policy pol = load_policy(r.model, r.source + " key 'model'");
-  DeepSeekModel& model = *pol.ds;
+  CausalLM& model = *pol.model;
   // The reference is the initial policy, frozen; with beta = 0 it is never loaded (as trl).
   std::unique_ptr<CausalLM> ref;
   if (r.loss.beta > 0) ref = load_model(r.model);
-  auto* ref_ds = ref ? dynamic_cast<DeepSeekModel*>(ref.get()) : nullptr;
+  CausalLM* ref_lm = ref.get();
   auto suite = make_suite(r.suite, r.seed, r.source + " key 'suite'");
   const AnswerFormat af = answer_format_of(r.prompt_format);
   const int32_t eos = pol.tokenizer.eos_id();
@@ -274,10 +274,10 @@ int run_grpo(const GrpoRecipe& r, bool resume) {
     // ---- old-policy and reference log-probabilities (teacher-forced, the training form)
     auto old_lp = sequence_logprobs(model, seqs);
     std::vector<std::vector<double>> ref_lp;
-    if (ref_ds) ref_lp = sequence_logprobs(*ref_ds, seqs);
+    if (ref_lm) ref_lp = sequence_logprobs(*ref_lm, seqs);
     for (size_t s = 0; s < batch.size(); ++s) {
       batch[s].old_logp = std::move(old_lp[s]);
-      if (ref_ds) batch[s].ref_logp = std::move(ref_lp[s]);
+      if (ref_lm) batch[s].ref_logp = std::move(ref_lp[s]);
     }
     // ---- μ policy updates on this batch
     GrpoLossStats st;

@@ -43,10 +43,10 @@ std::vector<double> group_advantages(const std::vector<double>& rewards, bool sc
 
 // The GRPO objective of a batch and its gradient (accumulated into grads when not null). Sequences of one call
 // are packed with per-sample attention in chunks of at most pack_tokens tokens.
-GrpoLossStats grpo_loss_and_grad(DeepSeekModel& model, const std::vector<GrpoSequence>& batch,
+GrpoLossStats grpo_loss_and_grad(CausalLM& model, const std::vector<GrpoSequence>& batch,
                                  const GrpoLossConfig& cfg, nn::Gradients* grads, int64_t pack_tokens = 2048);
 // Per-row log-probabilities of `tokens` under `model` (teacher-forced, no gradient), packed likewise.
-std::vector<std::vector<double>> sequence_logprobs(DeepSeekModel& model, const std::vector<std::vector<int32_t>>& seqs,
+std::vector<std::vector<double>> sequence_logprobs(CausalLM& model, const std::vector<std::vector<int32_t>>& seqs,
                                                    int64_t pack_tokens = 2048);
 
 struct GrpoRecipe {

@@ -1,4 +1,4 @@
-// rl/objectives.h — per-token objectives over a model's logits (DeepSeekModel::LogitObjective): weighted
+// rl/objectives.h — per-token objectives over a model's logits (baleine::LogitObjective, models/model.h): weighted
 // next-token NLL (SFT, with 0 masking a token), objectives of the target log-probabilities (GRPO's clipped
 // surrogate and k3 KL), and logit distillation (forward KL, reverse KL, generalised JSD with temperature).
 // defines: target_logprobs, weighted_nll, logprob_objective, DistillLoss, distill_objective, distill_loss_row,
@@ -8,12 +8,12 @@
 #include <span>
 #include <vector>
 
-#include "models/deepseek.h"
+#include "models/model.h"
 
 namespace baleine::rl {
 
-using ObjectiveInput = DeepSeekModel::ObjectiveInput;
-using LogitObjective = DeepSeekModel::LogitObjective;
+using ObjectiveInput = baleine::ObjectiveInput;
+using LogitObjective = baleine::LogitObjective;
 
 // log softmax(logits[t])[targets[t]] for every row (0 where the row has no target).
 std::vector<double> target_logprobs(const ObjectiveInput& in);

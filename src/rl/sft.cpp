@@ -111,9 +111,9 @@ int run_sft(const SftRecipe& r, bool resume) {
   fmt::print(stderr, "sft: {} windows of <= {} tokens, {} assistant tokens per epoch\n", train_windows.size(), r.seq_len,
              trained_tokens);
 
-  DeepSeekModel& model = *pol.ds;
+  CausalLM& model = *pol.model;
   std::unique_ptr<CausalLM> teacher;
-  DeepSeekModel* teacher_ds = nullptr;
+  CausalLM* teacher_lm = nullptr;
   if (!r.teacher.empty()) {
     Policy t = load_policy(r.teacher, r.source + " key 'teacher'");
     BALEINE_CHECK(t.model->config().vocab_size == model.config().vocab_size &&
@@ -125,7 +125,7 @@ int run_sft(const SftRecipe& r, bool resume) {
       BALEINE_CHECK(t.tokenizer.token_bytes(id) == pol.tokenizer.token_bytes(id),
                     "{}: teacher and student tokenizers differ at id {}", r.source, id);
     teacher = std::move(t.model);
-    teacher_ds = t.ds;
+    teacher_lm = teacher.get();
   }
   train::Checkpointer ckpt{fs::path(r.out) / "checkpoints", pol.dir};
   const fs::path metrics_path = fs::path(r.out) / "metrics.jsonl";
@@ -157,12 +157,12 @@ int run_sft(const SftRecipe& r, bool resume) {
     for (const auto* w : ws) {
       std::vector<float> wt = w->weights;
       for (auto& x : wt) x /= float(count);
-      if (!teacher_ds) {
+      if (!teacher_lm) {
         loss += model.objective_and_grad(w->tokens, w->lengths, weighted_nll(std::move(wt)), g);
         continue;
       }
       std::vector<float> teacher_logits;
-      teacher_ds->objective_and_grad(w->tokens, w->lengths, [&](const ObjectiveInput& in, float*) {
+      teacher_lm->objective_and_grad(w->tokens, w->lengths, [&](const ObjectiveInput& in, float*) {
         teacher_logits.assign(in.logits, in.logits + in.T * in.V);
         return 0.0;
       }, nullptr);

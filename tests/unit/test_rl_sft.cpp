@@ -27,37 +27,50 @@ fs::path temp_dir(const std::string& name) {
   return d;
 }
 
-// A model directory: the tiny V3 fixture architecture (no MTP) with a 400-token vocabulary, random weights and a
-// BPE tokenizer trained on a little arithmetic text.
-const fs::path& model_dir() {
-  static fs::path dir = [] {
-    fs::path d = temp_dir("model");
-    {
-      std::ofstream text(d / "text.txt");
-      auto suite = make_suite(json("word"), 1, "test");
-      for (int i = 0; i < 300; ++i) {
-        Problem p = suite->problem(Split::Train, i);
-        text << "Problem: " << p.question << "\n<think>\n" << p.reasoning << "</think>\n" << p.answer << "\n\n";
-      }
+// A model directory: a tiny parity-fixture architecture (V3 without MTP, or the dense qwen2) with a 400-token
+// vocabulary, random weights and a BPE tokenizer trained on a little arithmetic text.
+fs::path make_model_dir(const std::string& arch) {
+  fs::path d = temp_dir("model_" + arch);
+  {
+    std::ofstream text(d / "text.txt");
+    auto suite = make_suite(json("word"), 1, "test");
+    for (int i = 0; i < 300; ++i) {
+      Problem p = suite->problem(Split::Train, i);
+      text << "Problem: " << p.question << "\n<think>\n" << p.reasoning << "</think>\n" << p.answer << "\n\n";
     }
-    BpeTrainOptions o;
-    o.vocab_size = 400;
-    o.progress = false;
-    train_bpe_tokenizer({(d / "text.txt").string()}, d.string(), o);
-    std::ifstream in(std::string(BALEINE_TEST_DATA) + "/parity/v3/config.json");
-    json cfg = json::parse(in);
-    cfg["vocab_size"] = 400;
-    cfg["num_nextn_predict_layers"] = 0;
-    cfg["max_position_embeddings"] = 4096;
-    std::ofstream(d / "config.json") << cfg.dump(2);
-    auto model = create_model(parse_model_config(cfg, "test"));
-    init_params_random(*model, 5, 0.05f);
-    std::vector<std::pair<std::string, Tensor>> params;
-    model->for_each_param([&](nn::Param& p) { if (p.tensor->defined()) params.emplace_back(p.name, *p.tensor); });
-    io::safetensors_write((d / "model.safetensors").string(), params);
-    return d;
-  }();
+  }
+  BpeTrainOptions o;
+  o.vocab_size = 400;
+  o.progress = false;
+  train_bpe_tokenizer({(d / "text.txt").string()}, d.string(), o);
+  std::ifstream in(std::string(BALEINE_TEST_DATA) + "/parity/" + arch + "/config.json");
+  json cfg = json::parse(in);
+  cfg["vocab_size"] = 400;
+  if (cfg.contains("num_nextn_predict_layers")) cfg["num_nextn_predict_layers"] = 0;
+  cfg["max_position_embeddings"] = 4096;
+  std::ofstream(d / "config.json") << cfg.dump(2);
+  auto model = create_model(parse_model_config(cfg, "test"));
+  init_params_random(*model, 5, 0.05f);
+  std::vector<std::pair<std::string, Tensor>> params;
+  model->for_each_param([&](nn::Param& p) { if (p.tensor->defined()) params.emplace_back(p.name, *p.tensor); });
+  io::safetensors_write((d / "model.safetensors").string(), params);
+  return d;
+}
+const fs::path& model_dir() {
+  static fs::path dir = make_model_dir("v3");
   return dir;
+}
+
+// SFT data of word problems with reasoning, as chat samples.
+void write_sft_data(const fs::path& f, int n) {
+  std::ofstream out(f);
+  auto suite = make_suite(json("word"), 2, "test");
+  for (int i = 0; i < n; ++i) {
+    Problem p = suite->problem(Split::Train, i);
+    json m = {{"messages", {{{"role", "user"}, {"content", chat_user_message(p)}},
+                            {{"role", "assistant"}, {"content", "<think>\n" + render_solution(p, PromptFormat::Chat)}}}}};
+    out << m.dump() << "\n";
+  }
 }
 
 ChatMessage msg(const std::string& role, const std::string& content) {
@@ -141,16 +154,7 @@ TEST(RlSft, PackingKeepsSamplesWholeAndWeightsAligned) {
 
 TEST(RlSft, RunCheckpointsAndResumesExactly) {
   fs::path d = temp_dir("sft");
-  {
-    std::ofstream f(d / "train.jsonl");
-    auto suite = make_suite(json("word"), 2, "test");
-    for (int i = 0; i < 12; ++i) {
-      Problem p = suite->problem(Split::Train, i);
-      json m = {{"messages", {{{"role", "user"}, {"content", chat_user_message(p)}},
-                              {{"role", "assistant"}, {"content", "<think>\n" + render_solution(p, PromptFormat::Chat)}}}}};
-      f << m.dump() << "\n";
-    }
-  }
+  write_sft_data(d / "train.jsonl", 12);
   auto recipe = [&](const std::string& out, int64_t steps) {
     json r = {{"model", model_dir().string()}, {"data", (d / "train.jsonl").string()}, {"val_data", (d / "train.jsonl").string()},
               {"out", (d / out).string()}, {"seq_len", 192}, {"batch_size", 2}, {"steps", steps}, {"checkpoint_every", 2},
@@ -169,6 +173,25 @@ TEST(RlSft, RunCheckpointsAndResumesExactly) {
   EXPECT_TRUE(fs::exists(d / "full" / "checkpoints" / "step-00000006" / "tokenizer.json"));
   std::ofstream(d / "bad.json") << json{{"model", model_dir().string()}, {"data", "x.jsonl"}, {"sequence_len", 5}}.dump();
   EXPECT_THROW(load_sft_recipe((d / "bad.json").string()), Error);
+}
+
+// The dense R1-Distill student family (qwen2 here) takes the same SFT: its backward (models/dense_train.cpp)
+// drives the run, and the validation loss falls.
+TEST(RlSft, DenseModelTrains) {
+  fs::path d = temp_dir("sft_dense");
+  write_sft_data(d / "train.jsonl", 12);
+  const fs::path model = make_model_dir("qwen2");
+  json r = {{"model", model.string()}, {"data", (d / "train.jsonl").string()}, {"val_data", (d / "train.jsonl").string()},
+            {"out", (d / "out").string()}, {"seq_len", 192}, {"batch_size", 2}, {"steps", 6}, {"checkpoint_every", 3},
+            {"eval_every", 2}, {"lr", {{"schedule", "constant"}, {"max", 3e-3}}}, {"seed", 4}};
+  std::ofstream(d / "r.json") << r.dump();
+  ASSERT_EQ(run_sft(load_sft_recipe((d / "r.json").string()), false), 0);
+  auto m = read_lines(d / "out" / "metrics.jsonl");
+  ASSERT_EQ(m.size(), 6u);
+  EXPECT_LT(m.back()["val_loss"].get<double>(), m[1]["val_loss"].get<double>());
+  EXPECT_TRUE(fs::exists(d / "out" / "checkpoints" / "step-00000006" / "model.safetensors"));
+  auto trained = load_model((d / "out" / "checkpoints" / "step-00000006").string());
+  EXPECT_EQ(trained->config().model_type, "qwen2");
 }
 
 TEST(RlGrpoRun, ShortRunLogsMetricsAndResumesExactly) {
