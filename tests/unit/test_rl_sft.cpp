@@ -194,35 +194,40 @@ TEST(RlSft, DenseModelTrains) {
   EXPECT_EQ(trained->config().model_type, "qwen2");
 }
 
+namespace {
+// A quick SFT so that some samples are well formed and groups carry a reward signal; returns its checkpoint.
+std::string quick_sft(const fs::path& model, const fs::path& d) {
+  std::ofstream f(d / "train.jsonl");
+  auto suite = make_suite(json("word"), 2, "test");
+  for (int i = 0; i < 16; ++i) {
+    Problem p = suite->problem(Split::Train, i);
+    json m = {{"messages", {{{"role", "user"}, {"content", chat_user_message(p)}},
+                            {{"role", "assistant"}, {"content", "<think>\nok\n</think>\n<answer>" + p.answer + "</answer>"}}}}};
+    f << m.dump() << "\n";
+  }
+  f.close();
+  json r = {{"model", model.string()}, {"data", (d / "train.jsonl").string()}, {"out", (d / "sft").string()},
+            {"seq_len", 256}, {"batch_size", 4}, {"steps", 40}, {"checkpoint_every", 40},
+            {"lr", {{"schedule", "constant"}, {"max", 1e-2}}}, {"seed", 4}};
+  std::ofstream(d / "sft.json") << r.dump();
+  EXPECT_EQ(run_sft(load_sft_recipe((d / "sft.json").string()), false), 0);
+  return (d / "sft" / "checkpoints" / "step-00000040").string();
+}
+GrpoRecipe short_grpo_recipe(const std::string& start, const fs::path& d, const std::string& out, int64_t steps, double beta) {
+  json r = {{"model", start}, {"out", (d / out).string()}, {"suite", "word"}, {"prompt_format", "chat"},
+            {"prompts_per_step", 2}, {"group_size", 4}, {"max_new_tokens", 24}, {"steps", steps}, {"beta", beta},
+            {"inner_iterations", 2}, {"eval_every", 2}, {"eval_problems", 2}, {"checkpoint_every", 1},
+            {"lr", {{"schedule", "constant"}, {"max", 1e-3}}}, {"seed", 9},
+            {"reward", {{"correct", 1.0}, {"formatted", 0.5}, {"otherwise", 0.0}}}};
+  std::ofstream(d / (out + ".json")) << r.dump();
+  return load_grpo_recipe((d / (out + ".json")).string());
+}
+}  // namespace
+
 TEST(RlGrpoRun, ShortRunLogsMetricsAndResumesExactly) {
   fs::path d = temp_dir("grpo");
-  // A quick SFT so that some samples are well formed and groups carry a reward signal.
-  {
-    std::ofstream f(d / "train.jsonl");
-    auto suite = make_suite(json("word"), 2, "test");
-    for (int i = 0; i < 16; ++i) {
-      Problem p = suite->problem(Split::Train, i);
-      json m = {{"messages", {{{"role", "user"}, {"content", chat_user_message(p)}},
-                              {{"role", "assistant"}, {"content", "<think>\nok\n</think>\n<answer>" + p.answer + "</answer>"}}}}};
-      f << m.dump() << "\n";
-    }
-    f.close();
-    json r = {{"model", model_dir().string()}, {"data", (d / "train.jsonl").string()}, {"out", (d / "sft").string()},
-              {"seq_len", 256}, {"batch_size", 4}, {"steps", 40}, {"checkpoint_every", 40},
-              {"lr", {{"schedule", "constant"}, {"max", 1e-2}}}, {"seed", 4}};
-    std::ofstream(d / "sft.json") << r.dump();
-    ASSERT_EQ(run_sft(load_sft_recipe((d / "sft.json").string()), false), 0);
-  }
-  const std::string start = (d / "sft" / "checkpoints" / "step-00000040").string();
-  auto recipe = [&](const std::string& out, int64_t steps, double beta) {
-    json r = {{"model", start}, {"out", (d / out).string()}, {"suite", "word"}, {"prompt_format", "chat"},
-              {"prompts_per_step", 2}, {"group_size", 4}, {"max_new_tokens", 24}, {"steps", steps}, {"beta", beta},
-              {"inner_iterations", 2}, {"eval_every", 2}, {"eval_problems", 2}, {"checkpoint_every", 1},
-              {"lr", {{"schedule", "constant"}, {"max", 1e-3}}}, {"seed", 9},
-              {"reward", {{"correct", 1.0}, {"formatted", 0.5}, {"otherwise", 0.0}}}};
-    std::ofstream(d / (out + ".json")) << r.dump();
-    return load_grpo_recipe((d / (out + ".json")).string());
-  };
+  const std::string start = quick_sft(model_dir(), d);
+  auto recipe = [&](const std::string& out, int64_t steps, double beta) { return short_grpo_recipe(start, d, out, steps, beta); };
   ASSERT_EQ(run_grpo(recipe("full", 3, 0.04), false), 0);
   ASSERT_EQ(run_grpo(recipe("split", 2, 0.04), false), 0);
   ASSERT_EQ(run_grpo(recipe("split", 3, 0.04), true), 0);
@@ -244,6 +249,20 @@ TEST(RlGrpoRun, ShortRunLogsMetricsAndResumesExactly) {
   EXPECT_GT(sa[2]["kl"].get<double>(), 0.0);  // the policy moved away from the reference
   std::ofstream(d / "bad.json") << json{{"model", model_dir().string()}, {"loss_averaging", "per-token"}}.dump();
   EXPECT_THROW(load_grpo_recipe((d / "bad.json").string()), Error);
+}
+
+// GRPO on a dense qwen2 policy (rollouts through the batched generator, the loss through its backward).
+TEST(RlGrpoRun, DenseModelPolicy) {
+  fs::path d = temp_dir("grpo_dense");
+  const std::string start = quick_sft(make_model_dir("qwen2"), d);
+  ASSERT_EQ(run_grpo(short_grpo_recipe(start, d, "run", 3, 0.04), false), 0);
+  std::vector<json> steps;
+  for (auto& m : read_lines(d / "run" / "metrics.jsonl")) if (m.contains("reward")) steps.push_back(m);
+  ASSERT_EQ(steps.size(), 3u);
+  double signal = 0;
+  for (const auto& m : steps) signal += m["grad_norm"].get<double>();
+  EXPECT_GT(signal, 0.0) << "no group had a reward signal";
+  EXPECT_GT(steps[2]["kl"].get<double>(), 0.0);  // the policy moved away from the reference
 }
 
 TEST(RlDistill, RejectionSamplingKeepsOnlyGradedCorrectSamples) {
