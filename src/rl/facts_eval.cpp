@@ -211,10 +211,12 @@ FactsOutcomes evaluate_facts_endpoint(const EndpointConfig& ec, const FactSet& f
         s.steps = 1;
         if (r.contains("usage") && r["usage"].is_object()) s.tokens = r["usage"].value("completion_tokens", int64_t(0));
       } else {
-        const json r = http.call("POST", "/responses",
-                                 {{"assistant_id", assistant}, {"input", s.fact->question}, {"max_output_tokens", cfg.max_new_tokens},
-                                  {"temperature", cfg.sampling.temperature}, {"top_p", cfg.sampling.top_p},
-                                  {"max_steps", cfg.max_steps}});
+        json body = {{"assistant_id", assistant}, {"input", s.fact->question}, {"max_output_tokens", cfg.max_new_tokens},
+                     {"temperature", cfg.sampling.temperature}, {"top_p", cfg.sampling.top_p}, {"max_steps", cfg.max_steps}};
+        // baleine extensions, sent only when asked for (another server may refuse unknown fields)
+        if (cfg.grounded_quotes || cfg.quote_search) body["grounded_quotes"] = true;
+        if (cfg.quote_search) body["quote_search"] = true;
+        const json r = http.call("POST", "/responses", body);
         s.content = r.value("output_text", "");
         s.steps = r.value("agent_steps", 0);
         for (const auto& item : r.value("output", json::array()))

@@ -241,6 +241,9 @@ TEST(RlFacts, GroundingEvalOnTheServerEndpoint) {
     ASSERT_EQ(details.size(), 3u);
     for (const auto& d : details) EXPECT_EQ(d.outcome, grade_fact(*d.fact, d.content));
   }
+  // Quote search on the endpoint: the request carries the server's extensions (a bad one would be a 400).
+  cfg.quote_search = true;
+  EXPECT_EQ(evaluate_facts_endpoint(ec, fixture(), GroundingMode::Agent, cfg).problems, 3);
   EXPECT_THROW(evaluate_facts_endpoint(ec, fixture(), GroundingMode::Inject, cfg), Error);
   EXPECT_THROW(evaluate_facts_endpoint(ec, fixture(), GroundingMode::Rag, cfg), Error);
   srv.drain_and_stop();
