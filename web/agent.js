@@ -13,6 +13,7 @@
   };
   const TOOL_TYPES = ["calculator", "current_datetime", "file_search"];
   const SAMPLING = ["temperature", "top_p", "max_tokens", "presence_penalty", "frequency_penalty"];
+  const GROUNDING = ["grounded_quotes", "quote_search"];
   const ctx = { api: null, models: [], assistants: [], editing: null, onChange: () => {} };
 
   // ---------------------------------------------------------------------------------------------------------
@@ -81,6 +82,7 @@
     for (const t of TOOL_TYPES) $("tool-" + t).checked = types.has(t);
     $("assistant-tool-choice").value = choiceValue(a && a.tool_choice);
     for (const k of SAMPLING) $("assistant-" + k).value = a && a[k] !== undefined ? a[k] : "";
+    for (const k of GROUNDING) $("assistant-" + k).checked = !!(a && a[k] === true);
     $("assistant-documents").hidden = !a;
     if (a) loadDocuments();
   }
@@ -101,6 +103,7 @@
       const v = $("assistant-" + k).value.trim();
       body[k] = v === "" ? null : Number(v);
     }
+    for (const k of GROUNDING) body[k] = $("assistant-" + k).checked ? true : null;  // unchecked: the server's default
     return body;
   }
 

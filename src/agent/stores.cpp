@@ -65,6 +65,8 @@ Assistant row_to_assistant(const Stmt& s) {
   a.mcp_servers = j.value("mcp_servers", json::array());
   a.metadata = j.value("metadata", json::object());
   a.tool_choice = j.value("tool_choice", json());
+  a.grounded_quotes = j.value("grounded_quotes", json());
+  a.quote_search = j.value("quote_search", json());
   return a;
 }
 
@@ -89,7 +91,8 @@ json loop_tool_choice(const json& choice) {
 json Assistant::to_openai() const {
   json j = {{"id", id}, {"object", "assistant"}, {"created_at", created_at}, {"name", name}, {"description", description},
             {"instructions", instructions}, {"model", model}, {"tools", tools}, {"metadata", metadata},
-            {"mcp_servers", mcp_servers}, {"tool_choice", tool_choice}};
+            {"mcp_servers", mcp_servers}, {"tool_choice", tool_choice}, {"grounded_quotes", grounded_quotes},
+            {"quote_search", quote_search}};
   for (auto& [k, v] : sampling.items()) j[k] = v;
   return j;
 }
@@ -175,6 +178,11 @@ Assistant AssistantStore::validated(Assistant a, const json& body) const {
     for (size_t i = 0; i < m.size(); ++i) check_mcp_reference(m[i], fmt::format("mcp_servers[{}]", i));
     a.mcp_servers = m;
   }
+  for (const char* k : {"grounded_quotes", "quote_search"}) {
+    if (!body.contains(k)) continue;
+    BALEINE_CHECK(body[k].is_null() || body[k].is_boolean(), "{}: must be true, false or null", k);
+    (std::string(k) == "grounded_quotes" ? a.grounded_quotes : a.quote_search) = body[k];
+  }
   if (body.contains("metadata") && !body["metadata"].is_null()) {
     const json& md = body["metadata"];
     BALEINE_CHECK(md.is_object() && md.size() <= 16, "metadata: must be an object of at most 16 keys");
@@ -189,7 +197,7 @@ Assistant AssistantStore::validated(Assistant a, const json& body) const {
 void AssistantStore::save(const Assistant& a) {
   json data = {{"name", a.name}, {"description", a.description}, {"instructions", a.instructions}, {"model", a.model},
                {"tools", a.tools}, {"sampling", a.sampling}, {"mcp_servers", a.mcp_servers}, {"metadata", a.metadata},
-               {"tool_choice", a.tool_choice}};
+               {"tool_choice", a.tool_choice}, {"grounded_quotes", a.grounded_quotes}, {"quote_search", a.quote_search}};
   // An upsert, not INSERT OR REPLACE: a replace deletes the row first and would cascade to its documents.
   Stmt(db_, "INSERT INTO assistants(id, created_at, data, owner) VALUES(?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET data = excluded.data")
       .text(1, a.id).integer(2, a.created_at).text(3, data.dump()).integer(4, a.owner).step();

@@ -33,6 +33,10 @@ struct Assistant {
   // [{"server_label": ..., "allowed_tools"?: [...]}]: servers the operator configured (serve --mcp-config)
   nlohmann::json mcp_servers = nlohmann::json::array();
   nlohmann::json metadata = nlohmann::json::object();  // string -> string, at most 16 keys
+  // Grounded quotes and quote search in this assistant's agent loop (agent/grounding.h, agent/quote_search.h):
+  // true / false, or null for the server's default (serve --grounded-quotes, --quote-search); a request's own
+  // fields override them.
+  nlohmann::json grounded_quotes, quote_search;
   nlohmann::json to_openai() const;  // {"id","object":"assistant","created_at",...}
 };
 

@@ -234,13 +234,16 @@ void Server::responses(const httplib::Request& req, httplib::Response& res) {
       throw ApiError(400, "'max_steps' must be an integer in [1, 8]", "invalid_request_error", "max_steps");
     ao.max_steps = b["max_steps"].get<int>();
   }
+  // Grounding: the request's choice, else the assistant's, else the server's.
   ao.grounded_quotes = opt_.grounded_quotes;
+  ao.quote_search = opt_.quote_search;
+  if (assistant && assistant->grounded_quotes.is_boolean()) ao.grounded_quotes = assistant->grounded_quotes.get<bool>();
+  if (assistant && assistant->quote_search.is_boolean()) ao.quote_search = assistant->quote_search.get<bool>();
   if (b.contains("grounded_quotes")) {  // extension: override serve --grounded-quotes for this request
     if (!b["grounded_quotes"].is_boolean())
       throw ApiError(400, "'grounded_quotes' must be a boolean", "invalid_request_error", "grounded_quotes");
     ao.grounded_quotes = b["grounded_quotes"].get<bool>();
   }
-  ao.quote_search = opt_.quote_search;
   if (b.contains("quote_search")) {  // extension: override serve --quote-search for this request
     if (!b["quote_search"].is_boolean())
       throw ApiError(400, "'quote_search' must be a boolean", "invalid_request_error", "quote_search");

@@ -121,6 +121,28 @@ await t.check("responses with grounded_quotes (and quote_search): every quoted s
   await assert.rejects(client.responses.create({ model: "deepseek-chat", input: "x", quote_search: 1 }), (e) => e.status === 400);
 });
 
+await t.check("assistants keep grounding settings (grounded_quotes, quote_search) and their loop uses them", async () => {
+  const g = await client.beta.assistants.create({ model: "deepseek-chat", name: "Grounded", tools: [{ type: "file_search" }],
+                                                  grounded_quotes: true, quote_search: true });
+  assert.equal(g.grounded_quotes, true);
+  assert.equal(g.quote_search, true);
+  const got = await client.beta.assistants.retrieve(g.id);
+  assert.equal(got.quote_search, true);
+  const off = await client.beta.assistants.update(g.id, { quote_search: null });
+  assert.equal(off.quote_search, null);  // back to the server's default
+  assert.equal(off.grounded_quotes, true);
+  await client.beta.assistants.update(g.id, { quote_search: true });
+  const r = await fetch(server.url + `/v1/assistants/${g.id}/documents`, { method: "POST", headers: { "content-type": "application/json" },
+                                                                          body: JSON.stringify({ name: "facts.txt", text: "The lighthouse of Ouessant was lit in 1863." }) });
+  assert.equal(r.status, 200);
+  const resp = await client.responses.create({ model: "deepseek-chat", temperature: 1.2, seed: 4, input: "When was the lighthouse lit?",
+                                               max_output_tokens: 40, assistant_id: g.id, max_steps: 2,
+                                               tool_choice: { type: "function", function: { name: "search_documents" } } });
+  assert.equal(resp.status, "completed");
+  await assert.rejects(client.beta.assistants.create({ model: "deepseek-chat", quote_search: "yes" }), (e) => e.status === 400);
+  await client.beta.assistants.del(g.id);
+});
+
 await t.check("responses: unsupported tools and bad input are 400", async () => {
   await assert.rejects(client.responses.create({ model: "deepseek-chat", temperature: 0, input: "x", tools: [{ type: "shell" }] }), (e) => e.status === 400);
   await assert.rejects(client.responses.create({ model: "deepseek-chat", temperature: 0, input: 42 }), (e) => e.status === 400);

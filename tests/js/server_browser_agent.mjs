@@ -156,13 +156,17 @@ await t.check("edit, paste a document into a second assistant, delete it", async
   await page.click("#new-assistant");
   await page.fill("#assistant-name", "Calc");
   await page.check("#tool-calculator");
+  await page.check("#assistant-quote_search");
   await page.click("#assistant-save");
   await page.waitForSelector("#assistant-documents:not([hidden])");
   await page.fill("#document-name", "notes.md");
   await page.fill("#document-text", "x ".repeat(600));
   await page.click("#document-add");
   await page.waitForSelector("#document-list li[data-name='notes.md']");
-  const calcId = (await api("/v1/assistants")).data.find((a) => a.name === "Calc").id;
+  const calc = (await api("/v1/assistants")).data.find((a) => a.name === "Calc");
+  const calcId = calc.id;
+  assert.equal(calc.quote_search, true);      // the grounding boxes reach the assistant
+  assert.equal(calc.grounded_quotes, null);   // unchecked: the server's default
   const chunks = (await api(`/v1/assistants/${calcId}/documents`)).data[0].chunks;
   assert.ok(chunks >= 2, "1200 bytes make several chunks of at most 700");
   assert.equal(await page.textContent("#document-list li[data-name='notes.md'] .document-size"), `1200 bytes · ${chunks} chunks`);
