@@ -72,11 +72,11 @@ class DeepSeekModel final : public CausalLM {
 
   // Training: loss = mean next-token cross-entropy (+ mtp_lambda · MTP loss when the model has MTP), with
   // gradients of every parameter accumulated into `grads` (naive MLA, the training form). deepseek_train.cpp.
-  struct LossParts { double total = 0, main = 0, mtp = 0, balance = 0; };
+  using LossParts = baleine::LossParts;
   // Complementary sequence-wise balance loss (V3 eqs. 17–20): α Σ_i f_i P_i per MoE layer and sequence, added to
   // the loss (0, the default, turns it off).
   void set_sequence_balance_alpha(double alpha) { seq_balance_alpha_ = alpha; }
-  LossParts loss_and_grad(std::span<const int32_t> tokens, nn::Gradients* grads, double mtp_lambda);
+  LossParts loss_and_grad(std::span<const int32_t> tokens, nn::Gradients* grads, double mtp_lambda) override;
 
   // Per-token objectives (deepseek_objectives.cpp): SFT, GRPO and distillation drive the backward with their own
   // dL/dlogits. `tokens` holds one or more samples packed back to back, `sample_lengths` their lengths (empty: one

@@ -1,6 +1,6 @@
 // models/model.h — what every architecture offers the engine, trainers and tools.
 // defines: MlaMode, BatchItem, BatchSegment, check_forward_input, check_batch, ObjectiveInput, LogitObjective,
-//          PackedWindowLayout, packed_window_layout,
+//          LossParts, PackedWindowLayout, packed_window_layout,
 //          CausalLM, load_model, create_model
 //          (Sequence and KvPool: models/kv_cache.h)
 #pragma once
@@ -55,6 +55,12 @@ struct ObjectiveInput {
 };
 // Returns the objective's value; writes dL/dlogits [T, V] (zeroed beforehand) when dlogits is not null.
 using LogitObjective = std::function<double(const ObjectiveInput& in, float* dlogits)>;
+
+// A pretraining step's loss: total = main (mean next-token cross-entropy) + λ·mtp + balance (DeepSeek terms; 0
+// for models without them).
+struct LossParts {
+  double total = 0, main = 0, mtp = 0, balance = 0;
+};
 
 // The layout of a packed training window, checked (every id in the vocabulary, lengths >= 1 adding up to the
 // window, none past the context): positions restart in every sample, targets[t] = tokens[t+1] inside a sample.
@@ -126,6 +132,9 @@ class CausalLM {
   virtual double objective_and_grad(std::span<const int32_t> tokens, std::span<const int64_t> sample_lengths,
                                     const LogitObjective& objective, nn::Gradients* grads);
   virtual bool trainable() const { return false; }  // objective_and_grad is implemented
+  // Pretraining: the mean next-token cross-entropy of one window, with gradients accumulated into grads when not
+  // null. By default through objective_and_grad; DeepSeek adds its MTP (mtp_lambda) and balance terms.
+  virtual LossParts loss_and_grad(std::span<const int32_t> tokens, nn::Gradients* grads, double mtp_lambda);
   // Derives what depends on the parameters (tied head, absorbed MLA weights); call after loading or changing them.
   virtual void prepare() = 0;
 

@@ -158,7 +158,6 @@ int run_training(const TrainRecipe& r, const TrainOptions& opts) {
   mallopt(M_MMAP_THRESHOLD, 1 << 30);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
   ModelConfig cfg = parse_model_config(r.model, r.source + " key 'model'");
-  BALEINE_CHECK(cfg.is_deepseek(), "{}: training is implemented for deepseek_v3/deepseek_v2 models, not '{}'", r.source, cfg.model_type);
   BALEINE_CHECK(r.seq_len <= cfg.max_position_embeddings, "{}: seq_len {} exceeds the model context {}", r.source, r.seq_len,
                 cfg.max_position_embeddings);
   TokenData data = TokenData::load(r.data);
@@ -166,8 +165,14 @@ int run_training(const TrainRecipe& r, const TrainOptions& opts) {
     BALEINE_CHECK(data.vocab_size <= cfg.vocab_size, "{}: the data's vocabulary ({}) exceeds the model's vocab_size ({})",
                   r.source, data.vocab_size, cfg.vocab_size);
   auto model_ptr = create_model(cfg);
-  auto& model = dynamic_cast<DeepSeekModel&>(*model_ptr);
-  model.set_sequence_balance_alpha(r.sequence_balance_alpha);
+  CausalLM& model = *model_ptr;
+  BALEINE_CHECK(model.trainable(), "{}: '{}' models have no training pass", r.source, cfg.model_type);
+  // DeepSeek's own terms (MTP, expert balancing); a dense model (qwen2, llama) trains on the cross-entropy alone.
+  auto* ds = dynamic_cast<DeepSeekModel*>(model_ptr.get());
+  // (mtp_lambda is ignored without an MTP module, as for a DeepSeek config without one.)
+  BALEINE_CHECK(ds || r.sequence_balance_alpha == 0, "{}: sequence_balance_alpha needs a DeepSeek MoE model; '{}' has "
+                "no experts", r.source, cfg.model_type);
+  if (ds) ds->set_sequence_balance_alpha(r.sequence_balance_alpha);
   Checkpointer ckpt{fs::path(r.out) / "checkpoints", data.tokenizer_dir};
   const fs::path metrics_path = fs::path(r.out) / "metrics.jsonl";
   fs::create_directories(r.out);
@@ -231,8 +236,8 @@ int run_training(const TrainRecipe& r, const TrainOptions& opts) {
   for (int64_t step = start_step; step < r.steps; ++step) {
     auto step_start = std::chrono::steady_clock::now();
     grads.zero();
-    model.reset_expert_load();
-    DeepSeekModel::LossParts loss;
+    if (ds) ds->reset_expert_load();
+    LossParts loss;
     for (int64_t j = 0; j < r.batch_size; ++j) {
       auto l = model.loss_and_grad(data.window(false, r.seed, step, j, r.seq_len), &grads, r.mtp_lambda);
       loss.total += l.total / double(r.batch_size), loss.main += l.main / double(r.batch_size), loss.mtp += l.mtp / double(r.batch_size);
@@ -251,7 +256,7 @@ int run_training(const TrainRecipe& r, const TrainOptions& opts) {
     const double norm = clip_grad_norm(grads, r.grad_clip);
     const double lr = lr_at(r.lr, step);
     opt.step(grads, lr);
-    model.update_balance_bias(r.bias_update_speed);
+    if (ds) ds->update_balance_bias(r.bias_update_speed);
     if (opts.debug_step_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(opts.debug_step_delay_ms));
 
     const int64_t done = step + 1;
@@ -261,7 +266,7 @@ int run_training(const TrainRecipe& r, const TrainOptions& opts) {
     if (model.has_mtp() && r.mtp_lambda > 0) m["loss_mtp"] = loss.mtp;
     if (r.sequence_balance_alpha > 0) m["loss_balance"] = loss.balance;
     json balance = json::array();
-    for (const auto& load : model.expert_load()) {
+    for (const auto& load : ds ? ds->expert_load() : std::vector<std::vector<int64_t>>{}) {
       if (load.empty()) continue;
       double mx = 0, mean = 0, entropy = 0, total = 0;
       for (int64_t c : load) mx = std::max(mx, double(c)), total += double(c);

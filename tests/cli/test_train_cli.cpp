@@ -48,8 +48,8 @@ void write_shards(const fs::path& dir, int64_t vocab) {
   std::ofstream(dir / "index.json") << idx.dump();
 }
 
-fs::path write_recipe(const fs::path& dir, const fs::path& data, int64_t steps) {
-  std::ifstream in(kData + "/parity/v3/config.json");
+fs::path write_recipe(const fs::path& dir, const fs::path& data, int64_t steps, const std::string& arch = "v3") {
+  std::ifstream in(kData + "/parity/" + arch + "/config.json");
   json model = json::parse(in);
   json r = {{"model", model}, {"data", data.string()}, {"out", (dir / "run").string()}, {"seq_len", 16},
             {"batch_size", 2}, {"steps", steps}, {"checkpoint_every", 4}, {"eval_every", 8}, {"eval_batches", 2},
@@ -103,6 +103,34 @@ std::vector<json> read_metrics(const fs::path& f) {
   return m;
 }
 }  // namespace
+
+// Pretraining a dense model (the qwen2 and llama fixture architectures): the cross-entropy through their backward,
+// checkpoints a dense model loads back.
+TEST(TrainCli, DenseModelsPretrain) {
+  fs::path data = make_dir("dense_data");
+  write_shards(data, 128);
+  for (const std::string arch : {"qwen2", "llama"}) {
+    fs::path d = make_dir("dense_" + arch);
+    std::string out;
+    ASSERT_EQ(run("train --config " + write_recipe(d, data, 16, arch).string(), &out), 0) << out;
+    auto m = read_metrics(d / "run" / "metrics.jsonl");
+    ASSERT_EQ(m.size(), 16u) << arch;
+    EXPECT_LT(m.back()["loss"].get<double>(), 0.8 * m.front()["loss"].get<double>()) << arch;  // it learns the pattern
+    EXPECT_TRUE(m.back().contains("val_loss")) << arch;
+    EXPECT_FALSE(m.back().contains("expert_balance")) << arch;
+    ASSERT_EQ(run("info --model " + (d / "run" / "checkpoints" / "step-00000016").string(), &out), 0) << out;
+    EXPECT_NE(out.find(arch), std::string::npos) << out;
+  }
+  // Expert balancing asks for experts.
+  fs::path d = make_dir("dense_bad");
+  std::ifstream in(write_recipe(d, data, 4, "qwen2"));
+  json r = json::parse(in);
+  r["sequence_balance_alpha"] = 0.01;
+  std::ofstream(d / "recipe.json") << r.dump();
+  std::string out;
+  EXPECT_NE(run("train --config " + (d / "recipe.json").string(), &out), 0);
+  EXPECT_NE(out.find("sequence_balance_alpha"), std::string::npos) << out;
+}
 
 TEST(TrainCli, KilledAndResumedRunReproducesTheUninterruptedOne) {
   const int64_t steps = 16;
