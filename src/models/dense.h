@@ -1,6 +1,7 @@
 // models/dense.h — dense GQA transformers (qwen2, llama): the R1-Distill student family.
 // defines: DenseModel
 #pragma once
+#include <functional>
 #include <vector>
 
 #include "core/arena.h"
@@ -27,6 +28,7 @@ class DenseModel final : public CausalLM {
   double objective_and_grad(std::span<const int32_t> tokens, std::span<const int64_t> sample_lengths,
                             const LogitObjective& objective, nn::Gradients* grads) override;
   bool trainable() const override { return true; }
+  LossParts loss_and_grad(std::span<const int32_t> tokens, nn::Gradients* grads, double mtp_lambda) override;
 
   // Shapes: T new tokens, H query heads, G kv heads, D head_dim.
   struct Block {
@@ -50,7 +52,11 @@ class DenseModel final : public CausalLM {
   // dx: dL/d(block output) in, dL/d(block input) out; parameter gradients accumulate into g.
   void block_backward(const Block& b, float* dx, int64_t T, const int32_t* positions, std::span<const int64_t> lengths,
                       const BlockActivations& a, nn::Gradients& g) const;
-  ops::AttentionArgs attention_args() const;  // the training layout: q [T, H, D], k and v [T, G, D], out [T, H, D]
+  ops::AttentionArgs attention_args() const;
+  // Embedding, every block forward with saved activations, `head` (final norm to loss; writes dL/dh when dh is not
+  // null), then every block backward and the embedding's.
+  void train_pass(std::span<const int32_t> tokens, const PackedWindowLayout& w, nn::Gradients* grads,
+                  const std::function<void(const float* h, float* dh)>& head);  // the training layout: q [T, H, D], k and v [T, G, D], out [T, H, D]
 
   ModelConfig cfg_;
   ops::RopeTable rope_;

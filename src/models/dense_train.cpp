@@ -86,32 +86,60 @@ void DenseModel::block_backward(const Block& b, float* dx, int64_t T, const int3
                         d, b.input_layernorm.eps);
 }
 
-double DenseModel::objective_and_grad(std::span<const int32_t> tokens, std::span<const int64_t> sample_lengths,
-                                      const LogitObjective& objective, nn::Gradients* grads) {
-  const PackedWindowLayout w = packed_window_layout(cfg_, tokens, sample_lengths);
-  const int64_t T = int64_t(tokens.size()), d = cfg_.hidden_size, V = cfg_.vocab_size;
-  const Tensor& head_slot = cfg_.tie_word_embeddings ? embed_tokens_.weight : lm_head_.weight;
+void DenseModel::train_pass(std::span<const int32_t> tokens, const PackedWindowLayout& w, nn::Gradients* grads,
+                            const std::function<void(const float* h, float* dh)>& head) {
+  const int64_t T = int64_t(tokens.size()), d = cfg_.hidden_size;
   // ---- forward
   Buf x = zeros(T * d);
   embed_tokens_.forward(x.data(), tokens.data(), T);
   std::vector<BlockActivations> acts(layers_.size());
   for (size_t l = 0; l < layers_.size(); ++l) block_forward_train(layers_[l], x.data(), T, w.positions.data(), w.lengths, acts[l]);
-  Buf xf = zeros(T * d);
-  norm_.forward(xf.data(), x.data(), T);
-  Buf logits = zeros(T * V);
-  lm_head_.forward(logits.data(), xf.data(), T);
-  ObjectiveInput in{logits.data(), w.targets, w.sample_of, T, V};
-  Buf dlogits = grads ? zeros(T * V) : Buf{};
-  const double value = objective(in, grads ? dlogits.data() : nullptr);
-  if (!grads) return value;
-  // ---- backward: the head, then the forward list reversed
-  nn::Gradients& g = *grads;
-  Buf dxf = zeros(T * d), dh = zeros(T * d);
-  ops::linear_backward(dxf.data(), g.of(head_slot), nullptr, dlogits.data(), xf.data(), nn::weight_ref(lm_head_.weight), T);
-  ops::rmsnorm_backward(dh.data(), g.of(norm_.weight), dxf.data(), x.data(), norm_.weight.f32(), T, d, norm_.eps);
-  for (size_t l = layers_.size(); l-- > 0;) block_backward(layers_[l], dh.data(), T, w.positions.data(), w.lengths, acts[l], g);
-  ops::embedding_backward(g.of(embed_tokens_.weight), dh.data(), tokens.data(), T, d);
+  // ---- the head (final norm, logits, loss) and its backward, then the forward list reversed
+  Buf dh = grads ? zeros(T * d) : Buf{};
+  head(x.data(), grads ? dh.data() : nullptr);
+  if (!grads) return;
+  for (size_t l = layers_.size(); l-- > 0;) block_backward(layers_[l], dh.data(), T, w.positions.data(), w.lengths, acts[l], *grads);
+  ops::embedding_backward(grads->of(embed_tokens_.weight), dh.data(), tokens.data(), T, d);
+}
+
+double DenseModel::objective_and_grad(std::span<const int32_t> tokens, std::span<const int64_t> sample_lengths,
+                                      const LogitObjective& objective, nn::Gradients* grads) {
+  const PackedWindowLayout w = packed_window_layout(cfg_, tokens, sample_lengths);
+  const int64_t T = int64_t(tokens.size()), d = cfg_.hidden_size, V = cfg_.vocab_size;
+  const Tensor& head_slot = cfg_.tie_word_embeddings ? embed_tokens_.weight : lm_head_.weight;
+  double value = 0;
+  train_pass(tokens, w, grads, [&](const float* h, float* dh) {
+    Buf xf = zeros(T * d);
+    norm_.forward(xf.data(), h, T);
+    Buf logits = zeros(T * V);
+    lm_head_.forward(logits.data(), xf.data(), T);
+    ObjectiveInput in{logits.data(), w.targets, w.sample_of, T, V};
+    Buf dlogits = dh ? zeros(T * V) : Buf{};
+    value = objective(in, dh ? dlogits.data() : nullptr);
+    if (!dh) return;
+    Buf dxf = zeros(T * d);
+    ops::linear_backward(dxf.data(), grads->of(head_slot), nullptr, dlogits.data(), xf.data(), nn::weight_ref(lm_head_.weight), T);
+    ops::rmsnorm_backward(dh, grads->of(norm_.weight), dxf.data(), h, norm_.weight.f32(), T, d, norm_.eps);
+  });
   return value;
+}
+
+// Pretraining: the same pass with the vocabulary-chunked cross-entropy (the [T, V] logits never exist at once).
+LossParts DenseModel::loss_and_grad(std::span<const int32_t> tokens, nn::Gradients* grads, double) {
+  BALEINE_CHECK(tokens.size() >= 2, "need at least 2 tokens to train, got {}", tokens.size());
+  const PackedWindowLayout w = packed_window_layout(cfg_, tokens, {});
+  const int64_t T = int64_t(tokens.size()), d = cfg_.hidden_size;
+  const Tensor& head_slot = cfg_.tie_word_embeddings ? embed_tokens_.weight : lm_head_.weight;
+  LossParts loss;
+  train_pass(tokens, w, grads, [&](const float* h, float* dh) {
+    Buf xf = zeros(T * d), dxf = dh ? zeros(T * d) : Buf{};
+    norm_.forward(xf.data(), h, T);
+    loss.main = ops::cross_entropy_loss(xf.data(), nn::weight_ref(lm_head_.weight), w.targets.data(), T,
+                                        dh ? dxf.data() : nullptr, dh ? grads->of(head_slot) : nullptr, 1.0f);
+    if (dh) ops::rmsnorm_backward(dh, grads->of(norm_.weight), dxf.data(), h, norm_.weight.f32(), T, d, norm_.eps);
+  });
+  loss.total = loss.main;
+  return loss;
 }
 
 }  // namespace baleine

@@ -1,8 +1,5 @@
 #include "models/model.h"
 
-#include <algorithm>
-#include <cmath>
-
 #include <filesystem>
 
 #include "models/deepseek.h"
@@ -99,32 +96,8 @@ double CausalLM::objective_and_grad(std::span<const int32_t>, std::span<const in
                "convert it to HF safetensors)", config().model_type);
 }
 
-LossParts CausalLM::loss_and_grad(std::span<const int32_t> tokens, nn::Gradients* grads, double) {
-  BALEINE_CHECK(tokens.size() >= 2, "need at least 2 tokens to train, got {}", tokens.size());
-  // Mean next-token cross-entropy: dL/dlogits = (softmax − onehot) / count on every row with a target.
-  auto mean_ce = [](const ObjectiveInput& in, float* dlogits) {
-    int64_t count = 0;
-    for (int32_t t : in.targets) count += t >= 0;
-    const double scale = 1.0 / double(std::max<int64_t>(count, 1));
-    double loss = 0;
-    for (int64_t r = 0; r < in.T; ++r) {
-      const int32_t t = in.targets[size_t(r)];
-      if (t < 0) continue;
-      const float* row = in.logits + r * in.V;
-      double mx = row[0], sum = 0;
-      for (int64_t v = 1; v < in.V; ++v) mx = std::max(mx, double(row[v]));
-      for (int64_t v = 0; v < in.V; ++v) sum += std::exp(double(row[v]) - mx);
-      loss += (mx + std::log(sum) - double(row[t])) * scale;
-      if (!dlogits) continue;
-      float* d = dlogits + r * in.V;
-      for (int64_t v = 0; v < in.V; ++v) d[v] += float(std::exp(double(row[v]) - mx) / sum * scale);
-      d[t] -= float(scale);
-    }
-    return loss;
-  };
-  LossParts l;
-  l.main = l.total = objective_and_grad(tokens, {}, mean_ce, grads);
-  return l;
+LossParts CausalLM::loss_and_grad(std::span<const int32_t>, nn::Gradients*, double) {
+  BALEINE_FAIL("pretraining is not implemented for {} models loaded this way", config().model_type);
 }
 
 std::unique_ptr<CausalLM> create_model(const ModelConfig& config) {

@@ -132,8 +132,8 @@ class CausalLM {
   virtual double objective_and_grad(std::span<const int32_t> tokens, std::span<const int64_t> sample_lengths,
                                     const LogitObjective& objective, nn::Gradients* grads);
   virtual bool trainable() const { return false; }  // objective_and_grad is implemented
-  // Pretraining: the mean next-token cross-entropy of one window, with gradients accumulated into grads when not
-  // null. By default through objective_and_grad; DeepSeek adds its MTP (mtp_lambda) and balance terms.
+  // Pretraining: the mean next-token cross-entropy of one window (+ DeepSeek's MTP, weighted by mtp_lambda, and
+  // balance terms), with gradients accumulated into grads when not null. Architectures without a backward throw.
   virtual LossParts loss_and_grad(std::span<const int32_t> tokens, nn::Gradients* grads, double mtp_lambda);
   // Derives what depends on the parameters (tied head, absorbed MLA weights); call after loading or changing them.
   virtual void prepare() = 0;
