@@ -88,26 +88,22 @@ QuoteSearchResult search_grounded_quote(Engine& engine, const std::vector<int32_
   const int64_t limit = std::min<int64_t>(max_tokens, o.max_tokens);
   std::priority_queue<Node, std::vector<Node>, Worse> open;
   open.push(Node{0, {}, start, false});
+  auto best_closed = [&] {  // the queue's best node, when it is a closed quote: the answer
+    if (open.empty() || !open.top().closed) return false;
+    r.found = true;
+    r.tokens = open.top().path;
+    r.logprob = open.top().logprob;
+    return true;
+  };
   while (!open.empty() && r.expansions < o.max_expansions) {
-    if (open.top().closed) {
-      r.found = true;
-      r.tokens = open.top().path;
-      r.logprob = open.top().logprob;
-      return r;
-    }
-    // The best few open nodes, expanded together; a closed node met on the way waits in the queue for its turn.
+    if (best_closed()) return r;
+    // The best few open nodes, expanded together; a closed node stops the batch and waits in the queue for its turn.
     std::vector<Node> batch;
-    std::vector<Node> closed_seen;
-    while (!open.empty() && int(batch.size()) < o.batch && r.expansions + int(batch.size()) < o.max_expansions) {
-      Node n = open.top();
+    while (!open.empty() && !open.top().closed && int(batch.size()) < o.batch &&
+           r.expansions + int(batch.size()) < o.max_expansions) {
+      batch.push_back(open.top());
       open.pop();
-      if (n.closed) {
-        closed_seen.push_back(std::move(n));
-        break;
-      }
-      batch.push_back(std::move(n));
     }
-    for (auto& n : closed_seen) open.push(std::move(n));
     std::vector<std::shared_ptr<GenerationHandle>> handles;
     std::vector<std::shared_ptr<QuoteContinuation>> steps;
     for (const Node& n : batch) {
@@ -148,11 +144,7 @@ QuoteSearchResult search_grounded_quote(Engine& engine, const std::vector<int32_
       }
     }
   }
-  if (!open.empty() && open.top().closed) {
-    r.found = true;
-    r.tokens = open.top().path;
-    r.logprob = open.top().logprob;
-  }
+  best_closed();
   return r;
 }
 

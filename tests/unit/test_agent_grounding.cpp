@@ -80,6 +80,27 @@ std::string without_specials(std::string text, const VocabIndex& vocab) {
   }
   return text;
 }
+// The agent loop over the retrieval fixture with a forced first search, the random tiny model sampling at T = 1.5.
+struct ChessClubLoop {
+  std::shared_ptr<const Tokenizer> tok = agent_test::tiny_tokenizer();
+  std::shared_ptr<const VocabIndex> vocab = VocabIndex::build(*tok);
+  Engine engine{agent_test::tiny_model(), tok};
+  ToolRegistry reg;
+  ChessClubLoop() { reg.add(retrieval_tool(agent_test::fixture_store(), 2, "Who founded the chess club?")); }
+  AgentResult run(int seed, bool grounded_quotes, bool quote_search) {
+    AgentOptions o;
+    o.params.max_tokens = 80;
+    o.params.sampling.temperature = 1.5f;
+    o.params.sampling.seed = uint64_t(seed);
+    o.first_choice = ToolChoice{ToolChoiceMode::Required, ""};
+    o.parallel_tool_calls = false;
+    o.max_steps = 2;
+    o.grounded_quotes = grounded_quotes;
+    o.quote_search = quote_search;
+    AgentLoop loop(engine, vocab, reg, o);
+    return loop.run({message("user", "Who founded the chess club?")});
+  }
+};
 }  // namespace
 
 TEST(Grounding, SubstringIndexMatchesBruteForce) {
@@ -222,25 +243,11 @@ TEST(Grounding, SourcesNeedPassages) {
 // The loop with grounded quotes on: after the search, every quoted span of the random tiny model's answer is a copy
 // of the question or the passages.
 TEST(Grounding, AgentLoopAnswersQuoteTheSources) {
-  auto tok = agent_test::tiny_tokenizer();
-  auto vocab = VocabIndex::build(*tok);
-  Engine engine(agent_test::tiny_model(), tok);
-  auto store = agent_test::fixture_store();
-  ToolRegistry reg;
-  reg.add(retrieval_tool(store, 2, "Who founded the chess club?"));
+  ChessClubLoop f;
+  const auto& vocab = f.vocab;
   size_t spans = 0;
   for (int seed = 1; seed <= 16; ++seed) {
-    AgentOptions o;
-    o.params.max_tokens = 80;
-    o.params.sampling.temperature = 1.5f;
-    o.params.sampling.seed = uint64_t(seed);
-    o.first_choice = ToolChoice{ToolChoiceMode::Required, ""};
-    o.parallel_tool_calls = false;
-    o.max_steps = 2;
-    o.grounded_quotes = true;
-    AgentLoop loop(engine, vocab, reg, o);
-    const ChatMessage user = message("user", "Who founded the chess club?");
-    AgentResult r = loop.run({user});
+    AgentResult r = f.run(seed, true, false);
     ASSERT_GE(r.messages.size(), 3u);
     ASSERT_EQ(r.messages[2].role, "tool");
     const auto sources = grounding_sources(r.messages);
@@ -333,28 +340,15 @@ TEST(QuoteSearch, FindsTheMostLikelyQuoteOfTheSources) {
 
 // In the agent loop, with the search on, every closed quote of the answer is a whole-word copy of the sources.
 TEST(QuoteSearch, AgentLoopQuotesAreWholeSpans) {
-  auto tok = agent_test::tiny_tokenizer();
-  auto vocab = VocabIndex::build(*tok);
-  Engine engine(agent_test::tiny_model(), tok);
-  auto store = agent_test::fixture_store();
-  ToolRegistry reg;
-  reg.add(retrieval_tool(store, 2, "Who founded the chess club?"));
+  ChessClubLoop f;
+  const auto& vocab = f.vocab;
   size_t closed = 0;
   for (int seed = 1; seed <= 12; ++seed) {
-    AgentOptions o;
-    o.params.max_tokens = 80;
-    o.params.sampling.temperature = 1.5f;
-    o.params.sampling.seed = uint64_t(seed);
-    o.first_choice = ToolChoice{ToolChoiceMode::Required, ""};
-    o.parallel_tool_calls = false;
-    o.max_steps = 2;
-    o.quote_search = true;
-    AgentLoop loop(engine, vocab, reg, o);
-    AgentResult r = loop.run({message("user", "Who founded the chess club?")});
+    AgentResult r = f.run(seed, false, true);
     ASSERT_GE(r.messages.size(), 3u);
     const auto sources = grounding_sources(r.messages);
     ASSERT_FALSE(sources.empty());
-    EXPECT_LE(r.usage.completion_tokens, 2 * o.params.max_tokens);
+    EXPECT_LE(r.usage.completion_tokens, 2 * 80);  // two turns of at most max_tokens
     // The quotes closed by a '"' (one a special token cut was not searched to its end).
     const std::string text = without_specials(r.content, *vocab);
     std::string span;
