@@ -104,6 +104,7 @@
       const cost = costOf(m);
       if (cost) parts.push(cost);
       if (m.status === "stopped") parts.push("stopped");
+      if (m.status === "interrupted") parts.push("interrupted (the server stopped while writing it)");
       const span = document.createElement("span");
       span.className = "usage";
       span.textContent = parts.join(" · ");

@@ -1,4 +1,4 @@
-// baleine keys create|list|revoke [--db FILE]: API keys for `baleine serve`, stored as SHA-256 hashes in SQLite.
+// baleine keys create|list|revoke [--db FILE] (before or after the action): API keys for `baleine serve`, stored as SHA-256 hashes in SQLite.
 // The secret is printed once, at creation.
 #include <fmt/format.h>
 
@@ -11,7 +11,7 @@ namespace baleine::app {
 namespace {
 
 struct KeysArgs {
-  std::string db = "baleine.db", name, target;
+  std::string db, name, target;
   int64_t rpm = 0, tpm = 0;
   bool usage = false;
 };
@@ -27,7 +27,7 @@ CommandRegistration reg{{"keys", "Manage API keys for `baleine serve` (create, l
                          [](CLI::App& sub) -> std::function<int()> {
                            auto a = std::make_shared<KeysArgs>();
                            sub.require_subcommand(1);
-                           sub.add_option("--db", a->db, "SQLite database of the server")->capture_default_str();
+                           sub.add_option("--db", a->db, "SQLite database of the server (default: $BALEINE_DB, else ~/.local/share/baleine/baleine.db, as `baleine serve`)");
                            auto* create = sub.add_subcommand("create", "Create a key (the secret is shown once)");
                            create->add_option("name", a->name, "A name for the key")->required();
                            create->add_option("--rpm", a->rpm, "Requests per minute (0: server default)")->check(CLI::NonNegativeNumber);
@@ -36,7 +36,10 @@ CommandRegistration reg{{"keys", "Manage API keys for `baleine serve` (create, l
                            list->add_flag("--usage", a->usage, "Also show each key's totals from the usage ledger");
                            auto* revoke = sub.add_subcommand("revoke", "Revoke a key by id, name or prefix");
                            revoke->add_option("key", a->target, "Key id, name or prefix")->required();
+                           // --db may come before or after the action (`keys create NAME --db X`).
+                           for (auto* c : {create, list, revoke}) c->fallthrough();
                            return [a, create, list, revoke]() -> int {
+                             if (a->db.empty()) a->db = server::default_db_path();
                              server::Store store(a->db);
                              if (create->parsed()) {
                                server::ApiKey k;

@@ -47,6 +47,7 @@ ChatFormat guess_format(const Tokenizer& tok, const std::string& model_dir) {
 }
 
 int run_serve(ServeArgs& a) {
+  if (a.server.db_path.empty()) a.server.db_path = server::default_db_path();
   if (a.model.empty()) a.model = default_model_path();  // the model committed in models/default
   BALEINE_CHECK(std::filesystem::exists(std::filesystem::path(a.model) / "tokenizer.json"),
                 "{}: no tokenizer.json next to the model", a.model);
@@ -105,14 +106,19 @@ CommandRegistration reg{{"serve", "Serve the OpenAI/DeepSeek-compatible API and 
                            sub.add_option("--model", a->model, "Model directory (config.json, safetensors, tokenizer.json); default: the embedded models/default");
                            sub.add_option("--host", s.host, "Address to listen on")->capture_default_str();
                            sub.add_option("--port", s.port, "Port (0: any free port)")->check(CLI::Range(0, 65535))->capture_default_str();
-                           sub.add_option("--db", s.db_path, "SQLite database: keys, usage ledger, conversations")->capture_default_str();
+                           s.db_path.clear();
+                           sub.add_option("--db", s.db_path, "SQLite database: keys, usage ledger, conversations (default: $BALEINE_DB, else ~/.local/share/baleine/baleine.db, the one `baleine keys` uses)");
                            sub.add_flag("--api-keys-required", s.api_keys_required, "Refuse unauthenticated requests even before any key exists");
                            sub.add_option("--cors", s.cors_origin, "Allowed CORS origin (off by default)");
                            sub.add_option("--model-id", a->model_id, "Model id shown to clients (default: the directory name)");
                            sub.add_option("--chat-format", a->chat_format, "auto, deepseek-v3, deepseek-r1, qwen2, llama3")->capture_default_str();
                            sub.add_option("--prices", a->prices, "JSON price table (USD per 1M tokens), default DeepSeek's R1-launch prices");
                            sub.add_option("--max-body-bytes", s.max_body_bytes, "Request size cap")->capture_default_str();
-                           sub.add_option("--http-threads", s.http_threads, "Concurrent connections")->check(CLI::Range(4, 4096))->capture_default_str();
+                           sub.add_option("--http-threads", s.http_threads, "Connections served at once; more get 503 with Retry-After")->check(CLI::Range(4, 4096))->capture_default_str();
+                           sub.add_option("--max-connections-per-client", s.max_connections_per_client, "Connections one client address may hold; more get 429")->check(CLI::Range(1, 4096))->capture_default_str();
+                           sub.add_option("--header-timeout", s.header_timeout_s, "Seconds a client has to send the request line and headers")->check(CLI::Range(0.1, 3600.0))->capture_default_str();
+                           sub.add_option("--body-timeout", s.body_timeout_s, "Seconds a client has to send the whole body")->check(CLI::Range(0.1, 3600.0))->capture_default_str();
+                           sub.add_option("--allowed-host", s.allowed_hosts, "Host name the server answers to besides localhost (repeatable; '.example.com' includes subdomains, '*' any). On a loopback address only localhost names are answered (DNS-rebinding protection)");
                            sub.add_option("--rpm", s.default_rpm, "Requests per minute per key (0: unlimited; a key's own limit wins)")->capture_default_str();
                            sub.add_option("--tpm", s.default_tpm, "Tokens per minute per key (0: unlimited)")->capture_default_str();
                            sub.add_option("--max-batch", a->engine.max_batch, "Sequences decoded together")->check(CLI::Range(int64_t(1), int64_t(4096)))->capture_default_str();

@@ -28,14 +28,19 @@ class Response;
 
 namespace baleine::server {
 
+class GuardedHttpServer;
+
 struct ServerOptions {
   std::string host = "127.0.0.1";
   int port = 8080;                    // 0: any free port (see Server::port())
-  std::string db_path = "baleine.db";
+  std::string db_path = ":memory:";   // cmd_serve defaults to default_db_path()
   bool api_keys_required = false;     // refuse unauthenticated requests even when no key exists yet
-  std::string cors_origin;            // empty: no CORS headers
+  std::string cors_origin;            // empty: no CORS headers (also the one cross-origin page allowed to POST)
   size_t max_body_bytes = 4 << 20;
-  int http_threads = 64;              // concurrent connections served (each stream holds one)
+  int http_threads = 128;             // connections served at once (each stream holds one); more get 503
+  int max_connections_per_client = 48;  // per peer address; more get 429
+  double header_timeout_s = 10, body_timeout_s = 30;  // whole request line + headers, whole body
+  std::vector<std::string> allowed_hosts;  // Host names answered besides localhost (loopback bind) or all (others)
   int64_t default_rpm = 0, default_tpm = 0;  // per-key limits when a key has none (0: unlimited)
   int64_t default_max_tokens = 4096;
   double drain_timeout_s = 120;
@@ -101,7 +106,7 @@ class Server {
 
   std::shared_ptr<Engine> engine_;
   ServerOptions opt_;
-  std::unique_ptr<httplib::Server> http_;
+  std::unique_ptr<GuardedHttpServer> http_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<agent::AssistantStore> assistants_;  // /v1/assistants (own SQLite file next to db_path)
   std::unique_ptr<agent::ResponseStore> responses_;    // /v1/responses previous_response_id chains
@@ -110,6 +115,7 @@ class Server {
   McpHub mcp_;                                          // MCP servers from --mcp-config
   std::vector<ModelRoute> routes_;
   std::vector<int32_t> stop_tokens_;
+  size_t max_token_bytes_ = 0;  // the longest token's bytes: a cheap lower bound on a text's token count
   Limits limits_;
   Metrics metrics_;
   RateLimiter limiter_;

@@ -1,5 +1,8 @@
 #include "server/store.h"
 
+#include <cstdlib>
+#include <filesystem>
+
 #include <openssl/evp.h>
 #include <sqlite3.h>
 
@@ -86,6 +89,19 @@ Conversation read_conversation(Stmt& s) {
 
 }  // namespace
 
+std::string default_db_path() {
+  if (const char* e = std::getenv("BALEINE_DB"); e && *e) return e;
+  std::filesystem::path dir;
+  if (const char* x = std::getenv("XDG_DATA_HOME"); x && *x) dir = x;
+  else if (const char* h = std::getenv("HOME"); h && *h) dir = std::filesystem::path(h) / ".local" / "share";
+  else dir = ".";
+  dir /= "baleine";
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  BALEINE_CHECK(!ec, "{}: cannot create the database folder: {} (set BALEINE_DB or pass --db)", dir.string(), ec.message());
+  return (dir / "baleine.db").string();
+}
+
 Store::Store(const std::string& path) : path_(path) {
   BALEINE_CHECK(sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
                                 nullptr) == SQLITE_OK,
@@ -117,6 +133,14 @@ Store::Store(const std::string& path) : path_(path) {
   // Columns added after the first release: databases made before them are migrated in place.
   add_column_if_missing("conversations", "assistant_id", "TEXT NOT NULL DEFAULT ''");
   add_column_if_missing("messages", "agent_json", "TEXT NOT NULL DEFAULT ''");
+}
+
+int64_t Store::mark_interrupted() {
+  std::lock_guard<std::mutex> lk(mu_);
+  exec("UPDATE messages SET status='interrupted' WHERE status='streaming'");
+  const int64_t n = sqlite3_changes(db_);
+  exec("UPDATE usage_ledger SET status='interrupted' WHERE status='running'");
+  return n;
 }
 
 void Store::add_column_if_missing(const std::string& table, const std::string& column, const std::string& decl) {

@@ -53,6 +53,10 @@ struct StoredMessage {
   int64_t created = 0;
 };
 
+// The database `serve` and `keys` use when no --db is given, so that keys made by one protect the other:
+// $BALEINE_DB, else $XDG_DATA_HOME/baleine/baleine.db, else ~/.local/share/baleine/baleine.db (the folder is made).
+std::string default_db_path();
+
 class Store {
  public:
   explicit Store(const std::string& path);  // creates the file and tables if needed
@@ -82,6 +86,10 @@ class Store {
   void update_message(const StoredMessage& m);
   bool delete_message(const std::string& conversation_id, int64_t id);
   std::vector<StoredMessage> messages(const std::string& conversation_id);
+
+  // At server start: messages still 'streaming' and ledger rows still 'running' were cut off by the previous
+  // process (kill -9, power loss); they become 'interrupted'. Returns how many messages were.
+  int64_t mark_interrupted();
 
   const std::string& path() const { return path_; }
 

@@ -22,7 +22,7 @@ page.on("pageerror", (e) => pageErrors.push(String(e)));
 async function longPrompt(model, tokens) {
   for (let i = 0; i < 40; i++) {
     const content = `Tell me about License number ${i}.`;
-    const r = await fetch(server.url + "/v1/chat/completions", { method: "POST", body: JSON.stringify({
+    const r = await fetch(server.url + "/v1/chat/completions", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({
       model, messages: [{ role: "user", content }], temperature: 0, max_tokens: tokens }) });
     const c = (await r.json()).choices[0];
     if (c.finish_reason === "length" && (model !== "deepseek-reasoner" || c.message.reasoning_content.length > 0)) return content;

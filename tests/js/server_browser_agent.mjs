@@ -194,7 +194,7 @@ await t.check("edit, paste a document into a second assistant, delete it", async
 
 await t.check("the conversation API and /v1/responses validate the binding, the agent record and tool_choice (OpenAI-style errors)", async () => {
   const call = async (method, path, body) => {
-    const r = await fetch(server.url + path, { method, body: JSON.stringify(body) });
+    const r = await fetch(server.url + path, { method, headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
     return [r.status, await r.json()];
   };
   let [status, body] = await call("POST", "/api/conversations", { assistant_id: "asst_nope" });

@@ -46,12 +46,12 @@ await t.check("a batch equals the singles (while a generation runs next to it)",
     assert.equal(d.index, i);
     assert.ok(maxDiff(d.embedding, singles[i]) < 1e-5, `input ${i}: ${maxDiff(d.embedding, singles[i])}`);
   });
-  for (const s of texts) tokens += (await (await fetch(server.url + "/tokenize", { method: "POST", body: JSON.stringify({ prompt: s }) })).json()).count;
+  for (const s of texts) tokens += (await (await fetch(server.url + "/tokenize", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ prompt: s }) })).json()).count;
   assert.equal(r.usage.prompt_tokens, tokens);
 });
 
 await t.check("token ids give the text's vector; base64 (SDK default) decodes to the floats", async () => {
-  const ids = (await (await fetch(server.url + "/tokenize", { method: "POST", body: JSON.stringify({ prompt: texts[1] }) })).json()).tokens;
+  const ids = (await (await fetch(server.url + "/tokenize", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ prompt: texts[1] }) })).json()).tokens;
   const r = await client.embeddings.create({ model: "deepseek-chat", input: [ids], encoding_format: "float" });
   assert.ok(maxDiff(r.data[0].embedding, singles[1]) < 1e-6);
   const one = await client.embeddings.create({ model: "deepseek-chat", input: ids, encoding_format: "float" });

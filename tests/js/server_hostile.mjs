@@ -155,7 +155,7 @@ for (const stream of [true, false]) {
 }
 await stopServer(slow);
 await t.check("still serving: a real generation after all of the above", async () => {
-  const r = await fetch(server.url + "/v1/chat/completions", { method: "POST", body: chat({ max_tokens: 4 }) });
+  const r = await fetch(server.url + "/v1/chat/completions", { method: "POST", headers: { "Content-Type": "application/json" }, body: chat({ max_tokens: 4 }) });
   assert.equal(r.status, 200);
   const j = await r.json();
   assert.equal(typeof j.choices[0].message.content, "string");

@@ -167,10 +167,10 @@ await t.check("completions: text, echo + logprobs (lm-evaluation-harness), token
 await t.check("tokenizer endpoints agree with what completions see (lm-evaluation-harness remote tokenizer)", async () => {
   const info = await (await fetch(server.url + "/tokenizer_info")).json();
   assert.equal(typeof info.eos_token, "string");
-  const tok = await (await fetch(server.url + "/tokenize", { method: "POST", body: JSON.stringify({ prompt: "This License", add_special_tokens: false }) })).json();
+  const tok = await (await fetch(server.url + "/tokenize", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ prompt: "This License", add_special_tokens: false }) })).json();
   const e = await client.completions.create({ model: "model", prompt: tok.tokens, max_tokens: 1, temperature: 0, echo: true, logprobs: 1 });
   assert.equal(e.usage.prompt_tokens, tok.tokens.length);
-  const back = await (await fetch(server.url + "/detokenize", { method: "POST", body: JSON.stringify({ tokens: tok.tokens }) })).json();
+  const back = await (await fetch(server.url + "/detokenize", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ tokens: tok.tokens }) })).json();
   assert.equal(back.prompt, "This License");
   // lm-evaluation-harness reads token_logprobs[ctxlen:-1] and checks greediness against max(top_logprobs): the
   // generated (greedy) token's logprob is the top one.

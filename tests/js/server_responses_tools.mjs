@@ -145,7 +145,7 @@ await t.check("assistants are owned per API key: another key gets 404 and does n
 });
 
 await t.check("hybrid file_search: chunks embedded at upload by the engine, dense hits even without shared words", async () => {
-  const metric = async () => Number(((await (await fetch(server.url + "/metrics")).text()).match(/^baleine_embedding_inputs_total (\d+)/m) || [0, -1])[1]);
+  const metric = async () => Number(((await (await fetch(server.url + "/metrics", { headers: { authorization: `Bearer ${alice}` } })).text()).match(/^baleine_embedding_inputs_total (\d+)/m) || [0, -1])[1]);
   const a = await client.beta.assistants.create({ model: "deepseek-chat", name: "hybrid", tools: [{ type: "file_search", ranking_options: { ranker: "hybrid" } }] });
   const before = await metric();
   assert.ok(before >= 0, "the metric exists");

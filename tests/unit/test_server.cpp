@@ -10,6 +10,7 @@
 
 #include "agent/constraint.h"
 #include "agent/grammar.h"
+#include "server/http_guard.h"
 #include "server/metrics.h"
 #include "server/openai_api.h"
 #include "server/store.h"
@@ -280,4 +281,88 @@ TEST(Metrics, PrometheusText) {
   EXPECT_NE(t.find("baleine_prefix_cache_hit_ratio 0.4"), std::string::npos);
   EXPECT_NE(t.find("baleine_time_to_first_token_seconds_bucket{le=\"0.025\"} 1"), std::string::npos);
   EXPECT_NE(t.find("baleine_time_to_first_token_seconds_count 1"), std::string::npos);
+}
+
+// The HTTP guard's decisions from the request head alone (server/http_guard.h); the connection handling itself
+// (deadlines, caps, immediate answers) is driven over sockets by tests/js/server_guard.mjs.
+namespace {
+
+HeadCheck head(const std::string& method, std::initializer_list<std::pair<std::string, std::string>> hs,
+               const GuardOptions& o = GuardOptions{}) {
+  httplib::Headers h;
+  for (const auto& [k, v] : hs) h.emplace(k, v);
+  size_t reserved = 0;
+  HeadCheck c = check_request_head(method, h, o, reserved);
+  if (c.status == 0 && method == "POST") {
+    EXPECT_GT(reserved, 0u);
+  }
+  return c;
+}
+
+}  // namespace
+
+TEST(HttpGuard, HostAllowListOnLoopback) {
+  GuardOptions o;  // bound to loopback
+  for (const char* h : {"localhost", "localhost:8080", "127.0.0.1:80", "127.9.9.9", "[::1]:8080", "::1", "LOCALHOST.",
+                        "chat.localhost:1"})
+    EXPECT_TRUE(host_allowed(h, o)) << h;
+  for (const char* h : {"evil.example", "evil.example:8080", "127.0.0.1.nip.io", "localhost.evil.example", "10.0.0.1", "[::2]"})
+    EXPECT_FALSE(host_allowed(h, o)) << h;
+  o.allowed_hosts = {"box.lan", ".corp.example"};
+  EXPECT_TRUE(host_allowed("box.lan:8080", o));
+  EXPECT_TRUE(host_allowed("a.corp.example", o));
+  EXPECT_TRUE(host_allowed("corp.example", o));
+  EXPECT_FALSE(host_allowed("evilcorp.example", o));
+  EXPECT_TRUE(host_allowed("localhost", o));  // localhost stays allowed beside the list
+  GuardOptions any;
+  any.loopback_bind = false;  // 0.0.0.0: reached under any name unless a list is given
+  EXPECT_TRUE(host_allowed("evil.example", any));
+  any.allowed_hosts = {"box.lan"};
+  EXPECT_FALSE(host_allowed("evil.example", any));
+}
+
+TEST(HttpGuard, OriginMustBeTheServersOwnOrAllowed) {
+  GuardOptions o;
+  EXPECT_TRUE(origin_allowed("http://127.0.0.1:8080", "127.0.0.1:8080", o));
+  EXPECT_TRUE(origin_allowed("http://LOCALHOST:8080", "localhost:8080", o));
+  EXPECT_FALSE(origin_allowed("http://127.0.0.1:8081", "127.0.0.1:8080", o));
+  EXPECT_FALSE(origin_allowed("https://evil.example", "127.0.0.1:8080", o));
+  EXPECT_FALSE(origin_allowed("null", "127.0.0.1:8080", o));
+  EXPECT_FALSE(origin_allowed("http://127.0.0.1:8080", "", o));
+  o.allowed_origins = {"https://app.example"};
+  EXPECT_TRUE(origin_allowed("https://app.example", "127.0.0.1:8080", o));
+  EXPECT_FALSE(origin_allowed("https://app.example.evil", "127.0.0.1:8080", o));
+}
+
+TEST(HttpGuard, RequestHeadChecks) {
+  const std::pair<std::string, std::string> host{"Host", "127.0.0.1:8080"}, json{"Content-Type", "application/json"};
+  EXPECT_EQ(head("POST", {host, json, {"Content-Length", "10"}}).status, 0);
+  EXPECT_EQ(head("POST", {host, {"Content-Type", "application/json; charset=utf-8"}, {"Content-Length", "10"}}).status, 0);
+  EXPECT_EQ(head("POST", {host, {"Content-Type", "application/vnd.api+json"}, {"Content-Length", "10"}}).status, 0);
+  // CSRF: the three content types a page may send cross-site without a preflight, and none.
+  for (const char* type : {"text/plain", "text/plain;charset=UTF-8", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"})
+    EXPECT_EQ(head("POST", {host, {"Content-Type", type}, {"Content-Length", "10"}}).status, 415) << type;
+  EXPECT_EQ(head("POST", {host, {"Content-Length", "10"}}).status, 415);
+  EXPECT_EQ(head("POST", {host, json, {"Content-Type", "text/plain"}, {"Content-Length", "10"}}).status, 415);
+  EXPECT_EQ(head("GET", {host}).status, 0);
+  // Origin: checked on state-changing methods only.
+  EXPECT_EQ(head("POST", {host, json, {"Content-Length", "2"}, {"Origin", "http://evil.example"}}).status, 403);
+  EXPECT_EQ(head("DELETE", {host, {"Origin", "http://evil.example"}}).status, 403);
+  EXPECT_EQ(head("GET", {host, {"Origin", "http://evil.example"}}).status, 0);
+  EXPECT_EQ(head("POST", {host, json, {"Content-Length", "2"}, {"Origin", "http://127.0.0.1:8080"}}).status, 0);
+  // DNS rebinding.
+  EXPECT_EQ(head("GET", {{"Host", "evil.example:8080"}}).status, 403);
+  EXPECT_EQ(head("GET", {{"Host", "localhost"}, {"Host", "evil.example"}}).status, 400);
+  // Framing: conflicting, malformed, or doubled with chunked; oversize at once.
+  EXPECT_EQ(head("POST", {host, json, {"Content-Length", "10"}, {"Content-Length", "11"}}).status, 400);
+  EXPECT_EQ(head("POST", {host, json, {"Content-Length", "10"}, {"Content-Length", "10"}}).status, 0);
+  EXPECT_EQ(head("POST", {host, json, {"Content-Length", "1e3"}}).status, 400);
+  EXPECT_EQ(head("POST", {host, json, {"Content-Length", "-1"}}).status, 400);
+  EXPECT_EQ(head("POST", {host, json, {"Content-Length", "99999999999999999999999"}}).status, 400);
+  EXPECT_EQ(head("POST", {host, json, {"Content-Length", "10"}, {"Transfer-Encoding", "chunked"}}).status, 400);
+  EXPECT_EQ(head("POST", {host, json, {"Transfer-Encoding", "gzip, chunked"}}).status, 400);
+  EXPECT_EQ(head("POST", {host, json, {"Transfer-Encoding", "chunked"}}).status, 0);
+  const HeadCheck big = head("POST", {host, json, {"Content-Length", "1000000000000"}});
+  EXPECT_EQ(big.status, 413);
+  EXPECT_EQ(big.code, "request_too_large");
 }
