@@ -1,46 +1,78 @@
 #include "core/threadpool.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
 #include <memory>
+#include <mutex>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define BALEINE_CPU_RELAX() _mm_pause()
+#elif defined(__aarch64__)
+#define BALEINE_CPU_RELAX() asm volatile("yield" ::: "memory")
+#else
+#define BALEINE_CPU_RELAX() ((void)0)
+#endif
 
 namespace baleine {
 
 namespace {
 thread_local bool t_inside_pool = false;
-std::unique_ptr<ThreadPool> g_pool;
+std::atomic<ThreadPool*> g_pool{nullptr};
 std::mutex g_pool_mutex;
+
+using Clock = std::chrono::steady_clock;
+
+int64_t spin_ns_from_env() {
+  if (const char* e = std::getenv("BALEINE_SPIN_US"); e && *e) return std::max<int64_t>(0, std::atoll(e)) * 1000;
+  return 200'000;
+}
+
+// Spins until pred() or until spin_ns passed; true when pred() held. The clock is read every 64 pauses only.
+template <class Pred>
+bool spin_until(Pred pred, int64_t spin_ns) {
+  if (pred()) return true;
+  if (spin_ns <= 0) return false;
+  const auto end = Clock::now() + std::chrono::nanoseconds(spin_ns);
+  for (;;) {
+    for (int i = 0; i < 64; ++i) {
+      BALEINE_CPU_RELAX();
+      if (pred()) return true;
+    }
+    if (Clock::now() >= end) return false;
+  }
+}
 }  // namespace
 
-ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
+ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)), spin_ns_(spin_ns_from_env()) {
   for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { worker(i); });
 }
 
 ThreadPool::~ThreadPool() {
-  {
-    std::lock_guard lock(mutex_);
-    stop_ = true;
-  }
-  start_cv_.notify_all();
+  stop_.store(true, std::memory_order_seq_cst);
+  generation_.fetch_add(1, std::memory_order_seq_cst);
+  generation_.notify_all();
   for (auto& t : workers_) t.join();
 }
 
 void ThreadPool::worker(int index) {
-  uint64_t seen = 0;
+  uint32_t seen = 0;
   t_inside_pool = true;
   for (;;) {
-    const std::function<void(int)>* job;
-    {
-      std::unique_lock lock(mutex_);
-      start_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      job = job_;
+    auto fresh = [&] { return generation_.load(std::memory_order_acquire) != seen; };
+    if (!spin_until(fresh, spin_ns_)) {
+      // Sleep. The increment is seq_cst and so is the caller's bump-then-check, so either the caller sees a
+      // sleeper and wakes it, or this re-check sees the new generation (no lost wake-up).
+      sleeping_workers_.fetch_add(1, std::memory_order_seq_cst);
+      while (generation_.load(std::memory_order_seq_cst) == seen) generation_.wait(seen, std::memory_order_seq_cst);
+      sleeping_workers_.fetch_sub(1, std::memory_order_relaxed);
     }
-    (*job)(index);
-    {
-      std::lock_guard lock(mutex_);
-      if (--pending_ == 0) done_cv_.notify_one();
-    }
+    seen = generation_.load(std::memory_order_acquire);
+    if (stop_.load(std::memory_order_acquire)) return;
+    (*job_)(index);
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1 && caller_sleeping_.load(std::memory_order_seq_cst))
+      pending_.notify_one();
   }
 }
 
@@ -49,30 +81,33 @@ void ThreadPool::run(const std::function<void(int)>& fn) {
     for (int i = 0; i < n_threads_; ++i) fn(i);
     return;
   }
-  {
-    std::lock_guard lock(mutex_);
-    job_ = &fn;
-    pending_ = n_threads_ - 1;
-    ++generation_;
-  }
-  start_cv_.notify_all();
+  job_ = &fn;
+  pending_.store(n_threads_ - 1, std::memory_order_relaxed);
+  generation_.fetch_add(1, std::memory_order_seq_cst);  // publishes job_ and pending_
+  if (sleeping_workers_.load(std::memory_order_seq_cst) > 0) generation_.notify_all();
   t_inside_pool = true;
   fn(0);
   t_inside_pool = false;
-  std::unique_lock lock(mutex_);
-  done_cv_.wait(lock, [&] { return pending_ == 0; });
+  auto joined = [&] { return pending_.load(std::memory_order_acquire) == 0; };
+  if (!spin_until(joined, spin_ns_)) {
+    caller_sleeping_.store(1, std::memory_order_seq_cst);
+    for (int32_t p; (p = pending_.load(std::memory_order_seq_cst)) != 0;) pending_.wait(p, std::memory_order_seq_cst);
+    caller_sleeping_.store(0, std::memory_order_relaxed);
+  }
 }
 
 ThreadPool& ThreadPool::global() {
+  if (ThreadPool* p = g_pool.load(std::memory_order_acquire)) return *p;
   std::lock_guard lock(g_pool_mutex);
-  if (!g_pool) g_pool = std::make_unique<ThreadPool>(int(std::max(1u, std::thread::hardware_concurrency())));
-  return *g_pool;
+  if (!g_pool.load()) g_pool.store(new ThreadPool(int(std::max(1u, std::thread::hardware_concurrency()))));
+  return *g_pool.load();
 }
 
 void ThreadPool::set_global_threads(int n_threads) {
   std::lock_guard lock(g_pool_mutex);
   if (n_threads <= 0) n_threads = int(std::max(1u, std::thread::hardware_concurrency()));
-  g_pool = std::make_unique<ThreadPool>(n_threads);
+  // Called at startup (flag parsing) and by tests between phases, never while a region runs.
+  delete g_pool.exchange(new ThreadPool(n_threads));
 }
 
 void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t min_chunk) {
