@@ -455,10 +455,12 @@ std::shared_ptr<TokenConstraint> Server::make_constraint(const ChatTask& task, c
   }
   if (generation_starts_in_reasoning(route.format, task.thinking)) {
     if (auto g = std::dynamic_pointer_cast<agent::GrammarConstraint>(c)) {
+      // A grammar answer (json_schema, a forced call) after the reasoning: the deferred constraint forces
+      // </think> just early enough for it to fit; an effort budget on top could leave it too little room.
       agent::DeferredOptions d;
       d.max_tokens = max_tokens;
       d.force = true;
-      c = std::make_shared<agent::DeferredConstraint>("</think>", g, vocab_, d);
+      return std::make_shared<agent::DeferredConstraint>("</think>", g, vocab_, d);
     }
     const int64_t budget = reasoning_budget(task.reasoning_effort, max_tokens);
     if (budget < max_tokens) c = std::make_shared<agent::ReasoningBudgetConstraint>(budget, c, vocab_);

@@ -245,6 +245,7 @@ void OutputParser::drain(Delta& d, bool final) {
       if (p == calls) {
         buffer_.erase(0, p + kCallsBegin.size());
         mode_ = Mode::ToolCalls;
+        calls_in_reasoning_ = true;
       } else {
         buffer_.erase(0, p + kThinkEnd.size());
         mode_ = Mode::Content;
@@ -253,13 +254,19 @@ void OutputParser::drain(Delta& d, bool final) {
       continue;
     }
     if (mode_ == Mode::ToolCalls) {
-      size_t p = buffer_.find(kCallsEnd);
+      size_t p = buffer_.find(kCallsEnd), marker = kCallsEnd.size();
+      // A block opened inside the reasoning may be cut short by </think> (a stray marker while thinking): the
+      // block ends there and the answer after </think> is content, not swallowed into a call.
+      if (calls_in_reasoning_)
+        if (size_t q = buffer_.find(kThinkEnd); q < p) p = q, marker = kThinkEnd.size();
       if (p == std::string::npos && !final) return;
       std::string block = buffer_.substr(0, p == std::string::npos ? buffer_.size() : p);
       auto calls = parse_deepseek_tool_calls(block, &call_counter_);
       d.tool_calls.insert(d.tool_calls.end(), calls.begin(), calls.end());
-      buffer_.erase(0, p == std::string::npos ? buffer_.size() : p + kCallsEnd.size());
+      buffer_.erase(0, p == std::string::npos ? buffer_.size() : p + marker);
       mode_ = Mode::Content;
+      if (marker == kThinkEnd.size()) content_started_ = false;  // the answer's leading newlines are dropped
+      calls_in_reasoning_ = false;
       if (final) { buffer_.clear(); return; }
       continue;
     }

@@ -80,6 +80,7 @@ class OutputParser {
   Mode mode_;
   std::string buffer_;
   bool content_started_ = false;
+  bool calls_in_reasoning_ = false;  // the current tool-calls block opened before </think>
   int call_counter_ = 0;
 };
 

@@ -110,6 +110,20 @@ TEST(OutputParser, ToolCallsInsideReasoningAreCallsNotReasoning) {
     EXPECT_EQ(calls[0].name, "lookup");
     EXPECT_EQ(calls[0].arguments, "{\"q\": \"x\"}");
   }
+  // A stray block opener while thinking, then </think> and the answer: the answer is content, not part of a call.
+  for (size_t chunk = 1; chunk <= 40; ++chunk) {
+    const std::string stray = "hmm<｜tool▁calls▁begin｜>junk</think>{\"ok\": true}";
+    OutputParser q(true);
+    std::string reasoning, content;
+    for (size_t i = 0; i < stray.size(); i += chunk) {
+      auto d = q.push(std::string_view(stray).substr(i, chunk));
+      reasoning += d.reasoning;
+      content += d.content;
+    }
+    auto e = q.finish();
+    EXPECT_EQ(reasoning + e.reasoning, "hmm") << chunk;
+    EXPECT_EQ(content + e.content, "{\"ok\": true}") << chunk;
+  }
   // Right after the reasoning (</think> then the block) it was already parsed; it stays so.
   OutputParser p(true);
   auto d = p.push("why</think><｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>f\n```json\n{}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>");
