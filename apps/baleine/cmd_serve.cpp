@@ -111,7 +111,7 @@ CommandRegistration reg{{"serve", "Serve the OpenAI/DeepSeek-compatible API and 
                            sub.add_flag("--api-keys-required", s.api_keys_required, "Refuse unauthenticated requests even before any key exists");
                            sub.add_option("--cors", s.cors_origin, "Allowed CORS origin (off by default)");
                            sub.add_option("--model-id", a->model_id, "Model id shown to clients (default: the directory name)");
-                           sub.add_option("--chat-format", a->chat_format, "auto, deepseek-v3, deepseek-r1, qwen2, llama3")->capture_default_str();
+                           sub.add_option("--chat-format", a->chat_format, "auto, deepseek-v3, deepseek-r1, deepseek-v3.1 (hybrid thinking), qwen2, llama3")->capture_default_str();
                            sub.add_option("--prices", a->prices, "JSON price table (USD per 1M tokens), default DeepSeek's R1-launch prices");
                            sub.add_option("--max-body-bytes", s.max_body_bytes, "Request size cap")->capture_default_str();
                            sub.add_option("--http-threads", s.http_threads, "Connections served at once; more get 503 with Retry-After")->check(CLI::Range(4, 4096))->capture_default_str();

@@ -24,8 +24,10 @@ const char* agent_event_kind_name(AgentEventKind k) {
 }
 
 std::string agent_turn_prompt(ChatFormat format, const std::vector<ChatMessage>& conversation,
-                              const std::vector<ToolFunction>& tools, const ToolChoice& choice) {
-  return apply_chat_template(format, add_tools_to_messages(conversation, tools, choice));
+                              const std::vector<ToolFunction>& tools, const ToolChoice& choice, bool thinking) {
+  ChatTemplateOptions o;
+  o.thinking = thinking;
+  return apply_chat_template(format, add_tools_to_messages(conversation, tools, choice), o);
 }
 
 ChatMessage agent_history_message(const AssistantTurn& turn) {
@@ -114,8 +116,9 @@ AgentResult AgentLoop::run(std::vector<ChatMessage> conversation, const std::fun
     // The last allowed turn must answer: its tools are switched off.
     ToolChoice choice = step == 0 ? options_.first_choice : ToolChoice{};
     if (step == options_.max_steps - 1 || defs.empty()) choice = ToolChoice{ToolChoiceMode::None, ""};
-    const bool r1 = options_.format == ChatFormat::DeepSeekR1;
-    const std::vector<int32_t> prompt = tok.encode(agent_turn_prompt(options_.format, conversation, defs, choice));
+    // R1 prompts, and hybrid ones that think, open a <think> block the model's output starts inside.
+    const bool r1 = generation_starts_in_reasoning(options_.format, options_.thinking);
+    const std::vector<int32_t> prompt = tok.encode(agent_turn_prompt(options_.format, conversation, defs, choice, options_.thinking));
     const std::vector<std::string> sources =
         options_.grounded_quotes || options_.quote_search ? grounding_sources(conversation) : std::vector<std::string>{};
     const auto span_index = sources.empty() ? nullptr : std::make_shared<WordSpanIndex>(sources);

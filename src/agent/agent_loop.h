@@ -46,6 +46,7 @@ struct AgentEvent {
 
 struct AgentOptions {
   ChatFormat format = ChatFormat::DeepSeekV3;
+  bool thinking = true;                     // hybrid format: think (Responses' reasoning.effort "none" turns it off)
   GenerationParams params;                  // per model turn (constraint is set by the loop)
   int max_steps = 4;                        // model turns at most; the last one may not call tools
   ToolChoice first_choice;                  // tool_choice of the first turn (auto by default)
@@ -86,8 +87,9 @@ struct AgentResult {
 // The pieces of one loop step, shared with SFT data rendering (rl/common.cpp) so training text is exactly what the
 // loop shows the model. The prompt text of a model turn: the tools (per `choice`) in the system prompt, then the
 // chat template with the generation prompt.
+// thinking: the hybrid (V3.1) format's mode (R1 always thinks; other formats ignore it).
 std::string agent_turn_prompt(ChatFormat format, const std::vector<ChatMessage>& conversation,
-                              const std::vector<ToolFunction>& tools, const ToolChoice& choice);
+                              const std::vector<ToolFunction>& tools, const ToolChoice& choice, bool thinking = true);
 // The assistant message a parsed turn leaves in the conversation: its content (reasoning dropped) and calls.
 ChatMessage agent_history_message(const AssistantTurn& turn);
 // The tool message a result becomes: its JSON text, cut past max_bytes.

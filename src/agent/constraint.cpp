@@ -1,6 +1,7 @@
 #include "agent/constraint.h"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <numeric>
 
@@ -256,6 +257,32 @@ bool DeferredConstraint::complete() const { return triggered_ && inner_->complet
 void ForbidTokensConstraint::mask(std::span<float> logits) {
   for (int32_t id : ids_)
     if (id >= 0 && size_t(id) < logits.size()) logits[size_t(id)] = kNegInf;
+}
+
+ReasoningBudgetConstraint::ReasoningBudgetConstraint(int64_t budget, std::shared_ptr<TokenConstraint> inner,
+                                                     std::shared_ptr<const VocabIndex> vocab)
+    : budget_(budget), inner_(std::move(inner)), vocab_(std::move(vocab)) {
+  if (auto it = vocab_->by_bytes.find("</think>"); it != vocab_->by_bytes.end()) think_end_ = it->second;
+}
+
+void ReasoningBudgetConstraint::mask(std::span<float> logits) {
+  if (!closed_ && think_end_ >= 0 && used_ >= budget_ && size_t(think_end_) < logits.size()) {
+    for (size_t i = 0; i < logits.size(); ++i)
+      if (int32_t(i) != think_end_) logits[i] = -std::numeric_limits<float>::infinity();
+    if (!std::isfinite(logits[size_t(think_end_)])) logits[size_t(think_end_)] = 0.0f;
+    return;
+  }
+  if (inner_) inner_->mask(logits);
+}
+
+void ReasoningBudgetConstraint::accept(int32_t token) {
+  if (!closed_) {
+    ++used_;
+    if (token >= 0 && token < vocab_->vocab_size) tail_ += vocab_->bytes[size_t(token)];
+    if (tail_.find("</think>") != std::string::npos || tail_.find("<｜tool▁calls▁begin｜>") != std::string::npos) closed_ = true;
+    if (tail_.size() > 64) tail_.erase(0, tail_.size() - 64);
+  }
+  if (inner_) inner_->accept(token);
 }
 
 }  // namespace baleine::agent

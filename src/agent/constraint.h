@@ -1,7 +1,8 @@
 // agent/constraint.h — constrained decoding as an engine sampler stage: only tokens whose bytes keep the text a
 // prefix of the grammar's language are allowed, and only while the shortest completion still fits in the token
 // budget, so the output is always complete and valid.
-// defines: VocabIndex, GrammarConstraintOptions, GrammarConstraint, DeferredConstraint, ForbidTokensConstraint
+// defines: VocabIndex, GrammarConstraintOptions, GrammarConstraint, DeferredConstraint, ForbidTokensConstraint,
+//          ReasoningBudgetConstraint
 //
 // Speed: the vocabulary is sorted by bytes once per tokenizer; the mask walks it like a trie (tokens sharing a
 // prefix share the automaton steps, and a rejected prefix skips all its extensions), and masks are memoised per
@@ -121,6 +122,27 @@ class ForbidTokensConstraint : public TokenConstraint {
 
  private:
   std::vector<int32_t> ids_;
+};
+
+// reasoning_effort made real: the output starts inside <think>; once `budget` tokens of reasoning have been
+// sampled without </think> (or a tool-calls block, which also ends it), only the </think> token may come next.
+// Everything else, and everything after the reasoning, is `inner`'s (may be null). Without a single </think>
+// token in the vocabulary the budget cannot be forced and only `inner` applies.
+class ReasoningBudgetConstraint : public TokenConstraint {
+ public:
+  ReasoningBudgetConstraint(int64_t budget, std::shared_ptr<TokenConstraint> inner, std::shared_ptr<const VocabIndex> vocab);
+  void mask(std::span<float> logits) override;
+  void accept(int32_t token) override;
+  bool complete() const override { return inner_ && inner_->complete(); }
+  bool reasoning_closed() const { return closed_; }
+
+ private:
+  int64_t budget_, used_ = 0;
+  std::shared_ptr<TokenConstraint> inner_;
+  std::shared_ptr<const VocabIndex> vocab_;
+  int32_t think_end_ = -1;
+  std::string tail_;  // the last bytes of the reasoning, to see </think> written over several tokens
+  bool closed_ = false;
 };
 
 }  // namespace baleine::agent

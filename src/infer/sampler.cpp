@@ -79,6 +79,15 @@ void PenaltyStage::apply(Candidates& c, const SamplerContext& ctx) {
   apply_penalties(c.logits, p_, ctx.generated, ctx.context);
 }
 
+void LogitBiasStage::apply(Candidates& c, const SamplerContext&) {
+  BALEINE_CHECK(c.ids.empty(), "the logit-bias stage must run on the full vocabulary (before truncation)");
+  for (const auto& [id, b] : bias_) {
+    if (id < 0 || id >= c.size()) continue;
+    float& l = c.logits[size_t(id)];
+    l = b <= -100.0f ? -std::numeric_limits<float>::infinity() : l + b;
+  }
+}
+
 void ConstraintStage::apply(Candidates& c, const SamplerContext&) {
   BALEINE_CHECK(c.ids.empty(), "the constraint stage must run on the full vocabulary (before truncation)");
   if (c_) c_->mask(c.logits);
@@ -123,6 +132,7 @@ SamplerChain SamplerChain::standard(const SamplingParams& p, std::shared_ptr<Tok
   SamplerChain chain(greedy, p.seed);
   if (with_penalties && (p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f || p.repetition_penalty != 1.0f))
     chain.add(std::make_unique<PenaltyStage>(p));
+  if (!p.logit_bias.empty()) chain.add(std::make_unique<LogitBiasStage>(p.logit_bias));
   if (constraint) chain.add(std::make_unique<ConstraintStage>(std::move(constraint)));
   if (greedy) return chain;
   chain.add(std::make_unique<TemperatureStage>(p.temperature));

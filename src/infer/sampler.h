@@ -1,14 +1,15 @@
 // infer/sampler.h — choosing the next token from logits as a chain of stages:
-//   penalties -> constraint mask -> temperature -> top-k -> top-p -> min-p -> draw.
+//   penalties -> logit bias -> constraint mask -> temperature -> top-k -> top-p -> min-p -> draw.
 // Each stage narrows or reshapes a candidate list; the draw takes the argmax (temperature 0) or a seeded draw.
 // defines: SamplingParams, apply_penalties, TokenConstraint, Candidates, SamplerContext, SamplerStage,
-//          PenaltyStage, ConstraintStage, TemperatureStage, TopKStage, TopPStage, MinPStage, SamplerChain,
+//          PenaltyStage, LogitBiasStage, ConstraintStage, TemperatureStage, TopKStage, TopPStage, MinPStage, SamplerChain,
 //          speculative_verify, Sampler
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <random>
 #include <span>
+#include <utility>
 #include <vector>
 
 namespace baleine {
@@ -23,6 +24,9 @@ struct SamplingParams {
   float presence_penalty = 0.0f, frequency_penalty = 0.0f;
   // CTRL / llama.cpp repetition penalty on tokens seen in prompt or output: logit / r if > 0 else logit · r; 1: off.
   float repetition_penalty = 1.0f;
+  // OpenAI logit_bias: (token id, bias in [-100, 100]) added to the logit before temperature; -100 bans the token
+  // outright (its logit becomes -inf), since an additive -100 need not beat a very confident logit.
+  std::vector<std::pair<int32_t, float>> logit_bias;
 };
 
 // Applies the penalties of `p` in place. `generated`: completion tokens so far; `context`: prompt + completion
@@ -81,6 +85,16 @@ class PenaltyStage final : public SamplerStage {
  private:
   SamplingParams p_;
 };
+// Adds the request's logit_bias (full-vocabulary stage); a bias of -100 or less bans the token. Ids outside the
+// vocabulary are ignored here (the server refuses them with a 400 before generation).
+class LogitBiasStage final : public SamplerStage {
+ public:
+  explicit LogitBiasStage(std::vector<std::pair<int32_t, float>> bias) : bias_(std::move(bias)) {}
+  const char* name() const override { return "logit_bias"; }
+  void apply(Candidates& c, const SamplerContext& ctx) override;
+ private:
+  std::vector<std::pair<int32_t, float>> bias_;
+};
 // Masks disallowed tokens with -inf (full-vocabulary stage).
 class ConstraintStage final : public SamplerStage {
  public:
@@ -132,7 +146,7 @@ class MinPStage final : public SamplerStage {
 class SamplerChain {
  public:
   SamplerChain(bool greedy, uint64_t seed) : greedy_(greedy), rng_(seed) {}
-  // The standard chain for `p`: [penalties] [constraint] temperature top-k top-p min-p (stages that are off
+  // The standard chain for `p`: [penalties] [logit bias] [constraint] temperature top-k top-p min-p (stages that are off
   // are left out).
   static SamplerChain standard(const SamplingParams& p, std::shared_ptr<TokenConstraint> constraint = nullptr,
                                bool with_penalties = true);

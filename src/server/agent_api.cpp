@@ -169,9 +169,34 @@ void Server::responses(const httplib::Request& req, httplib::Response& res) {
   for (const char* k : {"temperature", "top_p"})
     if (b.contains(k)) sampling_body[k] = b[k];
   if (b.contains("max_output_tokens")) sampling_body["max_tokens"] = b["max_output_tokens"];
+  // reasoning: {"effort": "none" | "low" | "high" | "max"} (DeepSeek's Responses API; none = thinking off; OpenAI's
+  // minimal / medium / xhigh map as on /chat). Translated into chat's thinking + reasoning_effort, validated there.
+  if (b.contains("reasoning") && !b["reasoning"].is_null()) {
+    const json& r = b["reasoning"];
+    if (!r.is_object()) throw ApiError(400, "'reasoning' must be an object: {\"effort\": ...}", "invalid_request_error", "reasoning");
+    for (const auto& [k, v] : r.items())
+      if (k != "effort" && k != "summary")
+        throw ApiError(400, fmt::format("'reasoning' has an unknown field '{}' (effort, summary)", k.substr(0, 64)),
+                       "invalid_request_error", "reasoning");
+    if (r.contains("effort") && !r["effort"].is_null()) {
+      if (!r["effort"].is_string())
+        throw ApiError(400, "'reasoning.effort' must be one of none, low, high, max", "invalid_request_error", "reasoning.effort");
+      const std::string effort = r["effort"];
+      sampling_body["thinking"] = {{"type", effort == "none" ? "disabled" : "enabled"}};
+      if (effort != "none") sampling_body["reasoning_effort"] = effort;
+    }
+  }
   sampling_body["model"] = route_body["model"];
   sampling_body["messages"] = json::array({{{"role", "user"}, {"content", "x"}}});
-  ChatTask shape = parse_chat_request(sampling_body, routes_, limits_);  // model route + sampling, validated
+  ChatTask shape;  // model route + sampling, validated
+  try {
+    shape = parse_chat_request(sampling_body, routes_, limits_);
+  } catch (ApiError& e) {  // the Responses field names
+    if (e.param == "reasoning_effort") e.param = "reasoning.effort";
+    if (e.param == "thinking") e.param = "reasoning.effort";
+    if (e.param == "max_tokens") e.param = "max_output_tokens";
+    throw;
+  }
   const ModelRoute& route = *shape.route;
 
   std::vector<ChatMessage> conversation;
@@ -216,6 +241,7 @@ void Server::responses(const httplib::Request& req, httplib::Response& res) {
 
   agent::AgentOptions ao;
   ao.format = route.format;
+  ao.thinking = shape.thinking;
   ao.params = shape.params;
   if (!shape.max_tokens_given) ao.params.max_tokens = std::min<int64_t>(512, limits_.context / 2);
   for (int32_t t : stop_tokens_) ao.params.stop_tokens.push_back(t);
@@ -273,7 +299,14 @@ void Server::responses(const httplib::Request& req, httplib::Response& res) {
       p.call.arguments = clean_utf8(p.call.arguments);
       p.output = clean_utf8(p.output);
     }
-    const json output = response_output_items(r, added, *toolset);
+    json output = response_output_items(r, added, *toolset);
+    // The final turn's reasoning as OpenAI's Responses API shows it: a "reasoning" item before the answer.
+    if (!r.reasoning.empty()) {
+      json items = json::array({{{"type", "reasoning"}, {"id", "rs_" + agent::new_tool_call_id().substr(5)}, {"summary", json::array()},
+                                 {"content", json::array({{{"type", "reasoning_text"}, {"text", clean_utf8(r.reasoning)}}})}}});
+      for (auto& o : output) items.push_back(std::move(o));
+      output = std::move(items);
+    }
     json resp = {{"object", "response"}, {"created_at", created}, {"model", model_id},
                  {"status", r.finish_reason == "error" || r.finish_reason == "cancelled" ? "failed" : "completed"},
                  {"previous_response_id", previous.empty() ? json() : json(previous)},

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -85,6 +86,22 @@ void read_sampling(const json& b, GenerationParams& p, const Limits& limits) {
   } else {
     p.sampling.seed = std::random_device{}();
   }
+  if (const json* lb = field(b, "logit_bias")) {
+    // {"token id": bias}: ids as decimal strings (JSON object keys), biases in [-100, 100] (OpenAI's contract).
+    if (!lb->is_object()) throw bad("logit_bias", "'logit_bias' must be an object mapping token ids (strings) to numbers");
+    if (lb->size() > 1024) throw bad("logit_bias", "'logit_bias' holds at most 1024 entries");
+    for (const auto& [key, v] : lb->items()) {
+      int64_t id = -1;
+      const bool digits = !key.empty() && key.size() <= 10 && key.find_first_not_of("0123456789") == std::string::npos;
+      if (digits) id = std::stoll(key);
+      if (!digits || id >= limits.vocab_size)
+        throw bad("logit_bias", fmt::format("logit_bias key '{}' is not a token id of this model's vocabulary [0, {})",
+                                            key.substr(0, 32), limits.vocab_size));
+      if (!v.is_number() || !std::isfinite(v.get<double>()) || v.get<double>() < -100 || v.get<double>() > 100)
+        throw bad("logit_bias", fmt::format("logit_bias['{}'] must be a number in [-100, 100]", key));
+      p.sampling.logit_bias.emplace_back(int32_t(id), float(v.get<double>()));
+    }
+  }
   if (const json* s = field(b, "stop")) {
     std::vector<std::string> stops;
     if (s->is_string()) stops.push_back(s->get<std::string>());
@@ -120,19 +137,58 @@ std::string message_content(const json& m, size_t index, bool& has_content) {
   if (c->is_string()) return c->get<std::string>();
   if (c->is_array()) {  // content parts: only text parts are understood
     std::string out;
-    for (const auto& part : *c) {
+    for (size_t j = 0; j < c->size(); ++j) {
+      const json& part = (*c)[j];
+      const std::string where = fmt::format("messages[{}].content[{}]", index, j);
       if (!part.is_object() || !part.contains("type") || !part["type"].is_string())
-        throw bad(fmt::format("messages[{}].content", index), "content parts must be objects with a 'type'");
-      if (part["type"] != "text")
-        throw bad(fmt::format("messages[{}].content", index),
-                  fmt::format("content part type '{}' is not supported (text only)", part["type"].get<std::string>()));
-      if (!part.contains("text") || !part["text"].is_string())
-        throw bad(fmt::format("messages[{}].content", index), "a text part needs a string 'text'");
+        throw bad(where, where + " must be an object with a string 'type'");
+      const std::string type = part["type"].get<std::string>();
+      // Images are refused, never dropped: an answer that silently ignored the picture would look like a reply to it.
+      if (type == "image_url" || type == "input_image" || type == "image")
+        throw bad(where, fmt::format("{} is an image ('{}'), but this model has no vision: it reads text only; "
+                                     "send the content as text parts", where, type));
+      if (type != "text")
+        throw bad(where, fmt::format("{}: content part type '{}' is not supported (text only)", where, type.substr(0, 64)));
+      if (!part.contains("text") || !part["text"].is_string()) throw bad(where, where + ": a text part needs a string 'text'");
       out += part["text"].get<std::string>();
     }
     return out;
   }
   throw bad(fmt::format("messages[{}].content", index), "'content' must be a string or an array of content parts");
+}
+
+// thinking: {"type": "enabled" | "disabled"} (DeepSeek; OpenAI SDK users pass it in extra_body). Resolved against
+// what the route can do: an R1 route always thinks, a non-reasoning one never does, a hybrid one follows the
+// request, else its default.
+bool read_thinking(const json& b, const ModelRoute& route) {
+  std::optional<bool> asked;
+  if (const json* th = field(b, "thinking")) {
+    if (!th->is_object()) throw bad("thinking", "'thinking' must be an object: {\"type\": \"enabled\" | \"disabled\"}");
+    for (const auto& [k, v] : th->items())
+      if (k != "type") throw bad("thinking", fmt::format("'thinking' has an unknown field '{}' (only 'type')", k.substr(0, 64)));
+    const json* type = field(*th, "type");
+    if (!type || !type->is_string() || (*type != "enabled" && *type != "disabled"))
+      throw bad("thinking", "'thinking.type' must be \"enabled\" or \"disabled\"");
+    asked = *type == "enabled";
+  }
+  switch (route.thinking) {
+    case ThinkingSupport::Always: return true;
+    case ThinkingSupport::Never: return false;
+    case ThinkingSupport::Toggle: return asked.value_or(route.thinking_default);
+  }
+  return false;
+}
+
+// reasoning_effort, mapped as DeepSeek maps OpenAI's names onto its three levels.
+std::string read_effort(const json& b) {
+  const json* e = field(b, "reasoning_effort");
+  if (!e) return "high";
+  static const std::map<std::string, std::string> kMap = {{"minimal", "low"}, {"low", "low"},   {"medium", "high"},
+                                                          {"high", "high"},   {"xhigh", "high"}, {"max", "max"},
+                                                          {"ultra", "max"}};
+  if (e->is_string())
+    if (auto it = kMap.find(e->get<std::string>()); it != kMap.end()) return it->second;
+  throw bad("reasoning_effort", "'reasoning_effort' must be one of low, high, max (or minimal, medium, xhigh, ultra)");
 }
 
 }  // namespace
@@ -148,6 +204,36 @@ std::string error_body(const ApiError& e) {
 PriceTable::PriceTable() {
   table["deepseek-chat"] = {0.07, 0.27, 1.10};
   table["deepseek-reasoner"] = {0.14, 0.55, 2.19};
+}
+
+std::vector<ModelRoute> make_routes(const std::string& model_id, ChatFormat format) {
+  const ThinkingSupport support = thinking_support(format);
+  std::vector<ModelRoute> routes;
+  for (const std::string& name : {model_id, std::string("deepseek-chat"), std::string("deepseek-reasoner"),
+                                 std::string("deepseek-flash"), std::string("deepseek-v4-pro")}) {
+    bool dup = false;
+    for (const auto& r : routes) dup = dup || r.id == name;
+    if (dup) continue;
+    ModelRoute r{name, format, support, support == ThinkingSupport::Always};
+    if (support == ThinkingSupport::Toggle) r.thinking_default = name != "deepseek-chat";
+    // deepseek-reasoner on a model without a thinking template: the R1 template, as this server always served it.
+    if (support == ThinkingSupport::Never && name == "deepseek-reasoner" && name != model_id)
+      r = {name, ChatFormat::DeepSeekR1, ThinkingSupport::Always, true};
+    routes.push_back(std::move(r));
+  }
+  return routes;
+}
+
+json model_capabilities(const ModelRoute& r) {
+  const char* mode = r.thinking == ThinkingSupport::Always ? "always" : r.thinking == ThinkingSupport::Toggle ? "toggle" : "never";
+  return {{"reasoning", r.thinking != ThinkingSupport::Never}, {"thinking", mode}, {"thinking_default", r.thinking_default},
+          {"chat_format", chat_format_name(r.format)}, {"vision", false}};
+}
+
+int64_t reasoning_budget(const std::string& effort, int64_t max_tokens) {
+  if (effort == "low") return std::max<int64_t>(1, max_tokens / 4);
+  if (effort == "high") return std::max<int64_t>(1, max_tokens * 3 / 4);
+  return max_tokens;
 }
 
 PriceTable PriceTable::from_json(const json& j) {
@@ -234,6 +320,8 @@ json parse_json_body(const std::string& body, size_t max_bytes, int max_depth) {
 ChatTask parse_chat_request(const json& b, const std::vector<ModelRoute>& routes, const Limits& limits) {
   ChatTask t;
   t.route = &find_route(b, routes);
+  t.thinking = read_thinking(b, *t.route);
+  t.reasoning_effort = read_effort(b);
   const json* msgs = field(b, "messages");
   if (!msgs) throw bad("messages", "'messages' is required");
   if (!msgs->is_array() || msgs->empty()) throw bad("messages", "'messages' must be a non-empty array");
@@ -268,9 +356,14 @@ ChatTask parse_chat_request(const json& b, const std::vector<ModelRoute>& routes
       }
     }
     if (!cm.has_content && cm.tool_calls.empty()) throw bad(where + ".content", where + ".content is required");
-    if (cm.role == "assistant" && t.route->reasoner && m.contains("reasoning_content") && !m["reasoning_content"].is_null())
-      throw bad(where + ".reasoning_content",
-                "earlier reasoning_content must not be sent back to deepseek-reasoner; send only 'content'");
+    if (const json* rc = field(m, "reasoning_content")) {
+      // Accepted on every assistant message (the openai SDK's tool loop sends replies back as returned); whether it
+      // reaches the prompt is the template's rule (kept only within the current turn, see chat_template.h).
+      if (cm.role != "assistant") throw bad(where + ".reasoning_content", "'reasoning_content' belongs on assistant messages only");
+      if (!rc->is_string()) throw bad(where + ".reasoning_content", "'reasoning_content' must be a string");
+      cm.reasoning = rc->get<std::string>();
+      cm.has_reasoning = true;
+    }
     if (const json* pre = field(m, "prefix")) {
       if (!pre->is_boolean()) throw bad(where + ".prefix", "'prefix' must be a boolean");
       if (pre->get<bool>()) {
@@ -281,7 +374,27 @@ ChatTask parse_chat_request(const json& b, const std::vector<ModelRoute>& routes
     }
     t.messages.push_back(std::move(cm));
   }
+  if (t.thinking) {
+    // DeepSeek's rule: within the current turn (after the last user message) a thinking model's tool-calling
+    // replies must come back with their reasoning_content, which stays in the prompt.
+    const int64_t last_user = last_user_index(t.messages);
+    for (size_t i = size_t(last_user + 1); i < t.messages.size(); ++i) {
+      const ChatMessage& cm = t.messages[i];
+      if (cm.role == "assistant" && !cm.tool_calls.empty() && !cm.has_reasoning)
+        throw bad(fmt::format("messages[{}].reasoning_content", i),
+                  fmt::format("messages[{}] made tool calls in the current turn of a thinking request to '{}': send "
+                              "its reasoning_content back as it was returned (thinking mode keeps it in the prompt)",
+                              i, t.route->id));
+    }
+  }
   read_sampling(b, t.params, limits);
+  if (t.thinking) {
+    // Thinking mode accepts and validates these (above) but does not apply them, as DeepSeek's API documents.
+    t.params.sampling.temperature = 1.0f;
+    t.params.sampling.top_p = 1.0f;
+    t.params.sampling.presence_penalty = 0.0f;
+    t.params.sampling.frequency_penalty = 0.0f;
+  }
   read_stream(b, t.stream, t.include_usage);
   t.n = int(read_int(b, "n", 1, 1, limits.max_n));
   const json* mt = field(b, "max_completion_tokens") ? field(b, "max_completion_tokens") : field(b, "max_tokens");
@@ -295,8 +408,10 @@ ChatTask parse_chat_request(const json& b, const std::vector<ModelRoute>& routes
   t.params.logprobs = read_bool(b, "logprobs", false);
   t.params.top_logprobs = int(read_int(b, "top_logprobs", 0, 0, 20));
   if (t.params.top_logprobs > 0 && !t.params.logprobs) throw bad("top_logprobs", "'top_logprobs' requires 'logprobs': true");
-  if (t.route->reasoner && t.params.logprobs)
-    throw bad("logprobs", "deepseek-reasoner does not support logprobs/top_logprobs (as DeepSeek's API)");
+  if (t.thinking && t.params.logprobs)
+    throw bad("logprobs", fmt::format("'{}' is answering in thinking mode, which does not support logprobs/top_logprobs "
+                                      "(as DeepSeek's API){}", t.route->id,
+                                      t.route->thinking == ThinkingSupport::Toggle ? "; send thinking: {\"type\": \"disabled\"}" : ""));
   if (const json* rf = field(b, "response_format")) {
     if (!rf->is_object() || !rf->contains("type") || !(*rf)["type"].is_string())
       throw bad("response_format", "'response_format' must be an object with a string 'type'");

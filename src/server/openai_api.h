@@ -1,7 +1,8 @@
 // server/openai_api.h — the OpenAI / DeepSeek wire format: request bodies parsed and validated into typed tasks
 // (HTTP threads only; nothing here touches the model), response and error bodies, usage with cost.
-// defines: ApiError, Prices, PriceTable, ModelRoute, ChatTask, CompletionTask, parse_json_body, parse_chat_request,
-//          parse_completion_request, error_body, usage_json, UsageCount
+// defines: ApiError, Prices, PriceTable, ModelRoute, make_routes, model_capabilities, reasoning_budget, ChatTask,
+//          CompletionTask, parse_json_body, parse_chat_request, parse_completion_request, error_body, usage_json,
+//          UsageCount
 #pragma once
 #include <nlohmann/json.hpp>
 
@@ -54,8 +55,21 @@ struct PriceTable {
 struct ModelRoute {
   std::string id;            // what clients send and what responses echo
   ChatFormat format;         // chat template
-  bool reasoner = false;     // R1 template: the output starts inside <think>
+  ThinkingSupport thinking = ThinkingSupport::Never;  // R1: always; V3.1 hybrid: per request; others: never
+  bool thinking_default = false;                       // hybrid: whether a request without `thinking` thinks
 };
+
+// The names a server answers to, all served by the one loaded model: its own id, then deepseek-chat,
+// deepseek-reasoner, deepseek-flash and deepseek-v4-pro (DeepSeek's current names and the retired ones clients
+// still send). An R1 model thinks under every name; a hybrid (V3.1) one switches per request, deepseek-chat off by
+// default and every other name on; a model without reasoning ignores thinking, except that deepseek-reasoner
+// keeps serving it through the R1 template (its reasoning is split off, as before these names existed).
+std::vector<ModelRoute> make_routes(const std::string& model_id, ChatFormat format);
+// {"reasoning": bool, "thinking": "always" | "toggle" | "never", "thinking_default": bool, "chat_format": name}
+json model_capabilities(const ModelRoute& r);
+// Reasoning tokens allowed before </think> is forced, for a reasoning_effort ("low" | "high" | "max") and the
+// request's token budget: low a quarter, high three quarters, max all of it (the answer gets the rest).
+int64_t reasoning_budget(const std::string& effort, int64_t max_tokens);
 
 struct UsageCount {
   int64_t prompt_tokens = 0, cached_tokens = 0, completion_tokens = 0, reasoning_tokens = 0;
@@ -70,11 +84,15 @@ struct Limits {
   int64_t default_max_tokens = 4096;
   int max_n = 8;
   size_t max_stop = 16;            // OpenAI allows 4; lm-evaluation-harness may send more
+  int64_t vocab_size = 0;          // logit_bias ids must lie in [0, vocab_size) (0: unknown, no ids accepted)
 };
 
 struct ChatTask {
   const ModelRoute* route = nullptr;
   std::vector<ChatMessage> messages;
+  // Resolved thinking mode: the route's capability, then the request's `thinking` where the model can toggle.
+  bool thinking = false;
+  std::string reasoning_effort = "high";  // low | high | max, after DeepSeek's mapping (minimal→low, ultra→max, ...)
   bool stream = false, include_usage = false;
   int n = 1;
   bool json_mode = false;

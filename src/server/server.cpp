@@ -74,7 +74,8 @@ struct Server::Choice {
   int64_t reasoning_tokens = 0;
   bool done = false, got_first = false;
   double reasoning_started = -1, reasoning_seconds = 0;
-  explicit Choice(std::shared_ptr<GenerationHandle> h, bool reasoner) : handle(std::move(h)), parser(reasoner) {}
+  explicit Choice(std::shared_ptr<GenerationHandle> h, bool starts_in_reasoning)
+      : handle(std::move(h)), parser(starts_in_reasoning) {}
 };
 
 namespace {
@@ -123,12 +124,10 @@ Server::Server(std::shared_ptr<Engine> engine, ServerOptions options)
   const Tokenizer& tok = engine_->tokenizer();
   vocab_ = agent::VocabIndex::build(tok);
   for (int32_t id = 0; id < tok.vocab_size(); ++id) max_token_bytes_ = std::max(max_token_bytes_, tok.token_bytes(id).size());
-  // A model served in the R1 format (--chat-format deepseek-r1, or its tokenizer_config.json's baleine_chat_format)
-  // always opens with <think>: its reasoning is split off under every name.
-  const bool r1 = opt_.format == ChatFormat::DeepSeekR1;
-  routes_.push_back({opt_.model_id, opt_.format, r1});
-  if (opt_.model_id != "deepseek-chat") routes_.push_back({"deepseek-chat", opt_.format, r1});
-  if (opt_.model_id != "deepseek-reasoner") routes_.push_back({"deepseek-reasoner", ChatFormat::DeepSeekR1, true});
+  // The chat format (--chat-format, or tokenizer_config.json's baleine_chat_format) decides what thinking each
+  // name can do: see make_routes.
+  routes_ = make_routes(opt_.model_id, opt_.format);
+  limits_.vocab_size = tok.vocab_size();
   for (const char* t : {"<｜User｜>", "<|im_end|>", "<|eot_id|>", "<|end_of_text|>"})
     if (auto id = tok.token_id(t)) stop_tokens_.push_back(*id);
   limits_.context = engine_->context();
@@ -292,9 +291,11 @@ void Server::routes() {
     s.Get(prefix + "/models", wrap("models", [this](const httplib::Request& q, httplib::Response& r) {
       authenticate(q);
       json data = json::array();
-      for (const auto& m : routes_)
-        data.push_back({{"id", m.id}, {"object", "model"}, {"created", 0}, {"owned_by", "baleine"},
-                        {"context_length", limits_.context}, {"reasoning", m.reasoner}});
+      for (const auto& m : routes_) {
+        json e = {{"id", m.id}, {"object", "model"}, {"created", 0}, {"owned_by", "baleine"}, {"context_length", limits_.context}};
+        e.update(model_capabilities(m));
+        data.push_back(std::move(e));
+      }
       r.set_content(dump({{"object", "list"}, {"data", data}}), "application/json");
     }));
   }
@@ -349,9 +350,13 @@ void Server::routes() {
   s.Delete(R"(/api/conversations.*)", wrap("conversations", [this](auto& q, auto& r) { conversations_api(q, r); }));
   s.Get("/api/config", wrap("config", [this](const httplib::Request&, httplib::Response& r) {
     json models = json::array();
-    for (const auto& m : routes_) models.push_back({{"id", m.id}, {"reasoning", m.reasoner}, {"prices", {
-        {"input_cache_hit", opt_.prices.get(m.id).input_cache_hit}, {"input_cache_miss", opt_.prices.get(m.id).input_cache_miss},
-        {"output", opt_.prices.get(m.id).output}}}});
+    for (const auto& m : routes_) {
+      json e = {{"id", m.id}, {"prices", {{"input_cache_hit", opt_.prices.get(m.id).input_cache_hit},
+                                          {"input_cache_miss", opt_.prices.get(m.id).input_cache_miss},
+                                          {"output", opt_.prices.get(m.id).output}}}};
+      e.update(model_capabilities(m));
+      models.push_back(std::move(e));
+    }
     r.set_content(dump({{"models", models}, {"context", limits_.context},
                         {"keys_required", opt_.api_keys_required || store_->any_active_key()}}),
                   "application/json");
@@ -463,7 +468,8 @@ json chat_logprobs(const Tokenizer& tok, const std::vector<GeneratedToken>& toke
 }  // namespace
 
 // The decoding constraint of one choice (each choice needs its own state): tools (tool_choice none / auto /
-// required / named) or response_format. R1 routes reason freely first: the grammar starts after </think>.
+// required / named) or response_format. Thinking requests reason freely first: the grammar starts after </think>,
+// and the reasoning_effort's budget (reasoning_budget) forces </think> once spent.
 std::shared_ptr<TokenConstraint> Server::make_constraint(const ChatTask& task, const ModelRoute& route) const {
   const int64_t max_tokens = task.params.max_tokens;
   std::shared_ptr<TokenConstraint> c;
@@ -481,13 +487,17 @@ std::shared_ptr<TokenConstraint> Server::make_constraint(const ChatTask& task, c
   } catch (const Error& e) {
     throw ApiError(400, e.what(), "invalid_request_error", "max_tokens");
   }
-  if (route.reasoner) {
+  if (generation_starts_in_reasoning(route.format, task.thinking)) {
     if (auto g = std::dynamic_pointer_cast<agent::GrammarConstraint>(c)) {
+      // A grammar answer (json_schema, a forced call) after the reasoning: the deferred constraint forces
+      // </think> just early enough for it to fit; an effort budget on top could leave it too little room.
       agent::DeferredOptions d;
       d.max_tokens = max_tokens;
       d.force = true;
-      c = std::make_shared<agent::DeferredConstraint>("</think>", g, vocab_, d);
+      return std::make_shared<agent::DeferredConstraint>("</think>", g, vocab_, d);
     }
+    const int64_t budget = reasoning_budget(task.reasoning_effort, max_tokens);
+    if (budget < max_tokens) c = std::make_shared<agent::ReasoningBudgetConstraint>(budget, c, vocab_);
   }
   return c;
 }
@@ -500,12 +510,14 @@ void Server::chat(const httplib::Request& req, httplib::Response& res) {
   const bool use_tools = !task.tools.empty() && task.tool_choice.mode != agent::ToolChoiceMode::None;
   if (use_tools) task.messages = agent::add_tools_to_messages(std::move(task.messages), task.tools, task.tool_choice);
   std::string prompt_text;
+  ChatTemplateOptions topt;
+  topt.thinking = task.thinking;
   try {
     if (task.prefix) {  // DeepSeek's chat prefix completion: continue the last assistant message as written
       std::vector<ChatMessage> history(task.messages.begin(), task.messages.end() - 1);
-      prompt_text = apply_chat_template(route.format, history) + task.messages.back().content;
+      prompt_text = apply_chat_template(route.format, history, topt) + task.messages.back().content;
     } else {
-      prompt_text = apply_chat_template(route.format, task.messages);
+      prompt_text = apply_chat_template(route.format, task.messages, topt);
     }
   } catch (const Error& e) {
     throw ApiError(400, e.what(), "invalid_request_error", "messages");
@@ -559,9 +571,10 @@ void Server::chat(const httplib::Request& req, httplib::Response& res) {
     session->message_id = store_->add_message(m);
   }
   auto choices = std::make_shared<std::vector<std::unique_ptr<Choice>>>();
-  for (auto& h : handles) choices->push_back(std::make_unique<Choice>(h, route.reasoner));
+  const bool in_reasoning = generation_starts_in_reasoning(route.format, task.thinking);
+  for (auto& h : handles) choices->push_back(std::make_unique<Choice>(h, in_reasoning));
   ++metrics_.in_flight;
-  const bool want_logprobs = task.params.logprobs;
+  const bool want_logprobs = task.params.logprobs, thinking = task.thinking;
 
   // Finishes the accounting exactly once (provider end or connection teardown).
   auto finish_accounting = [this, session, choices](const std::string& status) {
@@ -627,7 +640,7 @@ void Server::chat(const httplib::Request& req, httplib::Response& res) {
     res.set_header("X-Accel-Buffering", "no");
     res.set_chunked_content_provider(
         "text/event-stream",
-        [this, session, choices, finish_accounting, save_progress, track_first, want_logprobs, tok](size_t, httplib::DataSink& sink) {
+        [this, session, choices, finish_accounting, save_progress, track_first, want_logprobs, thinking, tok](size_t, httplib::DataSink& sink) {
           auto send = [&](const json& chunk) {
             const std::string line = "data: " + dump(chunk) + "\n\n";
             return sink.write(line.data(), line.size());
@@ -640,7 +653,8 @@ void Server::chat(const httplib::Request& req, httplib::Response& res) {
           };
           bool ok = true;
           for (size_t i = 0; i < choices->size() && ok; ++i)
-            ok = send(chunk(json::array({{{"index", i}, {"delta", {{"role", "assistant"}, {"content", ""}}},
+            ok = send(chunk(json::array({{{"index", i}, {"delta", thinking ? json{{"role", "assistant"}, {"content", ""}, {"reasoning_content", ""}}
+                                                                            : json{{"role", "assistant"}, {"content", ""}}},
                                           {"logprobs", nullptr}, {"finish_reason", nullptr}}})));
           if (ok)
             ok = pump(*choices,
@@ -689,7 +703,7 @@ void Server::chat(const httplib::Request& req, httplib::Response& res) {
   // waiting so that a client that went away is noticed and its generation cancelled.
   res.set_chunked_content_provider(
       "application/json",
-      [this, session, choices, finish_accounting, save_progress, track_first, want_logprobs, tok](size_t, httplib::DataSink& sink) {
+      [this, session, choices, finish_accounting, save_progress, track_first, want_logprobs, thinking, tok](size_t, httplib::DataSink& sink) {
         bool ok = pump(*choices,
                        [&](size_t i, const GenerationEvent&, const OutputParser::Delta& d) {
                          track_first(*(*choices)[i], d);
@@ -707,7 +721,9 @@ void Server::chat(const httplib::Request& req, httplib::Response& res) {
           const Choice& c = *(*choices)[i];
           if (c.finish == FinishReason::Error) error = c.error;
           json msg = {{"role", "assistant"}, {"content", c.content}};
-          if (!c.reasoning.empty() || session->model == "deepseek-reasoner") msg["reasoning_content"] = c.reasoning;
+          // Thinking replies always carry reasoning_content (possibly empty), so a client that sends the message
+          // back as returned satisfies the tool-loop rule in parse_chat_request.
+          if (!c.reasoning.empty() || thinking) msg["reasoning_content"] = c.reasoning;
           if (!c.calls.empty()) msg["tool_calls"] = tool_calls_json(c.calls, false);
           out_choices.push_back({{"index", i}, {"message", msg},
                                  {"logprobs", want_logprobs ? chat_logprobs(*tok, c.tokens) : json()},

@@ -1,5 +1,7 @@
 #include "tokenizer/chat_template.h"
 
+#include <algorithm>
+
 #include "core/check.h"
 
 namespace baleine {
@@ -12,7 +14,38 @@ const std::string kOutputsBegin = "<｜tool▁outputs▁begin｜>", kOutputsEnd 
 const std::string kOutputBegin = "<｜tool▁output▁begin｜>", kOutputEnd = "<｜tool▁output▁end｜>";
 const std::string kThink = "<think>", kThinkEnd = "</think>";
 
-std::string deepseek(const std::vector<ChatMessage>& messages, const ChatTemplateOptions& o, bool r1) {
+enum class Variant { V3, R1, V31 };
+
+// The reasoning block a kept reasoning_content renders as: what the model wrote after its generation prompt opened
+// <think> (R1's spacing is the one its training data and rl/common.cpp use).
+std::string kept_reasoning(const ChatMessage& m, Variant v) {
+  if (v == Variant::R1) return kThink + "\n" + m.reasoning + "\n" + kThinkEnd + "\n\n";
+  return kThink + m.reasoning + kThinkEnd;
+}
+
+std::string tool_calls_block(const ChatMessage& m) {
+  std::string out = kCallsBegin;
+  for (size_t i = 0; i < m.tool_calls.size(); ++i) {
+    const ToolCall& c = m.tool_calls[i];
+    out += (i ? "\n" : "") + kCallBegin + c.type + kSep + c.name + "\n```json\n" + c.arguments + "\n```" + kCallEnd;
+  }
+  return out + kCallsEnd;
+}
+
+// Content without an earlier turn's reasoning written inline (text up to the last </think>).
+std::string strip_inline_reasoning(std::string content) {
+  auto p = content.rfind(kThinkEnd);
+  if (p != std::string::npos) content = content.substr(p + kThinkEnd.size());
+  return content;
+}
+
+// V3 and R1 follow DeepSeek's released templates. V3.1 (hybrid) follows its model card: "<｜Assistant｜></think>"
+// before a non-thinking reply, "<｜Assistant｜><think>" to think; tool outputs are bare <｜tool▁output▁begin｜>
+// blocks. Its tool calls keep the V3 syntax (function<｜tool▁sep｜>name + a ```json fence), the one the tool-call
+// grammar (agent/tools.cpp) constrains decoding to, so what is parsed back is what was rendered.
+std::string deepseek(const std::vector<ChatMessage>& messages, const ChatTemplateOptions& o, Variant v) {
+  const bool r1 = v == Variant::R1, hybrid = v == Variant::V31;
+  const bool thinking = r1 || (hybrid && o.thinking);
   std::string system;
   bool first_system = true;
   for (const auto& m : messages)
@@ -20,10 +53,33 @@ std::string deepseek(const std::vector<ChatMessage>& messages, const ChatTemplat
       system += (first_system ? "" : "\n\n") + m.content;
       first_system = false;
     }
+  const int64_t last_user = last_user_index(messages);
   std::string out = o.bos_token + system;
   bool in_tool_outputs = false;
-  for (const auto& m : messages) {
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const ChatMessage& m = messages[i];
     if (m.role == "system") continue;
+    // Reasoning is kept only inside the current turn and only when this request thinks (DeepSeek's rule).
+    const bool keep = thinking && v != Variant::V3 && m.has_reasoning && int64_t(i) > last_user;
+    if (hybrid) {
+      if (m.role == "user") {
+        out += kUser + m.content;
+      } else if (m.role == "assistant") {
+        // After a user message the turn opens with the Assistant tag; after tool outputs the model just goes on.
+        if (!in_tool_outputs) out += kAssistant + (keep ? "" : kThinkEnd);
+        if (keep) out += kept_reasoning(m, v);
+        if (m.has_content) out += strip_inline_reasoning(m.content);
+        if (!m.tool_calls.empty()) out += tool_calls_block(m);
+        out += kEos;
+        in_tool_outputs = false;
+      } else if (m.role == "tool") {
+        out += kOutputBegin + m.content + kOutputEnd;
+        in_tool_outputs = true;
+      } else {
+        BALEINE_FAIL("unknown message role '{}' (system, user, assistant or tool)", m.role);
+      }
+      continue;
+    }
     if (m.role != "tool" && in_tool_outputs && !(m.role == "assistant" && m.has_content)) {
       out += kOutputsEnd;
       in_tool_outputs = false;
@@ -31,25 +87,17 @@ std::string deepseek(const std::vector<ChatMessage>& messages, const ChatTemplat
     if (m.role == "user") {
       out += kUser + m.content;
     } else if (m.role == "assistant") {
+      const std::string reasoning = keep ? kept_reasoning(m, v) : "";
       if (!m.tool_calls.empty() && (!m.has_content || m.content.empty())) {
         // The released Jinja template only closes the block after a second call (a quirk); we always close it.
-        out += kAssistant + kCallsBegin;
-        for (size_t i = 0; i < m.tool_calls.size(); ++i) {
-          const ToolCall& c = m.tool_calls[i];
-          out += (i ? "\n" : "") + kCallBegin + c.type + kSep + c.name + "\n```json\n" + c.arguments + "\n```" + kCallEnd;
-        }
-        out += kCallsEnd + kEos;
+        out += kAssistant + reasoning + tool_calls_block(m) + kEos;
       } else {
-        std::string content = m.content;
-        if (r1) {  // earlier reasoning is not fed back
-          auto p = content.rfind(kThinkEnd);
-          if (p != std::string::npos) content = content.substr(p + kThinkEnd.size());
-        }
+        const std::string content = r1 ? strip_inline_reasoning(m.content) : m.content;  // R1: not fed back
         if (in_tool_outputs) {
-          out += kOutputsEnd + content + kEos;
+          out += kOutputsEnd + reasoning + content + kEos;
           in_tool_outputs = false;
         } else {
-          out += kAssistant + content + kEos;
+          out += kAssistant + reasoning + content + kEos;
         }
       }
     } else if (m.role == "tool") {
@@ -58,6 +106,13 @@ std::string deepseek(const std::vector<ChatMessage>& messages, const ChatTemplat
     } else {
       BALEINE_FAIL("unknown message role '{}' (system, user, assistant or tool)", m.role);
     }
+  }
+  if (hybrid) {
+    // Thinking requests reason again over tool results (as DeepSeek's thinking tool loop does); non-thinking ones
+    // continue straight after the outputs, as V3.1's template has it.
+    if (in_tool_outputs) out += thinking ? kThink : "";
+    else if (o.add_generation_prompt) out += kAssistant + (thinking ? kThink : kThinkEnd);
+    return out;
   }
   if (in_tool_outputs) out += kOutputsEnd;
   else if (o.add_generation_prompt) out += kAssistant + (r1 ? kThink + "\n" : "");
@@ -98,15 +153,44 @@ size_t partial_suffix(const std::string& s, const std::string& marker) {
 ChatFormat chat_format_from_name(const std::string& name) {
   if (name == "deepseek-v3" || name == "deepseek") return ChatFormat::DeepSeekV3;
   if (name == "deepseek-r1" || name == "r1") return ChatFormat::DeepSeekR1;
+  if (name == "deepseek-v3.1" || name == "hybrid") return ChatFormat::DeepSeekV31;
   if (name == "qwen2" || name == "chatml") return ChatFormat::Qwen2;
   if (name == "llama3") return ChatFormat::Llama3;
-  BALEINE_FAIL("unknown chat format '{}' (deepseek-v3, deepseek-r1, qwen2, llama3)", name);
+  BALEINE_FAIL("unknown chat format '{}' (deepseek-v3, deepseek-r1, deepseek-v3.1, qwen2, llama3)", name);
+}
+
+const char* chat_format_name(ChatFormat f) {
+  switch (f) {
+    case ChatFormat::DeepSeekV3: return "deepseek-v3";
+    case ChatFormat::DeepSeekR1: return "deepseek-r1";
+    case ChatFormat::DeepSeekV31: return "deepseek-v3.1";
+    case ChatFormat::Qwen2: return "qwen2";
+    case ChatFormat::Llama3: return "llama3";
+  }
+  return "?";
+}
+
+ThinkingSupport thinking_support(ChatFormat f) {
+  if (f == ChatFormat::DeepSeekR1) return ThinkingSupport::Always;
+  if (f == ChatFormat::DeepSeekV31) return ThinkingSupport::Toggle;
+  return ThinkingSupport::Never;
+}
+
+bool generation_starts_in_reasoning(ChatFormat f, bool thinking) {
+  return f == ChatFormat::DeepSeekR1 || (f == ChatFormat::DeepSeekV31 && thinking);
+}
+
+int64_t last_user_index(const std::vector<ChatMessage>& messages) {
+  for (size_t i = messages.size(); i-- > 0;)
+    if (messages[i].role == "user") return int64_t(i);
+  return -1;
 }
 
 std::string apply_chat_template(ChatFormat f, const std::vector<ChatMessage>& messages, const ChatTemplateOptions& o) {
   switch (f) {
-    case ChatFormat::DeepSeekV3: return deepseek(messages, o, false);
-    case ChatFormat::DeepSeekR1: return deepseek(messages, o, true);
+    case ChatFormat::DeepSeekV3: return deepseek(messages, o, Variant::V3);
+    case ChatFormat::DeepSeekR1: return deepseek(messages, o, Variant::R1);
+    case ChatFormat::DeepSeekV31: return deepseek(messages, o, Variant::V31);
     case ChatFormat::Qwen2: return chatml(messages, o);
     case ChatFormat::Llama3: return llama3(messages, o);
   }
@@ -148,27 +232,41 @@ OutputParser::OutputParser(bool starts_in_reasoning) : mode_(starts_in_reasoning
 void OutputParser::drain(Delta& d, bool final) {
   for (;;) {
     if (mode_ == Mode::Reasoning) {
-      size_t p = buffer_.find(kThinkEnd);
+      // A tool-calls block inside the reasoning ends it: the block is a call, never reasoning text.
+      const size_t end = buffer_.find(kThinkEnd), calls = buffer_.find(kCallsBegin);
+      const size_t p = std::min(end, calls);
       if (p == std::string::npos) {
-        size_t keep = final ? 0 : partial_suffix(buffer_, kThinkEnd);
+        size_t keep = final ? 0 : std::max(partial_suffix(buffer_, kThinkEnd), partial_suffix(buffer_, kCallsBegin));
         d.reasoning += buffer_.substr(0, buffer_.size() - keep);
         buffer_.erase(0, buffer_.size() - keep);
         return;
       }
       d.reasoning += buffer_.substr(0, p);
-      buffer_.erase(0, p + kThinkEnd.size());
-      mode_ = Mode::Content;
-      content_started_ = false;
+      if (p == calls) {
+        buffer_.erase(0, p + kCallsBegin.size());
+        mode_ = Mode::ToolCalls;
+        calls_in_reasoning_ = true;
+      } else {
+        buffer_.erase(0, p + kThinkEnd.size());
+        mode_ = Mode::Content;
+        content_started_ = false;
+      }
       continue;
     }
     if (mode_ == Mode::ToolCalls) {
-      size_t p = buffer_.find(kCallsEnd);
+      size_t p = buffer_.find(kCallsEnd), marker = kCallsEnd.size();
+      // A block opened inside the reasoning may be cut short by </think> (a stray marker while thinking): the
+      // block ends there and the answer after </think> is content, not swallowed into a call.
+      if (calls_in_reasoning_)
+        if (size_t q = buffer_.find(kThinkEnd); q < p) p = q, marker = kThinkEnd.size();
       if (p == std::string::npos && !final) return;
       std::string block = buffer_.substr(0, p == std::string::npos ? buffer_.size() : p);
       auto calls = parse_deepseek_tool_calls(block, &call_counter_);
       d.tool_calls.insert(d.tool_calls.end(), calls.begin(), calls.end());
-      buffer_.erase(0, p == std::string::npos ? buffer_.size() : p + kCallsEnd.size());
+      buffer_.erase(0, p == std::string::npos ? buffer_.size() : p + marker);
       mode_ = Mode::Content;
+      if (marker == kThinkEnd.size()) content_started_ = false;  // the answer's leading newlines are dropped
+      calls_in_reasoning_ = false;
       if (final) { buffer_.clear(); return; }
       continue;
     }

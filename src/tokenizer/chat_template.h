@@ -2,9 +2,15 @@
 // defines: ToolCall, ChatMessage, ChatFormat, chat_format_from_name, apply_chat_template, OutputParser
 //
 // Formats: DeepSeek-V3 (system, user, assistant, tool calls, tool outputs), DeepSeek-R1 (same, earlier reasoning
-// stripped from history, generation prompt "<｜Assistant｜><think>\n"), Qwen2 ChatML and Llama-3 headers.
+// stripped from history, generation prompt "<｜Assistant｜><think>\n"), DeepSeek-V3.1 hybrid (the assistant turn
+// opens with "<think>" to think or "</think>" not to, chosen per request), Qwen2 ChatML and Llama-3 headers.
 // R1-Distill models use the R1 format over their own vocabulary.
+//
+// Reasoning sent back (ChatMessage::reasoning), as DeepSeek's API treats it: an assistant message before the last
+// user message loses it (it was an earlier turn's thinking); one after it (the current, tool-calling turn) keeps
+// it, rendered as the <think>…</think> the model wrote, when the request thinks (R1 and hybrid formats only).
 #pragma once
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,23 +29,39 @@ struct ChatMessage {
   std::string content;
   bool has_content = true;  // false: an assistant turn made only of tool calls
   std::vector<ToolCall> tool_calls;
+  std::string reasoning{};     // reasoning_content sent back by the client (brace-initialised: aggregates may omit it)
+  bool has_reasoning = false;  // reasoning_content was present (even empty)
 };
 
-enum class ChatFormat { DeepSeekV3, DeepSeekR1, Qwen2, Llama3 };
-ChatFormat chat_format_from_name(const std::string& name);  // "deepseek-v3", "deepseek-r1", "qwen2", "llama3"
+enum class ChatFormat { DeepSeekV3, DeepSeekR1, DeepSeekV31, Qwen2, Llama3 };
+// "deepseek-v3", "deepseek-r1", "deepseek-v3.1" (hybrid), "qwen2", "llama3"
+ChatFormat chat_format_from_name(const std::string& name);
+const char* chat_format_name(ChatFormat f);
+
+// What a format can do about thinking: R1 always thinks, the V3.1 hybrid switches per request, the rest never do.
+enum class ThinkingSupport { Never, Toggle, Always };
+ThinkingSupport thinking_support(ChatFormat f);
 
 struct ChatTemplateOptions {
   bool add_generation_prompt = true;
+  // Hybrid format: open the reply with <think> (true) or </think>; also whether reasoning sent back within the
+  // current turn is kept (R1 and hybrid). R1 always thinks; V3, Qwen2 and Llama-3 ignore it.
+  bool thinking = true;
   std::string bos_token = "<｜begin▁of▁sentence｜>";  // DeepSeek formats; Llama-3 uses <|begin_of_text|>
 };
 
 // Throws baleine::Error on an unknown role or a tool message in a format that has none.
 std::string apply_chat_template(ChatFormat format, const std::vector<ChatMessage>& messages,
                                 const ChatTemplateOptions& options = {});
+// True when the generation prompt of `format` leaves the model inside <think> (its output starts as reasoning).
+bool generation_starts_in_reasoning(ChatFormat format, bool thinking);
+// Index of the last user message, or -1: messages after it form the current turn (reasoning kept there).
+int64_t last_user_index(const std::vector<ChatMessage>& messages);
 
 // Splits streamed model output, chunk by chunk (any chunk size, even one byte), into reasoning (inside
 // <think>…</think>), content, and DeepSeek tool calls (<｜tool▁calls▁begin｜>…<｜tool▁calls▁end｜>), never letting a
-// marker, or half of one, leak into reasoning or content.
+// marker, or half of one, leak into reasoning or content. A tool-calls block that starts inside the reasoning (the
+// model forgot </think>, or a constraint forced the call) ends the reasoning and is parsed as tool calls.
 class OutputParser {
  public:
   // starts_in_reasoning: the prompt already opened <think> (R1 generation prompt).
@@ -58,6 +80,7 @@ class OutputParser {
   Mode mode_;
   std::string buffer_;
   bool content_started_ = false;
+  bool calls_in_reasoning_ = false;  // the current tool-calls block opened before </think>
   int call_counter_ = 0;
 };
 

@@ -29,6 +29,25 @@ await t.check("models.list shows the real id and the DeepSeek names", async () =
   assert.ok(ids.includes("deepseek-chat") && ids.includes("deepseek-reasoner") && ids.includes("model"), ids.join(","));
 });
 
+await t.check("a model without a thinking template: new names ignore thinking, deepseek-reasoner always thinks", async () => {
+  const byId = {};
+  for await (const m of client.models.list()) byId[m.id] = m;
+  for (const id of ["model", "deepseek-chat", "deepseek-flash", "deepseek-v4-pro"]) {
+    assert.equal(byId[id]?.thinking, "never", id);
+    assert.equal(byId[id].reasoning, false, id);
+  }
+  assert.equal(byId["deepseek-reasoner"].thinking, "always");
+  const r = await client.chat.completions.create({ model: "deepseek-flash", messages: ask, max_tokens: 8, temperature: 0,
+                                                   thinking: { type: "enabled" }, reasoning_effort: "max", logprobs: true });
+  assert.equal(r.model, "deepseek-flash");
+  assert.equal(r.usage.completion_tokens_details.reasoning_tokens, 0);
+  assert.ok(r.choices[0].logprobs.content.length >= 1);  // not thinking, so logprobs work
+  const plain = await client.chat.completions.create({ model: "model", messages: ask, max_tokens: 8, temperature: 0 });
+  assert.equal(r.choices[0].message.content, plain.choices[0].message.content);  // same model, same prompt
+  await assert.rejects(client.chat.completions.create({ model: "deepseek-flash", messages: ask, thinking: { type: "sometimes" } }),
+                       (e) => e.status === 400 && e.param === "thinking");
+});
+
 await t.check("chat, not streaming: content, finish_reason, usage and cost", async () => {
   const r = await client.chat.completions.create({ model: "deepseek-chat", messages: ask, max_tokens: 12, temperature: 0 });
   assert.equal(r.object, "chat.completion");
@@ -187,7 +206,10 @@ await t.check("errors come back as OpenAI errors through the SDK", async () => {
                        (e) => e.status === 400 && e.code === "context_length_exceeded");
   await assert.rejects(client.chat.completions.create({ model: "model", messages: ask, temperature: 7 }),
                        (e) => e.status === 400 && e.param === "temperature");
-  await assert.rejects(client.chat.completions.create({ model: "deepseek-reasoner", messages: ask, logprobs: true }), (e) => e.status === 400);
+  await assert.rejects(client.chat.completions.create({ model: "deepseek-reasoner", messages: ask, logprobs: true }),
+                       (e) => e.status === 400 && e.param === "logprobs" && /'deepseek-reasoner'/.test(e.message));
+  const lp = await client.chat.completions.create({ model: "deepseek-chat", messages: ask, max_tokens: 3, logprobs: true });
+  assert.ok(lp.choices[0].logprobs.content.length >= 1, "deepseek-chat (non-thinking) supports logprobs");
 });
 
 await t.check("health and metrics", async () => {

@@ -86,3 +86,100 @@ TEST(OutputParser, ThinkOpenedByTheModelAndUnterminatedCalls) {
   ASSERT_EQ(d.tool_calls.size() + e.tool_calls.size(), 1u);
   EXPECT_EQ(e.tool_calls[0].arguments, "{}");
 }
+
+TEST(OutputParser, ToolCallsInsideReasoningAreCallsNotReasoning) {
+  // The bug a user hit: a thinking model wrote its tool call before </think>; the raw markers came back in
+  // reasoning_content. Every chunk size must give the call, and reasoning without a marker.
+  const std::string out = "I should look it up.<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>lookup\n```json\n"
+                          "{\"q\": \"x\"}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>";
+  for (size_t chunk = 1; chunk <= out.size(); ++chunk) {
+    OutputParser p(/*starts_in_reasoning=*/true);
+    std::string reasoning, content;
+    std::vector<ToolCall> calls;
+    auto take = [&](const OutputParser::Delta& d) {
+      reasoning += d.reasoning;
+      content += d.content;
+      calls.insert(calls.end(), d.tool_calls.begin(), d.tool_calls.end());
+    };
+    for (size_t i = 0; i < out.size(); i += chunk) take(p.push(std::string_view(out).substr(i, chunk)));
+    take(p.finish());
+    EXPECT_EQ(reasoning, "I should look it up.") << chunk;
+    EXPECT_EQ(reasoning.find("<｜"), std::string::npos) << chunk;
+    EXPECT_EQ(content, "") << chunk;
+    ASSERT_EQ(calls.size(), 1u) << chunk;
+    EXPECT_EQ(calls[0].name, "lookup");
+    EXPECT_EQ(calls[0].arguments, "{\"q\": \"x\"}");
+  }
+  // A stray block opener while thinking, then </think> and the answer: the answer is content, not part of a call.
+  for (size_t chunk = 1; chunk <= 40; ++chunk) {
+    const std::string stray = "hmm<｜tool▁calls▁begin｜>junk</think>{\"ok\": true}";
+    OutputParser q(true);
+    std::string reasoning, content;
+    for (size_t i = 0; i < stray.size(); i += chunk) {
+      auto d = q.push(std::string_view(stray).substr(i, chunk));
+      reasoning += d.reasoning;
+      content += d.content;
+    }
+    auto e = q.finish();
+    EXPECT_EQ(reasoning + e.reasoning, "hmm") << chunk;
+    EXPECT_EQ(content + e.content, "{\"ok\": true}") << chunk;
+  }
+  // Right after the reasoning (</think> then the block) it was already parsed; it stays so.
+  OutputParser p(true);
+  auto d = p.push("why</think><｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>f\n```json\n{}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>");
+  EXPECT_EQ(d.reasoning, "why");
+  ASSERT_EQ(d.tool_calls.size(), 1u);
+}
+
+namespace {
+ChatMessage with_reasoning(ChatMessage m, std::string r) {
+  m.reasoning = std::move(r);
+  m.has_reasoning = true;
+  return m;
+}
+const std::string kB = "<｜begin▁of▁sentence｜>", kU = "<｜User｜>", kA = "<｜Assistant｜>", kE = "<｜end▁of▁sentence｜>";
+const std::string kCall = "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>f\n```json\n{}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>";
+}  // namespace
+
+TEST(ChatTemplate, HybridV31OpensThinkOrClosesIt) {
+  std::vector<ChatMessage> m = {msg("system", "S"), msg("user", "1+1?"), msg("assistant", "2"), msg("user", "2+2?")};
+  ChatTemplateOptions on, off;
+  off.thinking = false;
+  EXPECT_EQ(apply_chat_template(ChatFormat::DeepSeekV31, m, on), kB + "S" + kU + "1+1?" + kA + "</think>2" + kE + kU + "2+2?" + kA + "<think>");
+  EXPECT_EQ(apply_chat_template(ChatFormat::DeepSeekV31, m, off), kB + "S" + kU + "1+1?" + kA + "</think>2" + kE + kU + "2+2?" + kA + "</think>");
+  EXPECT_TRUE(generation_starts_in_reasoning(ChatFormat::DeepSeekV31, true));
+  EXPECT_FALSE(generation_starts_in_reasoning(ChatFormat::DeepSeekV31, false));
+  EXPECT_TRUE(generation_starts_in_reasoning(ChatFormat::DeepSeekR1, false));  // R1 cannot be switched off
+  EXPECT_FALSE(generation_starts_in_reasoning(ChatFormat::DeepSeekV3, true));
+  EXPECT_EQ(thinking_support(ChatFormat::DeepSeekV31), ThinkingSupport::Toggle);
+  EXPECT_EQ(chat_format_from_name("deepseek-v3.1"), ChatFormat::DeepSeekV31);
+  EXPECT_EQ(std::string(chat_format_name(ChatFormat::DeepSeekV31)), "deepseek-v3.1");
+}
+
+TEST(ChatTemplate, ReasoningDroppedBetweenTurnsKeptWithinAToolTurn) {
+  ChatMessage call{"assistant", "", false, {{"c0", "function", "f", "{}"}}};
+  // Earlier turn: reasoning sent back is dropped (same prompt as without it). Current turn: kept.
+  std::vector<ChatMessage> m = {msg("user", "a"), with_reasoning(msg("assistant", "b"), "old thoughts"), msg("user", "c"),
+                                with_reasoning(call, "need f"), msg("tool", "42")};
+  std::vector<ChatMessage> bare = m;
+  bare[1].has_reasoning = false;
+  bare[1].reasoning.clear();
+  for (ChatFormat f : {ChatFormat::DeepSeekR1, ChatFormat::DeepSeekV31}) {
+    const std::string s = apply_chat_template(f, m), without_old = apply_chat_template(f, bare);
+    EXPECT_EQ(s, without_old);
+    EXPECT_EQ(s.find("old thoughts"), std::string::npos);
+    EXPECT_NE(s.find("need f"), std::string::npos);
+  }
+  EXPECT_EQ(apply_chat_template(ChatFormat::DeepSeekV31, m),
+            kB + kU + "a" + kA + "</think>b" + kE + kU + "c" + kA + "<think>need f</think>" + kCall + kE +
+                "<｜tool▁output▁begin｜>42<｜tool▁output▁end｜><think>");
+  EXPECT_EQ(apply_chat_template(ChatFormat::DeepSeekR1, m),
+            kB + kU + "a" + kA + "b" + kE + kU + "c" + kA + "<think>\nneed f\n</think>\n\n" + kCall + kE +
+                "<｜tool▁outputs▁begin｜><｜tool▁output▁begin｜>42<｜tool▁output▁end｜><｜tool▁outputs▁end｜>");
+  // Not thinking (hybrid off) or a model without reasoning (V3): reasoning never reaches the prompt.
+  ChatTemplateOptions off;
+  off.thinking = false;
+  EXPECT_EQ(apply_chat_template(ChatFormat::DeepSeekV31, m, off).find("need f"), std::string::npos);
+  EXPECT_EQ(apply_chat_template(ChatFormat::DeepSeekV3, m).find("need f"), std::string::npos);
+  EXPECT_EQ(last_user_index(m), 2);
+}

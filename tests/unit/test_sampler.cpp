@@ -92,6 +92,30 @@ TEST(Sampler, ConstraintMaskRemovesTokens) {
   EXPECT_EQ(greedy.sample(l), 4);
 }
 
+TEST(Sampler, LogitBiasShiftsBeforeTemperatureAndMinus100Bans) {
+  SamplingParams p;
+  p.temperature = 2.0f;
+  p.seed = 11;
+  // Token 1 is far ahead (logit 150): an additive -100 would leave it the favourite; -100 must ban it outright.
+  p.logit_bias = {{1, -100.0f}, {3, 2.0f}, {999, 5.0f}};  // 999: outside this vocabulary, ignored
+  SamplerChain chain = SamplerChain::standard(p);
+  ASSERT_EQ(chain.stages().size() >= 2u, true);
+  EXPECT_STREQ(chain.stages()[0]->name(), "logit_bias");
+  EXPECT_STREQ(chain.stages()[1]->name(), "temperature");
+  const std::vector<float> l{0, 150, 0.5f, 1, 1};
+  // The bias is added before the division by the temperature: token 3 ends at (1 + 2) / 2.
+  auto want = softmax({0, -INFINITY, 0.5f, 3, 1}, 2.0);
+  EXPECT_LT(chi_square(chain, l, want, 20000), 18.5);  // 3 dof: p = 0.0003
+  SamplingParams g;
+  g.logit_bias = {{1, -100.0f}};
+  EXPECT_EQ(SamplerChain::standard(g).sample(l), 3);  // greedy: the banned argmax is skipped
+  g.logit_bias = {{1, -99.0f}};
+  EXPECT_EQ(SamplerChain::standard(g).sample(l), 1);  // -99 is only a shift: 150 - 99 still wins
+  g.logit_bias = {{0, 100.0f}};
+  const std::vector<float> l2{0, 50, 0.5f, 1, 1};
+  EXPECT_EQ(SamplerChain::standard(g).sample(l2), 0);
+}
+
 TEST(Sampler, TopKTopPMinPKeepTheRightCandidates) {
   const std::vector<float> l{1.0f, 3.0f, 2.0f, 3.0f, 0.0f};  // ties 1 and 3: lower id first
   Candidates c = full(l);

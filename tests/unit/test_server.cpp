@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 
 #include "agent/constraint.h"
@@ -38,10 +39,7 @@ std::shared_ptr<const Tokenizer> tiny_tokenizer() {
   return tok;
 }
 
-std::vector<ModelRoute> routes() {
-  return {{"tiny", ChatFormat::DeepSeekV3, false}, {"deepseek-chat", ChatFormat::DeepSeekV3, false},
-          {"deepseek-reasoner", ChatFormat::DeepSeekR1, true}};
-}
+std::vector<ModelRoute> routes() { return make_routes("tiny", ChatFormat::DeepSeekV3); }
 
 int status_of(const std::function<void()>& f) {
   try {
@@ -50,6 +48,16 @@ int status_of(const std::function<void()>& f) {
     return e.status;
   }
   return 0;
+}
+
+// The error a request gets (status 0 and empty when it parses).
+ApiError error_of(const std::string& body, const std::vector<ModelRoute>& r, const Limits& lim) {
+  try {
+    parse_chat_request(parse_json_body(body, 1 << 20), r, lim);
+  } catch (const ApiError& e) {
+    return e;
+  }
+  return ApiError(0, "");
 }
 
 }  // namespace
@@ -104,10 +112,13 @@ TEST(Api, ParsesAChatRequest) {
       "stream":true,"stream_options":{"include_usage":true},"n":2})", 1 << 20);
   auto routes_ = routes();
   ChatTask t = parse_chat_request(body, routes_, lim);
-  EXPECT_TRUE(t.route->reasoner);
+  EXPECT_TRUE(t.thinking);  // deepseek-reasoner on a V3 model: the R1 template, always thinking
+  EXPECT_EQ(t.route->format, ChatFormat::DeepSeekR1);
   ASSERT_EQ(t.messages.size(), 2u);
   EXPECT_EQ(t.messages[1].content, "hi there");
-  EXPECT_FLOAT_EQ(t.params.sampling.temperature, 0.5f);
+  EXPECT_FLOAT_EQ(t.params.sampling.temperature, 1.0f);  // thinking mode: accepted, validated, not applied
+  EXPECT_FLOAT_EQ(t.params.sampling.top_p, 1.0f);
+  EXPECT_FLOAT_EQ(t.params.sampling.presence_penalty, 0.0f);
   EXPECT_EQ(t.params.max_tokens, 100);
   EXPECT_EQ(t.params.stop_strings.size(), 2u);
   EXPECT_EQ(t.params.sampling.seed, 42u);
@@ -146,6 +157,165 @@ TEST(Api, RefusesBadRequests) {
   EXPECT_EQ(cmpl(R"({"model":"tiny","prompt":"x","max_tokens":0})"), 400);
   EXPECT_EQ(cmpl(R"({"model":"tiny","prompt":"x","max_tokens":0,"echo":true,"logprobs":1})"), 0);
   EXPECT_EQ(cmpl(R"({"model":"tiny","prompt":[[1,2],[3]],"logprobs":5})"), 0);
+}
+
+TEST(Api, ModelNamesAndCapabilities) {
+  auto names = [](const std::vector<ModelRoute>& r) {
+    std::vector<std::string> out;
+    for (const auto& x : r) out.push_back(x.id);
+    return out;
+  };
+  const std::vector<std::string> want = {"tiny", "deepseek-chat", "deepseek-reasoner", "deepseek-flash", "deepseek-v4-pro"};
+  for (ChatFormat f : {ChatFormat::DeepSeekV3, ChatFormat::DeepSeekR1, ChatFormat::DeepSeekV31})
+    EXPECT_EQ(names(make_routes("tiny", f)), want);
+  EXPECT_EQ(make_routes("deepseek-flash", ChatFormat::DeepSeekV3).size(), 4u);  // no duplicate name
+  // A model without reasoning: every name ignores thinking but deepseek-reasoner (served through R1's template).
+  for (const auto& r : make_routes("tiny", ChatFormat::DeepSeekV3)) {
+    EXPECT_EQ(r.thinking, r.id == "deepseek-reasoner" ? ThinkingSupport::Always : ThinkingSupport::Never) << r.id;
+    EXPECT_EQ(model_capabilities(r)["thinking"], r.id == "deepseek-reasoner" ? "always" : "never");
+  }
+  for (const auto& r : make_routes("tiny", ChatFormat::DeepSeekR1)) {
+    EXPECT_EQ(model_capabilities(r)["thinking"], "always") << r.id;
+    EXPECT_EQ(model_capabilities(r)["reasoning"], true);
+  }
+  for (const auto& r : make_routes("tiny", ChatFormat::DeepSeekV31)) {
+    EXPECT_EQ(model_capabilities(r)["thinking"], "toggle") << r.id;
+    EXPECT_EQ(r.thinking_default, r.id != "deepseek-chat") << r.id;
+  }
+  EXPECT_EQ(model_capabilities(make_routes("tiny", ChatFormat::DeepSeekV31)[0])["chat_format"], "deepseek-v3.1");
+}
+
+TEST(Api, ThinkingEffortLogprobsAndSamplingInThinkingMode) {
+  Limits lim;
+  lim.context = 1024;
+  const auto hybrid = make_routes("tiny", ChatFormat::DeepSeekV31), v3 = make_routes("tiny", ChatFormat::DeepSeekV3);
+  auto parse = [&](const std::string& body, const std::vector<ModelRoute>& r) { return parse_chat_request(parse_json_body(body, 1 << 20), r, lim); };
+  const std::string msgs = R"("messages":[{"role":"user","content":"x"}])";
+  EXPECT_FALSE(parse(R"({"model":"deepseek-chat",)" + msgs + "}", hybrid).thinking);
+  EXPECT_TRUE(parse(R"({"model":"deepseek-flash",)" + msgs + "}", hybrid).thinking);
+  EXPECT_TRUE(parse(R"({"model":"deepseek-chat","thinking":{"type":"enabled"},)" + msgs + "}", hybrid).thinking);
+  EXPECT_FALSE(parse(R"({"model":"deepseek-v4-pro","thinking":{"type":"disabled"},)" + msgs + "}", hybrid).thinking);
+  EXPECT_FALSE(parse(R"({"model":"tiny","thinking":{"type":"enabled"},)" + msgs + "}", v3).thinking);  // ignored: no reasoning
+  EXPECT_TRUE(parse(R"({"model":"deepseek-reasoner","thinking":{"type":"disabled"},)" + msgs + "}", v3).thinking);  // R1 always
+  for (const std::string bogus : {R"("thinking":true)", R"("thinking":{"type":"maybe"})", R"("thinking":{})",
+                                  R"("thinking":{"type":"enabled","budget":3})"}) {
+    ApiError e = error_of(R"({"model":"deepseek-flash",)" + bogus + "," + msgs + "}", hybrid, lim);
+    EXPECT_EQ(e.status, 400) << bogus;
+    EXPECT_EQ(e.param, "thinking") << bogus;
+  }
+  const std::map<std::string, std::string> mapping = {{"minimal", "low"}, {"low", "low"}, {"medium", "high"}, {"high", "high"},
+                                                      {"xhigh", "high"}, {"max", "max"}, {"ultra", "max"}};
+  for (const auto& [in, out] : mapping)
+    EXPECT_EQ(parse(R"({"model":"deepseek-flash","reasoning_effort":")" + in + "\"," + msgs + "}", hybrid).reasoning_effort, out);
+  EXPECT_EQ(parse(R"({"model":"deepseek-flash",)" + msgs + "}", hybrid).reasoning_effort, "high");
+  for (const std::string bogus : {R"("reasoning_effort":"extreme")", R"("reasoning_effort":3)"})
+    EXPECT_EQ(error_of(R"({"model":"deepseek-flash",)" + bogus + "," + msgs + "}", hybrid, lim).param, "reasoning_effort");
+  EXPECT_EQ(reasoning_budget("low", 100), 25);
+  EXPECT_EQ(reasoning_budget("high", 100), 75);
+  EXPECT_EQ(reasoning_budget("max", 100), 100);
+  // Thinking ignores temperature and penalties (still validated); non-thinking applies them.
+  const std::string sampling = R"("temperature":0.3,"top_p":0.5,"frequency_penalty":1.5,)";
+  ChatTask on = parse(R"({"model":"deepseek-flash",)" + sampling + msgs + "}", hybrid);
+  EXPECT_FLOAT_EQ(on.params.sampling.temperature, 1.0f);
+  EXPECT_FLOAT_EQ(on.params.sampling.frequency_penalty, 0.0f);
+  ChatTask off = parse(R"({"model":"deepseek-chat",)" + sampling + msgs + "}", hybrid);
+  EXPECT_FLOAT_EQ(off.params.sampling.temperature, 0.3f);
+  EXPECT_FLOAT_EQ(off.params.sampling.top_p, 0.5f);
+  EXPECT_FLOAT_EQ(off.params.sampling.frequency_penalty, 1.5f);
+  EXPECT_EQ(error_of(R"({"model":"deepseek-flash","temperature":9,)" + msgs + "}", hybrid, lim).param, "temperature");
+  // logprobs: fine without thinking, refused with it, and the error names the model the request asked for.
+  EXPECT_TRUE(parse(R"({"model":"deepseek-chat","logprobs":true,"top_logprobs":2,)" + msgs + "}", v3).params.logprobs);
+  EXPECT_TRUE(parse(R"({"model":"deepseek-chat","logprobs":true,)" + msgs + "}", hybrid).params.logprobs);
+  ApiError lp = error_of(R"({"model":"deepseek-chat","thinking":{"type":"enabled"},"logprobs":true,)" + msgs + "}", hybrid, lim);
+  EXPECT_EQ(lp.status, 400);
+  EXPECT_EQ(lp.param, "logprobs");
+  EXPECT_NE(std::string(lp.what()).find("'deepseek-chat'"), std::string::npos) << lp.what();
+  EXPECT_EQ(std::string(lp.what()).find("deepseek-reasoner"), std::string::npos) << lp.what();
+}
+
+TEST(Api, LogitBiasAndImagePartsAreValidated) {
+  Limits lim;
+  lim.context = 1024;
+  lim.vocab_size = 330;
+  const auto r = routes();
+  const std::string head = R"({"model":"tiny","messages":[{"role":"user","content":"x"}],)";
+  ChatTask t = parse_chat_request(parse_json_body(head + R"("logit_bias":{"7":-100,"12":3.5}})", 1 << 20), r, lim);
+  ASSERT_EQ(t.params.sampling.logit_bias.size(), 2u);
+  std::map<int32_t, float> got(t.params.sampling.logit_bias.begin(), t.params.sampling.logit_bias.end());
+  EXPECT_FLOAT_EQ(got.at(7), -100.0f);
+  EXPECT_FLOAT_EQ(got.at(12), 3.5f);
+  for (const std::string bad : {R"("logit_bias":{"330":1})", R"("logit_bias":{"-1":1})", R"("logit_bias":{"a":1})",
+                                R"("logit_bias":{"5":101})", R"("logit_bias":{"5":-100.5})", R"("logit_bias":{"5":"x"})",
+                                R"("logit_bias":[1])"}) {
+    ApiError e = error_of(head + bad + "}", r, lim);
+    EXPECT_EQ(e.status, 400) << bad;
+    EXPECT_EQ(e.param, "logit_bias") << bad;
+  }
+  for (const std::string part : {R"({"type":"image_url","image_url":{"url":"data:image/png;base64,AA=="}})",
+                                 R"({"type":"input_image","image_url":"https://x/y.png"})"}) {
+    ApiError e = error_of(R"({"model":"tiny","messages":[{"role":"system","content":"s"},{"role":"user","content":[{"type":"text","text":"see"},)" +
+                              part + "]}]}", r, lim);
+    EXPECT_EQ(e.status, 400) << part;
+    EXPECT_EQ(e.param, "messages[1].content[1]") << part;
+    EXPECT_NE(std::string(e.what()).find("no vision"), std::string::npos) << e.what();
+  }
+}
+
+// The reasoning_content rule, checked on the token ids the engine would get: what the template renders from the
+// parsed request, encoded with a real tokenizer, against the ids of the prompt written out by hand.
+TEST(Api, ReasoningContentRuleOnTheRenderedTokenIds) {
+  auto tok = tiny_tokenizer();
+  Limits lim;
+  lim.context = 4096;
+  auto ids_of_request = [&](const json& body, const std::vector<ModelRoute>& r) {
+    ChatTask t = parse_chat_request(body, r, lim);
+    ChatTemplateOptions o;
+    o.thinking = t.thinking;
+    return tok->encode(apply_chat_template(t.route->format, t.messages, o), false, true);
+  };
+  auto ids = [&](const std::string& text) { return tok->encode(text, false, true); };
+  const std::string B = "<｜begin▁of▁sentence｜>", U = "<｜User｜>", A = "<｜Assistant｜>", E = "<｜end▁of▁sentence｜>";
+  const std::string call = "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>f\n```json\n{}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>";
+  // The openai SDK tool loop: choices[0].message pushed back as returned (content null, reasoning_content, tool_calls).
+  const json returned = {{"role", "assistant"}, {"content", nullptr}, {"reasoning_content", "need f"},
+                         {"tool_calls", {{{"id", "call_1"}, {"type", "function"}, {"function", {{"name", "f"}, {"arguments", "{}"}}}}}}};
+  const json loop = {{"role", "user"}, {"content", "q"}};
+  const json tool = {{"role", "tool"}, {"tool_call_id", "call_1"}, {"content", "42"}};
+  const auto hybrid = make_routes("tiny", ChatFormat::DeepSeekV31), v3 = make_routes("tiny", ChatFormat::DeepSeekV3);
+  // Kept within the tool-calling turn: hybrid thinking and R1 (deepseek-reasoner).
+  EXPECT_EQ(ids_of_request({{"model", "deepseek-flash"}, {"messages", {loop, returned, tool}}}, hybrid),
+            ids(B + U + "q" + A + "<think>need f</think>" + call + E + "<｜tool▁output▁begin｜>42<｜tool▁output▁end｜><think>"));
+  EXPECT_EQ(ids_of_request({{"model", "deepseek-reasoner"}, {"messages", {loop, returned, tool}}}, v3),
+            ids(B + U + "q" + A + "<think>\nneed f\n</think>\n\n" + call + E +
+                "<｜tool▁outputs▁begin｜><｜tool▁output▁begin｜>42<｜tool▁output▁end｜><｜tool▁outputs▁end｜>"));
+  // Thinking off: accepted and dropped.
+  EXPECT_EQ(ids_of_request({{"model", "deepseek-chat"}, {"messages", {loop, returned, tool}}}, hybrid),
+            ids(B + U + "q" + A + "</think>" + call + E + "<｜tool▁output▁begin｜>42<｜tool▁output▁end｜>"));
+  // Between two user turns: dropped, no error; the ids equal those of the conversation without it.
+  json earlier = {{"role", "assistant"}, {"content", "b"}, {"reasoning_content", "old thoughts"}};
+  json earlier_bare = {{"role", "assistant"}, {"content", "b"}};
+  const json next = {{"role", "user"}, {"content", "c"}};
+  for (const auto* r : {&hybrid, &v3})
+    for (const char* model : {"deepseek-flash", "deepseek-reasoner", "deepseek-chat"}) {
+      const auto with = ids_of_request({{"model", model}, {"messages", {loop, earlier, next}}}, *r);
+      EXPECT_EQ(with, ids_of_request({{"model", model}, {"messages", {loop, earlier_bare, next}}}, *r)) << model;
+      EXPECT_EQ(tok->decode(with).find("old thoughts"), std::string::npos) << model;
+    }
+  // An earlier turn's tool call (before the last user message) needs no reasoning_content.
+  json old_call = returned;
+  old_call.erase("reasoning_content");
+  EXPECT_NO_THROW(ids_of_request({{"model", "deepseek-flash"}, {"messages", {loop, old_call, tool, next}}}, hybrid));
+  // Dropped within the current tool turn of a thinking request: 400 naming the field and the requested model.
+  for (const auto& [model, r] : {std::pair{"deepseek-flash", &hybrid}, std::pair{"deepseek-reasoner", &v3}}) {
+    ApiError e = error_of(json{{"model", model}, {"messages", {loop, old_call, tool}}}.dump(), *r, lim);
+    EXPECT_EQ(e.status, 400) << model;
+    EXPECT_EQ(e.param, "messages[1].reasoning_content") << model;
+    EXPECT_NE(std::string(e.what()).find(std::string("'") + model + "'"), std::string::npos) << e.what();
+  }
+  // ...but not when that request does not think.
+  EXPECT_NO_THROW(ids_of_request({{"model", "deepseek-chat"}, {"messages", {loop, old_call, tool}}}, hybrid));
+  EXPECT_EQ(error_of(json{{"model", "deepseek-flash"}, {"messages", {loop, {{"role", "assistant"}, {"content", "x"}, {"reasoning_content", 3}}}}}.dump(),
+                     hybrid, lim).param, "messages[1].reasoning_content");
 }
 
 TEST(Api, UsageAndCost) {
