@@ -9,6 +9,7 @@ PACKAGES=(
   libpcre2-dev libsqlite3-dev libcpp-httplib-dev
   zlib1g-dev libicu-dev python3 libssl-dev
   chromium
+  clang-14 libclang-rt-14-dev   # libFuzzer + sanitizers for fuzz/run.sh (./test runs every target briefly)
 )
 # Only needed to regenerate the PyTorch parity fixtures (tests/reference/), never by CI.
 OPTIONAL_PACKAGES=(python3-torch python3-numpy)

@@ -203,7 +203,9 @@ static void open_safetensors_file(detail::MappedFile* f, const std::string& path
     const std::string* name;
   };
   std::vector<Range> ranges;
-  for (const auto& [name, v] : header.items()) {
+  for (const auto& item : header.items()) {
+    const std::string& name = item.key();  // not a structured binding: clang 14 cannot capture those in lambdas
+    const auto& v = item.value();
     if (name == "__metadata__") {
       f->metadata = parse_string_map(v, path, "__metadata__");
       continue;

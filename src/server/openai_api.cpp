@@ -239,7 +239,9 @@ int64_t reasoning_budget(const std::string& effort, int64_t max_tokens) {
 PriceTable PriceTable::from_json(const json& j) {
   PriceTable t;
   BALEINE_CHECK(j.is_object(), "price table: expected an object of model -> prices");
-  for (auto& [name, v] : j.items()) {
+  for (auto& item : j.items()) {
+    const std::string name = item.key();  // not structured bindings: clang 14 cannot capture those in lambdas
+    const json& v = item.value();
     BALEINE_CHECK(v.is_object(), "price table: '{}' must be an object", name);
     Prices p;
     auto num = [&](const char* k) {
