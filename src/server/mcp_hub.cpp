@@ -18,7 +18,9 @@ McpHub McpHub::from_file(const std::string& path) {
   BALEINE_CHECK(!j.is_discarded() && j.is_object(), "--mcp-config {}: not a JSON object", path);
   BALEINE_CHECK(j.contains("mcpServers") && j["mcpServers"].is_object(), "--mcp-config {}: 'mcpServers' must be an object", path);
   std::vector<agent::McpServerConfig> servers;
-  for (auto& [label, s] : j["mcpServers"].items()) {
+  for (auto& item : j["mcpServers"].items()) {
+    const std::string label = item.key();  // not structured bindings: clang 14 cannot capture those in lambdas
+    const nlohmann::json& s = item.value();
     const std::string where = fmt::format("--mcp-config {}: mcpServers.{}", path, label.substr(0, 64));
     BALEINE_CHECK(!label.empty() && label.size() <= 32 &&
                       label.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == std::string::npos,

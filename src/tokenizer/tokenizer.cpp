@@ -289,7 +289,9 @@ Tokenizer Tokenizer::load(const std::string& path) {
   return from_json(slurp(p), fs::exists(cfg) ? slurp(cfg) : "", p.string());
 }
 
-Tokenizer Tokenizer::from_json(const std::string& text, const std::string& config_text, const std::string& source) {
+// A function-try-block: any field of the wrong JSON type, anywhere below, becomes one error naming the file
+// (found by fuzz/fuzz_tokenizer_json: a Sequence without 'pretokenizers' escaped as a raw nlohmann exception).
+Tokenizer Tokenizer::from_json(const std::string& text, const std::string& config_text, const std::string& source) try {
   json j;
   try {
     j = json::parse(text);
@@ -327,7 +329,10 @@ Tokenizer Tokenizer::from_json(const std::string& text, const std::string& confi
   }
   if (j.contains("added_tokens") && j["added_tokens"].is_array()) {
     for (const json& a : j["added_tokens"]) {
-      BALEINE_CHECK(a.contains("id") && a.contains("content"), "{}: added token without id/content", source);
+      BALEINE_CHECK(a.is_object() && a.contains("id") && a.contains("content"), "{}: added token without id/content", source);
+      // The id indexes the id tables below: a negative or huge one was an out-of-bounds write (or a 16 GB table).
+      BALEINE_CHECK(a["id"].is_number_integer() && a["id"].get<int64_t>() >= 0 && a["id"].get<int64_t>() < (1 << 24),
+                    "{}: added token {} has an invalid id", source, a["content"].dump().substr(0, 64));
       Impl::Added at{a["content"].get<std::string>(), a["id"].get<int32_t>(), a.value("special", false)};
       m.added.push_back(at);
       m.vocab[at.content] = at.id;
@@ -405,6 +410,8 @@ Tokenizer Tokenizer::from_json(const std::string& text, const std::string& confi
     m.eos = tok_of("eos_token");
   }
   return t;
+} catch (const json::exception& e) {
+  BALEINE_FAIL("{}: malformed tokenizer: {}", source, e.what());
 }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos, bool allow_special) const {

@@ -2,6 +2,9 @@
 // streaming and every error path (the full DeepSeek-V3 parity runs in tests/js/tokenizer_parity.sh).
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <iterator>
+
 #include <nlohmann/json.hpp>
 
 #include "core/check.h"
@@ -135,4 +138,26 @@ TEST(Tokenizer, NfcNormalizerComposesBeforeSplitting) {
   EXPECT_EQ(t.decode(t.encode("caf" "e\xCC\x81")), "caf\xC3\xA9");
   Tokenizer raw = make(tiny_tokenizer());
   EXPECT_EQ(raw.decode(raw.encode("caf" "e\xCC\x81")), "caf" "e\xCC\x81");
+}
+
+// Inputs the fuzzer found (fuzz/regressions/tokenizer_json): each must be one clear baleine::Error naming the file.
+TEST(TokenizerErrors, FuzzRegressions) {
+  for (const char* name : {"sequence_without_pretokenizers.json", "negative_added_id.json"}) {
+    std::ifstream f(std::string(BALEINE_TEST_DATA) + "/../../fuzz/regressions/tokenizer_json/" + name, std::ios::binary);
+    ASSERT_TRUE(f.good()) << name;
+    std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    const std::string json = text.substr(0, text.find('\0'));
+    try {
+      (void)baleine::Tokenizer::from_json(json, "", "regression.json");
+      ADD_FAILURE() << name << " loaded";
+    } catch (const baleine::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("regression.json"), std::string::npos) << e.what();
+    }
+  }
+  // Wrong JSON types in otherwise well-formed files.
+  for (const char* json : {R"({"model": {"type": "BPE", "vocab": {}}, "pre_tokenizer": {"type": "Sequence", "pretokenizers": 5}})",
+                           R"({"model": {"type": "BPE", "vocab": {}}, "pre_tokenizer": {"type": "Split", "pattern": {"Regex": 7}}})",
+                           R"({"model": {"type": "BPE", "vocab": {}, "merges": []}, "added_tokens": [{"id": 1e9, "content": "x"}], "pre_tokenizer": {"type": "ByteLevel"}})",
+                           R"({"model": {"type": 5, "vocab": {}}})"})
+    EXPECT_THROW((void)baleine::Tokenizer::from_json(json, "", "regression.json"), baleine::Error) << json;
 }
