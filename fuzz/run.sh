@@ -4,7 +4,8 @@
 # starting from the committed seeds (fuzz/corpus/<target>) and first replaying every regression input
 # (fuzz/regressions/<target>/*: inputs that once crashed). New interesting inputs go to build-fuzz/corpus/<target>
 # (not committed); a crash leaves its reproducer in build-fuzz/artifacts/<target>/ and fails the run.
-# Longer campaigns: fuzz/run.sh --seconds 3600 gguf (one CPU-hour for the GGUF reader).
+# The seed is fixed (FUZZ_SEED, default 1) so that a short run explores the same inputs first on every machine.
+# Longer campaigns: FUZZ_SEED=$RANDOM fuzz/run.sh --seconds 3600 gguf (one CPU-hour for the GGUF reader).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_EACH=7
@@ -43,9 +44,11 @@ for t in "${TARGETS[@]}"; do
     fi
   fi
   log=$B/artifacts/$t/fuzz.log
-  if $bin "${dict[@]}" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
-       -jobs="$JOBS" -workers="$JOBS" -artifact_prefix=$B/artifacts/$t/ -print_final_stats=1 \
-       $B/corpus/$t fuzz/corpus/$t >"$log" 2>&1; then
+  par=()
+  (( JOBS > 1 )) && par=(-jobs="$JOBS" -workers="$JOBS")  # parallel jobs log to fuzz-N.log in the current folder
+  if (cd $B/artifacts/$t && "$OLDPWD/$bin" "${dict[@]/#-dict=/-dict=$OLDPWD/}" -seed="${FUZZ_SEED:-1}" -max_total_time="$SECONDS_EACH" \
+       -timeout=10 -rss_limit_mb=2048 -max_len=65536 "${par[@]}" -artifact_prefix=./ -print_final_stats=1 \
+       "$OLDPWD/$B/corpus/$t" "$OLDPWD/fuzz/corpus/$t") >"$log" 2>&1; then
     runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | awk '{s+=$1} END {print s+0}')
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*')
     echo "fuzz $t: ok, ${runs:-?} inputs in ${SECONDS_EACH} s, coverage ${cov:-?} edges"
