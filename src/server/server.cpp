@@ -326,7 +326,7 @@ void Server::routes() {
       e.update(model_capabilities(m));
       models.push_back(std::move(e));
     }
-    r.set_content(dump({{"models", models}, {"context", limits_.context},
+    r.set_content(dump({{"models", models}, {"model", opt_.model_id}, {"context", limits_.context},
                         {"keys_required", opt_.api_keys_required || store_->any_active_key()}}),
                   "application/json");
   }));
