@@ -122,10 +122,72 @@
     return div;
   }
 
+  // ---------------------------------------------------------------------------------------------------------
+  // The selected model: its capabilities (from /api/config), the DeepThink switch and the intro note
+  // ---------------------------------------------------------------------------------------------------------
+  function selectedRoute() {
+    return ((state.config && state.config.models) || []).find((m) => m.id === $("model").value) || null;
+  }
+
+  // DeepThink follows the model's `thinking` capability: a switch for "toggle" (starting at the model's default),
+  // on and locked for "always", hidden for "never"; the effort applies whenever the answer thinks.
+  function syncDeepThink() {
+    const route = selectedRoute();
+    const mode = route ? route.thinking : "never";
+    $("deepthink").hidden = mode === "never";
+    const box = $("deepthink-on");
+    box.disabled = mode !== "toggle";
+    if (mode === "always") box.checked = true;
+    else if (mode === "toggle") box.checked = route.thinking_default;
+    $("effort").disabled = !box.checked;
+  }
+
+  // The thinking fields of a chat request, as DeepSeek's API takes them (absent when the model cannot think).
+  function thinkingFields() {
+    const route = selectedRoute();
+    if (!route || route.thinking === "never") return {};
+    const on = route.thinking === "always" || $("deepthink-on").checked;
+    const f = on ? { reasoning_effort: $("effort").value } : {};
+    if (route.thinking === "toggle") f.thinking = { type: on ? "enabled" : "disabled" };
+    return f;
+  }
+
+  // What an empty conversation opens on: what the loaded model is and prompts to try with it.
+  function introElement() {
+    const route = selectedRoute();
+    const div = document.createElement("div");
+    div.className = "intro";
+    if (!route) return div;
+    const head = document.createElement("p");
+    const strong = document.createElement("strong");
+    strong.textContent = route.id;
+    head.append(strong, document.createTextNode(
+      (state.config.model && state.config.model !== route.id ? " (served by the loaded model " + state.config.model + ")" : "") +
+      ": chat format " + route.chat_format + ", context " + state.config.context + " tokens."));
+    const caps = document.createElement("p");
+    const thinking = { always: "always thinks before answering", toggle: "thinks on request (DeepThink, " +
+      (route.thinking_default ? "on" : "off") + " by default)", never: "answers without a thinking phase" }[route.thinking];
+    caps.textContent = "It " + thinking + "; " + (route.vision ? "it reads images." : "text only (no images).");
+    const examples = document.createElement("div");
+    examples.className = "examples";
+    const prompts = ["Write a haiku about the sea.", "Explain what a hash table is in two sentences."];
+    if (route.thinking !== "never") prompts.push("A bat and a ball cost $1.10; the bat costs $1 more than the ball. What does the ball cost?");
+    for (const text of prompts) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.textContent = text;
+      b.addEventListener("click", () => { $("input").value = text; $("input").focus(); });
+      examples.append(b);
+    }
+    div.append(head, caps, examples);
+    return div;
+  }
+
   function renderMessages() {
     const box = $("messages");
     const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
     box.textContent = "";
+    if (!state.messages.length && state.config) box.append(introElement());
     state.messages.forEach((m, i) => box.append(messageElement(m, i === state.messages.length - 1)));
     if (atBottom || state.streaming) box.scrollTop = box.scrollHeight;
     $("send").hidden = !!state.streaming;
@@ -145,6 +207,7 @@
     state.current = c;
     state.messages = c.messages;
     $("model").value = c.model;
+    syncDeepThink();
     $("system-prompt").value = c.system_prompt;
     $("temperature").value = c.temperature;
     $("temperature-value").textContent = c.temperature;
@@ -231,7 +294,7 @@
     const answer = { role: "assistant", content: "", reasoning: "", model, status: "streaming", reasoning_seconds: 0 };
     const body = {
       model, messages: requestMessages(), stream: true, stream_options: { include_usage: true },
-      temperature: Number($("temperature").value), conversation_id: conv.id,
+      temperature: Number($("temperature").value), conversation_id: conv.id, ...thinkingFields(),
     };
     state.messages.push(answer);
     const controller = new AbortController();
@@ -483,6 +546,8 @@
     $("toggle-sidebar").addEventListener("click", () => $("sidebar").classList.toggle("open"));
     $("temperature").addEventListener("input", () => { $("temperature-value").textContent = $("temperature").value; });
     for (const id of ["model", "system-prompt", "temperature"]) $(id).addEventListener("change", saveSettings);
+    $("model").addEventListener("change", () => { syncDeepThink(); if (!state.messages.length) renderMessages(); });
+    $("deepthink-on").addEventListener("change", () => { $("effort").disabled = !$("deepthink-on").checked; });
     $("assistant").addEventListener("change", changeAssistant);
     await init();
   }
@@ -498,6 +563,7 @@
         o.textContent = m.id + (m.reasoning ? " (reasoning)" : "");
         select.append(o);
       }
+      syncDeepThink();
       await window.baleineAgent.init(api, state.config.models, renderAssistants);
       await loadConversations();
       const id = location.hash.slice(1);

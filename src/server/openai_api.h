@@ -93,6 +93,7 @@ struct ChatTask {
   // Resolved thinking mode: the route's capability, then the request's `thinking` where the model can toggle.
   bool thinking = false;
   std::string reasoning_effort = "high";  // low | high | max, after DeepSeek's mapping (minimal→low, ultra→max, ...)
+  int64_t reasoning_budget_tokens = 0;    // > 0: an explicit reasoning budget (Anthropic's thinking.budget_tokens)
   bool stream = false, include_usage = false;
   int n = 1;
   bool json_mode = false;

@@ -7,6 +7,8 @@
 #include <functional>
 #include <thread>
 
+#include "server/anthropic_api.h"
+#include "server/chat_run.h"
 #include "server/http_guard.h"
 #include "server/web_assets.h"
 
@@ -16,15 +18,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-int64_t unix_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-std::string new_id(const char* prefix) {
-  static std::atomic<uint64_t> counter{0};
-  return fmt::format("{}-{:x}{:06x}", prefix, unix_now(), counter.fetch_add(1) & 0xFFFFFF);
-}
 
 void send_error(httplib::Response& res, const ApiError& e) {
   res.status = e.status;
@@ -61,38 +54,14 @@ json bytes_json(const std::string& s) {
 
 }  // namespace
 
-// One generated choice: its handle and what has come out of it so far.
-struct Server::Choice {
-  std::shared_ptr<GenerationHandle> handle;
-  OutputParser parser;
-  std::string content, reasoning, text;
-  std::vector<ToolCall> calls;
-  std::vector<GeneratedToken> tokens, prompt_logprobs;
-  FinishReason finish = FinishReason::None;
-  std::string error;
-  GenerationUsage usage;
-  int64_t reasoning_tokens = 0;
-  bool done = false, got_first = false;
-  double reasoning_started = -1, reasoning_seconds = 0;
-  explicit Choice(std::shared_ptr<GenerationHandle> h, bool starts_in_reasoning)
-      : handle(std::move(h)), parser(starts_in_reasoning) {}
-};
+int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
 
-namespace {
-
-// What one HTTP request generates: its choices plus accounting. Shared by the handler and the content provider.
-struct Session {
-  std::string id, model, endpoint;
-  int64_t created = 0, ledger_id = 0, key_id = 0;
-  Prices prices;
-  Clock::time_point t0 = Clock::now();
-  bool stream = false, include_usage = false, finished_accounting = false;
-  // Web chat: the assistant message being written into a conversation.
-  int64_t message_id = 0;
-  std::string conversation_id;
-};
-
-}  // namespace
+std::string new_id(const char* prefix) {
+  static std::atomic<uint64_t> counter{0};
+  return fmt::format("{}-{:x}{:06x}", prefix, unix_now(), counter.fetch_add(1) & 0xFFFFFF);
+}
 
 namespace {
 
@@ -165,10 +134,12 @@ Server::Auth Server::authenticate(const httplib::Request& req) {
   Auth a{0, opt_.default_rpm, opt_.default_tpm};
   const bool required = opt_.api_keys_required || store_->any_active_key();
   std::string header = req.get_header_value("Authorization");
+  // Anthropic's clients send the key as x-api-key; it is the same key.
+  if (header.empty() && req.has_header("x-api-key")) header = "Bearer " + req.get_header_value("x-api-key");
   if (header.empty() && !required) return a;
   if (header.rfind("Bearer ", 0) != 0) {
     if (!required) return a;
-    throw ApiError(401, "Missing API key: send 'Authorization: Bearer <key>' (create one with `baleine keys create`)",
+    throw ApiError(401, "Missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>' (create one with `baleine keys create`)",
                    "authentication_error", "", "invalid_api_key");
   }
   auto key = store_->find_key(header.substr(7));
@@ -225,18 +196,11 @@ std::vector<std::shared_ptr<GenerationHandle>> Server::submit_all(std::vector<Ge
   return handles;
 }
 
-// Pumps events from every choice until all are finished. on_event(choice index, event, parser delta) for each
-// event; keepalive() is called when nothing was written for a while and returns false once the client is gone,
-// which cancels every choice.
-// events_write: on_event writes to the client (streaming); otherwise keepalive() runs every second regardless.
-static bool pump(std::vector<std::unique_ptr<Server::Choice>>& choices, const std::function<bool(size_t, const GenerationEvent&, const OutputParser::Delta&)>& on_event,
-                 const std::function<bool()>& keepalive, bool events_write = true);
-
 void Server::routes() {
   auto& s = *http_;
   if (!opt_.cors_origin.empty()) {
     s.set_default_headers({{"Access-Control-Allow-Origin", opt_.cors_origin},
-                           {"Access-Control-Allow-Headers", "Authorization, Content-Type"},
+                           {"Access-Control-Allow-Headers", "Authorization, Content-Type, x-api-key, anthropic-version, anthropic-beta"},
                            {"Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE, OPTIONS"}});
     s.Options(R"(.*)", [](const httplib::Request&, httplib::Response& res) { res.status = 204; });
   }
@@ -246,8 +210,9 @@ void Server::routes() {
                       : res.status == 413 ? "The request body is too large"
                       : res.status == 405 ? "Method not allowed"
                                           : fmt::format("HTTP {}", res.status);
-    res.set_content(error_body(ApiError(res.status, msg, res.status >= 500 ? "server_error" : "invalid_request_error")),
-                    "application/json");
+    const ApiError e(res.status, msg, res.status >= 500 ? "server_error" : "invalid_request_error");
+    // Under /anthropic the client is an Anthropic SDK: answer in its error shape.
+    res.set_content(req.path.rfind("/anthropic/", 0) == 0 ? anthropic_error_body(e) : error_body(e), "application/json");
   });
   s.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
     ApiError e(500, "internal error", "server_error");
@@ -299,6 +264,10 @@ void Server::routes() {
       r.set_content(dump({{"object", "list"}, {"data", data}}), "application/json");
     }));
   }
+  // Anthropic's Messages API (DeepSeek's base URL for Anthropic clients is <server>/anthropic); its handlers
+  // answer errors in Anthropic's shape themselves.
+  s.Post("/anthropic/v1/messages", wrap("anthropic", [this](auto& q, auto& r) { anthropic_messages(q, r); }));
+  s.Post("/anthropic/v1/messages/count_tokens", wrap("anthropic", [this](auto& q, auto& r) { anthropic_count_tokens(q, r); }));
   // Tokenizer endpoints as vLLM has them (lm-evaluation-harness uses them as its "remote" tokenizer).
   s.Get("/tokenizer_info", wrap("tokenizer", [this](const httplib::Request& q, httplib::Response& r) {
     authenticate(q);
@@ -357,7 +326,7 @@ void Server::routes() {
       e.update(model_capabilities(m));
       models.push_back(std::move(e));
     }
-    r.set_content(dump({{"models", models}, {"context", limits_.context},
+    r.set_content(dump({{"models", models}, {"model", opt_.model_id}, {"context", limits_.context},
                         {"keys_required", opt_.api_keys_required || store_->any_active_key()}}),
                   "application/json");
   }));
@@ -381,9 +350,8 @@ void Server::routes() {
 // ------------------------------------------------------------------------------------------------------------
 // Generation plumbing
 // ------------------------------------------------------------------------------------------------------------
-static bool pump(std::vector<std::unique_ptr<Server::Choice>>& choices,
-                 const std::function<bool(size_t, const GenerationEvent&, const OutputParser::Delta&)>& on_event,
-                 const std::function<bool()>& keepalive, bool events_write) {
+bool pump(Choices& choices, const std::function<bool(size_t, const GenerationEvent&, const OutputParser::Delta&)>& on_event,
+          const std::function<bool()>& keepalive, bool events_write) {
   auto last_write = Clock::now();
   bool alive = true;
   while (true) {
@@ -435,9 +403,7 @@ static bool pump(std::vector<std::unique_ptr<Server::Choice>>& choices,
   }
 }
 
-namespace {
-
-UsageCount count_usage(const std::vector<std::unique_ptr<Server::Choice>>& choices) {
+UsageCount count_usage(const Choices& choices) {
   UsageCount u;
   for (size_t i = 0; i < choices.size(); ++i) {
     const auto& c = *choices[i];
@@ -450,6 +416,8 @@ UsageCount count_usage(const std::vector<std::unique_ptr<Server::Choice>>& choic
   }
   return u;
 }
+
+namespace {
 
 json chat_logprobs(const Tokenizer& tok, const std::vector<GeneratedToken>& tokens) {
   json content = json::array();
@@ -496,16 +464,14 @@ std::shared_ptr<TokenConstraint> Server::make_constraint(const ChatTask& task, c
       d.force = true;
       return std::make_shared<agent::DeferredConstraint>("</think>", g, vocab_, d);
     }
-    const int64_t budget = reasoning_budget(task.reasoning_effort, max_tokens);
+    const int64_t budget = task.reasoning_budget_tokens > 0 ? std::min(task.reasoning_budget_tokens, max_tokens)
+                                                            : reasoning_budget(task.reasoning_effort, max_tokens);
     if (budget < max_tokens) c = std::make_shared<agent::ReasoningBudgetConstraint>(budget, c, vocab_);
   }
   return c;
 }
 
-void Server::chat(const httplib::Request& req, httplib::Response& res) {
-  const Auth auth = authenticate(req);
-  const json body = parse_json_body(req.body, opt_.max_body_bytes);
-  ChatTask task = parse_chat_request(body, routes_, limits_);
+std::vector<int32_t> Server::chat_prompt(ChatTask& task) const {
   const ModelRoute& route = *task.route;
   const bool use_tools = !task.tools.empty() && task.tool_choice.mode != agent::ToolChoiceMode::None;
   if (use_tools) task.messages = agent::add_tools_to_messages(std::move(task.messages), task.tools, task.tool_choice);
@@ -535,6 +501,13 @@ void Server::chat(const httplib::Request& req, httplib::Response& res) {
   if (!task.max_tokens_given) task.params.max_tokens = std::min(task.params.max_tokens, limits_.context - n_prompt);
   if (!task.params.ignore_eos)
     for (int32_t t : stop_tokens_) task.params.stop_tokens.push_back(t);
+  return prompt;
+}
+
+std::shared_ptr<Server::ChatRun> Server::start_chat(const Auth& auth, ChatTask& task, std::vector<int32_t> prompt,
+                                                    const char* endpoint, const char* id_prefix) {
+  const ModelRoute& route = *task.route;
+  const int64_t n_prompt = int64_t(prompt.size());
   check_admission(auth);
   if (!task.conversation_id.empty()) {
     auto conv = store_->get_conversation(task.conversation_id);
@@ -551,15 +524,15 @@ void Server::chat(const httplib::Request& req, httplib::Response& res) {
   }
   auto handles = submit_all(std::move(reqs));
   auto session = std::make_shared<Session>();
-  session->id = new_id("chatcmpl");
+  session->id = new_id(id_prefix);
   session->model = route.id;
-  session->endpoint = "chat";
+  session->endpoint = endpoint;
   session->created = unix_now();
   session->prices = opt_.prices.get(route.id);
   session->key_id = auth.key_id;
   session->stream = task.stream;
   session->include_usage = task.include_usage;
-  session->ledger_id = store_->ledger_begin(auth.key_id, "chat", route.id, n_prompt * task.n);
+  session->ledger_id = store_->ledger_begin(auth.key_id, endpoint, route.id, n_prompt * task.n);
   if (auth.tpm > 0) limiter_.add_tokens(auth.key_id, n_prompt);
   if (!task.conversation_id.empty()) {
     StoredMessage m;
@@ -574,8 +547,6 @@ void Server::chat(const httplib::Request& req, httplib::Response& res) {
   const bool in_reasoning = generation_starts_in_reasoning(route.format, task.thinking);
   for (auto& h : handles) choices->push_back(std::make_unique<Choice>(h, in_reasoning));
   ++metrics_.in_flight;
-  const bool want_logprobs = task.params.logprobs, thinking = task.thinking;
-
   // Finishes the accounting exactly once (provider end or connection teardown).
   auto finish_accounting = [this, session, choices](const std::string& status) {
     if (session->finished_accounting) return;
@@ -634,6 +605,28 @@ void Server::chat(const httplib::Request& req, httplib::Response& res) {
       c.reasoning_seconds = t - c.reasoning_started;
   };
 
+  auto run = std::make_shared<ChatRun>();
+  run->session = session;
+  run->choices = choices;
+  run->n_prompt = n_prompt;
+  run->finish_accounting = finish_accounting;
+  run->save_progress = save_progress;
+  run->track_first = track_first;
+  return run;
+}
+
+void Server::chat(const httplib::Request& req, httplib::Response& res) {
+  const Auth auth = authenticate(req);
+  const json body = parse_json_body(req.body, opt_.max_body_bytes);
+  ChatTask task = parse_chat_request(body, routes_, limits_);
+  std::vector<int32_t> prompt = chat_prompt(task);
+  const auto run = start_chat(auth, task, std::move(prompt), "chat", "chatcmpl");
+  const auto session = run->session;
+  const auto choices = run->choices;
+  const auto finish_accounting = run->finish_accounting;
+  const auto save_progress = run->save_progress;
+  const auto track_first = run->track_first;
+  const bool want_logprobs = task.params.logprobs, thinking = task.thinking;
   const Tokenizer* tok = &engine_->tokenizer();
   if (task.stream) {
     res.set_header("Cache-Control", "no-cache");

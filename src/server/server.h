@@ -67,7 +67,8 @@ class Server {
   // the engine. Safe from any thread except an HTTP handler.
   void drain_and_stop();
 
-  struct Choice;  // one generated choice (server.cpp)
+  struct Choice;   // one generated choice (chat_run.h)
+  struct ChatRun;  // a submitted chat generation and its accounting (chat_run.h)
   struct Auth {
     int64_t key_id = 0, rpm = 0, tpm = 0;
   };
@@ -78,7 +79,16 @@ class Server {
   std::vector<int32_t> encode_prompt(const std::string& text) const;
   std::vector<std::shared_ptr<GenerationHandle>> submit_all(std::vector<GenerationRequest> reqs);
   std::shared_ptr<TokenConstraint> make_constraint(const ChatTask& task, const ModelRoute& route) const;
+  // The prompt of a chat task (tools section, template, tokens), refused with 400 when it cannot fit; clamps
+  // max_tokens to the room left and adds the stop tokens.
+  std::vector<int32_t> chat_prompt(ChatTask& task) const;
+  // Admission, submission and accounting of a chat task; endpoint names the ledger entry, id_prefix the answer's id.
+  std::shared_ptr<ChatRun> start_chat(const Auth& auth, ChatTask& task, std::vector<int32_t> prompt,
+                                      const char* endpoint, const char* id_prefix);
   void chat(const httplib::Request& req, httplib::Response& res);
+  // Anthropic's Messages API under /anthropic (anthropic_api.cpp).
+  void anthropic_messages(const httplib::Request& req, httplib::Response& res);
+  void anthropic_count_tokens(const httplib::Request& req, httplib::Response& res);
   void completions(const httplib::Request& req, httplib::Response& res);
   void conversations_api(const httplib::Request& req, httplib::Response& res);
   void assistants_api(const httplib::Request& req, httplib::Response& res);  // agent_api.cpp

@@ -11,6 +11,8 @@
 
 #include "agent/constraint.h"
 #include "agent/grammar.h"
+#include "agent/tools.h"
+#include "server/anthropic_api.h"
 #include "server/http_guard.h"
 #include "server/metrics.h"
 #include "server/openai_api.h"
@@ -316,6 +318,149 @@ TEST(Api, ReasoningContentRuleOnTheRenderedTokenIds) {
   EXPECT_NO_THROW(ids_of_request({{"model", "deepseek-chat"}, {"messages", {loop, old_call, tool}}}, hybrid));
   EXPECT_EQ(error_of(json{{"model", "deepseek-flash"}, {"messages", {loop, {{"role", "assistant"}, {"content", "x"}, {"reasoning_content", 3}}}}}.dump(),
                      hybrid, lim).param, "messages[1].reasoning_content");
+}
+
+// The same tool loop through both APIs renders the same prompt, token for token: system and tools, a thinking
+// block sent back in the current turn (kept), an earlier turn's thinking (dropped), tool_use / tool_result.
+TEST(Anthropic, ToolLoopPromptEqualsTheChatCompletionsPrompt) {
+  auto tok = tiny_tokenizer();
+  Limits lim;
+  lim.context = 4096;
+  const auto hybrid = make_routes("tiny", ChatFormat::DeepSeekV31), v3 = make_routes("tiny", ChatFormat::DeepSeekV3);
+  auto ids_of = [&](ChatTask t) {
+    if (!t.tools.empty() && t.tool_choice.mode != agent::ToolChoiceMode::None)
+      t.messages = agent::add_tools_to_messages(std::move(t.messages), t.tools, t.tool_choice);
+    ChatTemplateOptions o;
+    o.thinking = t.thinking;
+    return tok->encode(apply_chat_template(t.route->format, t.messages, o), false, true);
+  };
+  const json schema = {{"type", "object"}, {"properties", {{"a", {{"type", "integer"}}}}}, {"required", {"a"}}};
+  const json anthropic = {
+      {"model", "deepseek-flash"}, {"max_tokens", 64}, {"system", {{{"type", "text"}, {"text", "Be brief."}}}},
+      {"tools", {{{"name", "inc"}, {"description", "Adds one"}, {"input_schema", schema}}}},
+      {"messages",
+       {{{"role", "user"}, {"content", "first"}},
+        {{"role", "assistant"}, {"content", {{{"type", "thinking"}, {"thinking", "old thoughts"}, {"signature", "s"}}, {{"type", "text"}, {"text", "ok"}}}}},
+        {{"role", "user"}, {"content", {{{"type", "text"}, {"text", "inc 41"}}}}},
+        {{"role", "assistant"},
+         {"content", {{{"type", "thinking"}, {"thinking", "call inc"}, {"signature", thinking_signature("call inc")}},
+                      {{"type", "tool_use"}, {"id", "toolu_1"}, {"name", "inc"}, {"input", {{"a", 41}}}}}}},
+        {{"role", "user"}, {"content", {{{"type", "tool_result"}, {"tool_use_id", "toolu_1"}, {"content", {{{"type", "text"}, {"text", "42"}}}}}}}}}}};
+  const json chat = {
+      {"model", "deepseek-flash"}, {"max_tokens", 64},
+      {"tools", {{{"type", "function"}, {"function", {{"name", "inc"}, {"description", "Adds one"}, {"parameters", schema}}}}}},
+      {"messages",
+       {{{"role", "system"}, {"content", "Be brief."}},
+        {{"role", "user"}, {"content", "first"}},
+        {{"role", "assistant"}, {"content", "ok"}, {"reasoning_content", "old thoughts"}},
+        {{"role", "user"}, {"content", "inc 41"}},
+        {{"role", "assistant"}, {"content", nullptr}, {"reasoning_content", "call inc"},
+         {"tool_calls", {{{"id", "toolu_1"}, {"type", "function"}, {"function", {{"name", "inc"}, {"arguments", R"({"a":41})"}}}}}}},
+        {{"role", "tool"}, {"tool_call_id", "toolu_1"}, {"content", "42"}}}}};
+  for (const auto* r : {&hybrid, &v3})
+    for (const char* model : {"deepseek-flash", "deepseek-chat", "deepseek-reasoner"}) {
+      json a = anthropic, c = chat;
+      a["model"] = c["model"] = model;
+      const AnthropicTask at = parse_anthropic_request(a, *r, lim);
+      const ChatTask ct = parse_chat_request(c, *r, lim);
+      EXPECT_EQ(at.chat.thinking, ct.thinking) << model;
+      const auto ids = ids_of(at.chat);
+      EXPECT_EQ(ids, ids_of(ct)) << model;
+      const std::string text = tok->decode(ids);
+      EXPECT_NE(text.find("Adds one"), std::string::npos) << model;  // the tools section is there
+      EXPECT_EQ(text.find("old thoughts"), std::string::npos) << model;  // an earlier turn's thinking is dropped
+      // The current turn's thinking stays exactly when the request thinks.
+      EXPECT_EQ(text.find("call inc") != std::string::npos, at.chat.thinking) << model << ": " << text;
+    }
+  // The sampling, stop, effort, budget and tool_choice fields map onto the chat task.
+  json a = anthropic;
+  a["stop_sequences"] = {"END"};
+  a["top_k"] = 5;
+  a["thinking"] = {{"type", "enabled"}, {"budget_tokens", 10}};
+  a["output_config"] = {{"effort", "medium"}};
+  a["tool_choice"] = {{"type", "tool"}, {"name", "inc"}, {"disable_parallel_tool_use", true}};
+  a["metadata"] = {{"user_id", "u1"}};
+  const AnthropicTask t = parse_anthropic_request(a, hybrid, lim);
+  EXPECT_EQ(t.stop_sequences, std::vector<std::string>{"END"});
+  EXPECT_EQ(t.chat.params.stop_strings, std::vector<std::string>{"END"});
+  EXPECT_EQ(t.chat.params.sampling.top_k, 5);
+  EXPECT_EQ(t.chat.reasoning_budget_tokens, 10);
+  EXPECT_EQ(t.chat.reasoning_effort, "high");
+  EXPECT_EQ(t.chat.tool_choice.mode, agent::ToolChoiceMode::Named);
+  EXPECT_FALSE(t.chat.parallel_tool_calls);
+  EXPECT_EQ(t.chat.user, "u1");
+  a["thinking"] = {{"type", "disabled"}};
+  EXPECT_FALSE(parse_anthropic_request(a, hybrid, lim).chat.thinking);
+  // A last assistant message is a prefill: chat prefix completion.
+  json pre = {{"model", "deepseek-chat"}, {"max_tokens", 8}, {"messages", {{{"role", "user"}, {"content", "hi"}}, {{"role", "assistant"}, {"content", "Hel"}}}}};
+  EXPECT_TRUE(parse_anthropic_request(pre, hybrid, lim).chat.prefix);
+}
+
+TEST(Anthropic, MalformedAndUnknownFieldsAre400sNamingThem) {
+  Limits lim;
+  lim.context = 4096;
+  const auto hybrid = make_routes("tiny", ChatFormat::DeepSeekV31);
+  const json base = {{"model", "deepseek-flash"}, {"max_tokens", 16}, {"messages", {{{"role", "user"}, {"content", "hi"}}}}};
+  auto error = [&](const json& patch, bool count = false) {
+    json b = base;
+    if (count) b.erase("max_tokens");  // count_tokens has no max_tokens: the patch may add one back
+    b.merge_patch(patch);
+    try {
+      parse_anthropic_request(b, hybrid, lim, count);
+    } catch (const ApiError& e) {
+      return std::pair<int, std::string>{e.status, e.param};
+    }
+    return std::pair<int, std::string>{0, ""};
+  };
+  using P = std::pair<int, std::string>;
+  EXPECT_EQ(error(json::object()), (P{0, ""}));
+  EXPECT_EQ(error({{"bogus", 1}}), (P{400, "bogus"}));
+  EXPECT_EQ(error({{"max_tokens", nullptr}}), (P{400, "max_tokens"}));
+  EXPECT_EQ(error({{"max_tokens", "8"}}), (P{400, "max_tokens"}));
+  EXPECT_EQ(error({{"model", "claude-opus"}}), (P{404, "model"}));
+  EXPECT_EQ(error({{"messages", {{{"role", "system"}, {"content", "x"}}}}}), (P{400, "messages[0].role"}));
+  EXPECT_EQ(error({{"messages", {{{"role", "user"}, {"content", "x"}, {"name", "n"}}}}}), (P{400, "messages[0].name"}));
+  EXPECT_EQ(error({{"messages", {{{"role", "user"}, {"content", {{{"type", "text"}, {"text", "a"}, {"extra", 1}}}}}}}}), (P{400, "messages[0].content[0].extra"}));
+  EXPECT_EQ(error({{"messages", {{{"role", "user"}, {"content", {{{"type", "text"}, {"text", 3}}}}}}}}), (P{400, "messages[0].content[0].text"}));
+  EXPECT_EQ(error({{"messages", {{{"role", "user"}, {"content", {{{"type", "image"}, {"source", {{"type", "base64"}}}}}}}}}}), (P{400, "messages[0].content[0]"}));
+  EXPECT_EQ(error({{"messages", {{{"role", "user"}, {"content", {{{"type", "tool_use"}, {"id", "x"}, {"name", "f"}, {"input", json::object()}}}}}}}}),
+            (P{400, "messages[0].content[0]"}));
+  EXPECT_EQ(error({{"messages", {{{"role", "user"}, {"content", {{{"type", "tool_result"}, {"content", "x"}}}}}}}}), (P{400, "messages[0].content[0].tool_use_id"}));
+  EXPECT_EQ(error({{"system", 5}}), (P{400, "system"}));
+  EXPECT_EQ(error({{"system", {{{"type", "image"}}}}}), (P{400, "system[0]"}));
+  EXPECT_EQ(error({{"temperature", 1.5}}), (P{400, "temperature"}));
+  EXPECT_EQ(error({{"top_p", 0}}), (P{400, "top_p"}));
+  EXPECT_EQ(error({{"stop_sequences", "END"}}), (P{400, "stop_sequences"}));
+  EXPECT_EQ(error({{"stream", "yes"}}), (P{400, "stream"}));
+  EXPECT_EQ(error({{"metadata", {{"session", "x"}}}}), (P{400, "metadata.session"}));
+  EXPECT_EQ(error({{"thinking", {{"type", "enabled"}}}}), (P{400, "thinking.budget_tokens"}));
+  EXPECT_EQ(error({{"thinking", {{"type", "enabled"}, {"budget_tokens", 16}}}}), (P{400, "thinking.budget_tokens"}));
+  EXPECT_EQ(error({{"thinking", {{"type", "on"}}}}), (P{400, "thinking.type"}));
+  EXPECT_EQ(error({{"thinking", {{"type", "disabled"}, {"budget_tokens", 4}}}}), (P{400, "thinking.budget_tokens"}));
+  EXPECT_EQ(error({{"output_config", {{"effort", "huge"}}}}), (P{400, "output_config.effort"}));
+  EXPECT_EQ(error({{"output_config", {{"verbosity", "low"}}}}), (P{400, "output_config.verbosity"}));
+  EXPECT_EQ(error({{"tools", {{{"name", "f"}}}}}), (P{400, "tools[0].input_schema"}));
+  EXPECT_EQ(error({{"tools", {{{"type", "web_search_20250305"}, {"name", "web_search"}}}}}), (P{400, "tools[0].type"}));
+  EXPECT_EQ(error({{"tool_choice", {{"type", "sometimes"}}}}), (P{400, "tool_choice.type"}));
+  EXPECT_EQ(error({{"tool_choice", "auto"}}), (P{400, "tool_choice"}));
+  EXPECT_EQ(error({{"max_tokens", 8}}, /*count=*/true), (P{400, "max_tokens"}));
+  EXPECT_EQ(error(json::object(), /*count=*/true), (P{0, ""}));
+  // The reasoning rule, named on the Anthropic message: a thinking tool turn without its thinking block.
+  json loop = {{"messages",
+                {{{"role", "user"}, {"content", "q"}},
+                 {{"role", "assistant"}, {"content", {{{"type", "tool_use"}, {"id", "t1"}, {"name", "f"}, {"input", json::object()}}}}},
+                 {{"role", "user"}, {"content", {{{"type", "tool_result"}, {"tool_use_id", "t1"}, {"content", "1"}}}}}}}};
+  EXPECT_EQ(error(loop), (P{400, "messages[1].content"}));
+  loop["thinking"] = {{"type", "disabled"}};
+  EXPECT_EQ(error(loop), (P{0, ""}));
+  // Errors in Anthropic's shape and types.
+  const json body = json::parse(anthropic_error_body(ApiError(400, "bad thing", "invalid_request_error", "x")));
+  EXPECT_EQ(body, json::parse(R"({"type":"error","error":{"type":"invalid_request_error","message":"bad thing"}})"));
+  EXPECT_STREQ(anthropic_error_type(401), "authentication_error");
+  EXPECT_STREQ(anthropic_error_type(404), "not_found_error");
+  EXPECT_STREQ(anthropic_error_type(429), "rate_limit_error");
+  EXPECT_STREQ(anthropic_error_type(503), "overloaded_error");
+  EXPECT_STREQ(anthropic_error_type(500), "api_error");
 }
 
 TEST(Api, UsageAndCost) {
