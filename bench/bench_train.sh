@@ -39,7 +39,12 @@ json.dump({"format": "baleine-tokens-v1", "dtype": "uint32le", "eos_id": 1, "voc
            "splits": {"train": {"tokens": len(t), "documents": 1, "shards": [{"file": "train-00000.bin", "tokens": len(t)}]}}},
           open(f"{w}/index.json", "w"))
 PY
-echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) threads; torch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)')"
+# NO_TORCH=1 (or no python3-torch installed): baleine alone, e.g. to compare its own thread counts.
+if [[ "${NO_TORCH:-0}" != 1 ]] && ! /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+  echo "python3-torch is not installed (scripts/setup.sh --with-torch): measuring baleine alone" >&2; NO_TORCH=1
+fi
+TORCH_VERSION=$([[ "${NO_TORCH:-0}" == 1 ]] && echo none || /usr/bin/python3 -c 'import torch; print(torch.__version__)')
+echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) threads; torch $TORCH_VERSION; load $(cut -d' ' -f1 /proc/loadavg)"
 echo "OpenBLAS kernels: ${OPENBLAS_CORETYPE:-auto}"
 if [[ "$ARCH" == qwen2 ]]; then
   echo "model: Qwen2-shaped dense, hidden 256, 4 layers, GQA 8/2 heads, ff 768, tied embeddings; seq_len $SEQ, batch $BATCH, f32"
@@ -58,6 +63,7 @@ JSON
 import json, statistics
 m = [json.loads(l) for l in open('$W/run-$T1/metrics.jsonl')]
 print(statistics.median([x['tokens_per_s'] for x in m[2:]]))")
+    if [[ "${NO_TORCH:-0}" == 1 ]]; then printf "%-8s %16.0f %16s %8s\n" "$T1" "$OURS" "-" "-"; continue; fi
     THEIRS=$(/usr/bin/python3 bench/bench_train_torch.py --config "$W/config.json" --threads "$T1" --seq-len $SEQ --batch $BATCH --steps $STEPS | /usr/bin/python3 -c "import json,sys; print(json.load(sys.stdin)['tokens_per_s'])")
     printf "%-8s %16.0f %16.0f %7.2fx\n" "$T1" "$OURS" "$THEIRS" "$(echo "$OURS / $THEIRS" | bc -l)"
   done
