@@ -26,8 +26,8 @@ struct Server::Choice {
   int64_t reasoning_tokens = 0;
   bool done = false, got_first = false;
   double reasoning_started = -1, reasoning_seconds = 0;
-  explicit Choice(std::shared_ptr<GenerationHandle> h, bool starts_in_reasoning)
-      : handle(std::move(h)), parser(starts_in_reasoning) {}
+  Choice(std::shared_ptr<GenerationHandle> h, bool starts_in_reasoning, bool reasoning_allowed = true)
+      : handle(std::move(h)), parser(starts_in_reasoning, reasoning_allowed) {}
 };
 
 // What one HTTP request generates: its choices plus accounting. Shared by the handler and the content provider.

@@ -545,7 +545,9 @@ std::shared_ptr<Server::ChatRun> Server::start_chat(const Auth& auth, ChatTask& 
   }
   auto choices = std::make_shared<std::vector<std::unique_ptr<Choice>>>();
   const bool in_reasoning = generation_starts_in_reasoning(route.format, task.thinking);
-  for (auto& h : handles) choices->push_back(std::make_unique<Choice>(h, in_reasoning));
+  // Thinking turned off on a hybrid model: nothing it writes is reasoning (see OutputParser).
+  const bool reasoning_allowed = !(route.thinking == ThinkingSupport::Toggle && !task.thinking);
+  for (auto& h : handles) choices->push_back(std::make_unique<Choice>(h, in_reasoning, reasoning_allowed));
   ++metrics_.in_flight;
   // Finishes the accounting exactly once (provider end or connection teardown).
   auto finish_accounting = [this, session, choices](const std::string& status) {

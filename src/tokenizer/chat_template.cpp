@@ -227,7 +227,8 @@ std::vector<ToolCall> parse_deepseek_tool_calls(std::string_view block, int* cou
   return calls;
 }
 
-OutputParser::OutputParser(bool starts_in_reasoning) : mode_(starts_in_reasoning ? Mode::Reasoning : Mode::Content) {}
+OutputParser::OutputParser(bool starts_in_reasoning, bool reasoning_allowed)
+    : mode_(starts_in_reasoning ? Mode::Reasoning : Mode::Content), reasoning_allowed_(reasoning_allowed) {}
 
 void OutputParser::drain(Delta& d, bool final) {
   for (;;) {
@@ -278,10 +279,10 @@ void OutputParser::drain(Delta& d, bool final) {
       if (buffer_.empty()) return;
       content_started_ = true;
     }
-    size_t think = buffer_.find(kThink), calls = buffer_.find(kCallsBegin);
+    size_t think = reasoning_allowed_ ? buffer_.find(kThink) : std::string::npos, calls = buffer_.find(kCallsBegin);
     size_t p = std::min(think, calls);
     if (p == std::string::npos) {
-      size_t keep = final ? 0 : std::max(partial_suffix(buffer_, kThink), partial_suffix(buffer_, kCallsBegin));
+      size_t keep = final ? 0 : std::max(reasoning_allowed_ ? partial_suffix(buffer_, kThink) : 0, partial_suffix(buffer_, kCallsBegin));
       d.content += buffer_.substr(0, buffer_.size() - keep);
       buffer_.erase(0, buffer_.size() - keep);
       return;

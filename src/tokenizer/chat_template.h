@@ -64,8 +64,10 @@ int64_t last_user_index(const std::vector<ChatMessage>& messages);
 // model forgot </think>, or a constraint forced the call) ends the reasoning and is parsed as tool calls.
 class OutputParser {
  public:
-  // starts_in_reasoning: the prompt already opened <think> (R1 generation prompt).
-  explicit OutputParser(bool starts_in_reasoning = false);
+  // starts_in_reasoning: the prompt already opened <think> (R1 generation prompt). reasoning_allowed = false: a
+  // request that turned thinking off on a hybrid model — a <think> the model writes anyway stays content (as
+  // DeepSeek's non-thinking mode never returns reasoning_content).
+  explicit OutputParser(bool starts_in_reasoning = false, bool reasoning_allowed = true);
   struct Delta {
     std::string reasoning, content;
     std::vector<ToolCall> tool_calls;  // complete calls, in order
@@ -80,6 +82,7 @@ class OutputParser {
   Mode mode_;
   std::string buffer_;
   bool content_started_ = false;
+  bool reasoning_allowed_ = true;
   bool calls_in_reasoning_ = false;  // the current tool-calls block opened before </think>
   int call_counter_ = 0;
 };

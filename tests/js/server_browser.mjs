@@ -93,6 +93,9 @@ await t.check("reload: both conversations are listed and the messages come back"
   const titles = await page.$$eval("#conversations li a", (as) => as.map((a) => a.textContent));
   assert.ok(titles.includes(chatPrompt) && titles.includes(reasonerPrompt), titles.join("|"));
   await page.click(`#conversations li a >> text=${chatPrompt}`);
+  // The page may still show the conversation it reopened after the reload: wait for the clicked one to render.
+  await page.waitForFunction((p) => document.querySelector(".message.user .bubble")?.textContent === p, chatPrompt,
+                             { timeout: 10000 }).catch(() => {});
   await page.waitForSelector(".message.assistant");
   assert.equal(await page.textContent(".message.user .bubble"), chatPrompt);
 });

@@ -87,6 +87,26 @@ TEST(OutputParser, ThinkOpenedByTheModelAndUnterminatedCalls) {
   EXPECT_EQ(e.tool_calls[0].arguments, "{}");
 }
 
+// Thinking turned off (hybrid model): a <think> the model writes anyway is content, never reasoning, at any chunking;
+// tool calls are still calls.
+TEST(OutputParser, ReasoningNotAllowedKeepsThinkAsContent) {
+  const std::string out = "<think>hmm</think>ok<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>f\n```json\n{}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>";
+  for (size_t chunk : {size_t(1), size_t(3), out.size()}) {
+    OutputParser p(false, /*reasoning_allowed=*/false);
+    OutputParser::Delta all;
+    for (size_t i = 0; i < out.size(); i += chunk) {
+      auto d = p.push(std::string_view(out).substr(i, chunk));
+      all.reasoning += d.reasoning;
+      all.content += d.content;
+      all.tool_calls.insert(all.tool_calls.end(), d.tool_calls.begin(), d.tool_calls.end());
+    }
+    auto e = p.finish();
+    EXPECT_EQ(all.reasoning + e.reasoning, "") << chunk;
+    EXPECT_EQ(all.content + e.content, "<think>hmm</think>ok") << chunk;
+    EXPECT_EQ(all.tool_calls.size() + e.tool_calls.size(), 1u) << chunk;
+  }
+}
+
 TEST(OutputParser, ToolCallsInsideReasoningAreCallsNotReasoning) {
   // The bug a user hit: a thinking model wrote its tool call before </think>; the raw markers came back in
   // reasoning_content. Every chunk size must give the call, and reasoning without a marker.

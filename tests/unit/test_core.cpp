@@ -1,7 +1,10 @@
 // core: dtype conversions, tensors, arena, thread pool determinism, error format.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
+#include <cstdlib>
+#include <thread>
 #include <cstring>
 
 #include "core/arena.h"
@@ -75,6 +78,28 @@ TEST(ThreadPool, ParallelForCoversRangeOnce) {
     parallel_for(1001, [&](int64_t b, int64_t e) { for (int64_t i = b; i < e; ++i) hits[size_t(i)]++; });
     for (int h : hits) EXPECT_EQ(h, 1);
   }
+  ThreadPool::set_global_threads(0);
+}
+
+// The fork-join's hand-offs under both waits: with no spinning every region goes through the futex sleep and wake
+// (a lost wake-up hangs here), and with spinning regions come back to back and after pauses longer than the spin.
+TEST(ThreadPool, ManyRegionsNeitherLoseAWakeUpNorAWorker) {
+  for (const char* spin_us : {"0", "50"}) {
+    ::setenv("BALEINE_SPIN_US", spin_us, 1);
+    for (int threads : {2, 3}) {
+      ThreadPool::set_global_threads(threads);
+      ThreadPool& pool = ThreadPool::global();
+      std::vector<int64_t> per_thread(size_t(threads), 0);
+      const int regions = 3000;
+      for (int r = 0; r < regions; ++r) {
+        pool.run([&](int t) { per_thread[size_t(t)] += r; });
+        if (r % 500 == 0) std::this_thread::sleep_for(std::chrono::microseconds(200));  // past the spin: workers sleep
+      }
+      const int64_t expected = int64_t(regions) * (regions - 1) / 2;
+      for (int t = 0; t < threads; ++t) EXPECT_EQ(per_thread[size_t(t)], expected) << "thread " << t << " spin " << spin_us;
+    }
+  }
+  ::unsetenv("BALEINE_SPIN_US");
   ThreadPool::set_global_threads(0);
 }
 
