@@ -1,8 +1,10 @@
-// Fuzz target: the API's request parsers — the JSON body reader (size, nesting, UTF-8) and the chat and
-// completions request validators with every model route, then the chat template render of what was accepted.
+// Fuzz target: the API's request parsers — the JSON body reader (size, nesting, UTF-8), the chat and completions
+// request validators and the Anthropic Messages one (and its count_tokens form) with every model route, then the
+// chat template render of what was accepted.
 // Anything but ApiError / baleine::Error escaping is a finding.
 #include "core/check.h"
 #include "fuzz_common.h"
+#include "server/anthropic_api.h"
 #include "server/openai_api.h"
 
 using namespace baleine;
@@ -32,6 +34,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     (void)apply_chat_template(t.route->format, t.messages);
   } catch (const ApiError&) {
   } catch (const Error&) {
+  }
+  for (bool count_tokens : {false, true}) {
+    try {
+      AnthropicTask a = parse_anthropic_request(j, routes, limits, count_tokens);
+      (void)apply_chat_template(a.chat.route->format, a.chat.messages);
+    } catch (const ApiError&) {
+    } catch (const Error&) {
+    }
   }
   try {
     (void)parse_completion_request(j, routes, limits);
