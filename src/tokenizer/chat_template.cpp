@@ -279,23 +279,15 @@ void OutputParser::drain(Delta& d, bool final) {
       if (buffer_.empty()) return;
       content_started_ = true;
     }
-    // A marker is never content: a stray </think> after the reasoning ended (a small model writes it again), and
-    // with reasoning not allowed a <think> too, are dropped; the text around them stays content.
-    const size_t open = buffer_.find(kThink), close = buffer_.find(kThinkEnd), calls = buffer_.find(kCallsBegin);
-    const size_t think = reasoning_allowed_ ? open : std::string::npos;
-    const size_t stray = reasoning_allowed_ ? close : std::min(open, close);
-    size_t p = std::min({think, calls, stray});
+    size_t think = reasoning_allowed_ ? buffer_.find(kThink) : std::string::npos, calls = buffer_.find(kCallsBegin);
+    size_t p = std::min(think, calls);
     if (p == std::string::npos) {
-      size_t keep = final ? 0 : std::max({partial_suffix(buffer_, kThink), partial_suffix(buffer_, kThinkEnd), partial_suffix(buffer_, kCallsBegin)});
+      size_t keep = final ? 0 : std::max(reasoning_allowed_ ? partial_suffix(buffer_, kThink) : 0, partial_suffix(buffer_, kCallsBegin));
       d.content += buffer_.substr(0, buffer_.size() - keep);
       buffer_.erase(0, buffer_.size() - keep);
       return;
     }
     d.content += buffer_.substr(0, p);
-    if (p == stray && p != think) {
-      buffer_.erase(0, p + (p == close ? kThinkEnd.size() : kThink.size()));
-      continue;
-    }
     if (p == think) {
       buffer_.erase(0, p + kThink.size());
       mode_ = Mode::Reasoning;

@@ -87,8 +87,8 @@ TEST(OutputParser, ThinkOpenedByTheModelAndUnterminatedCalls) {
   EXPECT_EQ(e.tool_calls[0].arguments, "{}");
 }
 
-// Thinking turned off (hybrid model): a <think> the model writes anyway is never reasoning, at any chunking; the
-// markers are dropped (never content) and tool calls are still calls.
+// Thinking turned off (hybrid model): a <think> the model writes anyway is content, never reasoning, at any chunking;
+// tool calls are still calls.
 TEST(OutputParser, ReasoningNotAllowedKeepsThinkAsContent) {
   const std::string out = "<think>hmm</think>ok<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>f\n```json\n{}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>";
   for (size_t chunk : {size_t(1), size_t(3), out.size()}) {
@@ -102,25 +102,8 @@ TEST(OutputParser, ReasoningNotAllowedKeepsThinkAsContent) {
     }
     auto e = p.finish();
     EXPECT_EQ(all.reasoning + e.reasoning, "") << chunk;
-    EXPECT_EQ(all.content + e.content, "hmmok") << chunk;
+    EXPECT_EQ(all.content + e.content, "<think>hmm</think>ok") << chunk;
     EXPECT_EQ(all.tool_calls.size() + e.tool_calls.size(), 1u) << chunk;
-  }
-}
-
-// A small model may write </think> again after its reasoning ended: the marker is dropped, never content.
-TEST(OutputParser, StrayThinkEndIsNeverContent) {
-  const std::string out = "plan</think>\n\nH).\n</think>\n\n\"or shared.</th";
-  for (size_t chunk : {size_t(1), size_t(2), size_t(5), out.size()}) {
-    OutputParser p(/*starts_in_reasoning=*/true);
-    std::string reasoning, content;
-    for (size_t i = 0; i < out.size(); i += chunk) {
-      auto d = p.push(std::string_view(out).substr(i, chunk));
-      reasoning += d.reasoning;
-      content += d.content;
-    }
-    auto e = p.finish();
-    EXPECT_EQ(reasoning + e.reasoning, "plan") << chunk;
-    EXPECT_EQ(content + e.content, "H).\n\n\n\"or shared.</th") << chunk;  // a partial marker at the very end is text
   }
 }
 
