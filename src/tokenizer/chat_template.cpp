@@ -233,17 +233,27 @@ OutputParser::OutputParser(bool starts_in_reasoning, bool reasoning_allowed)
 void OutputParser::drain(Delta& d, bool final) {
   for (;;) {
     if (mode_ == Mode::Reasoning) {
-      // A tool-calls block inside the reasoning ends it: the block is a call, never reasoning text.
+      // A tool-calls block inside the reasoning ends it: the block is a call, never reasoning text. The other tool
+      // markers (a small model sometimes writes <｜tool▁calls▁end｜> while thinking) are structure, not thought:
+      // they are dropped from the reasoning. Content is left raw (the grounded-quote constraint sees raw text).
       const size_t end = buffer_.find(kThinkEnd), calls = buffer_.find(kCallsBegin);
-      const size_t p = std::min(end, calls);
+      size_t stray = std::string::npos, stray_size = 0;
+      for (const std::string* m : {&kCallsEnd, &kCallBegin, &kCallEnd, &kSep})
+        if (size_t q = buffer_.find(*m); q < stray) stray = q, stray_size = m->size();
+      const size_t p = std::min({end, calls, stray});
       if (p == std::string::npos) {
-        size_t keep = final ? 0 : std::max(partial_suffix(buffer_, kThinkEnd), partial_suffix(buffer_, kCallsBegin));
+        size_t keep = 0;
+        if (!final)
+          for (const std::string* m : {&kThinkEnd, &kCallsBegin, &kCallsEnd, &kCallBegin, &kCallEnd, &kSep})
+            keep = std::max(keep, partial_suffix(buffer_, *m));
         d.reasoning += buffer_.substr(0, buffer_.size() - keep);
         buffer_.erase(0, buffer_.size() - keep);
         return;
       }
       d.reasoning += buffer_.substr(0, p);
-      if (p == calls) {
+      if (p == stray) {
+        buffer_.erase(0, p + stray_size);
+      } else if (p == calls) {
         buffer_.erase(0, p + kCallsBegin.size());
         mode_ = Mode::ToolCalls;
         calls_in_reasoning_ = true;

@@ -144,6 +144,21 @@ TEST(OutputParser, ToolCallsInsideReasoningAreCallsNotReasoning) {
     EXPECT_EQ(reasoning + e.reasoning, "hmm") << chunk;
     EXPECT_EQ(content + e.content, "{\"ok\": true}") << chunk;
   }
+  // The other tool markers written while thinking, with no block open, are dropped from the reasoning (the default
+  // model wrote a lone <｜tool▁calls▁end｜> on the reasoner); the answer after </think> is untouched.
+  for (size_t chunk = 1; chunk <= 40; ++chunk) {
+    const std::string stray = "a<｜tool▁calls▁end｜>b<｜tool▁sep｜><｜tool▁call▁end｜>c<｜tool▁call▁begin｜></think>x<｜tool▁sep｜>y";
+    OutputParser q(true);
+    std::string reasoning, content;
+    for (size_t i = 0; i < stray.size(); i += chunk) {
+      auto d = q.push(std::string_view(stray).substr(i, chunk));
+      reasoning += d.reasoning;
+      content += d.content;
+    }
+    auto e = q.finish();
+    EXPECT_EQ(reasoning + e.reasoning, "abc") << chunk;
+    EXPECT_EQ(content + e.content, "x<｜tool▁sep｜>y") << chunk;
+  }
   // Right after the reasoning (</think> then the block) it was already parsed; it stays so.
   OutputParser p(true);
   auto d = p.push("why</think><｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>f\n```json\n{}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>");
