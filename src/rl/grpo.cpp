@@ -32,6 +32,26 @@ std::vector<double> group_advantages(const std::vector<double>& r, bool scale) {
   return a;
 }
 
+LossAveraging loss_averaging_from_name(const std::string& name) {
+  if (name == "token") return LossAveraging::Token;
+  if (name == "sequence") return LossAveraging::Sequence;
+  if (name == "constant") return LossAveraging::Constant;
+  BALEINE_FAIL("unknown loss averaging '{}' (token, sequence or constant)", name);
+}
+
+double overlong_reward(int64_t length, int64_t max_len, int64_t buffer, double penalty) {
+  if (buffer <= 0) return 0.0;
+  BALEINE_CHECK(buffer <= max_len, "the overlong buffer ({}) exceeds the generation budget ({})", buffer, max_len);
+  const int64_t free = max_len - buffer;
+  if (length <= free) return 0.0;
+  if (length >= max_len) return -penalty;
+  return -penalty * double(length - free) / double(buffer);
+}
+
+bool group_is_informative(const std::vector<double>& r) {
+  return std::any_of(r.begin(), r.end(), [&](double x) { return x != r.front(); });
+}
+
 namespace {
 // Consecutive chunks of sequences whose total length stays within pack_tokens (a longer one is alone).
 template <class Len>
@@ -81,10 +101,16 @@ GrpoLossStats grpo_loss_and_grad(CausalLM& model, const std::vector<GrpoSequence
     total_tokens += int64_t(s.tokens.size()) - s.prompt_len;
   }
   if (batch.empty()) return st;
+  BALEINE_CHECK(cfg.averaging != LossAveraging::Constant || cfg.constant_tokens > 0,
+                "constant loss averaging needs constant_tokens > 0");
   // Weight of each completion token in the batch objective.
   auto coef = [&](const GrpoSequence& s) {
-    return cfg.token_level ? 1.0 / double(total_tokens)
-                           : 1.0 / (double(batch.size()) * double(int64_t(s.tokens.size()) - s.prompt_len));
+    switch (cfg.averaging) {
+      case LossAveraging::Token: return 1.0 / double(total_tokens);
+      case LossAveraging::Sequence: return 1.0 / (double(batch.size()) * double(int64_t(s.tokens.size()) - s.prompt_len));
+      case LossAveraging::Constant: break;
+    }
+    return 1.0 / (double(batch.size()) * double(cfg.constant_tokens));
   };
   double clipped = 0, ratio_sum = 0, kl_sum = 0;
   for (auto [b, e] : chunks(batch.size(), [&](size_t i) { return int64_t(batch[i].tokens.size()); }, pack_tokens)) {
@@ -123,7 +149,8 @@ GrpoRecipe load_grpo_recipe(const std::string& path) {
   RecipeReader j(train::read_json_file(path), path,
                  {"model", "out", "suite", "prompt_format", "reward", "prompts_per_step", "group_size", "max_new_tokens",
                   "steps", "inner_iterations", "temperature", "top_p", "scale_rewards", "epsilon", "epsilon_high", "beta",
-                  "loss_averaging", "lr", "adamw", "grad_clip", "seed", "eval_every", "eval_problems", "checkpoint_every",
+                  "loss_averaging", "variant", "dynamic_sampling", "dynamic_sampling_rounds", "overlong_buffer",
+                  "overlong_penalty", "lr", "adamw", "grad_clip", "seed", "eval_every", "eval_problems", "checkpoint_every",
                   "log_samples"});
   GrpoRecipe r;
   r.source = path;
@@ -145,15 +172,29 @@ GrpoRecipe load_grpo_recipe(const std::string& path) {
   r.inner_iterations = j.integer("inner_iterations", 1, 1, 64);
   r.temperature = j.number("temperature", 1.0, 0.01, 10);
   r.top_p = j.number("top_p", 1.0, 0.01, 1);
-  const std::string scale = j.string("scale_rewards", "group");
+  // A variant sets the defaults of its keys; a key given in the recipe wins.
+  const std::string variant = j.string("variant", "grpo");
+  BALEINE_CHECK(variant == "grpo" || variant == "dr_grpo" || variant == "dapo",
+                "{}: key 'variant' is '{}' (grpo, dr_grpo or dapo)", path, variant);
+  const bool dr = variant == "dr_grpo", dapo = variant == "dapo";
+  const std::string scale = j.string("scale_rewards", dr ? "none" : "group");
   BALEINE_CHECK(scale == "group" || scale == "none", "{}: key 'scale_rewards' is '{}' (group or none)", path, scale);
   r.scale_rewards = scale == "group";
   r.loss.eps_low = j.number("epsilon", 0.2, 0, 1);
-  r.loss.eps_high = j.number("epsilon_high", r.loss.eps_low, 0, 10);
+  r.loss.eps_high = j.number("epsilon_high", dapo ? 0.28 : r.loss.eps_low, 0, 10);
   r.loss.beta = j.number("beta", 0.0, 0, 100);
-  const std::string avg = j.string("loss_averaging", "token");
-  BALEINE_CHECK(avg == "token" || avg == "sequence", "{}: key 'loss_averaging' is '{}' (token or sequence)", path, avg);
-  r.loss.token_level = avg == "token";
+  const std::string avg = j.string("loss_averaging", dr ? "constant" : "token");
+  try {
+    r.loss.averaging = loss_averaging_from_name(avg);
+  } catch (const Error& e) {
+    BALEINE_FAIL("{}: key 'loss_averaging': {}", path, e.what());
+  }
+  r.loss.constant_tokens = r.max_new_tokens;
+  r.dynamic_sampling = j.boolean("dynamic_sampling", dapo);
+  r.dynamic_sampling_rounds = j.integer("dynamic_sampling_rounds", r.dynamic_sampling_rounds, 1, 64);
+  // DAPO: a 4,096-token buffer under a 20,480-token budget, a fifth of it.
+  r.overlong_buffer = j.integer("overlong_buffer", dapo ? r.max_new_tokens / 5 : 0, 0, r.max_new_tokens);
+  r.overlong_penalty = j.number("overlong_penalty", 1.0, 0, 100);
   r.lr = j.lr(r.steps, 1e-5);
   r.adamw = j.adamw();
   r.adamw.weight_decay = j.raw().contains("adamw") ? r.adamw.weight_decay : 0.0;
@@ -214,59 +255,69 @@ int run_grpo(const GrpoRecipe& r, bool resume) {
     // ---- rollouts
     std::vector<GrpoSequence> batch;
     std::vector<std::vector<int32_t>> seqs;
-    double reward_sum = 0, correct = 0, formatted = 0, length_sum = 0, finished = 0;
-    int64_t zero_var = 0;
-    // All prompts_per_step × group_size samples decode together (infer/batch_generate.h); each sample's seed
-    // depends only on (seed, step, sample), so a resumed run draws the same completions.
-    std::vector<Problem> problems;
-    std::vector<std::vector<int32_t>> prompts;
-    std::vector<BatchRequest> requests;
-    for (int64_t i = 0; i < r.prompts_per_step; ++i) {
-      problems.push_back(suite->problem(Split::Train, step * r.prompts_per_step + i));
-      prompts.push_back(pol.tokenizer.encode(render_prompt(problems.back(), r.prompt_format)));
-      for (int64_t g = 0; g < r.group_size; ++g) {
-        BatchRequest q;
-        q.prompt = prompts.back();
-        q.max_new_tokens = r.max_new_tokens;
-        q.sampling.temperature = float(r.temperature);
-        q.sampling.top_p = float(r.top_p);
-        q.sampling.seed = r.seed ^ (uint64_t(step) * 0x9e3779b97f4a7c15ull + uint64_t(i * r.group_size + g) * 0x632be59bd9b4e019ull + 7);
-        requests.push_back(std::move(q));
+    double reward_sum = 0, correct = 0, formatted = 0, length_sum = 0, finished = 0, sampled = 0;
+    int64_t zero_var = 0, groups_drawn = 0, kept = 0, rounds = 0;
+    // One round: prompts_per_step prompts × group_size samples, decoded together (infer/batch_generate.h). Each
+    // round of each step has its own prompts, and each sample's seed depends only on (seed, step, round, sample),
+    // so a resumed run draws the same completions. Round 0 is the plain GRPO batch.
+    const int64_t max_rounds = r.dynamic_sampling ? r.dynamic_sampling_rounds : 1;
+    for (int64_t round = 0; round < max_rounds && kept < r.prompts_per_step; ++round, ++rounds) {
+      std::vector<Problem> problems;
+      std::vector<std::vector<int32_t>> prompts;
+      std::vector<BatchRequest> requests;
+      for (int64_t i = 0; i < r.prompts_per_step; ++i) {
+        problems.push_back(suite->problem(Split::Train, (step * max_rounds + round) * r.prompts_per_step + i));
+        prompts.push_back(pol.tokenizer.encode(render_prompt(problems.back(), r.prompt_format)));
+        for (int64_t g = 0; g < r.group_size; ++g) {
+          BatchRequest q;
+          q.prompt = prompts.back();
+          q.max_new_tokens = r.max_new_tokens;
+          q.sampling.temperature = float(r.temperature);
+          q.sampling.top_p = float(r.top_p);
+          const uint64_t sample = uint64_t((round * r.prompts_per_step + i) * r.group_size + g);
+          q.sampling.seed = r.seed ^ (uint64_t(step) * 0x9e3779b97f4a7c15ull + sample * 0x632be59bd9b4e019ull + 7);
+          requests.push_back(std::move(q));
+        }
       }
-    }
-    BatchGenerateOptions bo;
-    bo.stop_tokens = {eos};
-    const std::vector<BatchOutput> gens = generate_batch(model, requests, bo);
-    for (int64_t i = 0; i < r.prompts_per_step; ++i) {
-      const Problem& p = problems[size_t(i)];
-      const std::vector<int32_t>& prompt = prompts[size_t(i)];
-      std::vector<double> rewards;
-      std::vector<GrpoSequence> group;
-      for (int64_t g = 0; g < r.group_size; ++g) {
-        const BatchOutput& gen = gens[size_t(i * r.group_size + g)];
-        std::vector<int32_t> body = gen.tokens;
-        if (gen.finished) body.pop_back();  // special tokens stay in the text: </think> is one
-        const std::string text = pol.tokenizer.decode(body, false);
-        Scored sc = score_response(*suite, p, "<think>" + text, af, r.reward);
-        rewards.push_back(sc.reward);
-        reward_sum += sc.reward, correct += sc.grade.correct, formatted += sc.formatted;
-        length_sum += double(gen.tokens.size()), finished += gen.finished;
-        GrpoSequence s;
-        s.tokens = prompt;
-        s.tokens.insert(s.tokens.end(), gen.tokens.begin(), gen.tokens.end());
-        s.prompt_len = int64_t(prompt.size());
-        group.push_back(std::move(s));
-        if (g < r.log_samples && i == 0)
-          samples_log << json_line(json{{"step", step + 1}, {"question", p.question}, {"completion", text}, {"reward", sc.reward},
-                              {"correct", sc.grade.correct}});
-      }
-      auto adv = group_advantages(rewards, r.scale_rewards);
-      bool all_equal = std::all_of(rewards.begin(), rewards.end(), [&](double x) { return x == rewards[0]; });
-      zero_var += all_equal;
-      for (size_t g = 0; g < group.size(); ++g) {
-        group[g].advantage = adv[g];
-        seqs.push_back(group[g].tokens);
-        batch.push_back(std::move(group[g]));
+      BatchGenerateOptions bo;
+      bo.stop_tokens = {eos};
+      const std::vector<BatchOutput> gens = generate_batch(model, requests, bo);
+      for (int64_t i = 0; i < r.prompts_per_step; ++i) {
+        const Problem& p = problems[size_t(i)];
+        const std::vector<int32_t>& prompt = prompts[size_t(i)];
+        std::vector<double> rewards;
+        std::vector<GrpoSequence> group;
+        for (int64_t g = 0; g < r.group_size; ++g) {
+          const BatchOutput& gen = gens[size_t(i * r.group_size + g)];
+          std::vector<int32_t> body = gen.tokens;
+          if (gen.finished) body.pop_back();  // special tokens stay in the text: </think> is one
+          const std::string text = pol.tokenizer.decode(body, false);
+          Scored sc = score_response(*suite, p, "<think>" + text, af, r.reward);
+          const int64_t length = gen.finished ? int64_t(gen.tokens.size()) : r.max_new_tokens;
+          sc.reward += overlong_reward(length, r.max_new_tokens, r.overlong_buffer, r.overlong_penalty);
+          rewards.push_back(sc.reward);
+          reward_sum += sc.reward, correct += sc.grade.correct, formatted += sc.formatted, sampled += 1;
+          length_sum += double(gen.tokens.size()), finished += gen.finished;
+          GrpoSequence s;
+          s.tokens = prompt;
+          s.tokens.insert(s.tokens.end(), gen.tokens.begin(), gen.tokens.end());
+          s.prompt_len = int64_t(prompt.size());
+          group.push_back(std::move(s));
+          if (g < r.log_samples && i == 0 && round == 0)
+            samples_log << json_line(json{{"step", step + 1}, {"question", p.question}, {"completion", text}, {"reward", sc.reward},
+                                {"correct", sc.grade.correct}});
+        }
+        ++groups_drawn;
+        const bool informative = group_is_informative(rewards);
+        zero_var += !informative;
+        if (r.dynamic_sampling && (!informative || kept >= r.prompts_per_step)) continue;
+        ++kept;
+        auto adv = group_advantages(rewards, r.scale_rewards);
+        for (size_t g = 0; g < group.size(); ++g) {
+          group[g].advantage = adv[g];
+          seqs.push_back(group[g].tokens);
+          batch.push_back(std::move(group[g]));
+        }
       }
     }
     samples_log.flush();
@@ -283,7 +334,7 @@ int run_grpo(const GrpoRecipe& r, bool resume) {
     GrpoLossStats st;
     double norm = 0;
     const double lr = train::lr_at(r.lr, step);
-    for (int64_t it = 0; it < r.inner_iterations; ++it) {
+    for (int64_t it = 0; it < r.inner_iterations && !batch.empty(); ++it) {  // dynamic sampling may keep nothing
       grads.zero();
       st = grpo_loss_and_grad(model, batch, r.loss, &grads);
       norm = train::clip_grad_norm(grads, r.grad_clip);
@@ -291,15 +342,16 @@ int run_grpo(const GrpoRecipe& r, bool resume) {
       model.prepare();  // re-derive the absorbed-MLA weights (W^UK) that rollouts decode with
     }
     const int64_t done = step + 1;
-    const double n = double(batch.size());
+    const double n = sampled;
     const double step_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
     json m = {{"step", done}, {"reward", reward_sum / n}, {"accuracy", correct / n}, {"format", formatted / n},
               {"response_tokens", length_sum / n}, {"finished", finished / n}, {"kl", st.kl}, {"loss", st.loss},
-              {"clip_frac", st.clip_frac}, {"zero_variance_groups", double(zero_var) / double(r.prompts_per_step)},
+              {"clip_frac", st.clip_frac}, {"zero_variance_groups", double(zero_var) / double(groups_drawn)},
+              {"groups_trained", double(batch.size()) / double(r.group_size)}, {"sampling_rounds", rounds},
               {"grad_norm", norm}, {"lr", lr}, {"rollout_s", gen_s}, {"step_s", step_s}};
     metrics << m.dump() << "\n" << std::flush;
     fmt::print(stderr, "\rstep {}/{} reward {:.3f} acc {:.3f} len {:.1f} kl {:.4f} zero-var {:.2f} {:.1f}s", done, r.steps,
-               reward_sum / n, correct / n, length_sum / n, st.kl, double(zero_var) / double(r.prompts_per_step), step_s);
+               reward_sum / n, correct / n, length_sum / n, st.kl, double(zero_var) / double(groups_drawn), step_s);
     if (r.eval_problems > 0 && (done % r.eval_every == 0 || done == r.steps)) evaluate(done);
     if (done % r.checkpoint_every == 0 || done == r.steps) {
       json state = {{"step", done}, {"optimizer_steps", opt.steps()}, {"elapsed_s", elapsed()}, {"seed", r.seed},

@@ -2,8 +2,11 @@
 // Per step: P training prompts → G samples each from the policy in process → rewards from the task grader →
 // advantages normalised within each group → μ updates of the clipped surrogate with a per-token k3 KL to a
 // frozen reference (β = 0: no reference model at all) → periodic greedy evaluation on the held-out split.
-// defines: GrpoLossConfig, GrpoSequence, GrpoLossStats, group_advantages, grpo_loss_and_grad, GrpoRecipe,
-//          load_grpo_recipe, run_grpo
+// Variants (recipe key "variant", each key still overridable): "grpo" (DeepSeekMath), "dr_grpo" (Liu et al. 2025:
+// no std scaling, constant normaliser), "dapo" (Yu et al. 2025: clip-higher, dynamic sampling, token-level
+// averaging, soft overlong punishment).
+// defines: LossAveraging, GrpoLossConfig, overlong_reward, group_is_informative, GrpoSequence, GrpoLossStats,
+//          group_advantages, grpo_loss_and_grad, GrpoRecipe, load_grpo_recipe, run_grpo
 #pragma once
 #include <cstdint>
 #include <string>
@@ -14,12 +17,19 @@
 
 namespace baleine::rl {
 
+// How the per-token losses of a batch are summed into one objective.
+enum class LossAveraging {
+  Token,     // Σ over all completion tokens of the batch / their number (DAPO; trl "dapo"/"bnpo")
+  Sequence,  // mean over sequences of each sequence's mean over its tokens (DeepSeekMath; trl "grpo")
+  Constant,  // Σ over all completion tokens / (sequences × constant_tokens): no length bias (Dr. GRPO; trl "dr_grpo")
+};
+LossAveraging loss_averaging_from_name(const std::string& name);  // token | sequence | constant
+
 struct GrpoLossConfig {
-  double eps_low = 0.2, eps_high = 0.2;  // clip range [1 − eps_low, 1 + eps_high]
+  double eps_low = 0.2, eps_high = 0.2;  // clip range [1 − eps_low, 1 + eps_high] (DAPO's clip-higher: 0.2 / 0.28)
   double beta = 0.0;                     // k3 KL coefficient
-  // Token: Σ over all completion tokens of the batch / their number (DAPO, trl "dapo"/"bnpo").
-  // Sequence: mean over sequences of each sequence's mean over its tokens (DeepSeekMath, trl "grpo").
-  bool token_level = true;
+  LossAveraging averaging = LossAveraging::Token;
+  int64_t constant_tokens = 0;           // Constant: the divisor per sequence (the generation budget, max_new_tokens)
 };
 
 struct GrpoSequence {
@@ -37,6 +47,13 @@ struct GrpoLossStats {
   double ratio_mean = 0;
   int64_t tokens = 0;
 };
+
+// DAPO's soft overlong punishment, added to the reward of a completion of `length` tokens under a budget of
+// max_len: 0 up to max_len − buffer, then linear down to −penalty at max_len (a truncated completion has
+// length = max_len). buffer = 0 turns it off.
+double overlong_reward(int64_t length, int64_t max_len, int64_t buffer, double penalty);
+// DAPO's dynamic sampling keeps only groups whose rewards vary: a group of equal rewards has zero advantages.
+bool group_is_informative(const std::vector<double>& rewards);
 
 // Group-normalised advantages: (r − mean) / (std + 1e-4) with the Bessel-corrected std (trl), or r − mean.
 std::vector<double> group_advantages(const std::vector<double>& rewards, bool scale_by_std);
@@ -58,6 +75,12 @@ struct GrpoRecipe {
   double temperature = 1.0, top_p = 1.0;
   bool scale_rewards = true;
   GrpoLossConfig loss;
+  // DAPO: draw up to dynamic_sampling_rounds × prompts_per_step prompts per step, keep the first prompts_per_step
+  // informative groups (a step with none makes no update).
+  bool dynamic_sampling = false;
+  int64_t dynamic_sampling_rounds = 3;
+  int64_t overlong_buffer = 0;  // overlong_reward's buffer (tokens); 0: off
+  double overlong_penalty = 1.0;
   train::LrSchedule lr;
   train::AdamWConfig adamw;
   double grad_clip = 1.0;

@@ -10,6 +10,7 @@
 #include "nn/grads.h"
 #include "rl/eval.h"
 #include "rl/grpo.h"
+#include "rl/objectives.h"
 
 using namespace baleine;
 using namespace baleine::rl;
@@ -49,7 +50,7 @@ void check_config(const std::string& name, int64_t pack_tokens) {
   cfg.eps_low = c["eps_low"].get<double>();
   cfg.eps_high = c["eps_high"].get<double>();
   cfg.beta = c["beta"].get<double>();
-  cfg.token_level = c["averaging"].get<std::string>() == "token";
+  cfg.averaging = loss_averaging_from_name(c["averaging"].get<std::string>());
   auto model = load_model(kDir + "/" + fx["model"].get<std::string>());
   auto& ds = dynamic_cast<DeepSeekModel&>(*model);
   nn::Gradients g;
@@ -111,6 +112,82 @@ TEST(RlGrpo, ZeroAdvantageAndZeroBetaGiveZeroGradient) {
     const Tensor& t = g.tensor_of(slot);
     for (int64_t i = 0; i < t.numel(); ++i) ASSERT_EQ(t.f32()[i], 0.0f) << name;
   }
+}
+
+// Dr. GRPO's constant normaliser is the token-level sum (checked against PyTorch above) with another divisor:
+// loss_constant · (sequences × C) = loss_token · completion_tokens, and the gradients scale alike.
+TEST(RlGrpo, ConstantAveragingIsTheTokenSumOverSequencesTimesBudget) {
+  auto fx = fixture();
+  auto batch = batch_of(fx);
+  auto model = load_model(kDir + "/" + fx["model"].get<std::string>());
+  GrpoLossConfig tok;
+  tok.eps_high = 0.28, tok.beta = 0.04;
+  GrpoLossConfig cst = tok;
+  cst.averaging = LossAveraging::Constant;
+  cst.constant_tokens = 37;
+  nn::Gradients gt, gc;
+  gt.allocate(*model), gc.allocate(*model);
+  auto a = grpo_loss_and_grad(*model, batch, tok, &gt);
+  auto b = grpo_loss_and_grad(*model, batch, cst, &gc);
+  const double n = double(batch.size()) * 37.0, tokens = double(a.tokens);
+  ASSERT_GT(std::fabs(a.loss), 1e-6);
+  EXPECT_NEAR(b.loss * n, a.loss * tokens, 1e-9 * std::fabs(a.loss * tokens));
+  EXPECT_NEAR(b.kl, a.kl, 1e-12);  // the statistics stay per token
+  int compared = 0;
+  for (const auto& [name, slot] : gt.names()) {
+    const Tensor& x = gt.tensor_of(slot);
+    const Tensor& y = gc.tensor_of(slot);
+    std::vector<float> scaled(size_t(x.numel()));
+    for (int64_t i = 0; i < x.numel(); ++i) scaled[size_t(i)] = float(double(y.f32()[i]) * n / tokens);
+    EXPECT_LE(max_rel(scaled.data(), x.f32(), x.numel()), 1e-4) << name;
+    ++compared;
+  }
+  EXPECT_GE(compared, 4);
+  cst.constant_tokens = 0;
+  EXPECT_THROW(grpo_loss_and_grad(*model, batch, cst, nullptr), Error);
+}
+
+// DAPO's clip-higher: a ratio of 1.25 on a positive advantage is clipped (no gradient) at ε_high 0.2, and still
+// learns at 0.28; the low side is unchanged (0.75 on a negative advantage is clipped at ε_low 0.2).
+TEST(RlGrpo, ClipHigherWidensOnlyTheUpperSide) {
+  const double lp = std::log(1.25);
+  auto sym = grpo_token_loss(lp, 0.0, 0.0, 2.0, 0.2, 0.2, 0.0);
+  EXPECT_TRUE(sym.clipped);
+  EXPECT_EQ(sym.dlogp, 0.0);
+  EXPECT_NEAR(sym.loss, -1.2 * 2.0, 1e-12);
+  auto high = grpo_token_loss(lp, 0.0, 0.0, 2.0, 0.2, 0.28, 0.0);
+  EXPECT_FALSE(high.clipped);
+  EXPECT_NEAR(high.dlogp, -1.25 * 2.0, 1e-12);  // d(−ρA)/dlogp = −ρA
+  EXPECT_NEAR(high.loss, -1.25 * 2.0, 1e-12);
+  auto low = grpo_token_loss(std::log(0.75), 0.0, 0.0, -1.0, 0.2, 0.28, 0.0);
+  EXPECT_TRUE(low.clipped);
+  EXPECT_NEAR(low.loss, 0.8, 1e-12);
+  // On the side the clip does not bind, the unclipped term is the minimum and keeps its gradient.
+  auto keep = grpo_token_loss(std::log(0.75), 0.0, 0.0, 1.0, 0.2, 0.28, 0.0);
+  EXPECT_FALSE(keep.clipped);
+  EXPECT_NEAR(keep.dlogp, -0.75, 1e-12);
+}
+
+TEST(RlGrpo, OverlongRewardIsDaposSoftPunishment) {
+  // Budget 100, buffer 20: free up to 80, then linear to −penalty at 100 (a truncated completion counts 100).
+  EXPECT_EQ(overlong_reward(10, 100, 20, 1.0), 0.0);
+  EXPECT_EQ(overlong_reward(80, 100, 20, 1.0), 0.0);
+  EXPECT_DOUBLE_EQ(overlong_reward(81, 100, 20, 1.0), -0.05);
+  EXPECT_DOUBLE_EQ(overlong_reward(90, 100, 20, 0.5), -0.25);
+  EXPECT_DOUBLE_EQ(overlong_reward(100, 100, 20, 1.0), -1.0);
+  EXPECT_DOUBLE_EQ(overlong_reward(130, 100, 20, 1.0), -1.0);
+  EXPECT_EQ(overlong_reward(100, 100, 0, 1.0), 0.0);  // off
+  EXPECT_THROW(overlong_reward(5, 10, 11, 1.0), Error);
+}
+
+TEST(RlGrpo, DynamicSamplingKeepsGroupsWhoseRewardsVary) {
+  EXPECT_FALSE(group_is_informative({1, 1, 1, 1}));
+  EXPECT_FALSE(group_is_informative({0, 0}));
+  EXPECT_TRUE(group_is_informative({0, 0, 1, 0}));
+  EXPECT_TRUE(group_is_informative({0.1, 0.1, 0.1, 0.0}));
+  EXPECT_FALSE(group_is_informative({}));
+  EXPECT_EQ(loss_averaging_from_name("constant"), LossAveraging::Constant);
+  EXPECT_THROW(loss_averaging_from_name("per-token"), Error);
 }
 
 TEST(RlEval, PassAtKIsTheUnbiasedEstimator) {

@@ -251,6 +251,65 @@ TEST(RlGrpoRun, ShortRunLogsMetricsAndResumesExactly) {
   EXPECT_THROW(load_grpo_recipe((d / "bad.json").string()), Error);
 }
 
+// The variants are recipe data: each sets its defaults, an explicit key wins, and a DAPO run trains only on
+// groups whose rewards vary (the rest are drawn again, up to dynamic_sampling_rounds).
+TEST(RlGrpoRun, VariantsSetTheirDefaultsAndDapoRuns) {
+  fs::path d = temp_dir("grpo_variants");
+  auto load = [&](json r) {
+    r["model"] = model_dir().string();
+    r["max_new_tokens"] = 40;
+    std::ofstream(d / "r.json") << r.dump();
+    return load_grpo_recipe((d / "r.json").string());
+  };
+  auto plain = load(json::object());
+  EXPECT_TRUE(plain.scale_rewards);
+  EXPECT_EQ(plain.loss.averaging, LossAveraging::Token);
+  EXPECT_EQ(plain.loss.eps_high, 0.2);
+  EXPECT_FALSE(plain.dynamic_sampling);
+  EXPECT_EQ(plain.overlong_buffer, 0);
+  auto dr = load({{"variant", "dr_grpo"}});
+  EXPECT_FALSE(dr.scale_rewards);
+  EXPECT_EQ(dr.loss.averaging, LossAveraging::Constant);
+  EXPECT_EQ(dr.loss.constant_tokens, 40);
+  auto dapo = load({{"variant", "dapo"}});
+  EXPECT_EQ(dapo.loss.eps_low, 0.2);
+  EXPECT_EQ(dapo.loss.eps_high, 0.28);
+  EXPECT_TRUE(dapo.dynamic_sampling);
+  EXPECT_EQ(dapo.loss.averaging, LossAveraging::Token);
+  EXPECT_EQ(dapo.overlong_buffer, 8);
+  auto custom = load({{"variant", "dapo"}, {"epsilon_high", 0.3}, {"overlong_buffer", 0}, {"dynamic_sampling", false}});
+  EXPECT_EQ(custom.loss.eps_high, 0.3);
+  EXPECT_EQ(custom.overlong_buffer, 0);
+  EXPECT_FALSE(custom.dynamic_sampling);
+  EXPECT_THROW(load({{"variant", "ppo"}}), Error);
+  EXPECT_THROW(load({{"overlong_buffer", 41}}), Error);
+
+  const std::string start = quick_sft(model_dir(), d);
+  json r = {{"model", start}, {"out", (d / "dapo").string()}, {"suite", "word"}, {"prompt_format", "chat"},
+            {"variant", "dapo"}, {"prompts_per_step", 2}, {"group_size", 4}, {"max_new_tokens", 24}, {"steps", 3},
+            {"dynamic_sampling_rounds", 2}, {"eval_problems", 0}, {"checkpoint_every", 3},
+            {"lr", {{"schedule", "constant"}, {"max", 1e-3}}}, {"seed", 9},
+            {"reward", {{"correct", 1.0}, {"formatted", 0.5}, {"otherwise", 0.0}}}};
+  std::ofstream(d / "dapo.json") << r.dump();
+  ASSERT_EQ(run_grpo(load_grpo_recipe((d / "dapo.json").string()), false), 0);
+  std::vector<json> steps;
+  for (auto& m : read_lines(d / "dapo" / "metrics.jsonl")) if (m.contains("reward")) steps.push_back(m);
+  ASSERT_EQ(steps.size(), 3u);
+  for (const auto& m : steps) {
+    const double trained = m["groups_trained"].get<double>(), rounds = m["sampling_rounds"].get<double>();
+    EXPECT_LE(trained, 2.0);
+    EXPECT_GE(rounds, 1.0);
+    EXPECT_LE(rounds, 2.0);
+    // A second round is drawn only when the first did not fill the batch with informative groups.
+    if (rounds == 2.0) {
+      EXPECT_GT(m["zero_variance_groups"].get<double>(), 0.0);
+    }
+    if (trained == 0.0) {
+      EXPECT_EQ(m["grad_norm"].get<double>(), 0.0);  // nothing to learn from: no update
+    }
+  }
+}
+
 // GRPO on a dense qwen2 policy (rollouts through the batched generator, the loss through its backward).
 TEST(RlGrpoRun, DenseModelPolicy) {
   fs::path d = temp_dir("grpo_dense");
