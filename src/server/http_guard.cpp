@@ -1,5 +1,7 @@
 #include "server/http_guard.h"
 
+#include "server/anthropic_api.h"
+
 #include <arpa/inet.h>
 #include <fmt/format.h>
 #include <netinet/in.h>
@@ -63,9 +65,12 @@ HeadCheck refuse(int status, std::string message, std::string code, int retry_af
   return HeadCheck{status, std::move(message), std::move(code), retry_after};
 }
 
-std::string error_json(const HeadCheck& c) {
+// The refusal in the error shape of the API the client speaks: Anthropic's under /anthropic (its SDKs read
+// error.type), OpenAI's elsewhere. A connection refused before its request line is read gets OpenAI's.
+std::string error_json(const HeadCheck& c, const std::string& path = "") {
   const char* type = c.status == 429 ? "rate_limit_error" : c.status >= 500 ? "server_error" : "invalid_request_error";
-  return error_body(ApiError(c.status, c.message, type, "", c.code));
+  const ApiError e(c.status, c.message, type, "", c.code);
+  return path.rfind("/anthropic/", 0) == 0 ? anthropic_error_body(e) : error_body(e);
 }
 
 std::string peer_address(int sock) {
@@ -373,12 +378,12 @@ GuardedHttpServer::GuardedHttpServer(GuardOptions o) : opt_(std::move(o)) {
   new_task_queue = [n = size_t(opt_.max_connections)] { return new ElasticPool(n + 64, 8); };
   set_payload_max_length(opt_.max_body_bytes);
   set_keep_alive_max_count(size_t(opt_.keep_alive_max));
-  set_pre_routing_handler([](const httplib::Request&, httplib::Response& res) {
+  set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
     auto r = take_refusal();
     if (!r) return HandlerResponse::Unhandled;
     res.status = r->status;
     if (r->retry_after > 0) res.set_header("Retry-After", std::to_string(r->retry_after));
-    res.set_content(error_json(*r), "application/json");
+    res.set_content(error_json(*r, req.path), "application/json");
     return HandlerResponse::Handled;
   });
 }

@@ -185,6 +185,39 @@ await t.check("errors: Anthropic's shape, the SDK's classes, the field named", a
   assert.equal(unknown.body.error.type, "not_found_error");
 });
 
+await t.check("the connection guard refuses in Anthropic's shape under /anthropic (a form body: 415)", async () => {
+  const r = await fetch(server.url + "/anthropic/v1/messages", { method: "POST", headers: { "Content-Type": "text/plain" }, body: "{}" });
+  assert.equal(r.status, 415);
+  const b = await r.json();
+  assert.equal(b.type, "error");
+  assert.equal(b.error.type, "invalid_request_error");
+  const o = await fetch(server.url + "/v1/chat/completions", { method: "POST", headers: { "Content-Type": "text/plain" }, body: "{}" });
+  assert.equal(o.status, 415);
+  assert.equal(typeof (await o.json()).error.code, "string");  // OpenAI's shape elsewhere
+});
+
 const code = await stopServer(server);
 await t.check("SIGTERM stops the server cleanly", async () => assert.equal(code, 0, server.stderr()));
+
+await t.check("x-api-key: a key protects /anthropic; missing or wrong is the SDK's AuthenticationError (401)", async () => {
+  const { execFileSync } = await import("node:child_process");
+  const secret = execFileSync(bin, ["keys", "create", "claude-code", "--db", `${work}/server.db`], { encoding: "utf8" }).trim();
+  const keyed = await startServer(bin, model, `${work}/server.db`, ["--chat-format", "deepseek-v3.1"]);
+  try {
+    const missing = await fetch(keyed.url + "/anthropic/v1/messages", { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ model: "deepseek-flash", max_tokens: 4, messages: ask }) });
+    assert.equal(missing.status, 401);
+    const mb = await missing.json();
+    assert.equal(mb.type, "error");
+    assert.equal(mb.error.type, "authentication_error");
+    const wrong = new Anthropic({ baseURL: keyed.url + "/anthropic", apiKey: "sk-wrong", maxRetries: 0 });
+    await assert.rejects(wrong.messages.create({ model: "deepseek-flash", max_tokens: 4, messages: ask }),
+                         (e) => e instanceof Anthropic.AuthenticationError && e.status === 401 && e.type === "authentication_error");
+    const right = new Anthropic({ baseURL: keyed.url + "/anthropic", apiKey: secret, maxRetries: 0 });
+    const m = await right.messages.create({ model: "deepseek-flash", max_tokens: 4, messages: ask, thinking: off });
+    assert.equal(m.type, "message");
+  } finally {
+    await stopServer(keyed);
+  }
+});
 t.done();
