@@ -255,7 +255,7 @@ int run_grpo(const GrpoRecipe& r, bool resume) {
     // ---- rollouts
     std::vector<GrpoSequence> batch;
     std::vector<std::vector<int32_t>> seqs;
-    double reward_sum = 0, correct = 0, formatted = 0, length_sum = 0, finished = 0, sampled = 0;
+    double reward_sum = 0, correct = 0, formatted = 0, length_sum = 0, finished = 0;
     int64_t zero_var = 0, groups_drawn = 0, kept = 0, rounds = 0;
     // One round: prompts_per_step prompts × group_size samples, decoded together (infer/batch_generate.h). Each
     // round of each step has its own prompts, and each sample's seed depends only on (seed, step, round, sample),
@@ -296,7 +296,7 @@ int run_grpo(const GrpoRecipe& r, bool resume) {
           const int64_t length = gen.finished ? int64_t(gen.tokens.size()) : r.max_new_tokens;
           sc.reward += overlong_reward(length, r.max_new_tokens, r.overlong_buffer, r.overlong_penalty);
           rewards.push_back(sc.reward);
-          reward_sum += sc.reward, correct += sc.grade.correct, formatted += sc.formatted, sampled += 1;
+          reward_sum += sc.reward, correct += sc.grade.correct, formatted += sc.formatted;
           length_sum += double(gen.tokens.size()), finished += gen.finished;
           GrpoSequence s;
           s.tokens = prompt;
@@ -342,7 +342,7 @@ int run_grpo(const GrpoRecipe& r, bool resume) {
       model.prepare();  // re-derive the absorbed-MLA weights (W^UK) that rollouts decode with
     }
     const int64_t done = step + 1;
-    const double n = sampled;
+    const double n = double(groups_drawn * r.group_size);  // every sample drawn
     const double step_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
     json m = {{"step", done}, {"reward", reward_sum / n}, {"accuracy", correct / n}, {"format", formatted / n},
               {"response_tokens", length_sum / n}, {"finished", finished / n}, {"kl", st.kl}, {"loss", st.loss},

@@ -1,6 +1,7 @@
 #include "tokenizer/chat_template.h"
 
 #include <algorithm>
+#include <span>
 
 #include "core/check.h"
 
@@ -237,15 +238,15 @@ void OutputParser::drain(Delta& d, bool final) {
       // markers (a small model sometimes writes <｜tool▁calls▁end｜> while thinking) are structure, not thought:
       // they are dropped from the reasoning. Content is left raw (the grounded-quote constraint sees raw text).
       const size_t end = buffer_.find(kThinkEnd), calls = buffer_.find(kCallsBegin);
+      const std::string* markers[] = {&kThinkEnd, &kCallsBegin, &kCallsEnd, &kCallBegin, &kCallEnd, &kSep};
       size_t stray = std::string::npos, stray_size = 0;
-      for (const std::string* m : {&kCallsEnd, &kCallBegin, &kCallEnd, &kSep})
+      for (const std::string* m : std::span(markers).subspan(2))  // the markers after </think> and the opener
         if (size_t q = buffer_.find(*m); q < stray) stray = q, stray_size = m->size();
       const size_t p = std::min({end, calls, stray});
       if (p == std::string::npos) {
         size_t keep = 0;
         if (!final)
-          for (const std::string* m : {&kThinkEnd, &kCallsBegin, &kCallsEnd, &kCallBegin, &kCallEnd, &kSep})
-            keep = std::max(keep, partial_suffix(buffer_, *m));
+          for (const std::string* m : markers) keep = std::max(keep, partial_suffix(buffer_, *m));
         d.reasoning += buffer_.substr(0, buffer_.size() - keep);
         buffer_.erase(0, buffer_.size() - keep);
         return;

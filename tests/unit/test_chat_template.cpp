@@ -107,6 +107,22 @@ TEST(OutputParser, ReasoningNotAllowedKeepsThinkAsContent) {
   }
 }
 
+namespace {
+// Everything a parser that starts in the reasoning gives for `text` pushed `chunk` bytes at a time, then finished.
+OutputParser::Delta parse_in_chunks(std::string_view text, size_t chunk) {
+  OutputParser q(/*starts_in_reasoning=*/true);
+  OutputParser::Delta all;
+  auto take = [&](const OutputParser::Delta& d) {
+    all.reasoning += d.reasoning;
+    all.content += d.content;
+    all.tool_calls.insert(all.tool_calls.end(), d.tool_calls.begin(), d.tool_calls.end());
+  };
+  for (size_t i = 0; i < text.size(); i += chunk) take(q.push(text.substr(i, chunk)));
+  take(q.finish());
+  return all;
+}
+}  // namespace
+
 TEST(OutputParser, ToolCallsInsideReasoningAreCallsNotReasoning) {
   // The bug a user hit: a thinking model wrote its tool call before </think>; the raw markers came back in
   // reasoning_content. Every chunk size must give the call, and reasoning without a marker.
@@ -132,32 +148,16 @@ TEST(OutputParser, ToolCallsInsideReasoningAreCallsNotReasoning) {
   }
   // A stray block opener while thinking, then </think> and the answer: the answer is content, not part of a call.
   for (size_t chunk = 1; chunk <= 40; ++chunk) {
-    const std::string stray = "hmm<｜tool▁calls▁begin｜>junk</think>{\"ok\": true}";
-    OutputParser q(true);
-    std::string reasoning, content;
-    for (size_t i = 0; i < stray.size(); i += chunk) {
-      auto d = q.push(std::string_view(stray).substr(i, chunk));
-      reasoning += d.reasoning;
-      content += d.content;
-    }
-    auto e = q.finish();
-    EXPECT_EQ(reasoning + e.reasoning, "hmm") << chunk;
-    EXPECT_EQ(content + e.content, "{\"ok\": true}") << chunk;
+    const auto e = parse_in_chunks("hmm<｜tool▁calls▁begin｜>junk</think>{\"ok\": true}", chunk);
+    EXPECT_EQ(e.reasoning, "hmm") << chunk;
+    EXPECT_EQ(e.content, "{\"ok\": true}") << chunk;
   }
   // The other tool markers written while thinking, with no block open, are dropped from the reasoning (the default
   // model wrote a lone <｜tool▁calls▁end｜> on the reasoner); the answer after </think> is untouched.
   for (size_t chunk = 1; chunk <= 40; ++chunk) {
-    const std::string stray = "a<｜tool▁calls▁end｜>b<｜tool▁sep｜><｜tool▁call▁end｜>c<｜tool▁call▁begin｜></think>x<｜tool▁sep｜>y";
-    OutputParser q(true);
-    std::string reasoning, content;
-    for (size_t i = 0; i < stray.size(); i += chunk) {
-      auto d = q.push(std::string_view(stray).substr(i, chunk));
-      reasoning += d.reasoning;
-      content += d.content;
-    }
-    auto e = q.finish();
-    EXPECT_EQ(reasoning + e.reasoning, "abc") << chunk;
-    EXPECT_EQ(content + e.content, "x<｜tool▁sep｜>y") << chunk;
+    const auto e = parse_in_chunks("a<｜tool▁calls▁end｜>b<｜tool▁sep｜><｜tool▁call▁end｜>c<｜tool▁call▁begin｜></think>x<｜tool▁sep｜>y", chunk);
+    EXPECT_EQ(e.reasoning, "abc") << chunk;
+    EXPECT_EQ(e.content, "x<｜tool▁sep｜>y") << chunk;
   }
   // Right after the reasoning (</think> then the block) it was already parsed; it stays so.
   OutputParser p(true);
