@@ -131,11 +131,15 @@ await t.check("on the reasoner the forced search follows the reasoning, which st
   const last = stored.messages[stored.messages.length - 1];
   assert.equal(last.model, "deepseek-reasoner");
   assert.equal(last.tool_steps[0].name, "search_documents");
-  assert.ok(last.reasoning.length > 0 && !last.reasoning.includes("tool▁call"), last.reasoning);
+  // Thinking mode samples (temperature is ignored), and the tiny model sometimes thinks nothing but a stray tool
+  // marker, which the parser drops: the reasoning may then be empty, but never holds a marker.
+  assert.ok(!last.reasoning.includes("tool▁call"), last.reasoning);
   const answer = ".message.assistant:last-child";
   assert.equal(await page.getAttribute(`${answer} .tool-card`, "data-status"), "done");
-  await page.click(`${answer} details.thinking summary`);
-  assert.equal(await page.textContent(`${answer} details.thinking .reasoning`), last.reasoning);
+  if (last.reasoning.length > 0) {
+    await page.click(`${answer} details.thinking summary`);
+    assert.equal(await page.textContent(`${answer} details.thinking .reasoning`), last.reasoning);
+  }
   assert.equal(await page.textContent(`${answer} ol.citations a.citation`), "[1] glacier.txt");
 });
 
