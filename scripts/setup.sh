@@ -7,6 +7,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   libfmt-dev libcli11-dev nlohmann-json3-dev libopenblas-dev libgtest-dev
   libpcre2-dev libsqlite3-dev libcpp-httplib-dev
+  libopenmpi-dev openmpi-bin   # the MPI communicator: mpirun -np N baleine train|sft|grpo|distill
   zlib1g-dev libicu-dev python3 libssl-dev
   chromium
   clang-14 libclang-rt-14-dev   # libFuzzer + sanitizers for fuzz/run.sh (./test runs every target briefly)

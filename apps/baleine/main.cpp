@@ -1,15 +1,19 @@
 // apps/baleine/main.cpp — the `baleine` executable: git-style subcommands, one file each (cmd_*.cpp).
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
+#include <thread>
 
 #include <unistd.h>
 
 #include "apps/baleine/command.h"
 #include "core/check.h"
+#include "core/comm.h"
 #include "core/threadpool.h"
 #include "ops/ops.h"
 
@@ -71,16 +75,39 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  // Under mpirun every rank runs this same command line; only the training commands cooperate across ranks.
+  static const std::vector<std::string> distributed = {"train"};
+  auto fail = [](const std::string& message) {
+    if (baleine::world().size() > 1) baleine::world().abort(message);  // ends every rank, naming this one
+    fmt::print(stderr, "error: {}\n", message);
+    return 1;
+  };
+  int rc = 0;
   try {
+    baleine::init_world(&argc, &argv);
+    const int ranks = baleine::world().size();
+    for (auto& [sub, fn] : actions)
+      if (sub->parsed() && ranks > 1 &&
+          std::find(distributed.begin(), distributed.end(), sub->get_name()) == distributed.end()) {
+        if (baleine::world().rank() == 0)
+          fmt::print(stderr, "error: 'baleine {}' runs in one process; under mpirun only {} run on several ranks\n",
+                     sub->get_name(), fmt::join(distributed, ", "));
+        baleine::finalize_world();
+        return 1;
+      }
+    if (threads == 0 && ranks > 1) {  // share the node's cores between the ranks started on it
+      const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+      const int per_node = local ? std::max(1, std::atoi(local)) : 1;
+      threads = std::max(1, int(std::thread::hardware_concurrency()) / per_node);
+    }
     if (threads > 0) baleine::ThreadPool::set_global_threads(threads);
     for (auto& [sub, fn] : actions)
-      if (sub->parsed()) return fn();
+      if (sub->parsed()) rc = fn();
   } catch (const baleine::Error& e) {
-    fmt::print(stderr, "error: {}\n", e.what());
-    return 1;
+    return fail(e.what());
   } catch (const std::exception& e) {
-    fmt::print(stderr, "error: {}\n", e.what());
-    return 1;
+    return fail(e.what());
   }
-  return 0;
+  baleine::finalize_world();
+  return rc;
 }

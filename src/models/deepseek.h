@@ -94,6 +94,8 @@ class DeepSeekModel final : public CausalLM {
   // layer received; after an optimizer step, b_i += γ·sign(mean load − load_i) nudges selection toward
   // under-loaded experts. expert_load()[layer] is empty for dense layers.
   const std::vector<std::vector<int64_t>>& expert_load() const { return expert_load_; }
+  // The same counts, writable: data-parallel training sums them over ranks before update_balance_bias.
+  std::vector<std::vector<int64_t>>& expert_load_counts() { return expert_load_; }
   void reset_expert_load();
   void update_balance_bias(double gamma);
 

@@ -68,11 +68,11 @@ namespace baleine::nn {
 float* Gradients::of(const Tensor& param) {
   auto it = by_slot_.find(&param);
   BALEINE_CHECK(it != by_slot_.end(), "no gradient buffer for this parameter (call allocate first)");
-  return it->second.f32();
+  return it->second.view.f32();
 }
 
 void Gradients::zero() {
-  for (auto& [slot, g] : by_slot_) std::memset(g.raw(), 0, g.nbytes());
+  if (flat_.defined()) std::memset(flat_.raw(), 0, flat_.nbytes());
 }
 
 }  // namespace baleine::nn

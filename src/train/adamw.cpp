@@ -1,25 +1,44 @@
 #include "train/adamw.h"
 
+#include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstring>
+#include <unordered_map>
 
 #include "core/check.h"
 #include "core/threadpool.h"
 
 namespace baleine::train {
 
-void AdamW::attach(CausalLM& model) {
+void AdamW::attach(CausalLM& model) { attach(model, 0, INT64_MAX); }
+
+void AdamW::attach(CausalLM& model, int64_t begin, int64_t end) {
   slots_.clear();
   t_ = 0;
-  model.for_each_param([&](nn::Param& p) {
-    if (!p.tensor->defined()) return;
-    if (p.name.find("e_score_correction_bias") != std::string::npos) return;
-    BALEINE_CHECK(p.tensor->dtype() == DType::F32, "parameter '{}' is {}; call materialize_params first", p.name,
-                  dtype_name(p.tensor->dtype()));
-    Slot s{p.name, p.tensor, p.kind == nn::ParamKind::Matrix, Tensor::zeros(DType::F32, p.shape),
-           Tensor::zeros(DType::F32, p.shape)};
+  nn::Gradients layout;  // the arena's offsets, by the one rule that lays gradients out
+  layout.allocate(model);
+  layout_size_ = layout.size();
+  begin_ = std::clamp<int64_t>(begin, 0, layout_size_);
+  end_ = std::clamp<int64_t>(end, begin_, layout_size_);
+  m_ = Tensor::zeros(DType::F32, {end_ - begin_});
+  v_ = Tensor::zeros(DType::F32, {end_ - begin_});
+  const bool full = begin_ == 0 && end_ == layout_size_;
+  for (const auto& [name, slot] : layout.names()) {
+    if (name.find("e_score_correction_bias") != std::string::npos) continue;
+    Tensor* param = const_cast<Tensor*>(slot);
+    BALEINE_CHECK(param->dtype() == DType::F32, "parameter '{}' is {}; call materialize_params first", name,
+                  dtype_name(param->dtype()));
+    Slot s{name, param, false, layout.offset_of(slot), Tensor(), Tensor()};
+    if (full) {
+      s.m = Tensor::borrow(m_.f32() + s.offset, DType::F32, param->shape(), nullptr);
+      s.v = Tensor::borrow(v_.f32() + s.offset, DType::F32, param->shape(), nullptr);
+    }
     slots_.push_back(std::move(s));
-  });
+  }
+  std::unordered_map<const Tensor*, bool> is_matrix;  // decay matrices only (a tied slot: its first visit)
+  model.for_each_param([&](nn::Param& p) { is_matrix.emplace(p.tensor, p.kind == nn::ParamKind::Matrix); });
+  for (Slot& s : slots_) s.decay = is_matrix.at(s.param);
 }
 
 void AdamW::step(nn::Gradients& grads, double lr) {
@@ -27,16 +46,21 @@ void AdamW::step(nn::Gradients& grads, double lr) {
   const double bc1 = 1.0 - std::pow(cfg_.beta1, double(t_));
   const double bc2 = 1.0 - std::pow(cfg_.beta2, double(t_));
   const float b1 = float(cfg_.beta1), b2 = float(cfg_.beta2);
+  BALEINE_CHECK(grads.size() == layout_size_, "AdamW: the gradients hold {} elements, the optimizer's layout {}",
+                grads.size(), layout_size_);
   for (Slot& s : slots_) {
-    float* w = s.param->f32();
-    const float* g = grads.of(*s.param);
-    float* m = s.m.f32();
-    float* v = s.v.f32();
+    const int64_t lo = std::max(s.offset, begin_), hi = std::min(s.offset + s.param->numel(), end_);
+    if (lo >= hi) continue;
+    BALEINE_CHECK(grads.offset_of(s.param) == s.offset, "AdamW: '{}' sits elsewhere in the gradient arena", s.name);
+    float* w = s.param->f32() + (lo - s.offset);
+    const float* g = grads.flat() + lo;
+    float* m = m_.f32() + (lo - begin_);
+    float* v = v_.f32() + (lo - begin_);
     const float decay = s.decay ? float(1.0 - lr * cfg_.weight_decay) : 1.0f;
     const float step_size = float(lr / bc1);
     const float inv_sqrt_bc2 = float(1.0 / std::sqrt(bc2));
     const float eps = float(cfg_.eps);
-    parallel_for(s.param->numel(), [&](int64_t b, int64_t e) {
+    parallel_for(hi - lo, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
         w[i] *= decay;  // decoupled weight decay, before the Adam step (as torch does)
         m[i] = b1 * m[i] + (1 - b1) * g[i];
@@ -48,6 +72,8 @@ void AdamW::step(nn::Gradients& grads, double lr) {
 }
 
 std::vector<std::pair<std::string, Tensor*>> AdamW::state() {
+  BALEINE_CHECK(begin_ == 0 && end_ == layout_size_, "AdamW::state: this optimizer holds a shard [{}, {}) of {}", begin_,
+                end_, layout_size_);
   std::vector<std::pair<std::string, Tensor*>> out;
   for (Slot& s : slots_) {
     out.emplace_back(s.name + ".exp_avg", &s.m);

@@ -1,6 +1,7 @@
 #include "train/trainer.h"
 
 #include "train/checkpoint.h"
+#include "train/data_parallel.h"
 
 #include <fcntl.h>
 #include <malloc.h>
@@ -19,6 +20,7 @@
 #include <thread>
 
 #include "core/check.h"
+#include "core/comm.h"
 #include "core/threadpool.h"
 #include "io/safetensors.h"
 #include "models/deepseek.h"
@@ -173,24 +175,33 @@ int run_training(const TrainRecipe& r, const TrainOptions& opts) {
   BALEINE_CHECK(ds || r.sequence_balance_alpha == 0, "{}: sequence_balance_alpha needs a DeepSeek MoE model; '{}' has "
                 "no experts", r.source, cfg.model_type);
   if (ds) ds->set_sequence_balance_alpha(r.sequence_balance_alpha);
+  Communicator& comm = world();
+  const int rank = comm.rank(), ranks = comm.size();
+  const bool root = rank == 0;
+  if (ranks > 1) check_same_run_on_every_rank(comm, r, opts, data);
   Checkpointer ckpt{fs::path(r.out) / "checkpoints", data.tokenizer_dir};
   const fs::path metrics_path = fs::path(r.out) / "metrics.jsonl";
-  fs::create_directories(r.out);
+  if (root) fs::create_directories(r.out);
 
+  // Rank 0 alone reads the checkpoint and the others receive its contents, so the run directory need not be on a
+  // shared filesystem, and a checkpoint written by any world size resumes on any other.
   AdamW opt(r.adamw);
   int64_t start_step = 0;
   double elapsed_before = 0;
-  std::string latest = opts.resume ? ckpt.latest() : "";
-  if (!latest.empty()) {
+  std::string latest = opts.resume && root ? ckpt.latest() : "";
+  int64_t resumed = latest.empty() ? 0 : 1;
+  comm.broadcast(&resumed, sizeof resumed, 0);
+  if (root && resumed) {
     fs::path dir = ckpt.root / latest;
     json state = restore_checkpoint(dir, model, opt);
     start_step = state.at("step").get<int64_t>();
     opt.set_steps(state.at("optimizer_steps").get<int64_t>());
     elapsed_before = state.value("elapsed_s", 0.0);
     truncate_metrics(metrics_path, start_step);
-    fmt::print(stderr, "resuming from {} (step {})\n", dir.string(), start_step);
+    fmt::print(stderr, "resuming from {} (step {}){}\n", dir.string(), start_step,
+               ranks > 1 ? fmt::format(" on {} ranks", ranks) : "");
   } else {
-    if (opts.resume) fmt::print(stderr, "no checkpoint in {}: starting from scratch\n", ckpt.root.string());
+    if (opts.resume && root) fmt::print(stderr, "no checkpoint in {}: starting from scratch\n", ckpt.root.string());
     init_params_random(model, r.seed, float(r.init_std));
     // The MTP modules' embedding and output head are optional copies: DeepSeek-V3 shares them with the main
     // model, so drop them and let prepare() point them at the main ones (they are drawn last, so the other
@@ -200,17 +211,41 @@ int run_training(const TrainRecipe& r, const TrainOptions& opts) {
     });
     model.prepare();
     opt.attach(model);
-    std::ofstream(metrics_path, std::ios::trunc);
+    if (root && !resumed) std::ofstream(metrics_path, std::ios::trunc);
   }
   nn::Gradients grads;
   grads.allocate(model);
-  std::ofstream metrics(metrics_path, std::ios::app);
+  if (ranks > 1) {
+    check_same_layout_on_every_rank(comm, grads);
+    for (const auto& [name, slot] : grads.names()) comm.broadcast(slot->raw(), int64_t(slot->nbytes()), 0);
+    if (resumed) {
+      comm.broadcast(opt.exp_avg(), opt.layout_size() * 4, 0);
+      comm.broadcast(opt.exp_avg_sq(), opt.layout_size() * 4, 0);
+      int64_t steps[2] = {start_step, opt.steps()};
+      comm.broadcast(steps, sizeof steps, 0);
+      comm.broadcast(&elapsed_before, sizeof elapsed_before, 0);
+      start_step = steps[0];
+      opt.set_steps(steps[1]);
+    }
+    model.prepare();  // re-derive what depends on the received weights
+  }
+  if (opts.zero1 && ranks > 1) {  // keep only this rank's block of the moments
+    auto [b, e] = comm.block_range(grads.size(), rank);
+    AdamW shard(r.adamw);
+    shard.attach(model, b, e);
+    std::memcpy(shard.exp_avg(), opt.exp_avg() + b, size_t(e - b) * 4);
+    std::memcpy(shard.exp_avg_sq(), opt.exp_avg_sq() + b, size_t(e - b) * 4);
+    shard.set_steps(opt.steps());
+    opt = std::move(shard);
+  }
+  std::ofstream metrics;
+  if (root) metrics.open(metrics_path, std::ios::app);
   g_interrupted = false;
   auto old_handler = std::signal(SIGINT, on_sigint);
 
   const ModelStats stats = model_stats(cfg);
   const double flops_per_token = 6.0 * stats.active_params;  // forward + backward matmuls
-  const int threads = ThreadPool::global().size();
+  const int threads = ThreadPool::global().size() * ranks;  // cores in use over every rank
   auto t0 = std::chrono::steady_clock::now();
   auto elapsed = [&] { return elapsed_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
   auto make_state = [&](int64_t step) {
@@ -227,35 +262,48 @@ int run_training(const TrainRecipe& r, const TrainOptions& opts) {
   // across steps and across runs with the same seed.
   auto eval_loss = [&](int64_t) {
     double sum = 0;
-    for (int64_t b = 0; b < r.eval_batches; ++b)
+    auto [first, last] = comm.block_range(r.eval_batches, rank);  // each rank its share of the windows
+    for (int64_t b = first; b < last; ++b)
       sum += model.loss_and_grad(data.window(true, r.seed, /*step=*/0, b, r.seq_len), nullptr, 0.0).main;
+    comm.allreduce_sum(&sum, 1);
     return r.eval_batches > 0 ? sum / double(r.eval_batches) : 0.0;
   };
+  std::vector<float> weights_flat;  // ZeRO-1: the all-gather buffer of updated weights
 
   int exit_code = 0;
   for (int64_t step = start_step; step < r.steps; ++step) {
     auto step_start = std::chrono::steady_clock::now();
+    const CommStats comm_before = comm.stats();
     grads.zero();
     if (ds) ds->reset_expert_load();
     LossParts loss;
-    for (int64_t j = 0; j < r.batch_size; ++j) {
+    // Sequence j of the global batch is the same window on any world size; rank r takes a contiguous share.
+    auto [first, last] = comm.block_range(r.batch_size, rank);
+    for (int64_t j = first; j < last; ++j) {
       auto l = model.loss_and_grad(data.window(false, r.seed, step, j, r.seq_len), &grads, r.mtp_lambda);
       loss.total += l.total / double(r.batch_size), loss.main += l.main / double(r.batch_size), loss.mtp += l.mtp / double(r.batch_size);
       loss.balance += l.balance / double(r.batch_size);
     }
+    if (ranks > 1) {
+      double parts[4] = {loss.total, loss.main, loss.mtp, loss.balance};
+      comm.allreduce_sum(parts, 4);
+      loss.total = parts[0], loss.main = parts[1], loss.mtp = parts[2], loss.balance = parts[3];
+      if (ds)
+        for (auto& layer_load : ds->expert_load_counts()) comm.allreduce_sum(layer_load.data(), int64_t(layer_load.size()));
+      if (opts.zero1) comm.reduce_scatter_sum(grads.flat(), grads.size());
+      else comm.allreduce_sum(grads.flat(), grads.size());
+    }
     if (!std::isfinite(loss.total)) {
-      fmt::print(stderr, "\nerror: loss is {} at step {}; stopping (the last good checkpoint is kept: {})\n",
+      if (root) fmt::print(stderr, "\nerror: loss is {} at step {}; stopping (the last good checkpoint is kept: {})\n",
                  std::isnan(loss.total) ? "NaN" : "infinite", step + 1, ckpt.latest().empty() ? "none" : ckpt.latest());
       exit_code = 1;
       break;
     }
-    for (const auto& [name, slot] : grads.names()) {  // mean over the batch
-      const Tensor& g = grads.tensor_of(slot);
-      for (int64_t i = 0; i < g.numel(); ++i) g.f32()[i] /= float(r.batch_size);
-    }
-    const double norm = clip_grad_norm(grads, r.grad_clip);
+    for (int64_t i = 0; i < grads.size(); ++i) grads.flat()[i] /= float(r.batch_size);  // mean over the batch
+    const double norm = ranks > 1 ? clip_grad_norm_by_blocks(comm, grads, r.grad_clip) : clip_grad_norm(grads, r.grad_clip);
     const double lr = lr_at(r.lr, step);
     opt.step(grads, lr);
+    if (opts.zero1 && ranks > 1) allgather_updated_weights(comm, grads, weights_flat);
     if (ds) ds->update_balance_bias(r.bias_update_speed);
     if (opts.debug_step_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(opts.debug_step_delay_ms));
 
@@ -263,6 +311,11 @@ int run_training(const TrainRecipe& r, const TrainOptions& opts) {
     const double step_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
     json m = {{"step", done}, {"loss", loss.total}, {"loss_main", loss.main}, {"lr", lr}, {"grad_norm", norm},
               {"tokens_per_s", double(r.batch_size * (r.seq_len - 1)) / step_s}};
+    if (ranks > 1) {
+      m["ranks"] = ranks;
+      m["comm_s"] = comm.stats().seconds - comm_before.seconds;
+      m["comm_bytes"] = double(comm.stats().bytes_sent - comm_before.bytes_sent);
+    }
     if (model.has_mtp() && r.mtp_lambda > 0) m["loss_mtp"] = loss.mtp;
     if (r.sequence_balance_alpha > 0) m["loss_balance"] = loss.balance;
     json balance = json::array();
@@ -277,13 +330,15 @@ int run_training(const TrainRecipe& r, const TrainOptions& opts) {
     }
     if (!balance.empty()) m["expert_balance"] = balance;
     if (done % r.eval_every == 0 || done == r.steps) m["val_loss"] = eval_loss(done);
-    if (done % r.log_every == 0 || m.contains("val_loss")) metrics << m.dump() << "\n" << std::flush;
+    if (root && (done % r.log_every == 0 || m.contains("val_loss"))) metrics << m.dump() << "\n" << std::flush;
     const double e = elapsed();
     const double eta = e / double(done - start_step + 1e-9) * double(r.steps - done) * (done > start_step ? 1 : 0);
-    fmt::print(stderr, "\rstep {}/{} [{:3.0f}%] loss {:.4f} lr {:.2e} {:.0f} tok/s ETA {:.0f}s{}", done, r.steps,
+    if (root) fmt::print(stderr, "\rstep {}/{} [{:3.0f}%] loss {:.4f} lr {:.2e} {:.0f} tok/s ETA {:.0f}s{}", done, r.steps,
                100.0 * double(done) / double(r.steps), loss.total, lr, m["tokens_per_s"].get<double>(), eta,
                m.contains("val_loss") ? fmt::format(" val {:.4f}\n", m["val_loss"].get<double>()) : "");
-    const bool interrupted = g_interrupted.load();
+    int64_t interrupted_flag = g_interrupted.load() ? 1 : 0;
+    comm.allreduce_max(&interrupted_flag, 1);  // every rank stops at the same step
+    const bool interrupted = interrupted_flag != 0;
     if (done % r.checkpoint_every == 0 || done == r.steps || interrupted) {
       // Never write a checkpoint holding NaN/Inf weights: the previous one stays the one to resume from.
       bool finite = true;
@@ -294,13 +349,18 @@ int run_training(const TrainRecipe& r, const TrainOptions& opts) {
           if (!std::isfinite(w[i])) { finite = false; break; }
       });
       if (!finite) {
-        fmt::print(stderr, "\nerror: parameters became NaN or infinite at step {}; stopping (the last good checkpoint is kept: {})\n",
+        if (root) fmt::print(stderr, "\nerror: parameters became NaN or infinite at step {}; stopping (the last good checkpoint is kept: {})\n",
                    done, ckpt.latest().empty() ? "none" : ckpt.latest());
         exit_code = 1;
         break;
       }
       try {
-        ckpt.save(model, opt, r.model, make_state(done));
+        if (opts.zero1 && ranks > 1) {
+          AdamW full = gather_moments(comm, model, opt, r.adamw);
+          if (root) ckpt.save(model, full, r.model, make_state(done));
+        } else if (root) {
+          ckpt.save(model, opt, r.model, make_state(done));
+        }
       } catch (const std::exception& e) {
         // Disk full, quota, I/O error: the half-written directory is gone and `latest` still names the
         // previous checkpoint, which was not touched.
@@ -311,13 +371,14 @@ int run_training(const TrainRecipe& r, const TrainOptions& opts) {
       }
     }
     if (interrupted) {
-      fmt::print(stderr, "\ninterrupted: checkpoint saved at step {}; continue with --resume\n", done);
+      if (root) fmt::print(stderr, "\ninterrupted: checkpoint saved at step {}; continue with --resume\n", done);
       exit_code = 130;
       break;
     }
   }
   std::signal(SIGINT, old_handler);
   json s = make_state(opt.steps());
+  if (!root) return exit_code;
   fmt::print(stderr, "\ncompute: {:.3g} FLOPs, {:.4f} core-hours on {} threads, ${:.4f} at ${}/core-hour; peak memory {:.0f} MiB\n",
              s["flops"].get<double>(), s["core_hours"].get<double>(), threads, s["cost_usd"].get<double>(),
              r.price_per_core_hour, s["peak_memory_mb"].get<double>());

@@ -47,6 +47,7 @@ struct TokenData {
 struct TrainOptions {
   bool resume = false;
   int64_t debug_step_delay_ms = 0;  // slows steps so tests can kill a run mid-way
+  bool zero1 = false;               // under mpirun: shard the optimizer moments across ranks (ZeRO stage 1)
 };
 
 // Runs (or resumes) training; returns the process exit code. SIGINT saves a checkpoint and exits.
