@@ -6,6 +6,7 @@
 
 #include "apps/baleine/command.h"
 #include "core/check.h"
+#include "core/comm.h"
 #include "rl/distill.h"
 #include "rl/sft.h"
 #include "train/checkpoint.h"
@@ -27,6 +28,8 @@ int run_distill(const DistillArgs& a) {
     return rl::run_sft(rl::load_sft_recipe(a.config, /*distill=*/true), a.resume);
   }
   BALEINE_CHECK(!a.teacher.empty() && !a.out.empty(), "either --config RECIPE, or --teacher DIR with --out FILE.jsonl");
+  BALEINE_CHECK(world().size() == 1, "sequence-level distillation (--teacher) runs in one process; under mpirun only "
+                "logit distillation (--config) runs on several ranks");
   rl::Policy t = rl::load_policy(a.teacher, "--teacher");
   nlohmann::json spec = rl::suite_spec_from_arg(a.suite, "--suite");
   auto suite = rl::make_suite(spec, a.seed, "--suite");

@@ -11,8 +11,10 @@
 #include <random>
 
 #include "core/check.h"
+#include "core/comm.h"
 #include "rl/objectives.h"
 #include "train/checkpoint.h"
+#include "train/data_parallel.h"
 
 namespace baleine::rl {
 
@@ -96,7 +98,7 @@ std::vector<PackedWindow> pack_samples(const std::vector<TokenizedSample>& sampl
   return windows;
 }
 
-int run_sft(const SftRecipe& r, bool resume) {
+int run_sft(const SftRecipe& r, bool resume, bool zero1) {
   mallopt(M_MMAP_THRESHOLD, 1 << 30);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
   Policy pol = load_policy(r.model, r.source + " key 'model'");
@@ -108,7 +110,19 @@ int run_sft(const SftRecipe& r, bool resume) {
   BALEINE_CHECK(!train_windows.empty(), "{}: no sample has 2 tokens or more", r.data);
   int64_t trained_tokens = 0;
   for (const auto& w : train_windows) trained_tokens += int64_t(std::count(w.weights.begin(), w.weights.end(), 1.0f));
-  fmt::print(stderr, "sft: {} windows of <= {} tokens, {} assistant tokens per epoch\n", train_windows.size(), r.seq_len,
+  Communicator& comm = world();
+  const int rank = comm.rank(), ranks = comm.size();
+  const bool root = rank == 0;
+  if (ranks > 1) {  // every rank must run the same recipe on the same windows
+    const std::string text = train::read_json_file(r.source).dump();
+    train::check_fingerprints_agree(comm, train::fingerprint(text.data(), text.size()), fmt::format("recipe ({})", r.source));
+    const int64_t flags[2] = {resume ? 1 : 0, zero1 ? 1 : 0};
+    train::check_fingerprints_agree(comm, train::fingerprint(flags, sizeof flags), "set of flags (--resume, --zero)");
+    uint64_t h = train::fingerprint(nullptr, 0);
+    for (const auto& w : train_windows) h = train::fingerprint(w.tokens.data(), w.tokens.size() * 4, h);
+    train::check_fingerprints_agree(comm, h, fmt::format("training data ({})", r.data));
+  }
+  if (root) fmt::print(stderr, "sft: {} windows of <= {} tokens, {} assistant tokens per epoch\n", train_windows.size(), r.seq_len,
              trained_tokens);
 
   CausalLM& model = *pol.model;
@@ -129,14 +143,24 @@ int run_sft(const SftRecipe& r, bool resume) {
   }
   train::Checkpointer ckpt{fs::path(r.out) / "checkpoints", pol.dir};
   const fs::path metrics_path = fs::path(r.out) / "metrics.jsonl";
-  fs::create_directories(r.out);
+  // Rank 0 alone reads the checkpoint and writes the run directory; the others receive its state.
+  if (root) fs::create_directories(r.out);
   train::AdamW opt(r.adamw);
-  const train::ResumePoint start = train::resume_or_start(ckpt, resume, model, opt, {metrics_path});
-  const int64_t start_step = start.step;
-  const double elapsed_before = start.elapsed_s;
+  int64_t resumed = root && resume && !ckpt.latest().empty() ? 1 : 0;
+  comm.broadcast(&resumed, sizeof resumed, 0);
+  train::ResumePoint start;
+  if (root) start = train::resume_or_start(ckpt, resume, model, opt, {metrics_path});
+  else opt.attach(model);
+  int64_t start_step = start.step;
+  double elapsed_before = start.elapsed_s;
   nn::Gradients grads;
   grads.allocate(model);
-  std::ofstream metrics(metrics_path, std::ios::app);
+  if (ranks > 1) train::broadcast_training_state(comm, model, grads, opt, resumed != 0, start_step, elapsed_before);
+  zero1 = zero1 && ranks > 1;
+  if (zero1) train::keep_moment_shard(comm, model, opt, r.adamw);
+  std::vector<float> weights_scratch;
+  std::ofstream metrics;
+  if (root) metrics.open(metrics_path, std::ios::app);
 
   // Window k of the run: epoch k / N visits the windows in its own seeded order.
   const int64_t N = int64_t(train_windows.size());
@@ -148,11 +172,14 @@ int run_sft(const SftRecipe& r, bool resume) {
     std::shuffle(perm.begin(), perm.end(), rng);
     return train_windows[size_t(perm[size_t(k % N)])];
   };
-  // Mean NLL over the assistant tokens of a set of windows (1/count per trained row).
+  // Mean NLL over the assistant tokens of a set of windows (1/count per trained row). Under mpirun each rank
+  // passes its share of the windows: the count and the loss are summed over ranks (the gradients by the caller).
   auto run_windows = [&](const std::vector<const PackedWindow*>& ws, nn::Gradients* g, int64_t* count_out) {
     int64_t count = 0;
     for (const auto* w : ws) count += int64_t(std::count(w->weights.begin(), w->weights.end(), 1.0f));
+    comm.allreduce_sum(&count, 1);
     double loss = 0;
+    if (count_out) *count_out = count;
     if (count == 0) return 0.0;
     for (const auto* w : ws) {
       std::vector<float> wt = w->weights;
@@ -170,7 +197,7 @@ int run_sft(const SftRecipe& r, bool resume) {
                                        distill_objective(std::move(teacher_logits), std::move(wt),
                                                          DistillLoss{r.distill_beta, r.distill_temperature}), g);
     }
-    if (count_out) *count_out = count;
+    comm.allreduce_sum(&loss, 1);
     return loss;
   };
   auto t0 = std::chrono::steady_clock::now();
@@ -181,20 +208,25 @@ int run_sft(const SftRecipe& r, bool resume) {
     grads.zero();
     std::vector<const PackedWindow*> batch;
     int64_t tokens = 0;
+    auto [first, last] = comm.block_range(r.batch_size, rank);  // window j of the global batch, on any world size
     for (int64_t j = 0; j < r.batch_size; ++j) {
-      batch.push_back(&window_at(step * r.batch_size + j));
-      tokens += int64_t(batch.back()->tokens.size());
+      const PackedWindow& w = window_at(step * r.batch_size + j);
+      if (j >= first && j < last) batch.push_back(&w);
+      tokens += int64_t(w.tokens.size());
     }
     int64_t count = 0;
     const double loss = run_windows(batch, &grads, &count);
+    if (ranks > 1) train::reduce_gradients(comm, grads, zero1);
     if (!std::isfinite(loss)) {
-      fmt::print(stderr, "\nerror: loss is not finite at step {}; stopping\n", step + 1);
+      if (root) fmt::print(stderr, "\nerror: loss is not finite at step {}; stopping\n", step + 1);
       exit_code = 1;
       break;
     }
-    const double norm = train::clip_grad_norm(grads, r.grad_clip);
+    const double norm = ranks > 1 ? train::clip_grad_norm_by_blocks(comm, grads, r.grad_clip)
+                                  : train::clip_grad_norm(grads, r.grad_clip);
     const double lr = train::lr_at(r.lr, step);
     opt.step(grads, lr);
+    if (zero1) train::allgather_updated_weights(comm, grads, weights_scratch);
     model.prepare();  // keep the derived inference weights (absorbed MLA) in step with the parameters
     const int64_t done = step + 1;
     const double step_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
@@ -202,19 +234,26 @@ int run_sft(const SftRecipe& r, bool resume) {
               {"tokens_per_s", double(tokens) / step_s}, {"epoch", double(done * r.batch_size) / double(N)}};
     if (!val_windows.empty() && (done % r.eval_every == 0 || done == r.steps)) {
       std::vector<const PackedWindow*> all;
-      for (const auto& w : val_windows) all.push_back(&w);
+      auto [vb, ve] = comm.block_range(int64_t(val_windows.size()), rank);
+      for (int64_t i = vb; i < ve; ++i) all.push_back(&val_windows[size_t(i)]);
       m["val_loss"] = run_windows(all, nullptr, nullptr);
     }
-    if (done % r.log_every == 0 || m.contains("val_loss")) metrics << m.dump() << "\n" << std::flush;
-    fmt::print(stderr, "\rstep {}/{} loss {:.4f} lr {:.2e} {:.0f} tok/s{}", done, r.steps, loss, lr,
+    if (ranks > 1) m["ranks"] = ranks;
+    if (root && (done % r.log_every == 0 || m.contains("val_loss"))) metrics << m.dump() << "\n" << std::flush;
+    if (root) fmt::print(stderr, "\rstep {}/{} loss {:.4f} lr {:.2e} {:.0f} tok/s{}", done, r.steps, loss, lr,
                double(tokens) / step_s, m.contains("val_loss") ? fmt::format(" val {:.4f}\n", m["val_loss"].get<double>()) : "");
     if (done % r.checkpoint_every == 0 || done == r.steps) {
       json state = {{"step", done}, {"optimizer_steps", opt.steps()}, {"elapsed_s", elapsed()}, {"seed", r.seed},
                     {"kind", "sft"}};
-      ckpt.save(model, opt, pol.config, state);
+      if (zero1) {
+        train::AdamW full = train::gather_moments(comm, model, opt, r.adamw);
+        if (root) ckpt.save(model, full, pol.config, state);
+      } else if (root) {
+        ckpt.save(model, opt, pol.config, state);
+      }
     }
   }
-  fmt::print(stderr, "\nsft: {:.1f} s; checkpoints in {}\n", elapsed(), ckpt.root.string());
+  if (root) fmt::print(stderr, "\nsft: {:.1f} s; checkpoints in {}\n", elapsed(), ckpt.root.string());
   return exit_code;
 }
 

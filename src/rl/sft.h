@@ -36,6 +36,8 @@ struct PackedWindow {
 std::vector<PackedWindow> pack_samples(const std::vector<TokenizedSample>& samples, int64_t seq_len, uint64_t seed);
 std::vector<TokenizedSample> load_chat_jsonl(const std::string& path, const Tokenizer& tok, ChatFormat format);
 
-int run_sft(const SftRecipe& r, bool resume);
+// Under mpirun (several ranks) data parallel: each rank takes a contiguous share of every global batch; zero1
+// shards the optimizer moments across ranks.
+int run_sft(const SftRecipe& r, bool resume, bool zero1 = false);
 
 }  // namespace baleine::rl

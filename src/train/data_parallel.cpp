@@ -49,6 +49,40 @@ void check_same_layout_on_every_rank(Communicator& comm, const nn::Gradients& gr
   check_fingerprints_agree(comm, h, "parameter layout");
 }
 
+void broadcast_training_state(Communicator& comm, CausalLM& model, const nn::Gradients& layout, AdamW& opt,
+                              bool resumed, int64_t& start_step, double& elapsed_s) {
+  check_same_layout_on_every_rank(comm, layout);
+  for (const auto& [name, slot] : layout.names()) comm.broadcast(slot->raw(), int64_t(slot->nbytes()), 0);
+  if (resumed) {
+    BALEINE_CHECK(opt.range_begin() == 0 && opt.range_end() == opt.layout_size(), "broadcast_training_state: needs the full optimizer");
+    comm.broadcast(opt.exp_avg(), opt.layout_size() * 4, 0);
+    comm.broadcast(opt.exp_avg_sq(), opt.layout_size() * 4, 0);
+    int64_t steps[2] = {start_step, opt.steps()};
+    comm.broadcast(steps, sizeof steps, 0);
+    comm.broadcast(&elapsed_s, sizeof elapsed_s, 0);
+    start_step = steps[0];
+    opt.set_steps(steps[1]);
+  }
+  model.prepare();  // re-derive what depends on the received weights
+}
+
+void keep_moment_shard(Communicator& comm, CausalLM& model, AdamW& opt, const AdamWConfig& config) {
+  auto [b, e] = comm.block_range(opt.layout_size(), comm.rank());
+  AdamW shard(config);
+  shard.attach(model, b, e);
+  if (e > b) {
+    std::memcpy(shard.exp_avg(), opt.exp_avg() + b, size_t(e - b) * 4);
+    std::memcpy(shard.exp_avg_sq(), opt.exp_avg_sq() + b, size_t(e - b) * 4);
+  }
+  shard.set_steps(opt.steps());
+  opt = std::move(shard);
+}
+
+void reduce_gradients(Communicator& comm, nn::Gradients& grads, bool zero1) {
+  if (zero1) comm.reduce_scatter_sum(grads.flat(), grads.size());
+  else comm.allreduce_sum(grads.flat(), grads.size());
+}
+
 double clip_grad_norm_by_blocks(Communicator& comm, nn::Gradients& grads, double max_norm) {
   auto [begin, end] = comm.block_range(grads.size(), comm.rank());
   const float* g = grads.flat() + begin;
@@ -82,8 +116,10 @@ AdamW gather_moments(Communicator& comm, CausalLM& model, AdamW& shard, const Ad
   BALEINE_CHECK(full.layout_size() == shard.layout_size(), "gather_moments: layouts differ");
   auto [b, e] = comm.block_range(full.layout_size(), comm.rank());
   BALEINE_CHECK(shard.range_begin() == b && shard.range_end() == e, "gather_moments: the shard is not this rank's block");
-  std::memcpy(full.exp_avg() + b, shard.exp_avg(), size_t(e - b) * 4);
-  std::memcpy(full.exp_avg_sq() + b, shard.exp_avg_sq(), size_t(e - b) * 4);
+  if (e > b) {
+    std::memcpy(full.exp_avg() + b, shard.exp_avg(), size_t(e - b) * 4);
+    std::memcpy(full.exp_avg_sq() + b, shard.exp_avg_sq(), size_t(e - b) * 4);
+  }
   comm.allgather_blocks(full.exp_avg(), full.layout_size());
   comm.allgather_blocks(full.exp_avg_sq(), full.layout_size());
   full.set_steps(shard.steps());

@@ -1,7 +1,8 @@
 // train/data_parallel.h — the pieces of data-parallel training over a Communicator, shared by the training
 // loops: agreeing that every rank runs the same thing, the global gradient norm over reduced blocks, ZeRO-1's
 // weight all-gather and moment gather for checkpoints.
-// defines: run_fingerprint, check_same_run_on_every_rank, check_same_layout_on_every_rank,
+// defines: fingerprint, check_fingerprints_agree, check_same_run_on_every_rank, check_same_layout_on_every_rank,
+//          broadcast_training_state, keep_moment_shard, reduce_gradients,
 //          clip_grad_norm_by_blocks, allgather_updated_weights, gather_moments
 #pragma once
 #include <cstdint>
@@ -29,6 +30,16 @@ void check_same_run_on_every_rank(Communicator& comm, const TrainRecipe& recipe,
                                   const TokenData& data);
 // Every rank must lay out the same parameters (names and sizes) in the same order.
 void check_same_layout_on_every_rank(Communicator& comm, const nn::Gradients& grads);
+
+// After rank 0 restored a checkpoint (or every rank initialised the model and attached a full optimizer):
+// checks every rank lays out the same parameters, then gives every rank rank 0's weights and, when `resumed`,
+// its moments, step counters (start_step, the optimizer's) and elapsed time. Calls model.prepare().
+void broadcast_training_state(Communicator& comm, CausalLM& model, const nn::Gradients& layout, AdamW& opt,
+                              bool resumed, int64_t& start_step, double& elapsed_s);
+// ZeRO-1: replaces the full optimizer `opt` by this rank's block of it (moments and step count kept).
+void keep_moment_shard(Communicator& comm, CausalLM& model, AdamW& opt, const AdamWConfig& config);
+// Sums the gradients over ranks: all of them, or with zero1 only this rank's block (reduce-scatter).
+void reduce_gradients(Communicator& comm, nn::Gradients& grads, bool zero1);
 
 // clip_grad_norm over gradients already summed across ranks: rank r squares its block of the flat arena, the
 // partial sums are added in rank order, so plain data parallel and ZeRO-1 (where only that block is valid) get

@@ -215,29 +215,8 @@ int run_training(const TrainRecipe& r, const TrainOptions& opts) {
   }
   nn::Gradients grads;
   grads.allocate(model);
-  if (ranks > 1) {
-    check_same_layout_on_every_rank(comm, grads);
-    for (const auto& [name, slot] : grads.names()) comm.broadcast(slot->raw(), int64_t(slot->nbytes()), 0);
-    if (resumed) {
-      comm.broadcast(opt.exp_avg(), opt.layout_size() * 4, 0);
-      comm.broadcast(opt.exp_avg_sq(), opt.layout_size() * 4, 0);
-      int64_t steps[2] = {start_step, opt.steps()};
-      comm.broadcast(steps, sizeof steps, 0);
-      comm.broadcast(&elapsed_before, sizeof elapsed_before, 0);
-      start_step = steps[0];
-      opt.set_steps(steps[1]);
-    }
-    model.prepare();  // re-derive what depends on the received weights
-  }
-  if (opts.zero1 && ranks > 1) {  // keep only this rank's block of the moments
-    auto [b, e] = comm.block_range(grads.size(), rank);
-    AdamW shard(r.adamw);
-    shard.attach(model, b, e);
-    std::memcpy(shard.exp_avg(), opt.exp_avg() + b, size_t(e - b) * 4);
-    std::memcpy(shard.exp_avg_sq(), opt.exp_avg_sq() + b, size_t(e - b) * 4);
-    shard.set_steps(opt.steps());
-    opt = std::move(shard);
-  }
+  if (ranks > 1) broadcast_training_state(comm, model, grads, opt, resumed != 0, start_step, elapsed_before);
+  if (opts.zero1 && ranks > 1) keep_moment_shard(comm, model, opt, r.adamw);
   std::ofstream metrics;
   if (root) metrics.open(metrics_path, std::ios::app);
   g_interrupted = false;
@@ -290,8 +269,7 @@ int run_training(const TrainRecipe& r, const TrainOptions& opts) {
       loss.total = parts[0], loss.main = parts[1], loss.mtp = parts[2], loss.balance = parts[3];
       if (ds)
         for (auto& layer_load : ds->expert_load_counts()) comm.allreduce_sum(layer_load.data(), int64_t(layer_load.size()));
-      if (opts.zero1) comm.reduce_scatter_sum(grads.flat(), grads.size());
-      else comm.allreduce_sum(grads.flat(), grads.size());
+      reduce_gradients(comm, grads, opts.zero1);
     }
     if (!std::isfinite(loss.total)) {
       if (root) fmt::print(stderr, "\nerror: loss is {} at step {}; stopping (the last good checkpoint is kept: {})\n",

@@ -31,17 +31,20 @@ for arch in ("v3", "qwen2"):
     json.dump(r, open(f"{arch}_other.json", 'w'))
 PY
 
-# compare.py REF OTHER TOL: same steps, losses (and val losses) within TOL relative; TOL 0 means identical.
+# compare.py REF OTHER TOL [NORM_TOL]: same steps, losses (and val losses) within TOL relative, gradient norms
+# within NORM_TOL (default TOL); TOL 0 means identical.
 cat > compare.py <<'PY'
 import json, sys
 load = lambda f: [json.loads(l) for l in open(f) if l.strip()]
 a, b, tol = load(sys.argv[1]), load(sys.argv[2]), float(sys.argv[3])
-assert len(a) == len(b) == 20, (len(a), len(b))
+norm_tol = float(sys.argv[4]) if len(sys.argv) > 4 else tol
+assert len(a) == len(b) and len(a) >= 8, (len(a), len(b))
 worst = 0.0
 for x, y in zip(a, b):
     assert x["step"] == y["step"]
     for k in ("loss", "loss_main", "grad_norm", "val_loss"):
         if k in x or k in y:
+            tol = norm_tol if k == "grad_norm" else float(sys.argv[3])
             d = abs(x[k] - y[k]) / max(abs(x[k]), 1e-12)
             worst = max(worst, d)
             assert (d <= tol) if tol > 0 else x[k] == y[k], f"{sys.argv[2]} step {x['step']} {k}: {x[k]} vs {y[k]}"
@@ -99,6 +102,31 @@ python3 compare.py v3_1.jsonl run_v3/metrics.jsonl 1e-5
 rm -rf run_v3 && mv run_v3_copy run_v3
 "$BIN" train --resume --config v3.json > log_resume1.txt 2>&1
 python3 compare.py v3_1.jsonl run_v3/metrics.jsonl 1e-5
+
+# SFT (packed chat windows, loss over the assistant tokens of the whole global batch) on the embedded default model.
+# Fine-tuning a trained model is more sensitive to rounding than pretraining from scratch: AdamW's first step is
+# sign descent, so gradient elements that cancel to ~0 move by ±lr whichever way their last bit falls. Measured:
+# losses within 2e-6, gradient norms within 3e-5 over 10 steps at lr 2e-4 (1e-3 amplifies that past 1e-4 by step 4).
+MODEL=$(cd "$FIX/../../../models/default" && pwd)
+python3 - "$MODEL" <<'PY'
+import json, random, sys
+random.seed(3)
+words = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda".split()
+with open("chat.jsonl", "w") as f:
+    for i in range(24):
+        q = " ".join(random.choice(words) for _ in range(3 + i % 4))
+        f.write(json.dumps({"messages": [{"role": "user", "content": f"Repeat: {q}"},
+                                         {"role": "assistant", "content": q}]}) + "\n")
+json.dump({"model": sys.argv[1], "data": "chat.jsonl", "val_data": "chat.jsonl", "out": "run_sft", "seq_len": 64,
+           "batch_size": 5, "steps": 10, "checkpoint_every": 5, "eval_every": 5, "seed": 4,
+           "lr": {"schedule": "constant", "max": 2e-4}}, open("sft.json", "w"))
+PY
+"$BIN" --threads 1 sft --config sft.json > log_sft_1.txt 2>&1 && cp run_sft/metrics.jsonl sft_1.jsonl
+$MPIRUN -np 2 "$BIN" sft --config sft.json > log_sft_2.txt 2>&1 && cp run_sft/metrics.jsonl sft_2.jsonl
+python3 compare.py sft_1.jsonl sft_2.jsonl 1e-5 2e-4
+$MPIRUN -np 3 "$BIN" sft --zero 1 --config sft.json > log_sft_3z.txt 2>&1 && cp run_sft/metrics.jsonl sft_3z.jsonl
+python3 compare.py sft_1.jsonl sft_3z.jsonl 1e-5 2e-4
+grep -q '"ranks":3' sft_3z.jsonl
 
 # Ranks that disagree stop with an error naming the rank, well before the timeout.
 rc=0; $MPIRUN -np 1 "$BIN" train --config v3.json : -np 1 "$BIN" train --config v3_other.json > log_mismatch.txt 2>&1 || rc=$?
