@@ -76,7 +76,7 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   // Under mpirun every rank runs this same command line; only the training commands cooperate across ranks.
-  static const std::vector<std::string> distributed = {"train", "sft", "distill"};
+  static const std::vector<std::string> distributed = {"train", "sft", "grpo", "distill"};
   auto fail = [](const std::string& message) {
     if (baleine::world().size() > 1) baleine::world().abort(message);  // ends every rank, naming this one
     fmt::print(stderr, "error: {}\n", message);

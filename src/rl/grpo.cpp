@@ -9,10 +9,12 @@
 #include <fstream>
 
 #include "core/check.h"
+#include "core/comm.h"
 #include "infer/batch_generate.h"
 #include "rl/eval.h"
 #include "rl/objectives.h"
 #include "train/checkpoint.h"
+#include "train/data_parallel.h"
 
 namespace baleine::rl {
 
@@ -90,7 +92,7 @@ std::vector<std::vector<double>> sequence_logprobs(CausalLM& model, const std::v
 }
 
 GrpoLossStats grpo_loss_and_grad(CausalLM& model, const std::vector<GrpoSequence>& batch, const GrpoLossConfig& cfg,
-                                 nn::Gradients* grads, int64_t pack_tokens) {
+                                 nn::Gradients* grads, int64_t pack_tokens, GrpoBatchTotals whole) {
   GrpoLossStats st;
   int64_t total_tokens = 0;
   for (const auto& s : batch) {
@@ -101,16 +103,18 @@ GrpoLossStats grpo_loss_and_grad(CausalLM& model, const std::vector<GrpoSequence
     total_tokens += int64_t(s.tokens.size()) - s.prompt_len;
   }
   if (batch.empty()) return st;
+  const double all_tokens = double(whole.tokens > 0 ? whole.tokens : total_tokens);
+  const double all_sequences = double(whole.sequences > 0 ? whole.sequences : int64_t(batch.size()));
   BALEINE_CHECK(cfg.averaging != LossAveraging::Constant || cfg.constant_tokens > 0,
                 "constant loss averaging needs constant_tokens > 0");
   // Weight of each completion token in the batch objective.
   auto coef = [&](const GrpoSequence& s) {
     switch (cfg.averaging) {
-      case LossAveraging::Token: return 1.0 / double(total_tokens);
-      case LossAveraging::Sequence: return 1.0 / (double(batch.size()) * double(int64_t(s.tokens.size()) - s.prompt_len));
+      case LossAveraging::Token: return 1.0 / all_tokens;
+      case LossAveraging::Sequence: return 1.0 / (all_sequences * double(int64_t(s.tokens.size()) - s.prompt_len));
       case LossAveraging::Constant: break;
     }
-    return 1.0 / (double(batch.size()) * double(cfg.constant_tokens));
+    return 1.0 / (all_sequences * double(cfg.constant_tokens));
   };
   double clipped = 0, ratio_sum = 0, kl_sum = 0;
   for (auto [b, e] : chunks(batch.size(), [&](size_t i) { return int64_t(batch[i].tokens.size()); }, pack_tokens)) {
@@ -207,7 +211,7 @@ GrpoRecipe load_grpo_recipe(const std::string& path) {
   return r;
 }
 
-int run_grpo(const GrpoRecipe& r, bool resume) {
+int run_grpo(const GrpoRecipe& r, bool resume, bool zero1) {
   mallopt(M_MMAP_THRESHOLD, 1 << 30);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
   Policy pol = load_policy(r.model, r.source + " key 'model'");
@@ -221,18 +225,38 @@ int run_grpo(const GrpoRecipe& r, bool resume) {
   const int32_t eos = pol.tokenizer.eos_id();
   BALEINE_CHECK(eos >= 0, "{}: the tokenizer has no end-of-sequence token", r.model);
 
+  Communicator& comm = world();
+  const int rank = comm.rank(), ranks = comm.size();
+  const bool root = rank == 0;
+  if (ranks > 1) {
+    const std::string text = train::read_json_file(r.source).dump();
+    train::check_fingerprints_agree(comm, train::fingerprint(text.data(), text.size()), fmt::format("recipe ({})", r.source));
+    const int64_t flags[2] = {resume ? 1 : 0, zero1 ? 1 : 0};
+    train::check_fingerprints_agree(comm, train::fingerprint(flags, sizeof flags), "set of flags (--resume, --zero)");
+  }
   train::Checkpointer ckpt{fs::path(r.out) / "checkpoints", pol.dir};
   const fs::path metrics_path = fs::path(r.out) / "metrics.jsonl", samples_path = fs::path(r.out) / "samples.jsonl";
-  fs::create_directories(r.out);
+  if (root) fs::create_directories(r.out);
+  // Rank 0 alone reads the checkpoint and writes the run directory; the others receive its state.
   train::AdamW opt(r.adamw);
-  const train::ResumePoint start = train::resume_or_start(ckpt, resume, model, opt, {metrics_path, samples_path});
-  const int64_t start_step = start.step;
-  const double elapsed_before = start.elapsed_s;
+  int64_t resumed = root && resume && !ckpt.latest().empty() ? 1 : 0;
+  comm.broadcast(&resumed, sizeof resumed, 0);
+  train::ResumePoint start;
+  if (root) start = train::resume_or_start(ckpt, resume, model, opt, {metrics_path, samples_path});
+  else opt.attach(model);
+  int64_t start_step = start.step;
+  double elapsed_before = start.elapsed_s;
   nn::Gradients grads;
   grads.allocate(model);
-  std::ofstream metrics(metrics_path, std::ios::app), samples_log(samples_path, std::ios::app);
+  if (ranks > 1) train::broadcast_training_state(comm, model, grads, opt, resumed != 0, start_step, elapsed_before);
+  zero1 = zero1 && ranks > 1;
+  if (zero1) train::keep_moment_shard(comm, model, opt, r.adamw);
+  std::vector<float> weights_scratch;
+  std::ofstream metrics, samples_log;
+  if (root) metrics.open(metrics_path, std::ios::app), samples_log.open(samples_path, std::ios::app);
 
-  auto evaluate = [&](int64_t step) {
+  auto evaluate = [&](int64_t step) {  // rank 0 alone (the others wait at the next collective)
+    if (!root) return;
     EvalConfig ec;
     ec.problems = r.eval_problems;
     ec.k = 1;
@@ -261,11 +285,13 @@ int run_grpo(const GrpoRecipe& r, bool resume) {
     // round of each step has its own prompts, and each sample's seed depends only on (seed, step, round, sample),
     // so a resumed run draws the same completions. Round 0 is the plain GRPO batch.
     const int64_t max_rounds = r.dynamic_sampling ? r.dynamic_sampling_rounds : 1;
+    // Under mpirun rank r decodes prompts [first, last) of every round: whole groups, so advantages stay local.
+    auto [first, last] = comm.block_range(r.prompts_per_step, rank);
     for (int64_t round = 0; round < max_rounds && kept < r.prompts_per_step; ++round, ++rounds) {
       std::vector<Problem> problems;
       std::vector<std::vector<int32_t>> prompts;
       std::vector<BatchRequest> requests;
-      for (int64_t i = 0; i < r.prompts_per_step; ++i) {
+      for (int64_t i = first; i < last; ++i) {
         problems.push_back(suite->problem(Split::Train, (step * max_rounds + round) * r.prompts_per_step + i));
         prompts.push_back(pol.tokenizer.encode(render_prompt(problems.back(), r.prompt_format)));
         for (int64_t g = 0; g < r.group_size; ++g) {
@@ -282,13 +308,15 @@ int run_grpo(const GrpoRecipe& r, bool resume) {
       BatchGenerateOptions bo;
       bo.stop_tokens = {eos};
       const std::vector<BatchOutput> gens = generate_batch(model, requests, bo);
-      for (int64_t i = 0; i < r.prompts_per_step; ++i) {
-        const Problem& p = problems[size_t(i)];
-        const std::vector<int32_t>& prompt = prompts[size_t(i)];
+      std::vector<std::vector<double>> round_rewards;
+      std::vector<std::vector<GrpoSequence>> round_groups;
+      for (int64_t i = first; i < last; ++i) {
+        const Problem& p = problems[size_t(i - first)];
+        const std::vector<int32_t>& prompt = prompts[size_t(i - first)];
         std::vector<double> rewards;
         std::vector<GrpoSequence> group;
         for (int64_t g = 0; g < r.group_size; ++g) {
-          const BatchOutput& gen = gens[size_t(i * r.group_size + g)];
+          const BatchOutput& gen = gens[size_t((i - first) * r.group_size + g)];
           std::vector<int32_t> body = gen.tokens;
           if (gen.finished) body.pop_back();  // special tokens stay in the text: </think> is one
           const std::string text = pol.tokenizer.decode(body, false);
@@ -303,16 +331,26 @@ int run_grpo(const GrpoRecipe& r, bool resume) {
           s.tokens.insert(s.tokens.end(), gen.tokens.begin(), gen.tokens.end());
           s.prompt_len = int64_t(prompt.size());
           group.push_back(std::move(s));
-          if (g < r.log_samples && i == 0 && round == 0)
+          if (root && g < r.log_samples && i == 0 && round == 0)
             samples_log << json_line(json{{"step", step + 1}, {"question", p.question}, {"completion", text}, {"reward", sc.reward},
                                 {"correct", sc.grade.correct}});
         }
+        round_rewards.push_back(std::move(rewards));
+        round_groups.push_back(std::move(group));
+      }
+      // Which groups the step keeps is decided over every prompt of the round, in prompt order, as one process
+      // would: each rank learns every group's informativeness.
+      std::vector<int64_t> informative(size_t(r.prompts_per_step), 0);
+      for (int64_t i = first; i < last; ++i) informative[size_t(i)] = group_is_informative(round_rewards[size_t(i - first)]);
+      comm.allreduce_sum(informative.data(), int64_t(informative.size()));
+      for (int64_t i = 0; i < r.prompts_per_step; ++i) {
         ++groups_drawn;
-        const bool informative = group_is_informative(rewards);
-        zero_var += !informative;
-        if (r.dynamic_sampling && (!informative || kept >= r.prompts_per_step)) continue;
+        zero_var += !informative[size_t(i)];
+        if (r.dynamic_sampling && (!informative[size_t(i)] || kept >= r.prompts_per_step)) continue;
         ++kept;
-        auto adv = group_advantages(rewards, r.scale_rewards);
+        if (i < first || i >= last) continue;
+        std::vector<GrpoSequence>& group = round_groups[size_t(i - first)];
+        auto adv = group_advantages(round_rewards[size_t(i - first)], r.scale_rewards);
         for (size_t g = 0; g < group.size(); ++g) {
           group[g].advantage = adv[g];
           seqs.push_back(group[g].tokens);
@@ -320,7 +358,12 @@ int run_grpo(const GrpoRecipe& r, bool resume) {
         }
       }
     }
-    samples_log.flush();
+    if (root) samples_log.flush();
+    if (ranks > 1) {  // rollout statistics over every rank
+      double sums[5] = {reward_sum, correct, formatted, length_sum, finished};
+      comm.allreduce_sum(sums, 5);
+      reward_sum = sums[0], correct = sums[1], formatted = sums[2], length_sum = sums[3], finished = sums[4];
+    }
     const double gen_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
     // ---- old-policy and reference log-probabilities (teacher-forced, the training form)
     auto old_lp = sequence_logprobs(model, seqs);
@@ -334,11 +377,26 @@ int run_grpo(const GrpoRecipe& r, bool resume) {
     GrpoLossStats st;
     double norm = 0;
     const double lr = train::lr_at(r.lr, step);
-    for (int64_t it = 0; it < r.inner_iterations && !batch.empty(); ++it) {  // dynamic sampling may keep nothing
+    GrpoBatchTotals whole;  // the global batch the averaging divides by
+    for (const auto& s : batch) whole.tokens += int64_t(s.tokens.size()) - s.prompt_len;
+    whole.sequences = int64_t(batch.size());
+    int64_t totals[2] = {whole.tokens, whole.sequences};
+    comm.allreduce_sum(totals, 2);
+    whole = {totals[0], totals[1]};
+    for (int64_t it = 0; it < r.inner_iterations && whole.sequences > 0; ++it) {  // dynamic sampling may keep nothing
       grads.zero();
-      st = grpo_loss_and_grad(model, batch, r.loss, &grads);
-      norm = train::clip_grad_norm(grads, r.grad_clip);
+      st = grpo_loss_and_grad(model, batch, r.loss, &grads, 2048, whole);
+      if (ranks > 1) {
+        train::reduce_gradients(comm, grads, zero1);
+        // Global means from the local ones, weighted by each rank's completion tokens.
+        double parts[4] = {st.loss, st.kl * double(st.tokens), st.clip_frac * double(st.tokens), st.ratio_mean * double(st.tokens)};
+        comm.allreduce_sum(parts, 4);
+        st.loss = parts[0], st.kl = parts[1] / double(whole.tokens), st.clip_frac = parts[2] / double(whole.tokens);
+        st.ratio_mean = parts[3] / double(whole.tokens), st.tokens = whole.tokens;
+      }
+      norm = ranks > 1 ? train::clip_grad_norm_by_blocks(comm, grads, r.grad_clip) : train::clip_grad_norm(grads, r.grad_clip);
       opt.step(grads, lr);
+      if (zero1) train::allgather_updated_weights(comm, grads, weights_scratch);
       model.prepare();  // re-derive the absorbed-MLA weights (W^UK) that rollouts decode with
     }
     const int64_t done = step + 1;
@@ -347,19 +405,25 @@ int run_grpo(const GrpoRecipe& r, bool resume) {
     json m = {{"step", done}, {"reward", reward_sum / n}, {"accuracy", correct / n}, {"format", formatted / n},
               {"response_tokens", length_sum / n}, {"finished", finished / n}, {"kl", st.kl}, {"loss", st.loss},
               {"clip_frac", st.clip_frac}, {"zero_variance_groups", double(zero_var) / double(groups_drawn)},
-              {"groups_trained", double(batch.size()) / double(r.group_size)}, {"sampling_rounds", rounds},
+              {"groups_trained", double(whole.sequences) / double(r.group_size)}, {"sampling_rounds", rounds},
               {"grad_norm", norm}, {"lr", lr}, {"rollout_s", gen_s}, {"step_s", step_s}};
-    metrics << m.dump() << "\n" << std::flush;
-    fmt::print(stderr, "\rstep {}/{} reward {:.3f} acc {:.3f} len {:.1f} kl {:.4f} zero-var {:.2f} {:.1f}s", done, r.steps,
+    if (ranks > 1) m["ranks"] = ranks;
+    if (root) metrics << m.dump() << "\n" << std::flush;
+    if (root) fmt::print(stderr, "\rstep {}/{} reward {:.3f} acc {:.3f} len {:.1f} kl {:.4f} zero-var {:.2f} {:.1f}s", done, r.steps,
                reward_sum / n, correct / n, length_sum / n, st.kl, double(zero_var) / double(groups_drawn), step_s);
     if (r.eval_problems > 0 && (done % r.eval_every == 0 || done == r.steps)) evaluate(done);
     if (done % r.checkpoint_every == 0 || done == r.steps) {
       json state = {{"step", done}, {"optimizer_steps", opt.steps()}, {"elapsed_s", elapsed()}, {"seed", r.seed},
                     {"kind", "grpo"}};
-      ckpt.save(model, opt, pol.config, state);
+      if (zero1) {
+        train::AdamW full = train::gather_moments(comm, model, opt, r.adamw);
+        if (root) ckpt.save(model, full, pol.config, state);
+      } else if (root) {
+        ckpt.save(model, opt, pol.config, state);
+      }
     }
   }
-  fmt::print(stderr, "\ngrpo: {:.1f} s; metrics in {}\n", elapsed(), metrics_path.string());
+  if (root) fmt::print(stderr, "\ngrpo: {:.1f} s; metrics in {}\n", elapsed(), metrics_path.string());
   return 0;
 }
 

@@ -60,8 +60,14 @@ std::vector<double> group_advantages(const std::vector<double>& rewards, bool sc
 
 // The GRPO objective of a batch and its gradient (accumulated into grads when not null). Sequences of one call
 // are packed with per-sample attention in chunks of at most pack_tokens tokens.
+// Under data parallelism `batch` is one rank's share: `whole` gives the completion tokens and sequences of the
+// whole batch, which the averaging divides by (zeros: the batch is the whole). The returned means stay local.
+struct GrpoBatchTotals {
+  int64_t tokens = 0, sequences = 0;
+};
 GrpoLossStats grpo_loss_and_grad(CausalLM& model, const std::vector<GrpoSequence>& batch,
-                                 const GrpoLossConfig& cfg, nn::Gradients* grads, int64_t pack_tokens = 2048);
+                                 const GrpoLossConfig& cfg, nn::Gradients* grads, int64_t pack_tokens = 2048,
+                                 GrpoBatchTotals whole = {});
 // Per-row log-probabilities of `tokens` under `model` (teacher-forced, no gradient), packed likewise.
 std::vector<std::vector<double>> sequence_logprobs(CausalLM& model, const std::vector<std::vector<int32_t>>& seqs,
                                                    int64_t pack_tokens = 2048);
@@ -88,6 +94,8 @@ struct GrpoRecipe {
   int64_t eval_every = 10, eval_problems = 64, checkpoint_every = 10, log_samples = 2;
 };
 GrpoRecipe load_grpo_recipe(const std::string& path);
-int run_grpo(const GrpoRecipe& r, bool resume);
+// Under mpirun each rank decodes and trains on a contiguous share of every round's prompts (whole groups);
+// zero1 shards the optimizer moments.
+int run_grpo(const GrpoRecipe& r, bool resume, bool zero1 = false);
 
 }  // namespace baleine::rl
