@@ -15,6 +15,7 @@
 #include "rl/objectives.h"
 #include "train/checkpoint.h"
 #include "train/data_parallel.h"
+#include "train/learner.h"
 
 namespace baleine::rl {
 
@@ -234,26 +235,21 @@ int run_grpo(const GrpoRecipe& r, bool resume, bool zero1) {
     const int64_t flags[2] = {resume ? 1 : 0, zero1 ? 1 : 0};
     train::check_fingerprints_agree(comm, train::fingerprint(flags, sizeof flags), "set of flags (--resume, --zero)");
   }
-  train::Checkpointer ckpt{fs::path(r.out) / "checkpoints", pol.dir};
-  const fs::path metrics_path = fs::path(r.out) / "metrics.jsonl", samples_path = fs::path(r.out) / "samples.jsonl";
-  if (root) fs::create_directories(r.out);
-  // Rank 0 alone reads the checkpoint and writes the run directory; the others receive its state.
-  train::AdamW opt(r.adamw);
-  int64_t resumed = root && resume && !ckpt.latest().empty() ? 1 : 0;
-  comm.broadcast(&resumed, sizeof resumed, 0);
-  train::ResumePoint start;
-  if (root) start = train::resume_or_start(ckpt, resume, model, opt, {metrics_path, samples_path});
-  else opt.attach(model);
-  int64_t start_step = start.step;
-  double elapsed_before = start.elapsed_s;
-  nn::Gradients grads;
-  grads.allocate(model);
-  if (ranks > 1) train::broadcast_training_state(comm, model, grads, opt, resumed != 0, start_step, elapsed_before);
-  zero1 = zero1 && ranks > 1;
-  if (zero1) train::keep_moment_shard(comm, model, opt, r.adamw);
-  std::vector<float> weights_scratch;
-  std::ofstream metrics, samples_log;
-  if (root) metrics.open(metrics_path, std::ios::app), samples_log.open(samples_path, std::ios::app);
+  train::LearnerSetup setup;
+  setup.out = r.out;
+  setup.tokenizer_dir = pol.dir;
+  setup.model_config = pol.config;
+  setup.logs = {"metrics.jsonl", "samples.jsonl"};
+  setup.adamw = r.adamw;
+  setup.lr = r.lr;
+  setup.grad_clip = r.grad_clip;
+  setup.resume = resume;
+  setup.zero1 = zero1;
+  train::Learner learner(model, setup);
+  const int64_t start_step = learner.start_step();
+  nn::Gradients& grads = learner.grads();
+  std::ofstream& metrics = learner.log_stream(0);
+  std::ofstream& samples_log = learner.log_stream(1);
 
   auto evaluate = [&](int64_t step) {  // rank 0 alone (the others wait at the next collective)
     if (!root) return;
@@ -272,8 +268,6 @@ int run_grpo(const GrpoRecipe& r, bool resume, bool zero1) {
   };
   if (start_step == 0 && r.eval_problems > 0) evaluate(0);
 
-  auto t0 = std::chrono::steady_clock::now();
-  auto elapsed = [&] { return elapsed_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
   for (int64_t step = start_step; step < r.steps; ++step) {
     auto ts = std::chrono::steady_clock::now();
     // ---- rollouts
@@ -387,16 +381,13 @@ int run_grpo(const GrpoRecipe& r, bool resume, bool zero1) {
       grads.zero();
       st = grpo_loss_and_grad(model, batch, r.loss, &grads, 2048, whole);
       if (ranks > 1) {
-        train::reduce_gradients(comm, grads, zero1);
         // Global means from the local ones, weighted by each rank's completion tokens.
         double parts[4] = {st.loss, st.kl * double(st.tokens), st.clip_frac * double(st.tokens), st.ratio_mean * double(st.tokens)};
         comm.allreduce_sum(parts, 4);
         st.loss = parts[0], st.kl = parts[1] / double(whole.tokens), st.clip_frac = parts[2] / double(whole.tokens);
         st.ratio_mean = parts[3] / double(whole.tokens), st.tokens = whole.tokens;
       }
-      norm = ranks > 1 ? train::clip_grad_norm_by_blocks(comm, grads, r.grad_clip) : train::clip_grad_norm(grads, r.grad_clip);
-      opt.step(grads, lr);
-      if (zero1) train::allgather_updated_weights(comm, grads, weights_scratch);
+      norm = learner.update(step).grad_norm;
       model.prepare();  // re-derive the absorbed-MLA weights (W^UK) that rollouts decode with
     }
     const int64_t done = step + 1;
@@ -408,22 +399,15 @@ int run_grpo(const GrpoRecipe& r, bool resume, bool zero1) {
               {"groups_trained", double(whole.sequences) / double(r.group_size)}, {"sampling_rounds", rounds},
               {"grad_norm", norm}, {"lr", lr}, {"rollout_s", gen_s}, {"step_s", step_s}};
     if (ranks > 1) m["ranks"] = ranks;
-    if (root) metrics << m.dump() << "\n" << std::flush;
+    learner.log(0, m);
     if (root) fmt::print(stderr, "\rstep {}/{} reward {:.3f} acc {:.3f} len {:.1f} kl {:.4f} zero-var {:.2f} {:.1f}s", done, r.steps,
                reward_sum / n, correct / n, length_sum / n, st.kl, double(zero_var) / double(groups_drawn), step_s);
     if (r.eval_problems > 0 && (done % r.eval_every == 0 || done == r.steps)) evaluate(done);
     if (done % r.checkpoint_every == 0 || done == r.steps) {
-      json state = {{"step", done}, {"optimizer_steps", opt.steps()}, {"elapsed_s", elapsed()}, {"seed", r.seed},
-                    {"kind", "grpo"}};
-      if (zero1) {
-        train::AdamW full = train::gather_moments(comm, model, opt, r.adamw);
-        if (root) ckpt.save(model, full, pol.config, state);
-      } else if (root) {
-        ckpt.save(model, opt, pol.config, state);
-      }
+      learner.save(done, {{"seed", r.seed}, {"kind", "grpo"}});
     }
   }
-  if (root) fmt::print(stderr, "\ngrpo: {:.1f} s; metrics in {}\n", elapsed(), metrics_path.string());
+  if (root) fmt::print(stderr, "\ngrpo: {:.1f} s; metrics in {}\n", learner.elapsed(), (fs::path(r.out) / "metrics.jsonl").string());
   return 0;
 }
 

@@ -15,6 +15,7 @@
 #include "rl/objectives.h"
 #include "train/checkpoint.h"
 #include "train/data_parallel.h"
+#include "train/learner.h"
 
 namespace baleine::rl {
 
@@ -141,26 +142,18 @@ int run_sft(const SftRecipe& r, bool resume, bool zero1) {
     teacher = std::move(t.model);
     teacher_lm = teacher.get();
   }
-  train::Checkpointer ckpt{fs::path(r.out) / "checkpoints", pol.dir};
-  const fs::path metrics_path = fs::path(r.out) / "metrics.jsonl";
-  // Rank 0 alone reads the checkpoint and writes the run directory; the others receive its state.
-  if (root) fs::create_directories(r.out);
-  train::AdamW opt(r.adamw);
-  int64_t resumed = root && resume && !ckpt.latest().empty() ? 1 : 0;
-  comm.broadcast(&resumed, sizeof resumed, 0);
-  train::ResumePoint start;
-  if (root) start = train::resume_or_start(ckpt, resume, model, opt, {metrics_path});
-  else opt.attach(model);
-  int64_t start_step = start.step;
-  double elapsed_before = start.elapsed_s;
-  nn::Gradients grads;
-  grads.allocate(model);
-  if (ranks > 1) train::broadcast_training_state(comm, model, grads, opt, resumed != 0, start_step, elapsed_before);
-  zero1 = zero1 && ranks > 1;
-  if (zero1) train::keep_moment_shard(comm, model, opt, r.adamw);
-  std::vector<float> weights_scratch;
-  std::ofstream metrics;
-  if (root) metrics.open(metrics_path, std::ios::app);
+  train::LearnerSetup setup;
+  setup.out = r.out;
+  setup.tokenizer_dir = pol.dir;
+  setup.model_config = pol.config;
+  setup.adamw = r.adamw;
+  setup.lr = r.lr;
+  setup.grad_clip = r.grad_clip;
+  setup.resume = resume;
+  setup.zero1 = zero1;
+  train::Learner learner(model, setup);
+  const int64_t start_step = learner.start_step();
+  nn::Gradients& grads = learner.grads();
 
   // Window k of the run: epoch k / N visits the windows in its own seeded order.
   const int64_t N = int64_t(train_windows.size());
@@ -200,8 +193,6 @@ int run_sft(const SftRecipe& r, bool resume, bool zero1) {
     comm.allreduce_sum(&loss, 1);
     return loss;
   };
-  auto t0 = std::chrono::steady_clock::now();
-  auto elapsed = [&] { return elapsed_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
   int exit_code = 0;
   for (int64_t step = start_step; step < r.steps; ++step) {
     auto ts = std::chrono::steady_clock::now();
@@ -216,17 +207,13 @@ int run_sft(const SftRecipe& r, bool resume, bool zero1) {
     }
     int64_t count = 0;
     const double loss = run_windows(batch, &grads, &count);
-    if (ranks > 1) train::reduce_gradients(comm, grads, zero1);
     if (!std::isfinite(loss)) {
       if (root) fmt::print(stderr, "\nerror: loss is not finite at step {}; stopping\n", step + 1);
       exit_code = 1;
       break;
     }
-    const double norm = ranks > 1 ? train::clip_grad_norm_by_blocks(comm, grads, r.grad_clip)
-                                  : train::clip_grad_norm(grads, r.grad_clip);
-    const double lr = train::lr_at(r.lr, step);
-    opt.step(grads, lr);
-    if (zero1) train::allgather_updated_weights(comm, grads, weights_scratch);
+    const train::Learner::Update u = learner.update(step);
+    const double norm = u.grad_norm, lr = u.lr;
     model.prepare();  // keep the derived inference weights (absorbed MLA) in step with the parameters
     const int64_t done = step + 1;
     const double step_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
@@ -239,21 +226,14 @@ int run_sft(const SftRecipe& r, bool resume, bool zero1) {
       m["val_loss"] = run_windows(all, nullptr, nullptr);
     }
     if (ranks > 1) m["ranks"] = ranks;
-    if (root && (done % r.log_every == 0 || m.contains("val_loss"))) metrics << m.dump() << "\n" << std::flush;
+    if (done % r.log_every == 0 || m.contains("val_loss")) learner.log(0, m);
     if (root) fmt::print(stderr, "\rstep {}/{} loss {:.4f} lr {:.2e} {:.0f} tok/s{}", done, r.steps, loss, lr,
                double(tokens) / step_s, m.contains("val_loss") ? fmt::format(" val {:.4f}\n", m["val_loss"].get<double>()) : "");
     if (done % r.checkpoint_every == 0 || done == r.steps) {
-      json state = {{"step", done}, {"optimizer_steps", opt.steps()}, {"elapsed_s", elapsed()}, {"seed", r.seed},
-                    {"kind", "sft"}};
-      if (zero1) {
-        train::AdamW full = train::gather_moments(comm, model, opt, r.adamw);
-        if (root) ckpt.save(model, full, pol.config, state);
-      } else if (root) {
-        ckpt.save(model, opt, pol.config, state);
-      }
+      learner.save(done, {{"seed", r.seed}, {"kind", "sft"}});
     }
   }
-  if (root) fmt::print(stderr, "\nsft: {:.1f} s; checkpoints in {}\n", elapsed(), ckpt.root.string());
+  if (root) fmt::print(stderr, "\nsft: {:.1f} s; checkpoints in {}\n", learner.elapsed(), learner.checkpointer().root.string());
   return exit_code;
 }
 

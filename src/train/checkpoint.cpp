@@ -111,22 +111,4 @@ void truncate_metrics(const fs::path& metrics_path, int64_t step) {
   write_file_atomic(metrics_path, kept);
 }
 
-ResumePoint resume_or_start(const Checkpointer& ckpt, bool resume, CausalLM& model, AdamW& opt,
-                            const std::vector<fs::path>& logs) {
-  ResumePoint p;
-  const std::string latest = resume ? ckpt.latest() : "";
-  if (latest.empty()) {
-    opt.attach(model);
-    for (const auto& log : logs) std::ofstream(log, std::ios::trunc);
-    return p;
-  }
-  nlohmann::json state = restore_checkpoint(ckpt.root / latest, model, opt);
-  p.step = state.at("step").get<int64_t>();
-  opt.set_steps(state.at("optimizer_steps").get<int64_t>());
-  p.elapsed_s = state.value("elapsed_s", 0.0);
-  for (const auto& log : logs) truncate_metrics(log, p.step);
-  fmt::print(stderr, "resuming from {} (step {})\n", (ckpt.root / latest).string(), p.step);
-  return p;
-}
-
 }  // namespace baleine::train

@@ -1,8 +1,7 @@
 // train/checkpoint.h — run directories shared by `baleine train`, `sft`, `grpo` and `distill`: atomic files,
 // checkpoints <out>/checkpoints/step-NNNNNNNN/ (a complete model directory: config.json, model.safetensors,
 // tokenizer files, plus optimizer.safetensors and state.json), the `latest` pointer, the newest two kept.
-// defines: read_json_file, write_file_atomic, step_name, Checkpointer, restore_checkpoint, truncate_metrics,
-//          ResumePoint, resume_or_start
+// defines: read_json_file, write_file_atomic, step_name, Checkpointer, restore_checkpoint, truncate_metrics
 #pragma once
 #include <filesystem>
 #include <string>
@@ -33,14 +32,5 @@ struct Checkpointer {
 nlohmann::json restore_checkpoint(const std::filesystem::path& dir, CausalLM& model, AdamW& opt);
 // Keeps the metrics lines whose "step" is <= step (a resumed run rewrites the rest identically).
 void truncate_metrics(const std::filesystem::path& metrics_path, int64_t step);
-
-// Where a run starts: from ckpt's latest checkpoint when `resume` and one exists (model and optimizer restored,
-// each log truncated to that step), else from scratch (optimizer attached, each log emptied).
-struct ResumePoint {
-  int64_t step = 0;
-  double elapsed_s = 0;  // wall time the earlier part of the run took
-};
-ResumePoint resume_or_start(const Checkpointer& ckpt, bool resume, CausalLM& model, AdamW& opt,
-                            const std::vector<std::filesystem::path>& logs);
 
 }  // namespace baleine::train

@@ -2,6 +2,7 @@
 
 #include "train/checkpoint.h"
 #include "train/data_parallel.h"
+#include "train/learner.h"
 
 #include <fcntl.h>
 #include <malloc.h>
@@ -179,29 +180,16 @@ int run_training(const TrainRecipe& r, const TrainOptions& opts) {
   const int rank = comm.rank(), ranks = comm.size();
   const bool root = rank == 0;
   if (ranks > 1) check_same_run_on_every_rank(comm, r, opts, data);
-  Checkpointer ckpt{fs::path(r.out) / "checkpoints", data.tokenizer_dir};
-  const fs::path metrics_path = fs::path(r.out) / "metrics.jsonl";
-  if (root) fs::create_directories(r.out);
-
-  // Rank 0 alone reads the checkpoint and the others receive its contents, so the run directory need not be on a
-  // shared filesystem, and a checkpoint written by any world size resumes on any other.
-  AdamW opt(r.adamw);
-  int64_t start_step = 0;
-  double elapsed_before = 0;
-  std::string latest = opts.resume && root ? ckpt.latest() : "";
-  int64_t resumed = latest.empty() ? 0 : 1;
-  comm.broadcast(&resumed, sizeof resumed, 0);
-  if (root && resumed) {
-    fs::path dir = ckpt.root / latest;
-    json state = restore_checkpoint(dir, model, opt);
-    start_step = state.at("step").get<int64_t>();
-    opt.set_steps(state.at("optimizer_steps").get<int64_t>());
-    elapsed_before = state.value("elapsed_s", 0.0);
-    truncate_metrics(metrics_path, start_step);
-    fmt::print(stderr, "resuming from {} (step {}){}\n", dir.string(), start_step,
-               ranks > 1 ? fmt::format(" on {} ranks", ranks) : "");
-  } else {
-    if (opts.resume && root) fmt::print(stderr, "no checkpoint in {}: starting from scratch\n", ckpt.root.string());
+  LearnerSetup setup;
+  setup.out = r.out;
+  setup.tokenizer_dir = data.tokenizer_dir;
+  setup.model_config = r.model;
+  setup.adamw = r.adamw;
+  setup.lr = r.lr;
+  setup.grad_clip = r.grad_clip;
+  setup.resume = opts.resume;
+  setup.zero1 = opts.zero1;
+  setup.fresh_start = [&] {
     init_params_random(model, r.seed, float(r.init_std));
     // The MTP modules' embedding and output head are optional copies: DeepSeek-V3 shares them with the main
     // model, so drop them and let prepare() point them at the main ones (they are drawn last, so the other
@@ -210,23 +198,19 @@ int run_training(const TrainRecipe& r, const TrainOptions& opts) {
       if (p.optional && (p.name.ends_with(".embed_tokens.weight") || p.name.ends_with(".shared_head.head.weight"))) *p.tensor = Tensor();
     });
     model.prepare();
-    opt.attach(model);
-    if (root && !resumed) std::ofstream(metrics_path, std::ios::trunc);
-  }
-  nn::Gradients grads;
-  grads.allocate(model);
-  if (ranks > 1) broadcast_training_state(comm, model, grads, opt, resumed != 0, start_step, elapsed_before);
-  if (opts.zero1 && ranks > 1) keep_moment_shard(comm, model, opt, r.adamw);
-  std::ofstream metrics;
-  if (root) metrics.open(metrics_path, std::ios::app);
+  };
+  Learner learner(model, setup);
+  const int64_t start_step = learner.start_step();
+  nn::Gradients& grads = learner.grads();
+  AdamW& opt = learner.optimizer();
+  const Checkpointer& ckpt = learner.checkpointer();
   g_interrupted = false;
   auto old_handler = std::signal(SIGINT, on_sigint);
 
   const ModelStats stats = model_stats(cfg);
   const double flops_per_token = 6.0 * stats.active_params;  // forward + backward matmuls
   const int threads = ThreadPool::global().size() * ranks;  // cores in use over every rank
-  auto t0 = std::chrono::steady_clock::now();
-  auto elapsed = [&] { return elapsed_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  auto elapsed = [&] { return learner.elapsed(); };
   auto make_state = [&](int64_t step) {
     double e = elapsed();
     double tokens = double(step) * double(r.batch_size * (r.seq_len - 1));
@@ -247,7 +231,6 @@ int run_training(const TrainRecipe& r, const TrainOptions& opts) {
     comm.allreduce_sum(&sum, 1);
     return r.eval_batches > 0 ? sum / double(r.eval_batches) : 0.0;
   };
-  std::vector<float> weights_flat;  // ZeRO-1: the all-gather buffer of updated weights
 
   int exit_code = 0;
   for (int64_t step = start_step; step < r.steps; ++step) {
@@ -269,7 +252,6 @@ int run_training(const TrainRecipe& r, const TrainOptions& opts) {
       loss.total = parts[0], loss.main = parts[1], loss.mtp = parts[2], loss.balance = parts[3];
       if (ds)
         for (auto& layer_load : ds->expert_load_counts()) comm.allreduce_sum(layer_load.data(), int64_t(layer_load.size()));
-      reduce_gradients(comm, grads, opts.zero1);
     }
     if (!std::isfinite(loss.total)) {
       if (root) fmt::print(stderr, "\nerror: loss is {} at step {}; stopping (the last good checkpoint is kept: {})\n",
@@ -277,11 +259,8 @@ int run_training(const TrainRecipe& r, const TrainOptions& opts) {
       exit_code = 1;
       break;
     }
-    for (int64_t i = 0; i < grads.size(); ++i) grads.flat()[i] /= float(r.batch_size);  // mean over the batch
-    const double norm = ranks > 1 ? clip_grad_norm_by_blocks(comm, grads, r.grad_clip) : clip_grad_norm(grads, r.grad_clip);
-    const double lr = lr_at(r.lr, step);
-    opt.step(grads, lr);
-    if (opts.zero1 && ranks > 1) allgather_updated_weights(comm, grads, weights_flat);
+    const Learner::Update u = learner.update(step, float(r.batch_size));  // the mean over the global batch
+    const double norm = u.grad_norm, lr = u.lr;
     if (ds) ds->update_balance_bias(r.bias_update_speed);
     if (opts.debug_step_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(opts.debug_step_delay_ms));
 
@@ -308,7 +287,7 @@ int run_training(const TrainRecipe& r, const TrainOptions& opts) {
     }
     if (!balance.empty()) m["expert_balance"] = balance;
     if (done % r.eval_every == 0 || done == r.steps) m["val_loss"] = eval_loss(done);
-    if (root && (done % r.log_every == 0 || m.contains("val_loss"))) metrics << m.dump() << "\n" << std::flush;
+    if (done % r.log_every == 0 || m.contains("val_loss")) learner.log(0, m);
     const double e = elapsed();
     const double eta = e / double(done - start_step + 1e-9) * double(r.steps - done) * (done > start_step ? 1 : 0);
     if (root) fmt::print(stderr, "\rstep {}/{} [{:3.0f}%] loss {:.4f} lr {:.2e} {:.0f} tok/s ETA {:.0f}s{}", done, r.steps,
@@ -333,12 +312,7 @@ int run_training(const TrainRecipe& r, const TrainOptions& opts) {
         break;
       }
       try {
-        if (opts.zero1 && ranks > 1) {
-          AdamW full = gather_moments(comm, model, opt, r.adamw);
-          if (root) ckpt.save(model, full, r.model, make_state(done));
-        } else if (root) {
-          ckpt.save(model, opt, r.model, make_state(done));
-        }
+        learner.save(done, make_state(done));
       } catch (const std::exception& e) {
         // Disk full, quota, I/O error: the half-written directory is gone and `latest` still names the
         // previous checkpoint, which was not touched.
