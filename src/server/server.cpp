@@ -462,6 +462,9 @@ std::shared_ptr<TokenConstraint> Server::make_constraint(const ChatTask& task, c
       agent::DeferredOptions d;
       d.max_tokens = max_tokens;
       d.force = true;
+      // The value must come: no stop token may end the output while it is still reasoning (found by the
+      // LangChain test, where a forced tool call in thinking mode ended at <｜User｜> inside the reasoning).
+      d.forbidden_before = stop_tokens_;
       return std::make_shared<agent::DeferredConstraint>("</think>", g, vocab_, d);
     }
     const int64_t budget = task.reasoning_budget_tokens > 0 ? std::min(task.reasoning_budget_tokens, max_tokens)

@@ -74,6 +74,15 @@ await t.check("reasoning_effort: low stops reasoning at a quarter of max_tokens;
   assert.ok(max.usage.completion_tokens_details.reasoning_tokens > rl, "max: " + max.usage.completion_tokens_details.reasoning_tokens);
 });
 
+await t.check("a forced tool call in thinking mode always comes: no stop token ends the reasoning first (12 seeds)", async () => {
+  for (let seed = 1; seed <= 12; ++seed) {
+    const r = await client.chat.completions.create({ model: "deepseek-reasoner", messages: [{ role: "user", content: "Add 2 and 3." }],
+                                                     tools, tool_choice: "required", max_tokens: 120, seed });
+    assert.equal(r.choices[0].finish_reason, "tool_calls", "seed " + seed + ": " + JSON.stringify(r.choices[0]));
+    assert.equal(r.choices[0].message.tool_calls[0].function.name, "add");
+  }
+});
+
 await t.check("bogus thinking / reasoning_effort values get a 400 naming the field", async () => {
   for (const [extra, param] of [[{ thinking: true }, "thinking"], [{ thinking: { type: "on" } }, "thinking"],
                                 [{ thinking: "enabled" }, "thinking"], [{ reasoning_effort: "huge" }, "reasoning_effort"],
