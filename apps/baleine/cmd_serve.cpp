@@ -8,6 +8,8 @@
 #include <atomic>
 #include <chrono>
 #include <thread>
+#include <algorithm>
+#include <vector>
 
 #include "apps/baleine/command.h"
 #include "core/check.h"
@@ -46,6 +48,30 @@ ChatFormat guess_format(const Tokenizer& tok, const std::string& model_dir) {
   return ChatFormat::DeepSeekV3;
 }
 
+// The identity of the weights for the disk cache: every file of the model (name, size, modification time), so
+// blocks computed by other weights never match, and a re-exported model starts a fresh set of blocks.
+uint64_t model_files_key(const std::string& model) {
+  namespace fs = std::filesystem;
+  std::vector<std::string> parts;
+  auto add = [&](const fs::path& p) {
+    std::error_code ec;
+    const auto size = fs::file_size(p, ec);
+    const auto time = fs::last_write_time(p, ec).time_since_epoch().count();
+    parts.push_back(fmt::format("{}:{}:{}", fs::absolute(p).lexically_normal().string(), size, time));
+  };
+  if (fs::is_directory(model)) {
+    for (const auto& e : fs::directory_iterator(model))
+      if (e.is_regular_file()) add(e.path());
+  } else {
+    add(model);
+  }
+  std::sort(parts.begin(), parts.end());
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (const auto& s : parts)
+    for (unsigned char c : s + "\n") h = (h ^ c) * 0x100000001b3ull;
+  return h;
+}
+
 int run_serve(ServeArgs& a) {
   if (a.server.db_path.empty()) a.server.db_path = server::default_db_path();
   if (a.model.empty()) a.model = default_model_path();  // the model committed in models/default
@@ -77,6 +103,7 @@ int run_serve(ServeArgs& a) {
                                           : std::filesystem::path(a.model).lexically_normal().filename().string();
   if (a.server.model_id.empty() || a.server.model_id == ".")
     a.server.model_id = std::filesystem::path(a.model).lexically_normal().parent_path().filename().string();
+  if (!a.engine.disk_cache.dir.empty()) a.engine.disk_cache.model_key = model_files_key(a.model);
   auto engine = std::make_shared<Engine>(model, tok, a.engine);
   server::Server srv(engine, a.server);
   srv.bind();
@@ -124,6 +151,8 @@ CommandRegistration reg{{"serve", "Serve the OpenAI/DeepSeek-compatible API and 
                            sub.add_option("--max-batch", a->engine.max_batch, "Sequences decoded together")->check(CLI::Range(int64_t(1), int64_t(4096)))->capture_default_str();
                            sub.add_option("--max-queue", a->engine.max_queue, "Waiting requests beyond the batch; more get 503")->check(CLI::Range(int64_t(0), int64_t(1) << 20))->capture_default_str();
                            sub.add_option("--context", a->engine.context, "Tokens per sequence (0: the model's, capped at 4096)")->check(CLI::NonNegativeNumber);
+                           sub.add_option("--disk-cache", a->engine.disk_cache.dir, "Directory of the prefix cache's disk tier: KV blocks of prompt prefixes survive restarts and are shared by servers of the same model (off by default)");
+                           sub.add_option("--disk-cache-bytes", a->engine.disk_cache.max_bytes, "Size limit of the disk cache (least recently used blocks go first)")->check(CLI::Range(int64_t(1) << 20, int64_t(1) << 50))->capture_default_str();
                            sub.add_option("--drain-timeout", s.drain_timeout_s, "Seconds to wait for in-flight requests on SIGTERM")->capture_default_str();
                            sub.add_flag("!--no-web", s.web, "Do not serve the web chat at /");
                            sub.add_flag("--grounded-quotes", s.grounded_quotes, "In the server's agent loop (/v1/responses, assistants), once a search returned passages, every double-quoted span the model writes must copy the user's messages or the passages verbatim (per request: \"grounded_quotes\": true|false)");

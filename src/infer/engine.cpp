@@ -186,7 +186,8 @@ Engine::Engine(std::shared_ptr<CausalLM> model, std::shared_ptr<const Tokenizer>
   const int64_t tokens = options_.kv_cache_tokens > 0 ? options_.kv_cache_tokens : options_.max_batch * context_;
   // At least one full-context sequence must fit.
   pool_ = model_->new_kv_pool(std::max((tokens + bs - 1) / bs, (context_ + bs - 1) / bs), bs, options_.kv_dtype);
-  if (options_.prefix_cache) cache_ = std::make_unique<PrefixCache>(pool_);
+  BALEINE_CHECK(options_.disk_cache.dir.empty() || options_.prefix_cache, "the disk cache needs the prefix cache");
+  if (options_.prefix_cache) cache_ = std::make_unique<PrefixCache>(pool_, options_.disk_cache);
   if (options_.speculative_mtp && model_->has_mtp()) mtp_pool_ = model_->new_mtp_kv_pool(pool_->max_blocks(), bs, options_.kv_dtype);
   stats_.kv_blocks_total = pool_->max_blocks();
   thread_ = std::thread([this] { loop(); });
@@ -710,6 +711,10 @@ void Engine::step(std::vector<std::unique_ptr<Active>>& active, std::vector<std:
   stats_.batched_sequences += stepped;
   stats_.kv_blocks_used = pool_->used_blocks();
   stats_.prefix_cache_blocks = cache_ ? cache_->blocks() : 0;
+  if (const DiskKvStore* d = cache_ ? cache_->disk() : nullptr) {
+    stats_.disk_cache_hits = d->hits(), stats_.disk_cache_misses = d->misses(), stats_.disk_cache_writes = d->writes();
+    stats_.disk_cache_files = d->files(), stats_.disk_cache_bytes = d->bytes();
+  }
 }
 
 }  // namespace baleine

@@ -152,6 +152,7 @@ struct EngineOptions {
   ops::KvDType kv_dtype = ops::KvDType::F32;  // how cached rows are stored: f32, bf16 or int8 (per-32 scales)
   int64_t prefill_chunk = 512;       // prompt tokens per sequence per step (long prompts prefill in chunks)
   MlaMode mla_mode = MlaMode::Absorbed;  // DeepSeek attention form (both give the same results)
+  DiskCacheOptions disk_cache;       // the prefix cache's disk tier (dir empty: memory only)
 };
 
 struct EngineStats {
@@ -159,6 +160,10 @@ struct EngineStats {
   uint64_t requests_finished = 0, prompt_tokens = 0, cached_prompt_tokens = 0, generated_tokens = 0;
   uint64_t steps = 0, batched_sequences = 0;  // decode steps and the sum of their batch sizes
   int64_t kv_blocks_used = 0, kv_blocks_total = 0, prefix_cache_blocks = 0;  // after the last step
+  // The prefix cache's disk tier (zeros without one): blocks read back, lookups it could not serve, blocks
+  // written, files and bytes in its directory.
+  uint64_t disk_cache_hits = 0, disk_cache_misses = 0, disk_cache_writes = 0;
+  int64_t disk_cache_files = 0, disk_cache_bytes = 0;
   uint64_t draft_tokens = 0, accepted_draft_tokens = 0;  // speculative decoding, finished requests
   uint64_t embedding_inputs = 0, embedding_tokens = 0;    // embedded inputs finished, their tokens
 };

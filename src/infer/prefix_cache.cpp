@@ -15,8 +15,9 @@ uint64_t mix(uint64_t h, uint64_t v) {  // splitmix64 step over h ^ v
 }
 }  // namespace
 
-PrefixCache::PrefixCache(std::shared_ptr<KvPool> pool) : pool_(std::move(pool)) {
+PrefixCache::PrefixCache(std::shared_ptr<KvPool> pool, DiskCacheOptions disk) : pool_(std::move(pool)) {
   BALEINE_CHECK(pool_ != nullptr, "a prefix cache needs a KV pool");
+  if (!disk.dir.empty()) disk_ = std::make_unique<DiskKvStore>(std::move(disk), *pool_);
   pool_->set_reclaim([this] { return evict_one(); });
 }
 
@@ -47,6 +48,27 @@ std::vector<int32_t> PrefixCache::lookup(std::span<const int32_t> tokens, int64_
     std::span<const int32_t> blk = tokens.subspan(size_t(b * bs), size_t(bs));
     const uint64_t k = key(parent, blk);
     auto it = entries_.find(k);
+    if (it == entries_.end() && disk_) {
+      // Not in memory: continue on disk. The chain found so far is held meanwhile, so the allocation's reclaim
+      // cannot evict it.
+      for (int32_t held : out) pool_->retain(held);
+      int32_t fresh = -1;
+      try {
+        fresh = pool_->allocate();
+      } catch (const Error&) {
+        fresh = -1;  // the pool is full of running sequences: stop at what memory had
+      }
+      for (int32_t held : out) pool_->release(held);
+      if (fresh >= 0 && disk_->get(k, parent, blk, *pool_, fresh)) {
+        Entry e;
+        e.parent = parent;
+        e.tokens.assign(blk.begin(), blk.end());
+        e.block = fresh;  // the cache keeps allocate()'s reference
+        it = entries_.emplace(k, std::move(e)).first;
+      } else if (fresh >= 0) {
+        pool_->release(fresh);
+      }
+    }
     if (it == entries_.end() || it->second.parent != parent || !std::equal(blk.begin(), blk.end(), it->second.tokens.begin())) {
       ++misses_;
       break;
@@ -77,6 +99,7 @@ void PrefixCache::insert(std::span<const int32_t> tokens, std::span<const int32_
       e.tokens.assign(blk.begin(), blk.end());
       e.block = blocks[size_t(b)];
       entries_.emplace(k, std::move(e));
+      if (disk_) disk_->put(k, parent, blk, *pool_, blocks[size_t(b)]);
     } else if (it->second.parent != parent || !std::equal(blk.begin(), blk.end(), it->second.tokens.begin())) {
       break;  // a colliding key: keep the cached chain, stop here
     }

@@ -3,6 +3,8 @@
 // whole prefix up to and including its block. The cache holds one reference on each block it knows; a request
 // adopts the longest chain of cached blocks matching its prompt. When the pool runs out of free blocks, the
 // least recently used block that only the cache still references is evicted (deepest blocks of a chain first).
+// With a disk tier (DiskKvStore) every block the cache takes in is also written to disk, and a lookup whose chain
+// leaves memory continues on disk: those blocks are read back into the pool.
 // defines: PrefixCache
 #pragma once
 #include <cstdint>
@@ -12,6 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "infer/disk_kv_store.h"
 #include "models/kv_cache.h"
 
 namespace baleine {
@@ -19,7 +22,7 @@ namespace baleine {
 class PrefixCache {
  public:
   // Installs itself as `pool`'s reclaim hook.
-  explicit PrefixCache(std::shared_ptr<KvPool> pool);
+  explicit PrefixCache(std::shared_ptr<KvPool> pool, DiskCacheOptions disk = {});
   ~PrefixCache();  // releases every block it holds
   PrefixCache(const PrefixCache&) = delete;
   PrefixCache& operator=(const PrefixCache&) = delete;
@@ -37,6 +40,7 @@ class PrefixCache {
   uint64_t hits() const { return hits_; }      // blocks found by lookup
   uint64_t misses() const { return misses_; }  // lookups that stopped at a block not in the cache
   uint64_t evictions() const { return evictions_; }
+  const DiskKvStore* disk() const { return disk_.get(); }  // null without a disk tier
 
  private:
   struct Entry {
@@ -49,6 +53,7 @@ class PrefixCache {
   void touch(uint64_t k, Entry& e);
 
   std::shared_ptr<KvPool> pool_;
+  std::unique_ptr<DiskKvStore> disk_;
   std::unordered_map<uint64_t, Entry> entries_;
   std::map<uint64_t, uint64_t> lru_;  // tick -> key
   uint64_t clock_ = 0, hits_ = 0, misses_ = 0, evictions_ = 0;

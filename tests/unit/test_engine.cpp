@@ -290,6 +290,142 @@ TEST(Engine, PrefixCacheReusesPromptBlocksWithIdenticalTokens) {
   EXPECT_EQ(again.tokens, want);
 }
 
+namespace {
+std::filesystem::path fresh_dir(const std::string& name) {
+  auto d = std::filesystem::temp_directory_path() / ("baleine_disk_cache_" + name + "_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(d);
+  return d;
+}
+void fill_block(KvPool& pool, int32_t block, float seed) {
+  std::vector<float> row(size_t(pool.row()));
+  for (int64_t l = 0; l < pool.layers(); ++l)
+    for (int64_t t = 0; t < pool.block_size(); ++t) {
+      for (size_t i = 0; i < row.size(); ++i) row[i] = seed + float(l * 100 + t * 10) + float(i) * 0.5f;
+      ops::kv_encode_row(pool.dtype(), row.data(), pool.row(), pool.data(block, l) + t * pool.row_bytes());
+    }
+}
+bool same_block(KvPool& a, int32_t ba, KvPool& b, int32_t bb) {
+  for (int64_t l = 0; l < a.layers(); ++l)
+    if (std::memcmp(a.data(ba, l), b.data(bb, l), size_t(a.block_size() * a.row_bytes())) != 0) return false;
+  return true;
+}
+}  // namespace
+
+// The disk tier: blocks a cache took in come back, bit for bit, in a new pool (a restarted server); damaged
+// files, another model's or another layout's files never match; the directory stays under its size limit,
+// dropping the least recently used files.
+TEST(PrefixCache, DiskTierSurvivesARestartAndRejectsWhatIsNotItsOwn) {
+  const auto dir = fresh_dir("tier");
+  const std::vector<int32_t> a{1, 2, 3, 4, 5, 6, 7, 8, 9}, b{1, 2, 3, 4, 9, 9, 9, 9};
+  DiskCacheOptions disk{dir.string(), int64_t(1) << 20, 42};
+  auto pool1 = std::make_shared<KvPool>(2, 6, 4, 8, ops::KvDType::BF16);
+  int32_t a0, a1;
+  {
+    PrefixCache cache(pool1, disk);
+    a0 = pool1->allocate(), a1 = pool1->allocate();
+    fill_block(*pool1, a0, 1.0f), fill_block(*pool1, a1, 2.0f);
+    const int32_t blocks[2] = {a0, a1};
+    cache.insert(a, blocks);
+    ASSERT_NE(cache.disk(), nullptr);
+    EXPECT_EQ(cache.disk()->writes(), 2u);
+    EXPECT_EQ(cache.disk()->files(), 2);
+    cache.insert(a, blocks);  // already there: not written again
+    EXPECT_EQ(cache.disk()->writes(), 2u);
+  }
+  // "Restart": a new pool and cache over the same directory.
+  auto pool2 = std::make_shared<KvPool>(2, 6, 4, 8, ops::KvDType::BF16);
+  {
+    PrefixCache cache(pool2, disk);
+    EXPECT_EQ(cache.disk()->files(), 2);
+    auto got = cache.lookup(a, 9);
+    ASSERT_EQ(got.size(), 2u);
+    EXPECT_TRUE(same_block(*pool1, a0, *pool2, got[0]));
+    EXPECT_TRUE(same_block(*pool1, a1, *pool2, got[1]));
+    EXPECT_EQ(cache.disk()->hits(), 2u);
+    EXPECT_EQ(cache.blocks(), 2);                  // now in memory too
+    EXPECT_EQ(cache.lookup(a, 9), got);            // from memory: no more disk reads
+    EXPECT_EQ(cache.disk()->hits(), 2u);
+    EXPECT_EQ(cache.lookup(b, 8).size(), 1u);      // b shares only the first block; its second is on no tier
+  }
+  // Another model, or another KV layout (f32 rows), never reads these blocks.
+  {
+    DiskCacheOptions other = disk;
+    other.model_key = 43;
+    PrefixCache cache(std::make_shared<KvPool>(2, 6, 4, 8, ops::KvDType::BF16), other);
+    EXPECT_TRUE(cache.lookup(a, 9).empty());
+    PrefixCache f32(std::make_shared<KvPool>(2, 6, 4, 8, ops::KvDType::F32), disk);
+    EXPECT_TRUE(f32.lookup(a, 9).empty());
+  }
+  // A damaged file (one payload byte flipped, as a torn write or a bad disk would leave it) is rejected and
+  // removed; the chain stops there.
+  std::vector<std::filesystem::path> files;
+  for (auto& e : std::filesystem::directory_iterator(dir)) files.push_back(e.path());
+  ASSERT_EQ(files.size(), 2u);
+  for (const auto& f : files) {
+    std::fstream io(f, std::ios::in | std::ios::out | std::ios::binary);
+    io.seekp(-3, std::ios::end);
+    io.put('\x5a');
+  }
+  {
+    PrefixCache cache(std::make_shared<KvPool>(2, 6, 4, 8, ops::KvDType::BF16), disk);
+    EXPECT_TRUE(cache.lookup(a, 9).empty());
+    EXPECT_EQ(cache.disk()->rejected(), 1u);
+  }
+  // The size limit: 1 MiB of 4-token blocks (~ 200 bytes each) would take thousands; a small limit keeps the
+  // newest files only.
+  std::filesystem::remove_all(dir);
+  DiskCacheOptions small = disk;
+  small.max_bytes = 2000;
+  auto pool3 = std::make_shared<KvPool>(2, 6, 4, 64, ops::KvDType::BF16);
+  PrefixCache cache(pool3, small);
+  for (int32_t i = 0; i < 40; ++i) {
+    const std::vector<int32_t> p{i, i + 1, i + 2, i + 3};
+    const int32_t blk = pool3->allocate();
+    fill_block(*pool3, blk, float(i));
+    cache.insert(p, std::span<const int32_t>(&blk, 1));
+    pool3->release(blk);
+  }
+  int64_t bytes = 0;
+  for (auto& e : std::filesystem::directory_iterator(dir)) bytes += int64_t(e.file_size());
+  EXPECT_LE(bytes, 2000);
+  EXPECT_GT(bytes, 1000);
+  EXPECT_EQ(bytes, cache.disk()->bytes());
+  std::filesystem::remove_all(dir);
+}
+
+// Through the engine: a second engine (a restarted server) over the same directory serves the prompt's blocks
+// from disk and generates exactly the uncached tokens.
+TEST(Engine, DiskCacheServesAPrefixAfterARestart) {
+  auto m = model();
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 37; ++i) prompt.push_back(int32_t((i * 37 + 11) % 128));
+  auto want = greedy_reference(*m, prompt, 10);
+  const auto dir = fresh_dir("engine");
+  EngineOptions o;
+  o.kv_block_size = 8;
+  o.disk_cache = {dir.string(), int64_t(1) << 24, 7};
+  GenerationRequest r;
+  r.prompt = prompt;
+  r.params.max_tokens = 10;
+  r.params.ignore_eos = true;
+  {
+    Engine first(m, tiny_tokenizer(), o);
+    Collected c = collect(*first.submit(r));
+    EXPECT_EQ(c.tokens, want);
+    EXPECT_EQ(c.final.usage.cached_prompt_tokens, 0);
+    EXPECT_GT(first.stats().disk_cache_writes, 0u);
+  }
+  Engine second(m, tiny_tokenizer(), o);
+  Collected c = collect(*second.submit(r));
+  EXPECT_EQ(c.tokens, want);
+  EXPECT_EQ(c.final.usage.cached_prompt_tokens, 32);  // four full blocks, read back from disk
+  EXPECT_EQ(second.stats().disk_cache_hits, 4u);
+  EngineOptions no_cache = o;
+  no_cache.prefix_cache = false;
+  EXPECT_THROW(Engine(m, tiny_tokenizer(), no_cache), Error);  // a disk tier without the prefix cache is an error
+  std::filesystem::remove_all(dir);
+}
+
 TEST(Engine, SmallPoolEvictsAndQueuesButFinishesEverything) {
   auto m = model();
   EngineOptions o;
