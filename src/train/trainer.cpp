@@ -3,6 +3,7 @@
 #include "train/checkpoint.h"
 #include "train/data_parallel.h"
 #include "train/learner.h"
+#include "train/replicas.h"
 
 #include <fcntl.h>
 #include <malloc.h>
@@ -54,7 +55,7 @@ TrainRecipe load_recipe(const std::string& path) {
   static const std::vector<std::string> known = {
       "model", "data", "out", "seq_len", "batch_size", "steps", "lr", "adamw", "grad_clip", "mtp_lambda",
       "bias_update_speed", "sequence_balance_alpha", "init_std", "seed", "checkpoint_every", "eval_every", "eval_batches", "log_every",
-      "price_per_core_hour"};
+      "price_per_core_hour", "replicas"};
   for (auto& [k, v] : j.items())
     BALEINE_CHECK(std::find(known.begin(), known.end(), k) != known.end(), "{}: unknown key '{}'", path, k);
   auto num = [&](const json& o, const char* key, double def, const std::string& where, double lo, double hi) {
@@ -88,6 +89,7 @@ TrainRecipe load_recipe(const std::string& path) {
   r.eval_batches = int64_t(num(j, "eval_batches", 4, "", 0, 1e6));
   r.log_every = int64_t(num(j, "log_every", 1, "", 1, 1e12));
   r.price_per_core_hour = num(j, "price_per_core_hour", 0.05, "", 0, 1e6);
+  r.replicas = int(num(j, "replicas", 1, "", 1, 64));
   if (j.contains("lr")) {
     const json& l = j["lr"];
     BALEINE_CHECK(l.is_object(), "{}: key 'lr' must be an object", path);
@@ -207,6 +209,10 @@ int run_training(const TrainRecipe& r, const TrainOptions& opts) {
   g_interrupted = false;
   auto old_handler = std::signal(SIGINT, on_sigint);
 
+  // Replicas share the weights: build them once the weights are final (after a resume and its broadcast).
+  Replicas replicas(model, grads, int(std::min<int64_t>(r.replicas, r.batch_size)), [&](CausalLM& m) {
+    if (auto* d = dynamic_cast<DeepSeekModel*>(&m)) d->set_sequence_balance_alpha(r.sequence_balance_alpha);
+  });
   const ModelStats stats = model_stats(cfg);
   const double flops_per_token = 6.0 * stats.active_params;  // forward + backward matmuls
   const int threads = ThreadPool::global().size() * ranks;  // cores in use over every rank
@@ -237,14 +243,34 @@ int run_training(const TrainRecipe& r, const TrainOptions& opts) {
     auto step_start = std::chrono::steady_clock::now();
     const CommStats comm_before = comm.stats();
     grads.zero();
-    if (ds) ds->reset_expert_load();
-    LossParts loss;
-    // Sequence j of the global batch is the same window on any world size; rank r takes a contiguous share.
+    replicas.zero_others();
+    // Sequence j of the global batch is the same window on any world size; rank r takes a contiguous share,
+    // split again into one contiguous group per replica (computed in parallel, summed in replica order).
     auto [first, last] = comm.block_range(r.batch_size, rank);
-    for (int64_t j = first; j < last; ++j) {
-      auto l = model.loss_and_grad(data.window(false, r.seed, step, j, r.seq_len), &grads, r.mtp_lambda);
-      loss.total += l.total / double(r.batch_size), loss.main += l.main / double(r.batch_size), loss.mtp += l.mtp / double(r.batch_size);
-      loss.balance += l.balance / double(r.batch_size);
+    std::vector<LossParts> parts(size_t(replicas.count()));
+    replicas.run([&](int g) {
+      CausalLM& m = replicas.model(g);
+      if (auto* d = dynamic_cast<DeepSeekModel*>(&m)) d->reset_expert_load();
+      const int64_t n = last - first, per = n / replicas.count(), extra = n % replicas.count();
+      const int64_t b = first + g * per + std::min<int64_t>(g, extra), e = b + per + (g < extra ? 1 : 0);
+      LossParts& lp = parts[size_t(g)];
+      for (int64_t j = b; j < e; ++j) {
+        auto l = m.loss_and_grad(data.window(false, r.seed, step, j, r.seq_len), &replicas.grads(g), r.mtp_lambda);
+        lp.total += l.total / double(r.batch_size), lp.main += l.main / double(r.batch_size), lp.mtp += l.mtp / double(r.batch_size);
+        lp.balance += l.balance / double(r.batch_size);
+      }
+    });
+    replicas.sum_gradients();
+    LossParts loss = parts[0];
+    for (int g = 1; g < replicas.count(); ++g) {
+      loss.total += parts[size_t(g)].total, loss.main += parts[size_t(g)].main, loss.mtp += parts[size_t(g)].mtp;
+      loss.balance += parts[size_t(g)].balance;
+      if (ds) {  // the replicas' expert loads join the model's, for the balance bias
+        auto& into = ds->expert_load_counts();
+        const auto& from = dynamic_cast<DeepSeekModel&>(replicas.model(g)).expert_load();
+        for (size_t l = 0; l < into.size() && l < from.size(); ++l)
+          for (size_t x = 0; x < into[l].size() && x < from[l].size(); ++x) into[l][x] += from[l][x];
+      }
     }
     if (ranks > 1) {
       double parts[4] = {loss.total, loss.main, loss.mtp, loss.balance};

@@ -28,6 +28,9 @@ struct TrainRecipe {
   uint64_t seed = 1234;
   int64_t checkpoint_every = 50, eval_every = 50, eval_batches = 4, log_every = 1;
   double price_per_core_hour = 0.05;  // USD, for the compute report
+  // Copies of the model sharing its weights that take a contiguous share of each batch in parallel threads (1:
+  // the sequences one after the other, each op split over the threads). Results depend on this, not on --threads.
+  int replicas = 1;
 };
 
 // Reads a JSON recipe; every error names the file and the key.

@@ -132,6 +132,37 @@ TEST(TrainCli, DenseModelsPretrain) {
   EXPECT_NE(out.find("sequence_balance_alpha"), std::string::npos) << out;
 }
 
+// "replicas": 2 splits each batch between two weight-sharing copies of the model run in parallel threads: the
+// same bits on 1 and 2 threads (the grouping depends on the recipe only), the one-copy run's losses to rounding,
+// and MoE balancing still sees every token (the expert loads of both copies are summed).
+TEST(TrainCli, ReplicasGiveTheSameBitsOnAnyThreadCount) {
+  fs::path data = make_dir("replicas_data");
+  write_shards(data, 128);
+  auto run_with = [&](const std::string& name, int replicas, int threads) {
+    fs::path d = make_dir("replicas_" + name);
+    std::ifstream in(write_recipe(d, data, 12));
+    json r = json::parse(in);
+    r["batch_size"] = 5;
+    r["replicas"] = replicas;
+    std::ofstream(d / "recipe.json") << r.dump();
+    std::string out;
+    EXPECT_EQ(run("--threads " + std::to_string(threads) + " train --config " + (d / "recipe.json").string(), &out), 0) << out;
+    return read_metrics(d / "run" / "metrics.jsonl");
+  };
+  auto one = run_with("r1", 1, 2), a = run_with("r2t1", 2, 1), b = run_with("r2t2", 2, 2), c = run_with("r3t2", 3, 2);
+  ASSERT_EQ(a.size(), 12u);
+  ASSERT_EQ(b.size(), 12u);
+  ASSERT_EQ(c.size(), 12u);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i]["loss"].get<double>(), b[i]["loss"].get<double>()) << "step " << i + 1;
+    EXPECT_EQ(a[i]["grad_norm"].get<double>(), b[i]["grad_norm"].get<double>()) << "step " << i + 1;
+    for (const auto* other : {&a, &c})
+      EXPECT_NEAR((*other)[i]["loss"].get<double>(), one[i]["loss"].get<double>(), 1e-5 * one[i]["loss"].get<double>()) << "step " << i + 1;
+  }
+  // Step 1 routes with the same weights: the summed loads of the copies are exactly the one copy's.
+  EXPECT_EQ(a[0]["expert_balance"], one[0]["expert_balance"]);
+}
+
 TEST(TrainCli, KilledAndResumedRunReproducesTheUninterruptedOne) {
   const int64_t steps = 16;
   fs::path data = make_dir("data");
