@@ -355,4 +355,73 @@ void Server::responses(const httplib::Request& req, httplib::Response& res) {
       [run](bool) { run->cancel = true; });
 }
 
+// ------------------------------------------------------------------------------------------------------------
+// POST /v1/chat/completions whose tools include server-side ones (extension): {"type": "mcp", "server_label"} for a
+// server configured with --mcp-config, or the built-ins (calculator, current_datetime). The server runs the tool
+// loop as /v1/responses does and answers with one chat completion: the final content, the client function calls
+// it stopped at as tool_calls, and the server-side calls it made as message.mcp_calls / message.server_tool_calls.
+// ------------------------------------------------------------------------------------------------------------
+bool Server::has_server_tools(const json& body) {
+  if (!body.is_object() || !body.contains("tools") || !body["tools"].is_array()) return false;
+  for (const auto& t : body["tools"])
+    if (t.is_object() && t.contains("type") && t["type"].is_string() && t["type"] != "function") return true;
+  return false;
+}
+
+void Server::chat_with_server_tools(const Auth& auth, const json& body, httplib::Response& res) {
+  if (body.value("stream", false) == true)
+    throw ApiError(400, "'stream' is not supported yet on /v1/chat/completions with mcp or built-in tools (use /v1/responses, "
+                   "which streams every step)", "invalid_request_error", "stream");
+  if (body.contains("n") && body["n"] != 1)
+    throw ApiError(400, "'n' must be 1 with mcp or built-in tools", "invalid_request_error", "n");
+  json plain = body;  // everything but the tools goes through the chat parser (messages, sampling, thinking)
+  for (const char* k : {"tools", "tool_choice", "parallel_tool_calls", "max_steps"}) plain.erase(k);
+  ChatTask task = parse_chat_request(plain, routes_, limits_);
+  std::string last_user;
+  for (const auto& msg : task.messages)
+    if (msg.role == "user") last_user = msg.content;
+  auto toolset = std::make_shared<ResponseTools>(response_tools(body["tools"], nullptr, last_user));
+  agent::AgentOptions ao;
+  ao.format = task.route->format;
+  ao.thinking = task.thinking;
+  ao.params = task.params;
+  if (!task.max_tokens_given) ao.params.max_tokens = std::min<int64_t>(512, limits_.context / 2);
+  for (int32_t t : stop_tokens_) ao.params.stop_tokens.push_back(t);
+  if (body.contains("tool_choice") && !body["tool_choice"].is_null()) ao.first_choice = response_tool_choice(body["tool_choice"], *toolset);
+  if (body.contains("max_steps")) {  // model turns at most (1..8), as on /v1/responses
+    if (!body["max_steps"].is_number_integer() || body["max_steps"].get<int>() < 1 || body["max_steps"].get<int>() > 8)
+      throw ApiError(400, "'max_steps' must be an integer in [1, 8]", "invalid_request_error", "max_steps");
+    ao.max_steps = body["max_steps"].get<int>();
+  }
+  check_admission(auth);
+  agent::AgentLoop loop(*engine_, vocab_, *toolset->registry, ao);
+  agent::AgentResult r = loop.run(task.messages, {}, nullptr);
+  std::vector<ChatMessage> added(r.messages.begin() + std::ptrdiff_t(task.messages.size()), r.messages.end());
+  for (auto& msg : added) clean_message(msg);
+  r.content = clean_utf8(r.content);
+  const json items = response_output_items(r, added, *toolset);
+  json message = {{"role", "assistant"}, {"content", r.content}};
+  if (task.thinking) message["reasoning_content"] = clean_utf8(r.reasoning);
+  json mcp_calls = json::array(), server_calls = json::array();
+  for (const auto& it : items) {
+    if (it.value("type", "") == "mcp_call") mcp_calls.push_back(it);
+    if (it.value("type", "") == "function_call_output") server_calls.push_back(it);  // built-ins (calculator, ...)
+  }
+  if (!mcp_calls.empty()) message["mcp_calls"] = mcp_calls;
+  if (!server_calls.empty()) message["server_tool_calls"] = server_calls;
+  std::vector<ToolCall> client;
+  for (const auto& p : r.pending_calls)
+    if (p.client) client.push_back(p.call);
+  if (!client.empty()) message["tool_calls"] = agent::tool_calls_to_openai(client);
+  const std::string finish = !client.empty() ? "tool_calls" : r.finish_reason == "length" ? "length" : "stop";
+  const int64_t created = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  json resp = {{"id", "chatcmpl-" + agent::new_tool_call_id().substr(5)}, {"object", "chat.completion"}, {"created", created},
+               {"model", task.route->id}, {"system_fingerprint", "baleine"},
+               {"choices", json::array({{{"index", 0}, {"message", message}, {"logprobs", nullptr}, {"finish_reason", finish}}})},
+               {"agent_steps", r.steps},
+               {"usage", {{"prompt_tokens", r.usage.prompt_tokens}, {"completion_tokens", r.usage.completion_tokens},
+                          {"total_tokens", r.usage.prompt_tokens + r.usage.completion_tokens}}}};
+  res.set_content(dump(resp), "application/json");
+}
+
 }  // namespace baleine::server

@@ -108,6 +108,9 @@ class Server {
   json response_output_items(const agent::AgentResult& r, const std::vector<ChatMessage>& added, const ResponseTools& tools) const;
   static json pending_calls_json(const std::vector<agent::PendingCall>& calls);
   void check_mcp_labels(const json& assistant_body) const;
+  // /v1/chat/completions with mcp or built-in tools: the server runs the tool loop (agent_api.cpp).
+  static bool has_server_tools(const json& body);
+  void chat_with_server_tools(const Auth& auth, const json& body, httplib::Response& res);
   // Dense retrieval: vectors of an assistant document's chunks, computed by the engine (batched) and cached.
   void embed_document_if_hybrid(const agent::Assistant& a, const std::string& text);
   void warm_chunk_embeddings(const std::vector<std::string>& chunks);

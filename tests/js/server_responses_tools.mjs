@@ -93,6 +93,43 @@ await t.check("MCP: tools listed (mcp_list_tools), the forced call runs on the r
   assert.equal(r.output.at(-1).type, "message");
 });
 
+await t.check("MCP from /v1/chat/completions: the server runs the forced call and answers one chat completion", async () => {
+  const r = await client.chat.completions.create({ model: "deepseek-chat", temperature: 0, max_tokens: 60, max_steps: 2,
+                                                   messages: [{ role: "user", content: "Add two numbers." }],
+                                                   tools: [{ type: "mcp", server_label: "test" }],
+                                                   tool_choice: { type: "mcp", server_label: "test", name: "add" } });
+  assert.equal(r.object, "chat.completion");
+  const m = r.choices[0].message;
+  assert.ok(Array.isArray(m.mcp_calls) && m.mcp_calls.length >= 1, JSON.stringify(m));
+  const mc = m.mcp_calls[0];
+  assert.equal(mc.server_label, "test");
+  assert.equal(mc.name, "add");
+  const { a, b } = JSON.parse(mc.arguments);
+  assert.equal(Number(mc.output), a + b, JSON.stringify(mc));  // computed by the MCP server
+  assert.equal(typeof m.content, "string");
+  assert.ok(!m.tool_calls, "no client call was made");
+  assert.ok(["stop", "length"].includes(r.choices[0].finish_reason), r.choices[0].finish_reason);
+  assert.ok(r.usage.prompt_tokens > 0);
+});
+
+await t.check("chat completions with an MCP server and a client function: stops at the client call as tool_calls", async () => {
+  const r = await client.chat.completions.create({ model: "deepseek-chat", temperature: 0, max_tokens: 60,
+    messages: [{ role: "user", content: "What is the weather in Brest?" }],
+    tools: [{ type: "mcp", server_label: "test" }, weather],
+    tool_choice: { type: "function", function: { name: "get_weather" } } });
+  assert.equal(r.choices[0].finish_reason, "tool_calls");
+  assert.equal(r.choices[0].message.tool_calls[0].function.name, "get_weather");
+  JSON.parse(r.choices[0].message.tool_calls[0].function.arguments);
+  // The built-in calculator through chat completions, and what is refused.
+  const c = await client.chat.completions.create({ model: "deepseek-chat", temperature: 0, max_tokens: 60, max_steps: 2,
+    messages: [{ role: "user", content: "2+3?" }], tools: [{ type: "calculator" }], tool_choice: { type: "calculator" } });
+  assert.ok(c.choices[0].message.server_tool_calls.length >= 1, JSON.stringify(c.choices[0].message));
+  await assert.rejects(client.chat.completions.create({ model: "deepseek-chat", messages: [{ role: "user", content: "x" }],
+    tools: [{ type: "mcp", server_label: "test" }], stream: true }), (e) => e.status === 400 && e.param === "stream");
+  await assert.rejects(client.chat.completions.create({ model: "deepseek-chat", messages: [{ role: "user", content: "x" }],
+    tools: [{ type: "mcp", server_label: "nope" }] }), (e) => e.status === 400);
+});
+
 await t.check("MCP: allowed_tools, streamed steps, and a failing tool reported as an error", async () => {
   const res = await post("/v1/responses", { model: "deepseek-chat", temperature: 0, input: "Fail.", max_output_tokens: 40, max_steps: 2, stream: true,
                                             tools: [{ type: "mcp", server_label: "test", allowed_tools: ["fail"] }], tool_choice: "required" });
