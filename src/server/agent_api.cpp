@@ -1,6 +1,8 @@
 // server/agent_api.cpp — /v1/assistants (CRUD + documents over agent::AssistantStore) and /v1/responses
 // (previous_response_id chains in agent::ResponseStore, built-in tools run by the bounded agent::AgentLoop, every
 // step streamed as an SSE event). The loop talks to the engine only through Engine::submit, like /chat.
+#include <atomic>
+
 #include <fmt/format.h>
 #include <httplib.h>
 
@@ -369,9 +371,6 @@ bool Server::has_server_tools(const json& body) {
 }
 
 void Server::chat_with_server_tools(const Auth& auth, const json& body, httplib::Response& res) {
-  if (body.value("stream", false) == true)
-    throw ApiError(400, "'stream' is not supported yet on /v1/chat/completions with mcp or built-in tools (use /v1/responses, "
-                   "which streams every step)", "invalid_request_error", "stream");
   if (body.contains("n") && body["n"] != 1)
     throw ApiError(400, "'n' must be 1 with mcp or built-in tools", "invalid_request_error", "n");
   json plain = body;  // everything but the tools goes through the chat parser (messages, sampling, thinking)
@@ -394,8 +393,10 @@ void Server::chat_with_server_tools(const Auth& auth, const json& body, httplib:
     ao.max_steps = body["max_steps"].get<int>();
   }
   check_admission(auth);
+  auto cancel = std::make_shared<std::atomic<bool>>(false);
+  auto execute = [this, toolset, ao, task, cancel] {
   agent::AgentLoop loop(*engine_, vocab_, *toolset->registry, ao);
-  agent::AgentResult r = loop.run(task.messages, {}, nullptr);
+  agent::AgentResult r = loop.run(task.messages, {}, cancel.get());
   std::vector<ChatMessage> added(r.messages.begin() + std::ptrdiff_t(task.messages.size()), r.messages.end());
   for (auto& msg : added) clean_message(msg);
   r.content = clean_utf8(r.content);
@@ -421,7 +422,62 @@ void Server::chat_with_server_tools(const Auth& auth, const json& body, httplib:
                {"agent_steps", r.steps},
                {"usage", {{"prompt_tokens", r.usage.prompt_tokens}, {"completion_tokens", r.usage.completion_tokens},
                           {"total_tokens", r.usage.prompt_tokens + r.usage.completion_tokens}}}};
-  res.set_content(dump(resp), "application/json");
+  return resp;
+  };
+  if (!task.stream) {
+    res.set_content(dump(execute()), "application/json");
+    return;
+  }
+  // Streamed: the tool loop runs first (its steps are not chat deltas), then the answer goes out as chunks in the
+  // usual order: role (+ reasoning), content with the calls made, the finish reason, usage when asked for.
+  const bool include_usage = task.include_usage;
+  res.set_header("Cache-Control", "no-cache");
+  res.set_header("X-Accel-Buffering", "no");
+  res.set_chunked_content_provider(
+      "text/event-stream",
+      [execute, include_usage, cancel](size_t, httplib::DataSink& sink) {
+        bool ok = true;
+        auto send = [&](const json& j) {
+          if (!ok) return;
+          const std::string line = "data: " + dump(j) + "\n\n";
+          ok = sink.write(line.data(), line.size());
+          if (!ok) *cancel = true;
+        };
+        try {
+          json resp = execute();
+          const json& choice = resp["choices"][0];
+          const json& m = choice["message"];
+          auto chunk = [&](json delta, json finish) {
+            json c = {{"id", resp["id"]}, {"object", "chat.completion.chunk"}, {"created", resp["created"]}, {"model", resp["model"]},
+                      {"system_fingerprint", "baleine"},
+                      {"choices", json::array({{{"index", 0}, {"delta", std::move(delta)}, {"logprobs", nullptr}, {"finish_reason", std::move(finish)}}})}};
+            if (include_usage) c["usage"] = nullptr;
+            return c;
+          };
+          json first = {{"role", "assistant"}, {"content", ""}};
+          if (m.contains("reasoning_content")) first["reasoning_content"] = m["reasoning_content"];
+          send(chunk(first, nullptr));
+          json rest = {{"content", m["content"]}};
+          for (const char* k : {"mcp_calls", "server_tool_calls"})
+            if (m.contains(k)) rest[k] = m[k];
+          if (m.contains("tool_calls")) {
+            json calls = m["tool_calls"];
+            for (size_t i = 0; i < calls.size(); ++i) calls[i]["index"] = i;
+            rest["tool_calls"] = calls;
+          }
+          send(chunk(rest, nullptr));
+          send(chunk(json::object(), choice["finish_reason"]));
+          if (include_usage)
+            send({{"id", resp["id"]}, {"object", "chat.completion.chunk"}, {"created", resp["created"]}, {"model", resp["model"]},
+                  {"choices", json::array()}, {"usage", resp["usage"]}});
+        } catch (const std::exception& e) {  // never let an exception escape the provider
+          send({{"error", {{"message", e.what()}, {"type", "server_error"}, {"param", nullptr}, {"code", nullptr}}}});
+        }
+        if (ok) ok = sink.write("data: [DONE]\n\n", 14);
+        if (ok) sink.done();
+        return ok;
+      },
+      [cancel](bool) { *cancel = true; });
 }
 
 }  // namespace baleine::server

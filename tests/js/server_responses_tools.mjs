@@ -124,8 +124,22 @@ await t.check("chat completions with an MCP server and a client function: stops 
   const c = await client.chat.completions.create({ model: "deepseek-chat", temperature: 0, max_tokens: 60, max_steps: 2,
     messages: [{ role: "user", content: "2+3?" }], tools: [{ type: "calculator" }], tool_choice: { type: "calculator" } });
   assert.ok(c.choices[0].message.server_tool_calls.length >= 1, JSON.stringify(c.choices[0].message));
-  await assert.rejects(client.chat.completions.create({ model: "deepseek-chat", messages: [{ role: "user", content: "x" }],
-    tools: [{ type: "mcp", server_label: "test" }], stream: true }), (e) => e.status === 400 && e.param === "stream");
+  // Streamed: the loop runs, then the answer arrives as chunks the SDK assembles (calls made, then the finish).
+  const stream = await client.chat.completions.create({ model: "deepseek-chat", temperature: 0, max_tokens: 60, max_steps: 2,
+    messages: [{ role: "user", content: "Add two numbers." }], tools: [{ type: "mcp", server_label: "test" }],
+    tool_choice: { type: "mcp", server_label: "test", name: "add" }, stream: true, stream_options: { include_usage: true } });
+  let content = "", mcp = null, finish = null, usage = null;
+  for await (const ch of stream) {
+    if (ch.usage) usage = ch.usage;
+    const d = ch.choices[0]?.delta;
+    if (d?.content) content += d.content;
+    if (d?.mcp_calls) mcp = d.mcp_calls;
+    if (ch.choices[0]?.finish_reason) finish = ch.choices[0].finish_reason;
+  }
+  assert.ok(mcp && mcp[0].name === "add" && Number(mcp[0].output) === Object.values(JSON.parse(mcp[0].arguments)).reduce((x, y) => x + y, 0), JSON.stringify(mcp));
+  assert.ok(["stop", "length"].includes(finish), String(finish));
+  assert.ok(usage && usage.prompt_tokens > 0);
+  assert.equal(typeof content, "string");
   await assert.rejects(client.chat.completions.create({ model: "deepseek-chat", messages: [{ role: "user", content: "x" }],
     tools: [{ type: "mcp", server_label: "nope" }] }), (e) => e.status === 400);
 });
