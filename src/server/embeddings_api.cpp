@@ -36,8 +36,7 @@ ApiError bad_input(const std::string& message) { return ApiError(400, message, "
 }  // namespace
 
 // Inputs as token ids: a string, an array of strings, an array of token ids, or an array of such arrays.
-std::vector<std::vector<int32_t>> Server::embedding_inputs(const json& input) const {
-  const Tokenizer& tok = engine_->tokenizer();
+std::vector<std::vector<int32_t>> Server::embedding_inputs(const json& input, const Tokenizer& tok, const Limits& limits) {
   auto text = [&](const json& s, const std::string& where) {
     const std::string& t = s.get_ref<const std::string&>();
     if (t.empty()) throw bad_input(where + " must not be an empty string");
@@ -74,9 +73,9 @@ std::vector<std::vector<int32_t>> Server::embedding_inputs(const json& input) co
   int64_t total = 0;
   for (size_t i = 0; i < out.size(); ++i) {
     // A text may encode to nothing only if it is empty, which was refused above.
-    if (int64_t(out[i].size()) > limits_.context)
+    if (int64_t(out[i].size()) > limits.context)
       throw ApiError(400, fmt::format("input {} has {} tokens; this model's maximum context length is {} tokens", i,
-                                      out[i].size(), limits_.context),
+                                      out[i].size(), limits.context),
                      "invalid_request_error", "input", "context_length_exceeded");
     total += int64_t(out[i].size());
   }
@@ -121,7 +120,7 @@ void Server::embeddings(const httplib::Request& req, httplib::Response& res) {
   if (b.contains("user") && !b["user"].is_null() && !b["user"].is_string())
     throw ApiError(400, "'user' must be a string", "invalid_request_error", "user");
   EmbeddingRequest er;
-  er.inputs = embedding_inputs(b["input"]);
+  er.inputs = embedding_inputs(b["input"], engine_->tokenizer(), limits_);
   int64_t tokens = 0;
   for (const auto& in : er.inputs) tokens += int64_t(in.size());
   check_admission(auth);

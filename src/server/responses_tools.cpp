@@ -205,7 +205,7 @@ agent::ToolChoice Server::response_tool_choice(const json& requested, const Resp
 // function_call items (the client's copy of the model's calls) and function_call_output items. With `pending`
 // (the calls the previous response stopped at), the outputs answer those calls and become the tool messages, in
 // the calls' order (the template is positional); without, calls and outputs are taken as history.
-std::vector<ChatMessage> Server::response_input(const json& input, const json& pending) const {
+std::vector<ChatMessage> Server::response_input(const json& input, const json& pending) {
   std::vector<ChatMessage> out;
   auto message = [](std::string role, std::string content) {
     ChatMessage m;

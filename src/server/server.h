@@ -94,7 +94,10 @@ class Server {
   void assistants_api(const httplib::Request& req, httplib::Response& res);  // agent_api.cpp
   void responses(const httplib::Request& req, httplib::Response& res);       // agent_api.cpp
   void embeddings(const httplib::Request& req, httplib::Response& res);      // embeddings_api.cpp
-  std::vector<std::vector<int32_t>> embedding_inputs(const json& input) const;
+  // /v1/embeddings' 'input' as token ids (validated against the tokenizer and limits; fuzzed).
+ public:
+  static std::vector<std::vector<int32_t>> embedding_inputs(const json& input, const Tokenizer& tok, const Limits& limits);
+ private:
   // /v1/responses tools and items (responses_tools.cpp).
   struct ResponseTools {
     std::shared_ptr<agent::ToolRegistry> registry;
@@ -104,12 +107,17 @@ class Server {
   };
   ResponseTools response_tools(const json& tools, const agent::Assistant* assistant, const std::string& fallback_query = "");
   agent::ToolChoice response_tool_choice(const json& choice, const ResponseTools& tools) const;
-  std::vector<ChatMessage> response_input(const json& input, const json& pending) const;
+  // /v1/responses' 'input' items, answering `pending` calls (validated; fuzzed).
+ public:
+  static std::vector<ChatMessage> response_input(const json& input, const json& pending);
+ private:
   json response_output_items(const agent::AgentResult& r, const std::vector<ChatMessage>& added, const ResponseTools& tools) const;
   static json pending_calls_json(const std::vector<agent::PendingCall>& calls);
   void check_mcp_labels(const json& assistant_body) const;
   // /v1/chat/completions with mcp or built-in tools: the server runs the tool loop (agent_api.cpp).
+ public:
   static bool has_server_tools(const json& body);
+ private:
   void chat_with_server_tools(const Auth& auth, const json& body, httplib::Response& res);
   // Dense retrieval: vectors of an assistant document's chunks, computed by the engine (batched) and cached.
   void embed_document_if_hybrid(const agent::Assistant& a, const std::string& text);

@@ -16,6 +16,7 @@
 #include "server/http_guard.h"
 #include "server/metrics.h"
 #include "server/openai_api.h"
+#include "server/server.h"
 #include "server/store.h"
 #include "tokenizer/tokenizer.h"
 
@@ -680,4 +681,64 @@ TEST(HttpGuard, RequestHeadChecks) {
   const HeadCheck big = head("POST", {host, json, {"Content-Length", "1000000000000"}});
   EXPECT_EQ(big.status, 413);
   EXPECT_EQ(big.code, "request_too_large");
+}
+
+// The /v1/responses input items and the /v1/embeddings input, as the fuzz target drives them: valid forms, the
+// pending calls a previous response stopped at, and each refusal a 400 naming the field; the embeddings' limits
+// answer at limit + 1 (2,048 inputs; the context per input).
+TEST(Api, ResponseInputItemsAndPendingCalls) {
+  auto msgs = Server::response_input(json("hi"), json::array());
+  ASSERT_EQ(msgs.size(), 1u);
+  EXPECT_EQ(msgs[0].role, "user");
+  const json pending = json::array({{{"call_id", "c1"}, {"name", "f"}, {"client", true}, {"output", ""}},
+                                    {{"call_id", "c2"}, {"name", "calc"}, {"client", false}, {"output", "5"}}});
+  const json answer = json::array({{{"type", "function_call_output"}, {"call_id", "c1"}, {"output", "42"}},
+                                   {{"role", "user"}, {"content", "thanks"}}});
+  msgs = Server::response_input(answer, pending);
+  ASSERT_EQ(msgs.size(), 3u);  // the two tool answers in call order, then the user message
+  EXPECT_EQ(msgs[0].content, "42");
+  EXPECT_EQ(msgs[1].content, "5");
+  EXPECT_EQ(msgs[2].role, "user");
+  auto status_of = [](const json& input, const json& p) {
+    try {
+      Server::response_input(input, p);
+    } catch (const ApiError& e) {
+      return e.status;
+    }
+    return 200;
+  };
+  EXPECT_EQ(status_of(json("hi"), pending), 400);                    // the pending calls must be answered
+  EXPECT_EQ(status_of(json::array(), json::array()), 400);           // empty input
+  EXPECT_EQ(status_of(json(3), json::array()), 400);
+  EXPECT_EQ(status_of(json::array({{{"type", "function_call_output"}, {"call_id", "zz"}, {"output", "1"}}}), pending), 400);
+  EXPECT_EQ(status_of(json::array({{{"role", "robot"}, {"content", "x"}}}), json::array()), 400);
+  EXPECT_EQ(status_of(json::array({{{"type", "image"}}}), json::array()), 400);
+  EXPECT_EQ(status_of(json::array({json(1)}), json::array()), 400);
+}
+
+TEST(Api, EmbeddingInputsAndTheirLimits) {
+  const Tokenizer tok = Tokenizer::load(std::string(BALEINE_TEST_DATA) + "/../../models/default/tokenizer.json");
+  Limits limits;
+  limits.context = 64;
+  auto in = Server::embedding_inputs(json::array({"a licence", json::array({1, 2, 3})}), tok, limits);
+  ASSERT_EQ(in.size(), 2u);
+  EXPECT_EQ(in[1], (std::vector<int32_t>{1, 2, 3}));
+  auto status_of = [&](const json& input) {
+    try {
+      Server::embedding_inputs(input, tok, limits);
+    } catch (const ApiError& e) {
+      return e.status;
+    }
+    return 200;
+  };
+  EXPECT_EQ(status_of(json("")), 400);
+  EXPECT_EQ(status_of(json::array()), 400);
+  EXPECT_EQ(status_of(json::array({-1})), 400);
+  EXPECT_EQ(status_of(json::array({int64_t(tok.vocab_size())})), 400);   // the first id outside the vocabulary
+  EXPECT_EQ(status_of(json::array({int64_t(tok.vocab_size()) - 1})), 200);
+  EXPECT_EQ(status_of(json::array({json::object()})), 400);
+  EXPECT_EQ(status_of(json(std::vector<std::string>(2048, "x"))), 200);  // OpenAI's limit...
+  EXPECT_EQ(status_of(json(std::vector<std::string>(2049, "x"))), 400);  // ...and one more
+  EXPECT_EQ(status_of(json(std::vector<int32_t>(64, 1))), 200);          // the context...
+  EXPECT_EQ(status_of(json(std::vector<int32_t>(65, 1))), 400);          // ...and one token more
 }
