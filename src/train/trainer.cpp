@@ -246,7 +246,8 @@ int run_training(const TrainRecipe& r, const TrainOptions& opts) {
     replicas.zero_others();
     // Sequence j of the global batch is the same window on any world size; rank r takes a contiguous share,
     // split again into one contiguous group per replica (computed in parallel, summed in replica order).
-    auto [first, last] = comm.block_range(r.batch_size, rank);
+    const auto share = comm.block_range(r.batch_size, rank);
+    const int64_t first = share.first, last = share.second;  // (a lambda may not capture structured bindings in clang 14)
     std::vector<LossParts> parts(size_t(replicas.count()));
     replicas.run([&](int g) {
       CausalLM& m = replicas.model(g);
