@@ -27,6 +27,13 @@ std::vector<int32_t> marker_ids(const VocabIndex& vocab, const std::vector<std::
   return ids;
 }
 
+// o[key] when it is a string, `fallback` when absent; "" when it is some other JSON type (never a valid value, so
+// the caller's check names the field; json::value would throw a raw type_error there).
+std::string string_field(const json& o, const char* key, const std::string& fallback) {
+  if (!o.is_object() || !o.contains(key)) return fallback;
+  return o[key].is_string() ? o[key].get<std::string>() : std::string();
+}
+
 bool valid_name(const std::string& n) {
   if (n.empty() || n.size() > 64) return false;
   for (char c : n)
@@ -41,7 +48,7 @@ std::string content_text(const json& c, const std::string& where) {
   std::string out;
   for (size_t i = 0; i < c.size(); ++i) {
     const json& p = c[i];
-    BALEINE_CHECK(p.is_object() && p.value("type", "") == "text" && p.contains("text") && p["text"].is_string(),
+    BALEINE_CHECK(p.is_object() && string_field(p, "type", "") == "text" && p.contains("text") && p["text"].is_string(),
                   "{}.content[{}]: only text parts are supported", where, i);
     out += p["text"].get<std::string>();
   }
@@ -60,7 +67,7 @@ std::vector<ToolFunction> parse_tools(const json& tools, const ToolLimits& limit
     const std::string at = "tools[" + std::to_string(i) + "]";
     const json& t = tools[i];
     BALEINE_CHECK(t.is_object(), "{}: must be an object", at);
-    BALEINE_CHECK(t.value("type", "") == "function", "{}.type: must be \"function\"", at);
+    BALEINE_CHECK(string_field(t, "type", "") == "function", "{}.type: must be \"function\"", at);
     BALEINE_CHECK(t.contains("function") && t["function"].is_object(), "{}.function: missing or not an object", at);
     const json& f = t["function"];
     ToolFunction fn;
@@ -81,7 +88,7 @@ std::vector<ToolFunction> parse_tools(const json& tools, const ToolLimits& limit
     if (f.contains("parameters") && !f["parameters"].is_null()) {
       fn.parameters = f["parameters"];
       BALEINE_CHECK(fn.parameters.is_object(), "{}.function.parameters: must be a JSON schema object", at);
-      BALEINE_CHECK(fn.parameters.value("type", "object") == "object", "{}.function.parameters: the arguments must be an object (type \"object\")", at);
+      BALEINE_CHECK(string_field(fn.parameters, "type", "object") == "object", "{}.function.parameters: the arguments must be an object (type \"object\")", at);
     }
     std::string dumped;
     try {
@@ -116,7 +123,7 @@ ToolChoice parse_tool_choice(const json& choice, const std::vector<ToolFunction>
     else if (s == "required") c.mode = ToolChoiceMode::Required;
     else BALEINE_FAIL("tool_choice: '{}' is not one of none, auto, required or a named function", s.substr(0, 80));
   } else {
-    BALEINE_CHECK(choice.is_object() && choice.value("type", "") == "function" && choice.contains("function") &&
+    BALEINE_CHECK(choice.is_object() && string_field(choice, "type", "") == "function" && choice.contains("function") &&
                       choice["function"].is_object() && choice["function"].contains("name") && choice["function"]["name"].is_string(),
                   "tool_choice: must be \"none\", \"auto\", \"required\" or {{\"type\":\"function\",\"function\":{{\"name\":...}}}}");
     c.mode = ToolChoiceMode::Named;
@@ -184,7 +191,7 @@ std::vector<ChatMessage> chat_messages_from_openai(const json& messages) {
         const json& f = tc["function"];
         BALEINE_CHECK(f.contains("name") && f["name"].is_string(), "{}.function.name: missing or not a string", tat);
         ToolCall call;
-        call.id = tc.value("id", "");
+        call.id = string_field(tc, "id", "");
         call.name = f["name"].get<std::string>();
         if (f.contains("arguments")) {
           BALEINE_CHECK(f["arguments"].is_string(), "{}.function.arguments: must be a JSON string", tat);

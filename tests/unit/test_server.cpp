@@ -742,3 +742,22 @@ TEST(Api, EmbeddingInputsAndTheirLimits) {
   EXPECT_EQ(status_of(json(std::vector<int32_t>(64, 1))), 200);          // the context...
   EXPECT_EQ(status_of(json(std::vector<int32_t>(65, 1))), 400);          // ...and one token more
 }
+
+// Fuzz finding (fuzz/regressions/requests): a non-string "type" in a tool definition or its parameters schema
+// escaped as a raw JSON type error; it is a 400 naming the tool.
+TEST(Api, NonStringTypesInToolDefinitionsAre400s) {
+  const auto routes = make_routes("model", ChatFormat::DeepSeekV3);
+  Limits limits;
+  limits.context = 1024;
+  for (const char* body : {
+           R"({"model":"model","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":{"a":1}}}}]})",
+           R"({"model":"model","messages":[{"role":"user","content":"x"}],"tools":[{"type":{"x":1},"function":{"name":"f"}}]})",
+           R"({"model":"model","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":{"type":7}})"}) {
+    try {
+      parse_chat_request(json::parse(body), routes, limits);
+      ADD_FAILURE() << "accepted: " << body;
+    } catch (const ApiError& e) {
+      EXPECT_EQ(e.status, 400) << body;
+    }
+  }
+}
