@@ -2,36 +2,12 @@
 // streams, and time to first token for a ~2k-token prompt, cold and with the same 2k-token prefix sent again
 // (what the engine's prefix cache serves; usage.prompt_cache_hit_tokens says whether it did).
 // Usage: node bench/bench_serve.mjs URL MODEL_ID [TOKENS_PER_STREAM]
+import { streamChat } from "./sse.mjs";
+
 const [url, model, perStreamArg] = process.argv.slice(2);
 const perStream = Number(perStreamArg || 128);
 
-async function stream(body) {
-  const t0 = performance.now();
-  const r = await fetch(url + "/v1/chat/completions", {
-    method: "POST", headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ model, stream: true, stream_options: { include_usage: true }, ...body }),
-  });
-  if (!r.ok) throw new Error(`HTTP ${r.status}: ${await r.text()}`);
-  const reader = r.body.getReader();
-  const dec = new TextDecoder();
-  let buf = "", ttft = null, usage = null;
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buf += dec.decode(value, { stream: true });
-    let cut;
-    while ((cut = buf.indexOf("\n\n")) >= 0) {
-      const line = buf.slice(0, cut);
-      buf = buf.slice(cut + 2);
-      if (!line.startsWith("data: ") || line === "data: [DONE]") continue;
-      const c = JSON.parse(line.slice(6));
-      if (c.usage) usage = c.usage;
-      const d = c.choices[0]?.delta;
-      if (ttft === null && d && (d.content || d.reasoning_content)) ttft = (performance.now() - t0) / 1000;
-    }
-  }
-  return { ttft, usage, seconds: (performance.now() - t0) / 1000 };
-}
+const stream = (body) => streamChat(url, { model, ...body });
 
 const question = (i) => [{ role: "user", content: `Stream ${i}: summarise the licence terms about copies and distribution.` }];
 console.log("| concurrent streams | tokens | wall s | aggregate tok/s | per-stream tok/s | mean TTFT s |");

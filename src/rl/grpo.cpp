@@ -229,12 +229,7 @@ int run_grpo(const GrpoRecipe& r, bool resume, bool zero1) {
   Communicator& comm = world();
   const int rank = comm.rank(), ranks = comm.size();
   const bool root = rank == 0;
-  if (ranks > 1) {
-    const std::string text = train::read_json_file(r.source).dump();
-    train::check_fingerprints_agree(comm, train::fingerprint(text.data(), text.size()), fmt::format("recipe ({})", r.source));
-    const int64_t flags[2] = {resume ? 1 : 0, zero1 ? 1 : 0};
-    train::check_fingerprints_agree(comm, train::fingerprint(flags, sizeof flags), "set of flags (--resume, --zero)");
-  }
+  if (ranks > 1) train::check_same_recipe_on_every_rank(comm, r.source, resume, zero1);
   train::LearnerSetup setup;
   setup.out = r.out;
   setup.tokenizer_dir = pol.dir;

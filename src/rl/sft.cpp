@@ -115,10 +115,7 @@ int run_sft(const SftRecipe& r, bool resume, bool zero1) {
   const int rank = comm.rank(), ranks = comm.size();
   const bool root = rank == 0;
   if (ranks > 1) {  // every rank must run the same recipe on the same windows
-    const std::string text = train::read_json_file(r.source).dump();
-    train::check_fingerprints_agree(comm, train::fingerprint(text.data(), text.size()), fmt::format("recipe ({})", r.source));
-    const int64_t flags[2] = {resume ? 1 : 0, zero1 ? 1 : 0};
-    train::check_fingerprints_agree(comm, train::fingerprint(flags, sizeof flags), "set of flags (--resume, --zero)");
+    train::check_same_recipe_on_every_rank(comm, r.source, resume, zero1);
     uint64_t h = train::fingerprint(nullptr, 0);
     for (const auto& w : train_windows) h = train::fingerprint(w.tokens.data(), w.tokens.size() * 4, h);
     train::check_fingerprints_agree(comm, h, fmt::format("training data ({})", r.data));

@@ -28,12 +28,16 @@ void check_fingerprints_agree(Communicator& comm, uint64_t value, const std::str
                differ.size() > 1 ? "s" : "", ranks, differ.size() > 1 ? "have" : "has", what);
 }
 
+void check_same_recipe_on_every_rank(Communicator& comm, const std::string& recipe_path, bool resume, bool zero1) {
+  const std::string text = read_json_file(recipe_path).dump();
+  check_fingerprints_agree(comm, fingerprint(text.data(), text.size()), fmt::format("recipe ({})", recipe_path));
+  const int64_t flags[2] = {resume ? 1 : 0, zero1 ? 1 : 0};
+  check_fingerprints_agree(comm, fingerprint(flags, sizeof flags), "set of flags (--resume, --zero)");
+}
+
 void check_same_run_on_every_rank(Communicator& comm, const TrainRecipe& recipe, const TrainOptions& options,
                                   const TokenData& data) {
-  const std::string text = read_json_file(recipe.source).dump();
-  check_fingerprints_agree(comm, fingerprint(text.data(), text.size()), fmt::format("recipe ({})", recipe.source));
-  const int64_t flags[2] = {options.resume ? 1 : 0, options.zero1 ? 1 : 0};
-  check_fingerprints_agree(comm, fingerprint(flags, sizeof flags), "set of flags (--resume, --zero)");
+  check_same_recipe_on_every_rank(comm, recipe.source, options.resume, options.zero1);
   uint64_t h = fingerprint(data.train.data(), data.train.size() * 4);
   h = fingerprint(data.val.data(), data.val.size() * 4, h);
   check_fingerprints_agree(comm, h, fmt::format("training data ({})", recipe.data));

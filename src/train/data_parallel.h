@@ -25,6 +25,8 @@ uint64_t fingerprint(const void* data, size_t bytes, uint64_t seed = 0xcbf29ce48
 
 // Fails on every rank, naming the ranks that differ from rank 0, unless every rank has the same `fingerprint`.
 void check_fingerprints_agree(Communicator& comm, uint64_t value, const std::string& what);
+// The recipe file's JSON and the --resume / --zero flags must be the same on every rank.
+void check_same_recipe_on_every_rank(Communicator& comm, const std::string& recipe_path, bool resume, bool zero1);
 // The recipe file's JSON, the options and the training data must be the same on every rank.
 void check_same_run_on_every_rank(Communicator& comm, const TrainRecipe& recipe, const TrainOptions& options,
                                   const TokenData& data);
