@@ -83,4 +83,21 @@ void check_paged(const PagedKv& kv, const AttentionArgs& a) {
   for (int64_t b = 0; b < n_blocks && a.n_q > 0; ++b) OPS_CHECK(op, kv.blocks[b] != nullptr, "block {} is null", b);
 }
 
+void check_sparse(const char* op, const float* out, const float* q, const float* k, const float* v,
+                  const SparseIndex& sel, const AttentionArgs& a) {
+  OPS_CHECK(op, a.n_q >= 0 && a.n_kv >= 0 && a.qk_dim >= 0 && a.v_dim >= 0, "negative size n_q={} n_kv={}", a.n_q, a.n_kv);
+  OPS_CHECK(op, a.n_heads >= 1 && a.n_kv_heads >= 1 && a.n_heads % a.n_kv_heads == 0,
+            "n_heads {} must be a positive multiple of n_kv_heads {}", a.n_heads, a.n_kv_heads);
+  OPS_CHECK(op, a.n_q == 0 || (out && q && k && v && sel.index && sel.count), "a tensor pointer is null");
+  OPS_CHECK(op, sel.stride >= 1 || a.n_q == 0, "index stride {} must be positive", sel.stride);
+  for (int64_t t = 0; t < a.n_q; ++t) {
+    const int32_t n = sel.count[t];
+    OPS_CHECK(op, n >= 1 && n <= sel.stride, "query {} lists {} positions (1..{} allowed)", t, n, sel.stride);
+    for (int32_t j = 0; j < n; ++j) {
+      const int32_t s = sel.index[t * sel.stride + j];
+      OPS_CHECK(op, s >= 0 && s < a.n_kv, "query {} names position {} outside [0, {})", t, s, a.n_kv);
+    }
+  }
+}
+
 }  // namespace baleine::ops::detail

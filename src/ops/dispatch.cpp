@@ -515,6 +515,103 @@ void attention_paged(float* out, const float* q, const PagedKv& kv, const Attent
   attention_causal(out, q, rows.data() + kv.k_offset, rows.data() + kv.v_offset, c);
 }
 
+// Sparse attention: per query, the rows its index names are gathered into a small contiguous buffer (decoding
+// bf16 / int8 rows) and the contiguous kernel attends over them as one query that sees all of them, so the cost is
+// O(k) per query whatever the context length. Many queries (prefill): threads take whole queries; few (decode):
+// the heads of each query are split across threads. Either way every (query, head) output is the kernel's same
+// operation sequence, so results do not depend on the thread count.
+namespace {
+
+template <class Gather>
+void sparse_attention_fast(const cpu::Kernels* kt, float* out, const float* q, const SparseIndex& sel,
+                           const AttentionArgs& a, int64_t k_offset, int64_t v_offset, int64_t width, Gather gather) {
+  if (a.n_q == 0) return;
+  const int64_t hpg = a.n_heads / a.n_kv_heads, threads = ThreadPool::global().size();
+  auto one_query = [&](int64_t t, float* rows, int64_t hb, int64_t item0, int64_t item1) {
+    AttentionArgs c = a;
+    const int64_t n = sel.count[t];
+    c.n_q = 1, c.n_kv = n, c.kv_offset = n - 1;
+    c.k_stride = c.v_stride = width;
+    kt->attention(out + t * a.out_stride, q + t * a.q_stride, rows + k_offset, rows + v_offset, c, hb, item0, item1,
+                  scratch(size_t(hb * n)));
+  };
+  if (a.n_q >= threads) {
+    const int64_t hb = std::min(cpu::kAttnMaxHeadBlock, hpg);
+    const int64_t per_query = std::max<int64_t>(1, sel.stride * a.n_heads * (a.qk_dim + a.v_dim));
+    parallel_for(
+        a.n_q,
+        [&](int64_t t0, int64_t t1) {
+          thread_local std::vector<float> rows;
+          for (int64_t t = t0; t < t1; ++t) {
+            rows.resize(size_t(sel.count[t] * width));
+            gather(rows.data(), sel.index + t * sel.stride, sel.count[t]);
+            AttentionArgs one = a;
+            one.n_q = 1;
+            one_query(t, rows.data(), hb, 0, cpu::attention_items(one, hb));
+          }
+        },
+        std::max<int64_t>(1, kMinWorkPerPiece / per_query));
+    return;
+  }
+  thread_local std::vector<float> rows;
+  for (int64_t t = 0; t < a.n_q; ++t) {
+    rows.resize(size_t(sel.count[t] * width));
+    gather(rows.data(), sel.index + t * sel.stride, sel.count[t]);
+    AttentionArgs one = a;
+    one.n_q = 1;
+    int64_t hb = std::min(cpu::kAttnMaxHeadBlock, hpg);
+    while (hb > 1 && cpu::attention_items(one, hb) < threads) hb = (hb + 1) / 2;
+    const int64_t items = cpu::attention_items(one, hb);
+    const int64_t per_item = std::max<int64_t>(1, hb * sel.count[t] * (a.qk_dim + a.v_dim));
+    parallel_for(items, [&](int64_t i0, int64_t i1) { one_query(t, rows.data(), hb, i0, i1); },
+                 std::max<int64_t>(1, kMinWorkPerPiece / per_item));
+  }
+}
+
+}  // namespace
+
+void attention_sparse(float* out, const float* q, const float* k, const float* v, const SparseIndex& sel,
+                      const AttentionArgs& a) {
+  const cpu::Kernels* kt = kernels();
+  if (!kt) return reference::attention_sparse(out, q, k, v, sel, a);
+  detail::check_sparse("attention_sparse", out, q, k, v, sel, a);
+  // Keys and values of a position gathered side by side: [k heads ‖ v heads] per row.
+  const int64_t kw = (a.n_kv_heads - 1) * a.k_head_stride + a.qk_dim;
+  const int64_t vw = (a.n_kv_heads - 1) * a.v_head_stride + a.v_dim;
+  sparse_attention_fast(kt, out, q, sel, a, 0, kw, kw + vw, [&](float* dst, const int32_t* idx, int64_t n) {
+    for (int64_t j = 0; j < n; ++j) {
+      std::memcpy(dst + j * (kw + vw), k + idx[j] * a.k_stride, size_t(kw) * sizeof(float));
+      std::memcpy(dst + j * (kw + vw) + kw, v + idx[j] * a.v_stride, size_t(vw) * sizeof(float));
+    }
+  });
+}
+
+void attention_sparse_paged(float* out, const float* q, const PagedKv& kv, const SparseIndex& sel,
+                            const AttentionArgs& a) {
+  const cpu::Kernels* kt = kernels();
+  if (!kt) return reference::attention_sparse_paged(out, q, kv, sel, a);
+  detail::check_paged(kv, a);
+  const float dummy = 0;
+  const float* any = a.n_q > 0 ? &dummy : nullptr;
+  detail::check_sparse("attention_sparse_paged", out, q, any, any, sel, a);
+  const int64_t rb = kv_row_bytes(kv.dtype, kv.row);
+  sparse_attention_fast(kt, out, q, sel, a, kv.k_offset, kv.v_offset, kv.row,
+                        [&](float* dst, const int32_t* idx, int64_t n) {
+                          for (int64_t j = 0; j < n; ++j) {
+                            const char* src = static_cast<const char*>(kv.blocks[idx[j] / kv.block_size]) +
+                                              (idx[j] % kv.block_size) * rb;
+                            if (kv.dtype == KvDType::F32) std::memcpy(dst + j * kv.row, src, size_t(rb));
+                            else kv_decode_row(kv.dtype, src, kv.row, dst + j * kv.row);
+                          }
+                        });
+}
+
+void layernorm(float* y, const float* x, const float* w, const float* b, int64_t rows, int64_t dim, float eps,
+               int64_t ldy, int64_t ldx) {
+  // Only the DSA indexer's keys use it (one short row per token): the scalar form is fast enough and exact.
+  reference::layernorm(y, x, w, b, rows, dim, eps, ldy, ldx);
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // KV row codecs
 // ---------------------------------------------------------------------------------------------------------

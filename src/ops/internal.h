@@ -34,6 +34,9 @@ void check_embedding(const WeightRef& table, const int32_t* ids, int64_t n);
 void check_attention(const float* out, const float* q, const float* k, const float* v, const AttentionArgs& a);
 // attention_paged: block size and row positive, key and value inside the row, block pointers set.
 void check_paged(const PagedKv& kv, const AttentionArgs& a);
+// attention_sparse(_paged): the attention sizes, then every count in [1, stride] and every index in [0, n_kv).
+void check_sparse(const char* op, const float* out, const float* q, const float* k, const float* v,
+                  const SparseIndex& sel, const AttentionArgs& a);
 
 // cos/sin for one position: angle_j = (float)(pos · inv_freq_j) (the product PyTorch forms in f32), cos and
 // sin evaluated in double, times attention_factor, rounded to float. cos, sin: [table.dim / 2].

@@ -1,7 +1,8 @@
 // ops/ops.h — THE kernel interface: model-agnostic, raw pointers + sizes, PyTorch (row-major) order.
 // defines: Backend, set_backend, active_backend, WeightRef, linear, matmul_f32, rmsnorm, RopeLayout, RopeTable,
 //          rope_table_default, rope_table_yarn, rope_table_llama3, rope_apply, softmax_rows, silu, swiglu,
-//          topk, embedding_gather, AttentionArgs, attention_causal, PagedKv, attention_paged, add_inplace, axpy
+//          topk, embedding_gather, AttentionArgs, attention_causal, PagedKv, attention_paged, SparseIndex,
+//          attention_sparse, attention_sparse_paged, layernorm, add_inplace, axpy
 //
 // Every op has a scalar reference in ops/reference/ (never deleted, the oracle of every test) and fast
 // versions in ops/cpu/ (AVX2+FMA, AVX-512) chosen at run time by ops/dispatch.cpp. Same names, same results
@@ -48,6 +49,10 @@ void matmul_f32(float* C, const float* A, const float* B, int64_t M, int64_t N, 
 
 // y[r, :] = x[r, :] / sqrt(mean(x[r, :]²) + eps) · w (w may be null: no scale). In place allowed (y == x).
 void rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim, float eps, int64_t ldy = 0, int64_t ldx = 0);
+
+// y[r, :] = (x[r, :] − mean) / sqrt(var + eps) · w + b (biased variance; w, b may be null). In place allowed.
+void layernorm(float* y, const float* x, const float* w, const float* b, int64_t rows, int64_t dim, float eps,
+               int64_t ldy = 0, int64_t ldx = 0);
 
 // RoPE pair layout: Interleaved = adjacent pairs (x[2j], x[2j+1]) (DeepSeek reference, GGUF "norm"/GPT-J);
 // HalfSplit = (x[j], x[j + d/2]) (HF rotate_half: Qwen2, Llama).
@@ -127,6 +132,22 @@ struct PagedKv {
 // attention_causal over a paged cache (a.k_stride / a.v_stride are ignored: rows follow kv's layout).
 void attention_paged(float* out, const float* q, const PagedKv& kv, const AttentionArgs& a);
 
+// Sparse attention (DeepSeek Sparse Attention, V3.2): query t attends only to the key positions
+// index[t·stride + j], j < count[t] — the top-k a lightning indexer chose — instead of every position <= t. The
+// caller guarantees causality (each index < n_kv; the indexer picks among visible positions); the order of the
+// indices is the summation order, so callers pass them sorted for results that do not depend on the selection
+// order. With every visible position listed it equals attention_causal. Cost O(n_q · k), not O(n_q · n_kv).
+// a.kv_offset is not used (any position the index names is visible).
+struct SparseIndex {
+  const int32_t* index = nullptr;  // [n_q, stride] positions into the keys
+  const int32_t* count = nullptr;  // [n_q] positions used per query (1 <= count <= stride)
+  int64_t stride = 0;
+};
+void attention_sparse(float* out, const float* q, const float* k, const float* v, const SparseIndex& sel,
+                      const AttentionArgs& a);
+void attention_sparse_paged(float* out, const float* q, const PagedKv& kv, const SparseIndex& sel,
+                            const AttentionArgs& a);
+
 // Reference implementations, callable directly by tests (same contracts as above).
 namespace reference {
 void linear(float* y, const float* x, const WeightRef& w, const float* bias, int64_t M, int64_t ldy, int64_t ldx);
@@ -144,6 +165,12 @@ void topk(const float* x, int64_t n, int64_t k, int32_t* indices, float* values)
 void embedding_gather(float* y, const WeightRef& table, const int32_t* ids, int64_t n);
 void attention_causal(float* out, const float* q, const float* k, const float* v, const AttentionArgs& a);
 void attention_paged(float* out, const float* q, const PagedKv& kv, const AttentionArgs& a);
+void attention_sparse(float* out, const float* q, const float* k, const float* v, const SparseIndex& sel,
+                      const AttentionArgs& a);
+void attention_sparse_paged(float* out, const float* q, const PagedKv& kv, const SparseIndex& sel,
+                            const AttentionArgs& a);
+void layernorm(float* y, const float* x, const float* w, const float* b, int64_t rows, int64_t dim, float eps,
+               int64_t ldy, int64_t ldx);
 }  // namespace reference
 
 }  // namespace baleine::ops

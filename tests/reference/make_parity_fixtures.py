@@ -26,7 +26,7 @@ import model_ref as R  # noqa: E402
 OUT_ROOT = os.path.normpath(os.path.join(HERE, "..", "data", "parity"))
 N_TOKENS = 12
 MTP_LAMBDA = 0.3
-SIZE_BUDGET = 2_000_000
+SIZE_BUDGET = 2_500_000  # 2.0 MB before the v32 (DSA) fixture
 # A float32 implementation must reproduce the top-k selection: the k-th and (k+1)-th candidate scores (and the kept /
 # dropped group scores) must be at least this far apart, else the seed is rejected.
 MIN_ROUTING_MARGIN = 2e-4
@@ -36,8 +36,8 @@ YARN_V3 = {"beta_fast": 32, "beta_slow": 1, "factor": 40, "mscale": 1.0, "mscale
 
 
 def deepseek_common(model_type: str) -> dict:
-    arch = "DeepseekV3ForCausalLM" if model_type == "deepseek_v3" else "DeepseekV2ForCausalLM"
-    cls = "DeepseekV3" if model_type == "deepseek_v3" else "DeepseekV2"
+    cls = {"deepseek_v3": "DeepseekV3", "deepseek_v32": "DeepseekV32"}.get(model_type, "DeepseekV2")
+    arch = cls + "ForCausalLM"
     return OrderedDict([
         ("architectures", [arch]),
         ("attention_bias", False),
@@ -91,6 +91,15 @@ def deepseek_common(model_type: str) -> dict:
 def cfg_v3() -> dict:
     c = deepseek_common("deepseek_v3")
     c["num_nextn_predict_layers"] = 1
+    return OrderedDict(sorted(c.items()))
+
+
+def cfg_v32() -> dict:
+    """DeepSeek-V3.2 (DSA): V3 plus a lightning indexer per layer. top-k 4 of 12 positions, so rows 4..11 attend
+    to a real subset; 8 indexer heads of 16 dims (a power of two, for the Hadamard rotation), MTP included."""
+    c = deepseek_common("deepseek_v32")
+    c.update(num_hidden_layers=2, num_nextn_predict_layers=1, index_n_heads=8, index_head_dim=16, index_topk=4,
+             vocab_size=64, n_routed_experts=8, num_experts_per_tok=2)
     return OrderedDict(sorted(c.items()))
 
 
@@ -175,7 +184,7 @@ def cfg_llama() -> dict:
 
 
 FIXTURES = [("v3", cfg_v3, 1000), ("v2_lite", cfg_v2_lite, 2000), ("v2", cfg_v2, 3000), ("qwen2", cfg_qwen2, 4000),
-            ("llama", cfg_llama, 5000)]
+            ("llama", cfg_llama, 5000), ("v32", cfg_v32, 6000)]
 
 
 def dump_json(obj, path: str) -> None:
@@ -206,11 +215,14 @@ def make_tokens(seed: int, V: int) -> list:
 
 
 def routing_summary(trace: dict) -> dict:
-    s = {"min_expert_margin": min(r["expert_margin"] for r in trace.values()),
-         "min_group_margin": min((r.get("group_margin", float("inf")) for r in trace.values()), default=float("inf")),
+    moe_rows = [r for k, r in trace.items() if not k.endswith(".indexer")]
+    s = {"min_expert_margin": min(r["expert_margin"] for r in moe_rows),
+         "min_group_margin": min((r.get("group_margin", float("inf")) for r in moe_rows), default=float("inf")),
          "bias_changed": 0, "mask_zero_changed": 0, "groups_changed": 0, "bias_changed_per_layer": {},
          "groups_changed_per_layer": {}}
     for layer, r in trace.items():
+        if layer.endswith(".indexer"):
+            continue
         L = layer.split(".")[2]
         if "selected_without_bias" in r:
             s["bias_changed_per_layer"][L] = sum(1 for a, b in zip(r["selected"], r["selected_without_bias"]) if a != b)
@@ -246,6 +258,10 @@ def build(name: str, make_cfg, base_seed: int) -> dict:
             ok = ok and rs["bias_changed"] > 0 and rs["mask_zero_changed"] == 0
         if (cfg.get("n_group") or 1) > 1 and cfg.get("topk_method") != "greedy":
             ok = ok and rs["groups_changed"] > 0  # the group restriction must matter too
+        index_margins = [r["index_margin"] for k, r in trace.items() if k.endswith(".indexer")]
+        if index_margins:  # DSA: the indexer's top-k must be robust to float32 rounding too
+            ok = ok and min(index_margins) >= MIN_ROUTING_MARGIN
+            rs["min_index_margin"] = min(index_margins)
         if ok:
             break
         print(f"  [{name}] seed {seed} rejected: {rs}")
@@ -256,6 +272,10 @@ def build(name: str, make_cfg, base_seed: int) -> dict:
     checks = {"causality_max_abs": R.check_causality(cfg, p64, tokens)}
     if is_ds:
         checks["absorbed_vs_naive_mla_rel"] = R.check_absorbed_mla(cfg, p64)
+    if cfg["model_type"] == "deepseek_v32":
+        import dsa_ref
+        checks["hadamard_rotation_changes_logits_rel"] = dsa_ref.check_hadamard_invariance(cfg, p64, tokens)
+        checks["sparse_vs_dense_selection_logits_rel"] = dsa_ref.check_sparsity_matters(cfg, p64, tokens)
     checks["finite_difference_rel"] = R.check_finite_differences(cfg, p64, tokens, MTP_LAMBDA)
     f32 = R.float32_agreement(cfg, params32, tokens, MTP_LAMBDA)
     assert f32["same_routing"], f"{name}: a float32 run routes differently"
@@ -318,6 +338,9 @@ def build(name: str, make_cfg, base_seed: int) -> dict:
         routing["mtp_layer"] = nL if (cfg.get("num_nextn_predict_layers") or 0) else None
         routing["layers"] = OrderedDict()
         for key, r in trace.items():
+            if key.endswith(".indexer"):
+                routing["layers"][key] = OrderedDict(selected=r["selected"], min_index_margin=r["index_margin"])
+                continue
             L = key.split(".")[2]
             entry = OrderedDict(selected=r["selected"])
             for extra in ("selected_without_bias", "selected_without_groups"):
@@ -343,6 +366,12 @@ def build(name: str, make_cfg, base_seed: int) -> dict:
         notes.append("MLA naive form, interleaved (adjacent-pair) RoPE on the rope dims, YaRN per config.")
     else:
         notes.append("Half-split (rotate_half) RoPE, GQA query head i uses kv head i // (heads / kv_heads).")
+    if cfg["model_type"] == "deepseek_v32":
+        notes.append("DSA (tests/reference/dsa_ref.py): per layer the lightning indexer (half-split RoPE on its first "
+                     "qk_rope_head_dim dims, LayerNorm key, Hadamard rotation, ReLU, per-head weights) keeps the "
+                     f"min(index_topk={cfg['index_topk']}, t+1) best positions s <= t; MLA attends to those only. "
+                     "routing.json holds the selected positions per layer under '<layer>.self_attn.indexer'. The "
+                     "indexer tensors get ZERO gradient from the LM loss (top-k is not differentiable).")
     if is_moe:
         notes.append("Router top-k is not differentiable: gradients flow through the gate values only; unselected "
                      "experts have zero gradient.")

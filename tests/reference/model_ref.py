@@ -460,6 +460,9 @@ def forward(p, cfg, tokens, trace=None):
     mt = cfg["model_type"]
     if mt in ("deepseek_v3", "deepseek_v2"):
         return deepseek_forward(p, cfg, tokens, trace)
+    if mt == "deepseek_v32":
+        import dsa_ref
+        return dsa_ref.v32_forward(p, cfg, tokens, trace)
     if mt in ("qwen2", "llama"):
         return dense_forward(p, cfg, tokens, trace)
     raise ValueError(f"unsupported model_type {mt!r}")
@@ -503,6 +506,9 @@ def _deepseek_layer_shapes(cfg, L, moe_block):
     out += [(a + "kv_a_proj_with_mqa.weight", (r + dr, d), "matrix"), (a + "kv_a_layernorm.weight", (r,), "norm"),
             (a + "kv_b_proj.weight", (H * (dn + dv), r), "matrix"), (a + "o_proj.weight", (d, H * dv), "matrix"),
             (pre + "post_attention_layernorm.weight", (d,), "norm")]
+    if cfg["model_type"] == "deepseek_v32":  # DeepSeek Sparse Attention: the lightning indexer (dsa_ref.py)
+        import dsa_ref
+        out += dsa_ref.indexer_shapes(cfg, a)
     m = pre + "mlp."
     if moe_block:
         E, mi = cfg["n_routed_experts"], cfg["moe_intermediate_size"]
@@ -524,7 +530,7 @@ def param_shapes(cfg: dict):
     nL = cfg["num_hidden_layers"]
     out = [("model.embed_tokens.weight", (V, d), "embed")]
     mt = cfg["model_type"]
-    if mt in ("deepseek_v3", "deepseek_v2"):
+    if mt in ("deepseek_v3", "deepseek_v2", "deepseek_v32"):
         for L in range(nL):
             out += _deepseek_layer_shapes(cfg, L, is_moe_layer(cfg, L))
         out += [("model.norm.weight", (d,), "norm"), ("lm_head.weight", (V, d), "matrix")]
@@ -595,6 +601,9 @@ def to_f64(params, requires_grad=False):
 
 def check_absorbed_mla(cfg: dict, p64: dict, seed: int = 1, T: int = 9) -> float:
     """(a) absorbed MLA == naive MLA (float64) for every attention block of the model."""
+    if cfg["model_type"] == "deepseek_v32":
+        import dsa_ref
+        return dsa_ref.check_absorbed(cfg, p64, list(range(1, T + 1)))
     g = torch.Generator().manual_seed(seed)
     worst = 0.0
     n_blocks = cfg["num_hidden_layers"] + (cfg.get("num_nextn_predict_layers") or 0)
@@ -682,6 +691,9 @@ def check_finite_differences(cfg: dict, p64: dict, tokens: list, mtp_lambda: flo
                 "lm_head", "model.norm", "input_layernorm", "post_attention_layernorm"):
         cand = [k for k in names if pat in k]
         if cand:
+            cand = [k for k in cand if pg[k].grad is not None]
+            if not cand:
+                continue
             best = max(cand, key=lambda k: pg[k].grad.abs().max().item())
             picks.append((best, int(pg[best].grad.abs().reshape(-1).argmax())))
     for _ in range(n):
@@ -690,7 +702,7 @@ def check_finite_differences(cfg: dict, p64: dict, tokens: list, mtp_lambda: flo
     worst = 0.0
     for name, i in picks:
         t = pg[name]
-        ga = t.grad.reshape(-1)[i].item()
+        ga = t.grad.reshape(-1)[i].item() if t.grad is not None else 0.0  # no path to the loss (DSA indexer)
         vals = []
         for sgn in (1, -1):
             q = OrderedDict((k, v.detach()) for k, v in pg.items())

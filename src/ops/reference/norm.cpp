@@ -39,3 +39,25 @@ void softmax_rows(float* x, int64_t rows, int64_t n, int64_t ld) {
 }
 
 }  // namespace baleine::ops::reference
+
+namespace baleine::ops::reference {
+
+void layernorm(float* y, const float* x, const float* w, const float* b, int64_t rows, int64_t dim, float eps,
+               int64_t ldy, int64_t ldx) {
+  detail::check_rows("layernorm", rows, dim, ldy, ldx);
+  ldy = detail::dense(ldy, dim);
+  ldx = detail::dense(ldx, dim);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * ldx;
+    float* yr = y + r * ldy;
+    double mean = 0.0, var = 0.0;
+    for (int64_t i = 0; i < dim; ++i) mean += double(xr[i]);
+    mean /= double(dim > 0 ? dim : 1);
+    for (int64_t i = 0; i < dim; ++i) var += (double(xr[i]) - mean) * (double(xr[i]) - mean);
+    const double inv = 1.0 / std::sqrt(var / double(dim > 0 ? dim : 1) + double(eps));
+    for (int64_t i = 0; i < dim; ++i)
+      yr[i] = float((double(xr[i]) - mean) * inv * (w ? double(w[i]) : 1.0) + (b ? double(b[i]) : 0.0));
+  }
+}
+
+}  // namespace baleine::ops::reference
