@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/baleine/command.h"
+#include "apps/baleine/model_files.h"
 #include "core/check.h"
 #include "infer/engine.h"
 #include "models/default_model.h"
@@ -37,10 +38,12 @@ struct ChatArgs {
   bool no_color = false, force_color = false, stats = false, speculative = false;
 };
 
-// The chat format: --template, else guessed from tokenizer_config.json's chat_template, else from the
+// The chat format: --template, else the one the model names (baleine_chat_format, or DeepSeek-V3.2 / V4 by model
+// type: see chat_format_of_model), else guessed from tokenizer_config.json's chat_template, else from the
 // architecture.
 ChatFormat pick_format(const ChatArgs& a, const std::string& tok_dir, const ModelConfig& c) {
   if (a.templ != "auto") return chat_format_from_name(a.templ);
+  if (auto named = chat_format_of_model(a.model, tok_dir)) return *named;
   const fs::path cfg = fs::path(tok_dir) / "tokenizer_config.json";
   if (fs::exists(cfg)) {
     std::ifstream in(cfg);
@@ -115,7 +118,8 @@ int run_chat(const ChatArgs& args) {
       continue;
     }
     auto handle = engine.submit(std::move(req));
-    OutputParser parser(format == ChatFormat::DeepSeekR1);
+    // The hybrids' generation prompt opens <think> too (thinking is on here): their output starts as reasoning.
+    OutputParser parser(generation_starts_in_reasoning(format, topt.thinking));
     std::string content;
     bool in_dim = false;
     auto show = [&](const OutputParser::Delta& d) {
@@ -158,7 +162,7 @@ CommandRegistration reg{{"chat", "Chat with a model in the terminal (chat templa
                            auto a = std::make_shared<ChatArgs>();
                            sub.add_option("--model", a->model, "Model directory (default models/default)");
                            sub.add_option("--tokenizer", a->tokenizer, "Tokenizer directory (default: the model's)");
-                           sub.add_option("--template", a->templ, "auto, deepseek-v3, deepseek-r1, qwen2 or llama3");
+                           sub.add_option("--template", a->templ, "auto, deepseek-v3, deepseek-r1, deepseek-v3.1, deepseek-v3.2, deepseek-v4, qwen2 or llama3");
                            sub.add_option("--system", a->system, "System message");
                            sub.add_option("--max-tokens", a->max_tokens, "Reply length at most")->check(CLI::Range(int64_t(1), int64_t(1) << 30));
                            sub.add_option("--temperature", a->sampling.temperature, "0 = greedy")->check(CLI::Range(0.0f, 100.0f));

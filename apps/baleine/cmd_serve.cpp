@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "apps/baleine/command.h"
+#include "apps/baleine/model_files.h"
 #include "core/check.h"
 #include "infer/engine.h"
 #include "models/default_model.h"
@@ -31,18 +32,11 @@ struct ServeArgs {
 };
 
 // The chat format a tokenizer was made for, from its marker tokens.
-// "auto": the model directory's tokenizer_config.json may name its format ("baleine_chat_format", written for
-// models fine-tuned in one format, such as the reasoning default model); otherwise the tokenizer's special tokens
-// decide (DeepSeek-V3 when nothing else matches).
+// "auto": the format the model names (tokenizer_config.json's "baleine_chat_format", written for models fine-tuned
+// in one format such as the reasoning default model; else DeepSeek-V3.2 / V4 by model type, see
+// chat_format_of_model); otherwise the tokenizer's special tokens decide (DeepSeek-V3 when nothing else matches).
 ChatFormat guess_format(const Tokenizer& tok, const std::string& model_dir) {
-  const auto cfg_path = std::filesystem::path(model_dir) / "tokenizer_config.json";
-  if (std::ifstream f(cfg_path); f.good()) {
-    nlohmann::json cfg = nlohmann::json::parse(f, nullptr, /*allow_exceptions=*/false);
-    if (cfg.is_object() && cfg.contains("baleine_chat_format")) {
-      BALEINE_CHECK(cfg["baleine_chat_format"].is_string(), "{}: baleine_chat_format must be a string", cfg_path.string());
-      return chat_format_from_name(cfg["baleine_chat_format"].get<std::string>());
-    }
-  }
+  if (auto named = chat_format_of_model(model_dir, model_dir)) return *named;
   if (tok.token_id("<|im_start|>")) return ChatFormat::Qwen2;
   if (tok.token_id("<|start_header_id|>")) return ChatFormat::Llama3;
   return ChatFormat::DeepSeekV3;
@@ -138,7 +132,7 @@ CommandRegistration reg{{"serve", "Serve the OpenAI/DeepSeek-compatible API and 
                            sub.add_flag("--api-keys-required", s.api_keys_required, "Refuse unauthenticated requests even before any key exists");
                            sub.add_option("--cors", s.cors_origin, "Allowed CORS origin (off by default)");
                            sub.add_option("--model-id", a->model_id, "Model id shown to clients (default: the directory name)");
-                           sub.add_option("--chat-format", a->chat_format, "auto, deepseek-v3, deepseek-r1, deepseek-v3.1 (hybrid thinking), qwen2, llama3")->capture_default_str();
+                           sub.add_option("--chat-format", a->chat_format, "auto, deepseek-v3, deepseek-r1, deepseek-v3.1 (hybrid thinking), deepseek-v3.2, deepseek-v4 (hybrid, DSML tool calls), qwen2, llama3")->capture_default_str();
                            sub.add_option("--prices", a->prices, "JSON price table (USD per 1M tokens), default DeepSeek's R1-launch prices");
                            sub.add_option("--max-body-bytes", s.max_body_bytes, "Request size cap")->capture_default_str();
                            sub.add_option("--http-threads", s.http_threads, "Connections served at once; more get 503 with Retry-After")->check(CLI::Range(4, 4096))->capture_default_str();

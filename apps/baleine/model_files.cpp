@@ -1,6 +1,7 @@
 #include "apps/baleine/model_files.h"
 
 #include <filesystem>
+#include <fstream>
 
 #include <nlohmann/json.hpp>
 
@@ -69,6 +70,39 @@ ModelConfig model_config_for(const std::string& model_path) {
     return parse_model_config(gguf_hf_config(f), model_path);
   }
   return load_model_config(model_path);
+}
+
+std::optional<ChatFormat> chat_format_of_model(const std::string& model_path, const std::string& tokenizer_dir) {
+  namespace fs = std::filesystem;
+  auto read_json = [](const fs::path& p) {
+    std::ifstream f(p);
+    return f.good() ? nlohmann::json::parse(f, nullptr, /*allow_exceptions=*/false) : nlohmann::json();
+  };
+  const fs::path tok_cfg = fs::path(tokenizer_dir.empty() ? model_path : tokenizer_dir) / "tokenizer_config.json";
+  if (const nlohmann::json cfg = read_json(tok_cfg); cfg.is_object() && cfg.contains("baleine_chat_format")) {
+    BALEINE_CHECK(cfg["baleine_chat_format"].is_string(), "{}: baleine_chat_format must be a string", tok_cfg.string());
+    return chat_format_from_name(cfg["baleine_chat_format"].get<std::string>());
+  }
+  if (fs::is_regular_file(model_path) && is_gguf_path(model_path)) {
+    const io::GgufFile f = io::GgufFile::open(model_path);
+    if (f.has("baleine.chat_format")) return chat_format_from_name(f.get_string("baleine.chat_format", ""));
+    const std::string arch = f.get_string("general.architecture", "");
+    if (arch == "deepseek32") return ChatFormat::DeepSeekV32;
+    if (arch == "deepseek4") return ChatFormat::DeepSeekV4;
+    return std::nullopt;
+  }
+  const nlohmann::json cfg = read_json(fs::path(model_path) / "config.json");
+  if (!cfg.is_object()) return std::nullopt;
+  auto is = [&](const char* model_type, const char* architecture) {
+    if (cfg.contains("model_type") && cfg["model_type"] == model_type) return true;
+    if (cfg.contains("architectures") && cfg["architectures"].is_array())
+      for (const auto& a : cfg["architectures"])
+        if (a == architecture) return true;
+    return false;
+  };
+  if (is("deepseek_v32", "DeepseekV32ForCausalLM")) return ChatFormat::DeepSeekV32;
+  if (is("deepseek_v4", "DeepseekV4ForCausalLM")) return ChatFormat::DeepSeekV4;
+  return std::nullopt;
 }
 
 }  // namespace baleine::app

@@ -1,9 +1,11 @@
 #include "tokenizer/chat_template.h"
 
 #include <algorithm>
-#include <span>
+#include <iterator>
+#include <utility>
 
 #include "core/check.h"
+#include "tokenizer/chat_template_dsml.h"
 
 namespace baleine {
 
@@ -16,6 +18,23 @@ const std::string kOutputBegin = "<｜tool▁output▁begin｜>", kOutputEnd = "
 const std::string kThink = "<think>", kThinkEnd = "</think>";
 
 enum class Variant { V3, R1, V31 };
+
+// The tool-call blocks the parser knows: V3's, then the DSML ones (V3.2, V4). OutputParser::block_ indexes this.
+struct CallBlock {
+  const std::string *open, *close;
+  bool dsml;
+};
+const CallBlock kBlocks[] = {{&kCallsBegin, &kCallsEnd, false},
+                             {&dsml::kFunctionCalls, &dsml::kFunctionCallsEnd, true},
+                             {&dsml::kToolCalls, &dsml::kToolCallsEnd, true}};
+
+// The first block opener in `s`: its position (npos when none) and its index in kBlocks.
+std::pair<size_t, int> find_opener(const std::string& s) {
+  std::pair<size_t, int> best{std::string::npos, 0};
+  for (int i = 0; i < int(std::size(kBlocks)); ++i)
+    if (size_t q = s.find(*kBlocks[i].open); q < best.first) best = {q, i};
+  return best;
+}
 
 // The reasoning block a kept reasoning_content renders as: what the model wrote after its generation prompt opened
 // <think> (R1's spacing is the one its training data and rl/common.cpp use).
@@ -155,9 +174,11 @@ ChatFormat chat_format_from_name(const std::string& name) {
   if (name == "deepseek-v3" || name == "deepseek") return ChatFormat::DeepSeekV3;
   if (name == "deepseek-r1" || name == "r1") return ChatFormat::DeepSeekR1;
   if (name == "deepseek-v3.1" || name == "hybrid") return ChatFormat::DeepSeekV31;
+  if (name == "deepseek-v3.2") return ChatFormat::DeepSeekV32;
+  if (name == "deepseek-v4") return ChatFormat::DeepSeekV4;
   if (name == "qwen2" || name == "chatml") return ChatFormat::Qwen2;
   if (name == "llama3") return ChatFormat::Llama3;
-  BALEINE_FAIL("unknown chat format '{}' (deepseek-v3, deepseek-r1, deepseek-v3.1, qwen2, llama3)", name);
+  BALEINE_FAIL("unknown chat format '{}' (deepseek-v3, deepseek-r1, deepseek-v3.1, deepseek-v3.2, deepseek-v4, qwen2, llama3)", name);
 }
 
 const char* chat_format_name(ChatFormat f) {
@@ -165,6 +186,8 @@ const char* chat_format_name(ChatFormat f) {
     case ChatFormat::DeepSeekV3: return "deepseek-v3";
     case ChatFormat::DeepSeekR1: return "deepseek-r1";
     case ChatFormat::DeepSeekV31: return "deepseek-v3.1";
+    case ChatFormat::DeepSeekV32: return "deepseek-v3.2";
+    case ChatFormat::DeepSeekV4: return "deepseek-v4";
     case ChatFormat::Qwen2: return "qwen2";
     case ChatFormat::Llama3: return "llama3";
   }
@@ -173,12 +196,13 @@ const char* chat_format_name(ChatFormat f) {
 
 ThinkingSupport thinking_support(ChatFormat f) {
   if (f == ChatFormat::DeepSeekR1) return ThinkingSupport::Always;
-  if (f == ChatFormat::DeepSeekV31) return ThinkingSupport::Toggle;
+  if (f == ChatFormat::DeepSeekV31 || f == ChatFormat::DeepSeekV32 || f == ChatFormat::DeepSeekV4)
+    return ThinkingSupport::Toggle;
   return ThinkingSupport::Never;
 }
 
 bool generation_starts_in_reasoning(ChatFormat f, bool thinking) {
-  return f == ChatFormat::DeepSeekR1 || (f == ChatFormat::DeepSeekV31 && thinking);
+  return f == ChatFormat::DeepSeekR1 || (thinking_support(f) == ThinkingSupport::Toggle && thinking);
 }
 
 int64_t last_user_index(const std::vector<ChatMessage>& messages) {
@@ -188,7 +212,12 @@ int64_t last_user_index(const std::vector<ChatMessage>& messages) {
 }
 
 std::string apply_chat_template(ChatFormat f, const std::vector<ChatMessage>& messages, const ChatTemplateOptions& o) {
+  // Silently dropping tool definitions would leave the model calling tools it was never shown.
+  BALEINE_CHECK(o.tools.empty() || f == ChatFormat::DeepSeekV32 || f == ChatFormat::DeepSeekV4,
+                "the {} chat format takes tools in the system message, not as template options", chat_format_name(f));
   switch (f) {
+    case ChatFormat::DeepSeekV32: return dsml::render(messages, o, false);
+    case ChatFormat::DeepSeekV4: return dsml::render(messages, o, true);
     case ChatFormat::DeepSeekV3: return deepseek(messages, o, Variant::V3);
     case ChatFormat::DeepSeekR1: return deepseek(messages, o, Variant::R1);
     case ChatFormat::DeepSeekV31: return deepseek(messages, o, Variant::V31);
@@ -237,16 +266,20 @@ void OutputParser::drain(Delta& d, bool final) {
       // A tool-calls block inside the reasoning ends it: the block is a call, never reasoning text. The other tool
       // markers (a small model sometimes writes <｜tool▁calls▁end｜> while thinking) are structure, not thought:
       // they are dropped from the reasoning. Content is left raw (the grounded-quote constraint sees raw text).
-      const size_t end = buffer_.find(kThinkEnd), calls = buffer_.find(kCallsBegin);
-      const std::string* markers[] = {&kThinkEnd, &kCallsBegin, &kCallsEnd, &kCallBegin, &kCallEnd, &kSep};
+      const size_t end = buffer_.find(kThinkEnd);
+      const auto [calls, block] = find_opener(buffer_);
+      const std::string* markers[] = {&kCallsEnd, &kCallBegin, &kCallEnd, &kSep};
       size_t stray = std::string::npos, stray_size = 0;
-      for (const std::string* m : std::span(markers).subspan(2))  // the markers after </think> and the opener
+      for (const std::string* m : markers)
         if (size_t q = buffer_.find(*m); q < stray) stray = q, stray_size = m->size();
       const size_t p = std::min({end, calls, stray});
       if (p == std::string::npos) {
         size_t keep = 0;
-        if (!final)
+        if (!final) {
+          keep = partial_suffix(buffer_, kThinkEnd);
           for (const std::string* m : markers) keep = std::max(keep, partial_suffix(buffer_, *m));
+          for (const CallBlock& b : kBlocks) keep = std::max(keep, partial_suffix(buffer_, *b.open));
+        }
         d.reasoning += buffer_.substr(0, buffer_.size() - keep);
         buffer_.erase(0, buffer_.size() - keep);
         return;
@@ -255,8 +288,9 @@ void OutputParser::drain(Delta& d, bool final) {
       if (p == stray) {
         buffer_.erase(0, p + stray_size);
       } else if (p == calls) {
-        buffer_.erase(0, p + kCallsBegin.size());
+        buffer_.erase(0, p + kBlocks[block].open->size());
         mode_ = Mode::ToolCalls;
+        block_ = block;
         calls_in_reasoning_ = true;
       } else {
         buffer_.erase(0, p + kThinkEnd.size());
@@ -266,18 +300,20 @@ void OutputParser::drain(Delta& d, bool final) {
       continue;
     }
     if (mode_ == Mode::ToolCalls) {
-      size_t p = buffer_.find(kCallsEnd), marker = kCallsEnd.size();
+      const CallBlock& b = kBlocks[block_];
+      size_t p = buffer_.find(*b.close), marker = b.close->size();
+      bool cut_by_think = false;
       // A block opened inside the reasoning may be cut short by </think> (a stray marker while thinking): the
       // block ends there and the answer after </think> is content, not swallowed into a call.
       if (calls_in_reasoning_)
-        if (size_t q = buffer_.find(kThinkEnd); q < p) p = q, marker = kThinkEnd.size();
+        if (size_t q = buffer_.find(kThinkEnd); q < p) p = q, marker = kThinkEnd.size(), cut_by_think = true;
       if (p == std::string::npos && !final) return;
       std::string block = buffer_.substr(0, p == std::string::npos ? buffer_.size() : p);
-      auto calls = parse_deepseek_tool_calls(block, &call_counter_);
+      auto calls = b.dsml ? parse_dsml_tool_calls(block, &call_counter_) : parse_deepseek_tool_calls(block, &call_counter_);
       d.tool_calls.insert(d.tool_calls.end(), calls.begin(), calls.end());
       buffer_.erase(0, p == std::string::npos ? buffer_.size() : p + marker);
       mode_ = Mode::Content;
-      if (marker == kThinkEnd.size()) content_started_ = false;  // the answer's leading newlines are dropped
+      if (cut_by_think) content_started_ = false;  // the answer's leading newlines are dropped
       calls_in_reasoning_ = false;
       if (final) { buffer_.clear(); return; }
       continue;
@@ -290,21 +326,33 @@ void OutputParser::drain(Delta& d, bool final) {
       if (buffer_.empty()) return;
       content_started_ = true;
     }
-    size_t think = reasoning_allowed_ ? buffer_.find(kThink) : std::string::npos, calls = buffer_.find(kCallsBegin);
-    size_t p = std::min(think, calls);
+    const size_t think = reasoning_allowed_ ? buffer_.find(kThink) : std::string::npos;
+    const auto [calls, block] = find_opener(buffer_);
+    const size_t p = std::min(think, calls);
     if (p == std::string::npos) {
-      size_t keep = final ? 0 : std::max(reasoning_allowed_ ? partial_suffix(buffer_, kThink) : 0, partial_suffix(buffer_, kCallsBegin));
+      size_t keep = 0;
+      if (!final) {
+        keep = reasoning_allowed_ ? partial_suffix(buffer_, kThink) : 0;
+        for (const CallBlock& b : kBlocks) keep = std::max(keep, partial_suffix(buffer_, *b.open));
+        // Newlines before the end (or before a held marker start) wait for what follows: before a DSML block
+        // they are the separator, not content.
+        while (keep < buffer_.size() && buffer_[buffer_.size() - 1 - keep] == '\n') ++keep;
+      }
       d.content += buffer_.substr(0, buffer_.size() - keep);
       buffer_.erase(0, buffer_.size() - keep);
       return;
     }
-    d.content += buffer_.substr(0, p);
+    std::string_view before = std::string_view(buffer_).substr(0, p);
+    if (p == calls && kBlocks[block].dsml)
+      while (!before.empty() && before.back() == '\n') before.remove_suffix(1);
+    d.content += before;
     if (p == think) {
       buffer_.erase(0, p + kThink.size());
       mode_ = Mode::Reasoning;
     } else {
-      buffer_.erase(0, p + kCallsBegin.size());
+      buffer_.erase(0, p + kBlocks[block].open->size());
       mode_ = Mode::ToolCalls;
+      block_ = block;
     }
   }
 }

@@ -1,6 +1,10 @@
 // Chat templates (exact strings) and the incremental output parser (every chunk size gives the same result).
 #include <gtest/gtest.h>
 
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
 #include "core/check.h"
 #include "tokenizer/chat_template.h"
 
@@ -217,4 +221,170 @@ TEST(ChatTemplate, ReasoningDroppedBetweenTurnsKeptWithinAToolTurn) {
   EXPECT_EQ(apply_chat_template(ChatFormat::DeepSeekV31, m, off).find("need f"), std::string::npos);
   EXPECT_EQ(apply_chat_template(ChatFormat::DeepSeekV3, m).find("need f"), std::string::npos);
   EXPECT_EQ(last_user_index(m), 2);
+}
+
+// ---- DeepSeek-V3.2 / V4 (DSML tool calls) ----
+
+namespace {
+using ojson = nlohmann::ordered_json;
+
+// An OpenAI message of the fixture as the server hands it to the template (content null: no content).
+ChatMessage from_openai(const ojson& j) {
+  ChatMessage m;
+  m.role = j.at("role").get<std::string>();
+  m.has_content = j.contains("content") && !j["content"].is_null();
+  if (m.has_content) m.content = j["content"].get<std::string>();
+  if (j.contains("reasoning_content")) {
+    m.reasoning = j["reasoning_content"].get<std::string>();
+    m.has_reasoning = true;
+  }
+  if (j.contains("tool_calls"))
+    for (const auto& c : j["tool_calls"])
+      m.tool_calls.push_back({c["id"].get<std::string>(), c["type"].get<std::string>(),
+                              c["function"]["name"].get<std::string>(), c["function"]["arguments"].get<std::string>()});
+  return m;
+}
+
+// Each tool's "function" object as JSON text, keys in the fixture's order (ordered_json keeps it).
+std::vector<std::string> function_texts(const ojson& tools) {
+  std::vector<std::string> out;
+  for (const auto& t : tools)
+    if (t["type"] == "function") out.push_back(t["function"].dump());
+  return out;
+}
+}  // namespace
+
+// Every string the Jinja templates rendered (tests/reference/make_template_fixtures.py), byte for byte.
+TEST(ChatTemplate, DsmlFormatsMatchTheJinjaTemplates) {
+  std::ifstream f(std::string(BALEINE_TEST_DATA) + "/chat_templates/deepseek_dsml.json");
+  ASSERT_TRUE(f.good());
+  const ojson doc = ojson::parse(f);
+  size_t n = 0;
+  for (const auto& c : doc["cases"]) {
+    const ojson& conv = doc["conversations"][c["conversation"].get<std::string>()];
+    std::vector<ChatMessage> messages;
+    for (const auto& m : conv["messages"]) messages.push_back(from_openai(m));
+    ChatTemplateOptions o;
+    o.thinking = c["thinking"].get<bool>();
+    o.add_generation_prompt = c["add_generation_prompt"].get<bool>();
+    o.bos_token = doc["bos_token"].get<std::string>();
+    o.tools = function_texts(conv["tools"]);
+    const ChatFormat format = chat_format_from_name(c["format"].get<std::string>());
+    EXPECT_EQ(apply_chat_template(format, messages, o), c["expected"].get<std::string>())
+        << c["format"] << " " << c["conversation"] << " thinking=" << o.thinking << " gen=" << o.add_generation_prompt;
+    ++n;
+  }
+  EXPECT_EQ(n, 2u * doc["conversations"].size() * 4u);
+}
+
+TEST(ChatTemplate, DsmlNamesThinkingAndErrors) {
+  EXPECT_EQ(chat_format_from_name("deepseek-v3.2"), ChatFormat::DeepSeekV32);
+  EXPECT_EQ(chat_format_from_name("deepseek-v4"), ChatFormat::DeepSeekV4);
+  EXPECT_EQ(std::string(chat_format_name(ChatFormat::DeepSeekV32)), "deepseek-v3.2");
+  EXPECT_EQ(std::string(chat_format_name(ChatFormat::DeepSeekV4)), "deepseek-v4");
+  for (ChatFormat f : {ChatFormat::DeepSeekV32, ChatFormat::DeepSeekV4}) {
+    EXPECT_EQ(thinking_support(f), ThinkingSupport::Toggle);
+    EXPECT_TRUE(generation_starts_in_reasoning(f, true));
+    EXPECT_FALSE(generation_starts_in_reasoning(f, false));
+    ChatMessage bad{"assistant", "", false, {{"c0", "function", "f", "[1, 2]"}}};
+    EXPECT_THROW(apply_chat_template(f, {msg("user", "u"), bad}), Error);  // arguments must be an object
+    EXPECT_THROW(apply_chat_template(f, {msg("wizard", "x")}), Error);
+  }
+  ChatTemplateOptions with_tools;
+  with_tools.tools = {R"({"name": "f"})"};
+  EXPECT_THROW(apply_chat_template(ChatFormat::DeepSeekV3, {msg("user", "u")}, with_tools), Error);
+}
+
+namespace {
+// Everything a parser gives for `text` pushed `chunk` bytes at a time, then finished; no delta may hold a marker
+// or the start of one.
+OutputParser::Delta parse_dsml(std::string_view text, size_t chunk, bool starts_in_reasoning) {
+  OutputParser q(starts_in_reasoning);
+  OutputParser::Delta all;
+  auto take = [&](const OutputParser::Delta& d) {
+    for (const std::string* s : {&d.reasoning, &d.content}) {
+      EXPECT_EQ(s->find("<｜"), std::string::npos) << "chunk " << chunk << ": " << *s;
+      EXPECT_EQ(s->find("</｜"), std::string::npos) << "chunk " << chunk << ": " << *s;
+      EXPECT_EQ(s->find("｜DSML"), std::string::npos) << "chunk " << chunk << ": " << *s;
+    }
+    all.reasoning += d.reasoning;
+    all.content += d.content;
+    all.tool_calls.insert(all.tool_calls.end(), d.tool_calls.begin(), d.tool_calls.end());
+  };
+  for (size_t i = 0; i < text.size(); i += chunk) take(q.push(text.substr(i, chunk)));
+  take(q.finish());
+  return all;
+}
+}  // namespace
+
+// What the model writes after the generation prompt (reasoning, content, the DSML block), cut from a rendered
+// conversation, parses back into the same message at every chunk size from 1 to 40 bytes; rendering the parsed
+// message gives the model's text again, so a reply sent back is the prompt the model saw.
+TEST(OutputParser, DsmlToolCallsRoundTripAtEveryChunkSize) {
+  const std::string weather = R"({"city": "Zürich 東京 \"q\"\nline2", "days": 3})";
+  const std::string search = R"({"query": "naïve 😀", "filters": {"site": "x.org", "deep": [1, 2.5, null, true]}, "flag": false})";
+  ChatMessage reply{"assistant", "Let me check.", true,
+                    {{"c0", "function", "get_weather", weather}, {"c1", "function", "search", search},
+                     {"c2", "function", "now", "{}"}}};
+  reply.reasoning = "need <b>both</b> tools\n";
+  reply.has_reasoning = true;
+  ChatTemplateOptions o;
+  o.tools = {R"({"name": "get_weather", "parameters": {"type": "object"}})"};
+  for (ChatFormat f : {ChatFormat::DeepSeekV32, ChatFormat::DeepSeekV4}) {
+    for (bool thinking : {true, false}) {
+      o.thinking = thinking;
+      o.add_generation_prompt = true;
+      const std::string prompt = apply_chat_template(f, {msg("user", "Weather?")}, o);
+      o.add_generation_prompt = false;
+      ChatMessage sent = reply;
+      if (!thinking) sent.reasoning.clear(), sent.has_reasoning = false;
+      const std::string full = apply_chat_template(f, {msg("user", "Weather?"), sent}, o);
+      // Thinking off, V3.2's generation prompt is "<think></think>" where the history has "</think>": the model's
+      // text is what follows either.
+      const std::string head = thinking || f == ChatFormat::DeepSeekV4 ? prompt : prompt.substr(0, prompt.size() - 15) + "</think>";
+      ASSERT_EQ(full.substr(0, head.size()), head) << chat_format_name(f);
+      const std::string out = full.substr(head.size(), full.size() - head.size() - kE.size());
+      for (size_t chunk = 1; chunk <= 40; ++chunk) {
+        const auto d = parse_dsml(out, chunk, generation_starts_in_reasoning(f, thinking));
+        EXPECT_EQ(d.reasoning, thinking ? reply.reasoning : "") << chunk;
+        EXPECT_EQ(d.content, "Let me check.") << chunk;
+        ASSERT_EQ(d.tool_calls.size(), 3u) << chunk;
+        EXPECT_EQ(d.tool_calls[0].name, "get_weather");
+        EXPECT_EQ(ojson::parse(d.tool_calls[0].arguments), ojson::parse(weather));  // same keys, same order
+        EXPECT_EQ(ojson::parse(d.tool_calls[1].arguments), ojson::parse(search));
+        EXPECT_EQ(d.tool_calls[2].arguments, "{}");
+        ChatMessage back{"assistant", d.content, true, d.tool_calls};
+        back.reasoning = d.reasoning;
+        back.has_reasoning = thinking;
+        EXPECT_EQ(apply_chat_template(f, {msg("user", "Weather?"), back}, o), full) << chunk;
+      }
+    }
+  }
+}
+
+TEST(OutputParser, DsmlEdgeCases) {
+  for (size_t chunk = 1; chunk <= 40; ++chunk) {
+    // A block opened while thinking ends the reasoning and is a call; V4's empty line of an argless invoke.
+    auto d = parse_dsml("hmm<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"f\">\n\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>", chunk, true);
+    EXPECT_EQ(d.reasoning, "hmm") << chunk;
+    EXPECT_EQ(d.content, "") << chunk;
+    ASSERT_EQ(d.tool_calls.size(), 1u) << chunk;
+    EXPECT_EQ(d.tool_calls[0].name, "f");
+    EXPECT_EQ(d.tool_calls[0].arguments, "{}");
+    // Newlines not followed by a block stay content, as do a lone "<" and a '｜' that open no marker.
+    d = parse_dsml("a\n\nb <x ｜\n\n", chunk, false);
+    EXPECT_EQ(d.content, "a\n\nb <x ｜\n\n") << chunk;
+    // A value marked non-string that is not JSON stays text; a block cut off by the end is parsed as far as it goes.
+    d = parse_dsml("ok\n\n<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"g\">\n<｜DSML｜parameter name=\"n\" string=\"false\">"
+                   "12 apples</｜DSML｜parameter>\n<｜DSML｜parameter name=\"s\" string=\"true\">42</｜DSML｜parameter>\n"
+                   "<｜DSML｜parameter name=\"t\" string=\"true\">cut",
+                   chunk, false);
+    EXPECT_EQ(d.content, "ok") << chunk;
+    ASSERT_EQ(d.tool_calls.size(), 1u) << chunk;
+    EXPECT_EQ(d.tool_calls[0].arguments, R"({"n":"12 apples","s":"42","t":"cut"})") << chunk;
+  }
+  // The V3 syntax is unchanged: newlines before its block stay content.
+  const auto v3 = parse_dsml("x\n" + kCall, 5, false);
+  EXPECT_EQ(v3.content, "x\n");
+  EXPECT_EQ(v3.tool_calls.size(), 1u);
 }
