@@ -47,6 +47,9 @@ int run_info(const std::string& model_path, bool as_json) {
         {"kv_bytes_per_token", s.kv_bytes_per_token},
         {"kv_bytes_per_token_mha", s.kv_bytes_per_token_mha},
     };
+    if (c.has_indexer())
+      j["sparse_attention"] = {{"index_n_heads", c.index_n_heads}, {"index_head_dim", c.index_head_dim},
+                               {"index_topk", c.index_topk}, {"indexer_params", s.indexer_params}};
     fmt::print("{}\n", j.dump());
     return 0;
   }
@@ -57,6 +60,10 @@ int run_info(const std::string& model_path, bool as_json) {
     fmt::print("attention     MLA, {} heads, q_lora_rank {}, kv_lora_rank {}, qk {}+{} (rope), v {}, softmax scale {:.5f}\n",
                c.num_attention_heads, c.q_lora_rank > 0 ? std::to_string(c.q_lora_rank) : "none (no compression)",
                c.kv_lora_rank, c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim, c.attention_scale());
+    if (c.has_indexer())
+      fmt::print("sparse attn   DSA lightning indexer: {} heads of {}, each query keeps the top {} positions "
+                 "({} indexer parameters)\n",
+                 c.index_n_heads, c.index_head_dim, c.index_topk, human_params(s.indexer_params));
     if (c.n_routed_experts > 0) {
       const char* scoring = c.scoring_func == ScoringFunc::Sigmoid ? "sigmoid" : "softmax";
       const char* method = c.topk_method == TopkMethod::NoAuxTc ? "noaux_tc"
@@ -73,7 +80,8 @@ int run_info(const std::string& model_path, bool as_json) {
   if (c.num_nextn_predict_layers > 0) fmt::print(" (+{} in {} MTP module)", human_params(s.mtp_params), c.num_nextn_predict_layers);
   fmt::print("\n");
   fmt::print("kv cache      {} per token ({}, bf16) vs {} for the equivalent full multi-head cache ({:.1f}x smaller)\n",
-             human_bytes(s.kv_bytes_per_token), c.is_deepseek() ? "MLA latent" : "GQA",
+             human_bytes(s.kv_bytes_per_token),
+             c.has_indexer() ? "MLA latent + indexer key" : c.is_deepseek() ? "MLA latent" : "GQA",
              human_bytes(s.kv_bytes_per_token_mha), s.kv_bytes_per_token_mha / s.kv_bytes_per_token);
   return 0;
 }

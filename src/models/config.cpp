@@ -17,6 +17,7 @@ const char* architecture_name(Architecture a) {
   switch (a) {
     case Architecture::DeepSeekV3: return "deepseek_v3";
     case Architecture::DeepSeekV2: return "deepseek_v2";
+    case Architecture::DeepSeekV32: return "deepseek_v32";
     case Architecture::Qwen2: return "qwen2";
     case Architecture::Llama: return "llama";
   }
@@ -124,9 +125,10 @@ ModelConfig parse_model_config(const json& j, const std::string& source) {
   c.model_type = r.string("model_type", "", true);
   if (c.model_type == "deepseek_v3") c.architecture = Architecture::DeepSeekV3;
   else if (c.model_type == "deepseek_v2") c.architecture = Architecture::DeepSeekV2;
+  else if (c.model_type == "deepseek_v32") c.architecture = Architecture::DeepSeekV32;
   else if (c.model_type == "qwen2") c.architecture = Architecture::Qwen2;
   else if (c.model_type == "llama") c.architecture = Architecture::Llama;
-  else BALEINE_FAIL("{}: unknown model_type '{}' (supported: deepseek_v3, deepseek_v2, qwen2, llama)", source, c.model_type);
+  else BALEINE_FAIL("{}: unknown model_type '{}' (supported: deepseek_v3, deepseek_v32, deepseek_v2, qwen2, llama)", source, c.model_type);
 
   c.vocab_size = r.integer("vocab_size", 0, true, 1);
   c.hidden_size = r.integer("hidden_size", 0, true, 1);
@@ -175,7 +177,7 @@ ModelConfig parse_model_config(const json& j, const std::string& source) {
     if (scoring == "sigmoid") c.scoring_func = ScoringFunc::Sigmoid;
     else if (scoring == "softmax") c.scoring_func = ScoringFunc::Softmax;
     else BALEINE_FAIL("{}: unknown scoring_func '{}' (sigmoid or softmax)", source, scoring);
-    std::string method = r.string("topk_method", c.architecture == Architecture::DeepSeekV3 ? "noaux_tc" : "greedy");
+    std::string method = r.string("topk_method", c.architecture == Architecture::DeepSeekV2 ? "greedy" : "noaux_tc");
     if (method == "greedy") c.topk_method = TopkMethod::Greedy;
     else if (method == "group_limited_greedy") c.topk_method = TopkMethod::GroupLimitedGreedy;
     else if (method == "noaux_tc") c.topk_method = TopkMethod::NoAuxTc;
@@ -191,6 +193,19 @@ ModelConfig parse_model_config(const json& j, const std::string& source) {
                     "{}: num_experts_per_tok ({}) exceeds the experts in topk_group groups", source, c.num_experts_per_tok);
       if (c.topk_method == TopkMethod::NoAuxTc)
         BALEINE_CHECK(c.n_routed_experts / c.n_group >= 2, "{}: noaux_tc needs at least 2 experts per group", source);
+    }
+    if (c.has_indexer()) {
+      c.index_n_heads = r.integer("index_n_heads", 0, true, 1);
+      c.index_head_dim = r.integer("index_head_dim", 0, true, 2);
+      c.index_topk = r.integer("index_topk", 0, true, 1);
+      c.indexer_rope_interleave = r.boolean("indexer_rope_interleave", false);
+      BALEINE_CHECK(c.q_lora_rank > 0, "{}: deepseek_v32 needs 'q_lora_rank' > 0 (the indexer reads the query latent)", source);
+      BALEINE_CHECK(c.index_head_dim >= c.qk_rope_head_dim,
+                    "{}: key 'index_head_dim' ({}) must be at least qk_rope_head_dim ({}): the indexer ropes its first "
+                    "qk_rope_head_dim dims", source, c.index_head_dim, c.qk_rope_head_dim);
+      BALEINE_CHECK(c.index_topk <= c.max_position_embeddings,
+                    "{}: key 'index_topk' ({}) exceeds the context the model allows (max_position_embeddings {})",
+                    source, c.index_topk, c.max_position_embeddings);
     }
   } else {
     c.intermediate_size = r.integer("intermediate_size", 0, true, 1);
@@ -243,14 +258,18 @@ ModelStats model_stats(const ModelConfig& c) {
   const double head = c.tie_word_embeddings ? 0.0 : V * d;
   auto swiglu = [&](double width) { return 3.0 * d * width; };
 
-  double attn = 0;
+  double attn = 0, indexer = 0;
   if (c.is_deepseek()) {
     double qk = double(c.qk_head_dim());
     attn += c.q_lora_rank > 0 ? d * c.q_lora_rank + c.q_lora_rank + c.q_lora_rank * H * qk : d * H * qk;
     attn += d * double(c.kv_lora_rank + c.qk_rope_head_dim) + c.kv_lora_rank;
     attn += double(c.kv_lora_rank) * H * double(c.qk_nope_head_dim + c.v_head_dim);
     attn += H * c.v_head_dim * d;
-    s.kv_bytes_per_token = double(c.kv_lora_rank + c.qk_rope_head_dim) * L * 2;
+    s.kv_bytes_per_token = double(c.kv_lora_rank + c.qk_rope_head_dim + c.index_head_dim) * L * 2;
+    if (c.has_indexer()) {  // wq_b [Hi·Di, q_lora], wk [Di, d], k_norm weight + bias, weights_proj [Hi, d]
+      const double Hi = double(c.index_n_heads), Di = double(c.index_head_dim);
+      indexer = Hi * Di * double(c.q_lora_rank) + Di * d + 2 * Di + Hi * d;
+    }
     s.kv_bytes_per_token_mha = H * double(c.qk_head_dim() + c.v_head_dim) * L * 2;
   } else {
     double hd = double(c.head_dim), Hkv = double(c.num_key_value_heads);
@@ -270,15 +289,16 @@ ModelStats model_stats(const ModelConfig& c) {
   }
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     bool moe = c.is_moe_layer(l);
-    s.total_params += attn + norms + (moe ? moe_total : swiglu(double(c.intermediate_size)));
-    s.active_params += attn + norms + (moe ? moe_active : swiglu(double(c.intermediate_size)));
+    s.total_params += attn + indexer + norms + (moe ? moe_total : swiglu(double(c.intermediate_size)));
+    s.active_params += attn + indexer + norms + (moe ? moe_active : swiglu(double(c.intermediate_size)));
+    s.indexer_params += indexer;
   }
   s.total_params += s.embedding_params + head + d;  // + final norm
   // Per token the embedding is a row lookup, not compute; the output head is a full matmul (tied or not).
   s.active_params += V * d + d;
   // MTP module: enorm, hnorm, eh_proj [d, 2d], one MoE decoder block, shared_head.norm (embedding/head shared).
   if (c.num_nextn_predict_layers > 0)
-    s.mtp_params = double(c.num_nextn_predict_layers) * (3 * d + 2 * d * d + attn + norms + moe_total);
+    s.mtp_params = double(c.num_nextn_predict_layers) * (3 * d + 2 * d * d + attn + indexer + norms + moe_total);
   (void)L;
   return s;
 }

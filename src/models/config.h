@@ -12,7 +12,8 @@
 
 namespace baleine {
 
-enum class Architecture { DeepSeekV3, DeepSeekV2, Qwen2, Llama };
+// DeepSeekV32: V3 plus DeepSeek Sparse Attention (a lightning indexer per layer; model_type deepseek_v32).
+enum class Architecture { DeepSeekV3, DeepSeekV2, DeepSeekV32, Qwen2, Llama };
 enum class ScoringFunc { Sigmoid, Softmax };
 // greedy: plain top-k; group_limited_greedy: V2 groups scored by their max; noaux_tc: V3 groups scored by the
 // sum of their top-2 biased scores, selection bias e_score_correction_bias.
@@ -63,10 +64,20 @@ struct ModelConfig {
   bool norm_topk_prob = false;
   double routed_scaling_factor = 1.0;
   int64_t num_nextn_predict_layers = 0;  // MTP modules
+  // DeepSeek Sparse Attention (V3.2): the lightning indexer's heads and head dim, and how many earlier positions
+  // each query keeps (its first qk_rope_head_dim dims are roped, half-split).
+  int64_t index_n_heads = 0, index_head_dim = 0, index_topk = 0;
+  // The indexer's RoPE pairs: half-split (false, DeepSeek-V3.2 and llama.cpp's deepseek32) or adjacent (true, as
+  // some DSA checkpoints declare with this key; MLA's own RoPE is always adjacent).
+  bool indexer_rope_interleave = false;
   // Weight quantisation declared by the checkpoint (informational; FP8 blocks are dequantised on load).
   std::string quantization_method;
 
-  bool is_deepseek() const { return architecture == Architecture::DeepSeekV3 || architecture == Architecture::DeepSeekV2; }
+  bool is_deepseek() const {
+    return architecture == Architecture::DeepSeekV3 || architecture == Architecture::DeepSeekV2 ||
+           architecture == Architecture::DeepSeekV32;
+  }
+  bool has_indexer() const { return architecture == Architecture::DeepSeekV32; }
   bool is_moe_layer(int64_t layer) const {
     return is_deepseek() && n_routed_experts > 0 && layer >= first_k_dense_replace && layer % moe_layer_freq == 0;
   }
@@ -85,7 +96,8 @@ struct ModelStats {
   double active_params = 0;       // per token: everything but the embedding lookup, only top-k routed experts
   double mtp_params = 0;          // MTP modules (excluding the shared embedding / head copies)
   double embedding_params = 0;
-  double kv_bytes_per_token = 0;  // cache actually kept (MLA latent or GQA K/V), bf16
+  double kv_bytes_per_token = 0;  // cache actually kept (MLA latent (+ indexer keys) or GQA K/V), bf16
+  double indexer_params = 0;      // DSA lightning indexers of the main model (included in total and active)
   double kv_bytes_per_token_mha = 0;  // the equivalent full multi-head cache, bf16
 };
 ModelStats model_stats(const ModelConfig& c);

@@ -1,5 +1,6 @@
-// models/deepseek.cpp — DeepSeek-V2 / V3 forward pass, written to read like the papers:
-//   V2 §2.1 / V3 §2.1.1 (MLA, eqs. 1–11), V3 §2.1.2 (DeepSeekMoE, eqs. 12–16), V3 §2.2 (MTP).
+// models/deepseek.cpp — DeepSeek-V2 / V3 / V3.2 forward pass, written to read like the papers:
+//   V2 §2.1 / V3 §2.1.1 (MLA, eqs. 1–11), V3 §2.1.2 (DeepSeekMoE, eqs. 12–16), V3 §2.2 (MTP); V3.2's sparse
+//   attention (the lightning indexer) is in deepseek_dsa.cpp.
 // Both MLA forms live side by side in attention_forward and are tested equal.
 #include "models/deepseek.h"
 
@@ -50,6 +51,7 @@ DeepSeekModel::DeepSeekModel(const ModelConfig& config) : cfg_(config), arena_(1
   BALEINE_CHECK(cfg_.is_deepseek(), "not a DeepSeek config: {}", cfg_.model_type);
   rope_ = make_rope_table(cfg_, int(cfg_.qk_rope_head_dim));
   attn_scale_ = float(cfg_.attention_scale());
+  indexer_rope_layout_ = cfg_.indexer_rope_interleave ? ops::RopeLayout::Interleaved : ops::RopeLayout::HalfSplit;
   embed_tokens_.init(cfg_.vocab_size, cfg_.hidden_size);
   layers_.resize(size_t(cfg_.num_hidden_layers));
   for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) init_block(layers_[size_t(l)], l);
@@ -87,6 +89,13 @@ void DeepSeekModel::init_block(Block& b, int64_t layer) {
   a.kv_a_layernorm.init(R, c.rms_norm_eps);
   a.kv_b_proj.init(R, H * (c.qk_nope_head_dim + c.v_head_dim), false);
   a.o_proj.init(H * c.v_head_dim, d, false);
+  a.has_indexer = c.has_indexer();
+  if (a.has_indexer) {
+    a.idx_wq_b.init(c.q_lora_rank, c.index_n_heads * c.index_head_dim, false);
+    a.idx_wk.init(d, c.index_head_dim, false);
+    a.idx_k_norm.init(c.index_head_dim, 1e-6);  // DeepSeek's LayerNorm default (not rms_norm_eps)
+    a.idx_weights_proj.init(d, c.index_n_heads, false);
+  }
   // MTP blocks use the MoE structure of the main model's deep layers.
   b.is_moe = layer >= c.num_hidden_layers ? c.n_routed_experts > 0 : c.is_moe_layer(layer);
   if (b.is_moe) {
@@ -115,6 +124,12 @@ void DeepSeekModel::visit_block(Block& b, const std::string& p, const nn::ParamV
   a.kv_a_layernorm.visit(p + "self_attn.kv_a_layernorm.weight", visit);
   a.kv_b_proj.visit(p + "self_attn.kv_b_proj", visit);
   a.o_proj.visit(p + "self_attn.o_proj", visit);
+  if (a.has_indexer) {
+    a.idx_wq_b.visit(p + "self_attn.indexer.wq_b", visit);
+    a.idx_wk.visit(p + "self_attn.indexer.wk", visit);
+    a.idx_k_norm.visit(p + "self_attn.indexer.k_norm", visit);
+    a.idx_weights_proj.visit(p + "self_attn.indexer.weights_proj", visit);
+  }
   b.post_attention_layernorm.visit(p + "post_attention_layernorm.weight", visit);
   if (b.is_moe) {
     b.moe.gate.visit(p + "mlp.gate", visit);
@@ -193,10 +208,13 @@ void DeepSeekModel::prepare() {
   }
 }
 
+int64_t DeepSeekModel::kv_row() const {
+  return cfg_.kv_lora_rank + cfg_.qk_rope_head_dim + (cfg_.has_indexer() ? cfg_.index_head_dim : 0);
+}
+
 std::shared_ptr<KvPool> DeepSeekModel::new_kv_pool(int64_t max_blocks, int64_t block_size, ops::KvDType dtype) const {
-  // One latent row per token and layer: normalised c^KV ‖ roped k_pe (R + Dr values).
-  return std::make_shared<KvPool>(cfg_.num_hidden_layers, cfg_.kv_lora_rank + cfg_.qk_rope_head_dim, block_size,
-                                  max_blocks, dtype);
+  // One row per token and layer: normalised c^KV ‖ roped k_pe (R + Dr values) ‖ indexer key (V3.2, Di values).
+  return std::make_shared<KvPool>(cfg_.num_hidden_layers, kv_row(), block_size, max_blocks, dtype);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -206,12 +224,13 @@ void DeepSeekModel::attention_forward(const Attention& a, float* out, const floa
                                       const int32_t* positions, std::span<const BatchSegment> segs, int64_t layer,
                                       MlaMode mode) {
   const int64_t H = cfg_.num_attention_heads, R = cfg_.kv_lora_rank, Dn = cfg_.qk_nope_head_dim;
-  const int64_t Dr = cfg_.qk_rope_head_dim, Dv = cfg_.v_head_dim, Dqk = Dn + Dr, C = R + Dr;
+  const int64_t Dr = cfg_.qk_rope_head_dim, Dv = cfg_.v_head_dim, Dqk = Dn + Dr, C = R + Dr, W = kv_row();
 
   // Queries for all N rows: q = W^UQ RMSNorm(W^DQ h) (or W^Q h without compression), per head [q_nope ‖ q_pe].
   float* q = arena_.alloc<float>(size_t(N * H * Dqk));  // [N, H, Dn+Dr]
+  float* cq = nullptr;                                  // [N, q_lora_rank] c^Q, which V3.2's indexer also reads
   if (a.q_compressed) {
-    float* cq = arena_.alloc<float>(size_t(N * cfg_.q_lora_rank));  // [N, q_lora_rank]
+    cq = arena_.alloc<float>(size_t(N * cfg_.q_lora_rank));
     a.q_a_proj.forward(cq, x, N);
     a.q_a_layernorm.forward(cq, cq, N);
     a.q_b_proj.forward(q, cq, N);
@@ -221,14 +240,26 @@ void DeepSeekModel::attention_forward(const Attention& a, float* out, const floa
   ops::rope_apply(q + Dn, N, H, H * Dqk, Dqk, positions, rope_, ops::RopeLayout::Interleaved);
 
   // Keys/values: [c^KV ‖ k_pe] = W^DKV h; c^KV normalised, k_pe roped once (shared by all heads), then written
-  // into each sequence's latent blocks.
-  float* latent = arena_.alloc<float>(size_t(N * C));  // [N, R+Dr]
-  a.kv_a_proj_with_mqa.forward(latent, x, N);
-  a.kv_a_layernorm.forward(latent, latent, N, C, C);
-  ops::rope_apply(latent + R, N, 1, C, 0, positions, rope_, ops::RopeLayout::Interleaved);
+  // into each sequence's latent blocks (V3.2: with the token's indexer key after them).
+  float* latent = arena_.alloc<float>(size_t(N * W));  // [N, R+Dr (+Di)]
+  a.kv_a_proj_with_mqa.forward(latent, x, N, W);
+  a.kv_a_layernorm.forward(latent, latent, N, W, W);
+  ops::rope_apply(latent + R, N, 1, W, 0, positions, rope_, ops::RopeLayout::Interleaved);
+  if (a.has_indexer) indexer_keys(a, latent + C, W, x, N, positions);
   for (const BatchSegment& sg : segs)
     for (int64_t t = 0; t < sg.T; ++t)
-      sg.seq->write_row(layer, sg.p0 + t, latent + (sg.row0 + t) * C);
+      sg.seq->write_row(layer, sg.p0 + t, latent + (sg.row0 + t) * W);
+
+  // DeepSeek Sparse Attention: each query attends only to the positions its indexer keeps (per segment; none
+  // when every query of the segment sees at most index_topk positions, where sparse equals dense).
+  const int64_t K = cfg_.index_topk;
+  std::vector<int32_t*> sel_index(segs.size(), nullptr), sel_count(segs.size(), nullptr);
+  if (a.has_indexer)
+    for (size_t i = 0; i < segs.size(); ++i) {
+      int32_t* index = arena_.alloc<int32_t>(size_t(segs[i].T * K));  // [T, K]
+      int32_t* count = arena_.alloc<int32_t>(size_t(segs[i].T));      // [T]
+      if (indexer_select(a, x, cq, positions, segs[i], layer, index, count)) sel_index[i] = index, sel_count[i] = count;
+    }
 
   float* o = arena_.alloc<float>(size_t(N * H * Dv));  // [N, H, Dv]
   ops::AttentionArgs args;
@@ -237,17 +268,18 @@ void DeepSeekModel::attention_forward(const Attention& a, float* out, const floa
   if (mode == MlaMode::Naive) {
     // Up-project every cached latent: [k_nope ‖ v] = W^UKV c^KV, then ordinary multi-head attention with
     // k = [k_nope ‖ k_pe] (192 dims for V3) and v (128), per sequence.
-    for (const BatchSegment& sg : segs) {
+    for (size_t si = 0; si < segs.size(); ++si) {
+      const BatchSegment& sg = segs[si];
       const int64_t S = sg.p0 + sg.T;
-      float* cache = arena_.alloc<float>(size_t(S * C));  // [S, R+Dr] this sequence's latents, gathered
-      for (int64_t s = 0; s < S; ++s) sg.seq->read_row(layer, s, cache + s * C);
+      float* cache = arena_.alloc<float>(size_t(S * W));  // [S, R+Dr (+Di)] this sequence's rows, gathered
+      for (int64_t s = 0; s < S; ++s) sg.seq->read_row(layer, s, cache + s * W);
       float* kv = arena_.alloc<float>(size_t(S * H * (Dn + Dv)));  // [S, H, Dn+Dv]
-      a.kv_b_proj.forward(kv, cache, S, 0, C);
+      a.kv_b_proj.forward(kv, cache, S, 0, W);
       float* k = arena_.alloc<float>(size_t(S * H * Dqk));  // [S, H, Dn+Dr]
       for (int64_t s = 0; s < S; ++s)
         for (int64_t h = 0; h < H; ++h) {
           std::memcpy(k + (s * H + h) * Dqk, kv + (s * H + h) * (Dn + Dv), size_t(Dn) * 4);
-          std::memcpy(k + (s * H + h) * Dqk + Dn, cache + s * C + R, size_t(Dr) * 4);
+          std::memcpy(k + (s * H + h) * Dqk + Dn, cache + s * W + R, size_t(Dr) * 4);
         }
       args.n_q = sg.T, args.n_kv = S, args.kv_offset = sg.p0;
       args.n_kv_heads = H;
@@ -257,7 +289,11 @@ void DeepSeekModel::attention_forward(const Attention& a, float* out, const floa
       args.k_stride = H * Dqk, args.k_head_stride = Dqk;
       args.v_stride = H * (Dn + Dv), args.v_head_stride = Dn + Dv;
       args.out_stride = H * Dv, args.out_head_stride = Dv;
-      ops::attention_causal(o + sg.row0 * H * Dv, q + sg.row0 * H * Dqk, k, kv + Dn, args);
+      if (sel_index[si])
+        ops::attention_sparse(o + sg.row0 * H * Dv, q + sg.row0 * H * Dqk, k, kv + Dn,
+                              ops::SparseIndex{sel_index[si], sel_count[si], K}, args);
+      else
+        ops::attention_causal(o + sg.row0 * H * Dv, q + sg.row0 * H * Dqk, k, kv + Dn, args);
     }
   } else {
     // Absorbed: score_hj = (W^UK_hᵀ q_nope_h)·c_j + q_pe_h·k_pe_j — one shared "key" [c_j ‖ k_pe_j] of R+Dr
@@ -278,11 +314,16 @@ void DeepSeekModel::attention_forward(const Attention& a, float* out, const floa
     args.k_head_stride = 0, args.v_head_stride = 0;
     args.out_stride = H * R, args.out_head_stride = R;
     std::vector<const void*> blocks;
-    for (const BatchSegment& sg : segs) {
+    for (size_t si = 0; si < segs.size(); ++si) {
+      const BatchSegment& sg = segs[si];
       sg.seq->layer_blocks(layer, blocks);
-      ops::PagedKv kv{blocks.data(), sg.seq->pool().block_size(), C, 0, 0, sg.seq->pool().dtype()};
+      ops::PagedKv kv{blocks.data(), sg.seq->pool().block_size(), W, 0, 0, sg.seq->pool().dtype()};
       args.n_q = sg.T, args.n_kv = sg.p0 + sg.T, args.kv_offset = sg.p0;
-      ops::attention_paged(o_latent + sg.row0 * H * R, qa + sg.row0 * H * C, kv, args);
+      if (sel_index[si])
+        ops::attention_sparse_paged(o_latent + sg.row0 * H * R, qa + sg.row0 * H * C, kv,
+                                    ops::SparseIndex{sel_index[si], sel_count[si], K}, args);
+      else
+        ops::attention_paged(o_latent + sg.row0 * H * R, qa + sg.row0 * H * C, kv, args);
     }
     for (int64_t h = 0; h < H; ++h)  // o_h = W^UV_h · o_latent_h
       ops::linear(o + h * Dv, o_latent + h * R, weight_rows(a.kv_b_proj.weight, h * (Dn + Dv) + Dn, Dv), nullptr, N,
@@ -428,7 +469,7 @@ void DeepSeekModel::block_forward(const Block& b, float* x, int64_t N, const int
 
 float* DeepSeekModel::forward_hidden(std::span<const BatchItem> items, std::vector<BatchSegment>& segs, MlaMode mode) {
   const int64_t d = cfg_.hidden_size;
-  check_batch(cfg_, items, cfg_.num_hidden_layers, cfg_.kv_lora_rank + cfg_.qk_rope_head_dim);
+  check_batch(cfg_, items, cfg_.num_hidden_layers, kv_row());
   arena_.reset();
   segs.clear();
   int64_t N = 0;
@@ -475,14 +516,14 @@ Tensor DeepSeekModel::forward_batch(std::span<const BatchItem> items, MlaMode mo
 
 std::shared_ptr<KvPool> DeepSeekModel::new_mtp_kv_pool(int64_t max_blocks, int64_t block_size, ops::KvDType dtype) const {
   BALEINE_CHECK(has_mtp_, "this model has no MTP module");
-  return std::make_shared<KvPool>(1, cfg_.kv_lora_rank + cfg_.qk_rope_head_dim, block_size, max_blocks, dtype);
+  return std::make_shared<KvPool>(1, kv_row(), block_size, max_blocks, dtype);
 }
 
 Tensor DeepSeekModel::mtp_step(Sequence& seq, const float* h, std::span<const int32_t> next, bool all_rows,
                                MlaMode mode) {
   BALEINE_CHECK(has_mtp_, "this model has no MTP module");
   const int64_t n = int64_t(next.size()), d = cfg_.hidden_size, p0 = seq.length();
-  BALEINE_CHECK(seq.pool().layers() == 1 && seq.pool().row() == cfg_.kv_lora_rank + cfg_.qk_rope_head_dim,
+  BALEINE_CHECK(seq.pool().layers() == 1 && seq.pool().row() == kv_row(),
                 "mtp_step needs a sequence in a pool from new_mtp_kv_pool");
   check_forward_input(cfg_, seq, next);
   BALEINE_CHECK(h != nullptr, "mtp_step: no hidden states");
@@ -539,7 +580,7 @@ Tensor DeepSeekModel::mtp_logits(std::span<const int32_t> tokens, MlaMode mode) 
   int32_t* positions = arena_.alloc<int32_t>(size_t(n));
   std::iota(positions, positions + n, 0);
   // The MTP block's latents live in a private one-layer pool.
-  Sequence mtp_seq(std::make_shared<KvPool>(1, cfg_.kv_lora_rank + cfg_.qk_rope_head_dim, 16, (n + 15) / 16), n);
+  Sequence mtp_seq(std::make_shared<KvPool>(1, kv_row(), 16, (n + 15) / 16), n);
   mtp_seq.reserve(n);
   const BatchSegment mtp_seg{&mtp_seq, 0, n, 0};
   block_forward(m.block, x, n, positions, std::span<const BatchSegment>(&mtp_seg, 1), 0, mode);

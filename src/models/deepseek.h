@@ -1,4 +1,5 @@
-// models/deepseek.h — DeepSeek-V2 / V3: Multi-head Latent Attention, DeepSeekMoE, Multi-Token Prediction.
+// models/deepseek.h — DeepSeek-V2 / V3 / V3.2: Multi-head Latent Attention, DeepSeekMoE, Multi-Token Prediction,
+// DeepSeek Sparse Attention (V3.2's lightning indexer, deepseek_dsa.cpp).
 // defines: DeepSeekModel
 #pragma once
 #include <functional>
@@ -45,6 +46,12 @@ class DeepSeekModel final : public CausalLM {
     nn::Linear kv_b_proj;              // [H·(Dn+Dv), R]     per head rows [W^UK_h ; W^UV_h]
     nn::Linear o_proj;                 // [d, H·Dv]
     Tensor w_uk_t;                     // [H, R, Dn] f32: W^UK_hᵀ, derived by prepare() for the absorbed form
+    // V3.2 lightning indexer (Hi = index_n_heads, Di = index_head_dim): scores earlier positions per query.
+    bool has_indexer = false;
+    nn::Linear idx_wq_b;               // [Hi·Di, q_lora_rank]  indexer queries from the query latent c^Q
+    nn::Linear idx_wk;                 // [Di, d]               one indexer key per token
+    nn::LayerNorm idx_k_norm;          // [Di]                  weight + bias
+    nn::Linear idx_weights_proj;       // [Hi, d]               per-head weights of the score
   };
   struct MoE {
     nn::Linear gate;                   // [E, d] router
@@ -88,7 +95,8 @@ class DeepSeekModel final : public CausalLM {
   // Forward through the objective and, when grads is not null, backward accumulating into grads.
   double objective_and_grad(std::span<const int32_t> tokens, std::span<const int64_t> sample_lengths,
                             const LogitObjective& objective, nn::Gradients* grads) override;
-  bool trainable() const override { return true; }
+  // V3.2's indexer has no training path yet (its warm-up and sparse training are issue 19 item 4).
+  bool trainable() const override { return !cfg_.has_indexer(); }
 
   // Auxiliary-loss-free balancing (V3 §2.1.2): loss_and_grad counts how many tokens each expert of each MoE
   // layer received; after an optimizer step, b_i += γ·sign(mean load − load_i) nudges selection toward
@@ -98,6 +106,10 @@ class DeepSeekModel final : public CausalLM {
   std::vector<std::vector<int64_t>>& expert_load_counts() { return expert_load_; }
   void reset_expert_load();
   void update_balance_bias(double gamma);
+
+  // Values per token and layer in the KV pool: the latent c^KV ‖ k_pe (R + Dr), then, for V3.2, the indexer key (Di)
+  // — one paged row, so prefix caching, the disk cache and batching carry the indexer keys with the latents.
+  int64_t kv_row() const;
 
   // Routing of one token (exposed for tests): selected experts and their gate values.
   void route(const float* router_logits, int32_t* experts, float* gates, const MoE& moe) const;
@@ -112,6 +124,14 @@ class DeepSeekModel final : public CausalLM {
   void attention_forward(const Attention& a, float* out, const float* x, int64_t N, const int32_t* positions,
                          std::span<const BatchSegment> segs, int64_t layer, MlaMode mode);
   void moe_forward(const MoE& m, float* out, const float* x, int64_t T);
+  // DeepSeek Sparse Attention (deepseek_dsa.cpp). indexer_keys: the roped, normalised indexer key of each of the N
+  // rows into keys (row stride ldk). indexer_select: for segment sg, the positions each query keeps — the
+  // min(index_topk, visible) best by I(t,s) = Σ_j w_tj·ReLU(q_tj·k_s), ascending — into index [T, index_topk] and
+  // count [T]; returns false (nothing written) when every query sees at most index_topk positions (dense equals
+  // sparse there, and the scores need not be computed).
+  void indexer_keys(const Attention& a, float* keys, int64_t ldk, const float* x, int64_t N, const int32_t* positions);
+  bool indexer_select(const Attention& a, const float* x, const float* cq, const int32_t* positions,
+                      const BatchSegment& sg, int64_t layer, int32_t* index, int32_t* count);
   // Main model without the head over a checked batch: hidden states before the final norm, [N, d] (arena
   // memory); fills `segs`. Sequence lengths advance.
   float* forward_hidden(std::span<const BatchItem> items, std::vector<BatchSegment>& segs, MlaMode mode);
@@ -134,6 +154,7 @@ class DeepSeekModel final : public CausalLM {
 
   ModelConfig cfg_;
   ops::RopeTable rope_;
+  ops::RopeLayout indexer_rope_layout_ = ops::RopeLayout::HalfSplit;
   float attn_scale_ = 1.0f;
   nn::Embedding embed_tokens_;
   std::vector<Block> layers_;

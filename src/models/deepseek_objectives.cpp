@@ -42,6 +42,7 @@ void DeepSeekModel::segmented_attention_backward(float* dq, float* dk, float* dv
 double DeepSeekModel::objective_and_grad(std::span<const int32_t> tokens, std::span<const int64_t> sample_lengths,
                                          const LogitObjective& objective, nn::Gradients* grads) {
   const int64_t T = int64_t(tokens.size()), d = cfg_.hidden_size, V = cfg_.vocab_size;
+  BALEINE_CHECK(trainable(), "training '{}' (DeepSeek Sparse Attention) is not implemented yet", cfg_.model_type);
   PackedWindowLayout layout = packed_window_layout(cfg_, tokens, sample_lengths);
   const auto& positions = layout.positions;
   const auto& targets = layout.targets;

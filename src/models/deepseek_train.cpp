@@ -282,6 +282,7 @@ void DeepSeekModel::block_backward(const Block& b, float* dx, int64_t T, const i
 DeepSeekModel::LossParts DeepSeekModel::loss_and_grad(std::span<const int32_t> tokens, nn::Gradients* grads,
                                                       double mtp_lambda) {
   const int64_t T = int64_t(tokens.size()), d = cfg_.hidden_size;
+  BALEINE_CHECK(trainable(), "training '{}' (DeepSeek Sparse Attention) is not implemented yet", cfg_.model_type);
   BALEINE_CHECK(T >= 2, "need at least 2 tokens to train, got {}", T);
   BALEINE_CHECK(T <= cfg_.max_position_embeddings, "{} tokens exceed the context of {}", T, cfg_.max_position_embeddings);
   for (int32_t t : tokens)

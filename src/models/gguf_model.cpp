@@ -35,6 +35,7 @@ bool is_gguf_path(const std::string& path) {
 const char* gguf_arch_name(const ModelConfig& c) {
   switch (c.architecture) {
     case Architecture::DeepSeekV3: case Architecture::DeepSeekV2: return "deepseek2";
+    case Architecture::DeepSeekV32: return "deepseek32";  // llama.cpp's DSA architecture
     case Architecture::Qwen2: return "qwen2";
     case Architecture::Llama: return "llama";
   }
@@ -82,14 +83,15 @@ json llama3_scaling_from_rope_freqs(const Tensor& rf, int64_t head_dim, double t
 json gguf_hf_config(const GgufFile& f) {
   const std::string arch = f.get_string("general.architecture", "");
   BALEINE_CHECK(!arch.empty(), "{}: missing general.architecture", f.path());
-  BALEINE_CHECK(arch == "deepseek2" || arch == "qwen2" || arch == "llama",
-                "{}: unknown architecture '{}' (supported: deepseek2, qwen2, llama)", f.path(), arch);
+  BALEINE_CHECK(arch == "deepseek2" || arch == "deepseek32" || arch == "qwen2" || arch == "llama",
+                "{}: unknown architecture '{}' (supported: deepseek2, deepseek32, qwen2, llama)", f.path(), arch);
   const std::string a = arch + ".";
+  const bool deepseek = arch == "deepseek2" || arch == "deepseek32";
   auto req_int = [&](const std::string& k) { return f.get(a + k).as_int(f.path() + ": " + a + k); };
   auto opt_int = [&](const std::string& k, int64_t fb) { return f.get_int(a + k, fb); };
   auto opt_num = [&](const std::string& k, double fb) { return f.get_double(a + k, fb); };
   json j;
-  const int64_t nextn = arch == "deepseek2" ? opt_int("nextn_predict_layers", 0) : 0;
+  const int64_t nextn = deepseek ? opt_int("nextn_predict_layers", 0) : 0;
   const int64_t blocks = req_int("block_count");
   BALEINE_CHECK(blocks > nextn, "{}: {}block_count {} must exceed nextn_predict_layers {}", f.path(), a, blocks, nextn);
   int64_t vocab = opt_int("vocab_size", 0);
@@ -118,7 +120,7 @@ json gguf_hf_config(const GgufFile& f) {
                     {"beta_slow", opt_num("rope.scaling.yarn_beta_slow", 1)}};
     if (f.has(a + "rope.scaling.yarn_log_multiplier")) {
       // [TAG_DEEPSEEK2_YARN_LOG_MUL_FIX]: deepseek2 stores 0.1·mscale_all_dim.
-      double m = opt_num("rope.scaling.yarn_log_multiplier", 0) / (arch == "deepseek2" ? 0.1 : 1.0);
+      double m = opt_num("rope.scaling.yarn_log_multiplier", 0) / (deepseek ? 0.1 : 1.0);
       m = f.get_double("baleine.rope.scaling.mscale_all_dim", m);
       rope_scaling["mscale_all_dim"] = m;
       rope_scaling["mscale"] = f.get_double("baleine.rope.scaling.mscale", m);
@@ -129,12 +131,17 @@ json gguf_hf_config(const GgufFile& f) {
     BALEINE_FAIL("{}: {}rope.scaling.type '{}' is not supported (yarn, linear, none)", f.path(), a, rs_type);
   }
 
-  if (arch == "deepseek2") {
+  if (deepseek) {
     const std::string gating_key = a + "expert_gating_func";
     const int64_t gating = opt_int("expert_gating_func", 1);  // absent in V2/V2.5 files: softmax (as llama.cpp)
     BALEINE_CHECK(gating == 1 || gating == 2, "{}: {} = {} is not supported (1 softmax, 2 sigmoid)", f.path(), gating_key, gating);
     const bool sigmoid = gating == 2;
-    j["model_type"] = sigmoid ? "deepseek_v3" : "deepseek_v2";
+    j["model_type"] = arch == "deepseek32" ? "deepseek_v32" : sigmoid ? "deepseek_v3" : "deepseek_v2";
+    if (arch == "deepseek32") {  // DSA: the lightning indexer (llama.cpp's LLM_KV_ATTENTION_INDEXER_*)
+      j["index_n_heads"] = req_int("attention.indexer.head_count");
+      j["index_head_dim"] = req_int("attention.indexer.key_length");
+      j["index_topk"] = req_int("attention.indexer.top_k");
+    }
     j["scoring_func"] = sigmoid ? "sigmoid" : "softmax";
     const int64_t rope_dim = req_int("rope.dimension_count");
     const bool mla = f.has(a + "attention.key_length_mla");
@@ -190,8 +197,12 @@ json gguf_hf_config(const GgufFile& f) {
     }
   }
   j["rope_scaling"] = rope_scaling;
-  j["architectures"] = json::array({arch == "deepseek2" ? (j["model_type"] == "deepseek_v3" ? "DeepseekV3ForCausalLM" : "DeepseekV2ForCausalLM")
-                                                        : (arch == "qwen2" ? "Qwen2ForCausalLM" : "LlamaForCausalLM")});
+  const std::string mt = j["model_type"].get<std::string>();
+  j["architectures"] = json::array({mt == "deepseek_v32" ? "DeepseekV32ForCausalLM"
+                                    : mt == "deepseek_v3" ? "DeepseekV3ForCausalLM"
+                                    : mt == "deepseek_v2" ? "DeepseekV2ForCausalLM"
+                                    : mt == "qwen2"       ? "Qwen2ForCausalLM"
+                                                          : "LlamaForCausalLM"});
   j["torch_dtype"] = "float32";
   return j;
 }
@@ -305,7 +316,7 @@ void write_gguf_model(CausalLM& model, const std::string& path, const GgufWriteO
       u32("attention.value_length_mla", c.v_head_dim);
     }
     u32("rope.dimension_count", Dr);
-    BALEINE_CHECK(c.moe_layer_freq == 1, "GGUF deepseek2 cannot express moe_layer_freq {} (only 1)", c.moe_layer_freq);
+    BALEINE_CHECK(c.moe_layer_freq == 1, "GGUF {} cannot express moe_layer_freq {} (only 1)", arch, c.moe_layer_freq);
     u32("leading_dense_block_count", c.n_routed_experts > 0 ? c.first_k_dense_replace : c.num_hidden_layers);
     u32("expert_feed_forward_length", c.n_routed_experts > 0 ? c.moe_intermediate_size : c.intermediate_size);
     u32("expert_shared_count", c.n_shared_experts);
@@ -324,6 +335,12 @@ void write_gguf_model(CausalLM& model, const std::string& path, const GgufWriteO
       w.set("baleine.topk_method", GgufValue::of_string(method));
     }
     if (nextn > 0) u32("nextn_predict_layers", nextn);
+    if (c.has_indexer()) {
+      BALEINE_CHECK(!c.indexer_rope_interleave, "GGUF deepseek32 has no key for an interleaved indexer RoPE");
+      u32("attention.indexer.head_count", c.index_n_heads);
+      u32("attention.indexer.key_length", c.index_head_dim);
+      u32("attention.indexer.top_k", c.index_topk);
+    }
   } else {
     u32("attention.head_count_kv", c.num_key_value_heads);
     u32("rope.dimension_count", c.head_dim);

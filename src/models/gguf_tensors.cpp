@@ -62,6 +62,10 @@ constexpr ModuleName kModules[] = {
     {"self_attn.q_b_proj", "attn_q_b"},
     {"self_attn.kv_a_proj_with_mqa", "attn_kv_a_mqa"},
     {"self_attn.kv_a_layernorm", "attn_kv_a_norm"},
+    {"self_attn.indexer.wq_b", "indexer.attn_q_b"},  // DeepSeek-V3.2 lightning indexer (llama.cpp deepseek32)
+    {"self_attn.indexer.wk", "indexer.attn_k"},
+    {"self_attn.indexer.k_norm", "indexer.k_norm"},
+    {"self_attn.indexer.weights_proj", "indexer.proj"},
     {"mlp.gate_proj", "ffn_gate"},
     {"mlp.up_proj", "ffn_up"},
     {"mlp.down_proj", "ffn_down"},

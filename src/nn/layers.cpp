@@ -29,6 +29,17 @@ void RMSNorm::forward(float* y, const float* x, int64_t rows, int64_t ldy, int64
   ops::rmsnorm(y, x, weight.f32(), rows, dim, eps, ldy, ldx);
 }
 
+void LayerNorm::visit(const std::string& prefix, const ParamVisitor& v) {
+  Param w{prefix + ".weight", {dim}, ParamKind::Vector, &weight, false};
+  v(w);
+  Param b{prefix + ".bias", {dim}, ParamKind::Vector, &bias, false};
+  v(b);
+}
+
+void LayerNorm::forward(float* y, const float* x, int64_t rows, int64_t ldy, int64_t ldx) const {
+  ops::layernorm(y, x, weight.f32(), bias.f32(), rows, dim, eps, ldy, ldx);
+}
+
 void Embedding::visit(const std::string& name, const ParamVisitor& v) {
   Param p{name, {vocab, dim}, ParamKind::Matrix, &weight, false};
   v(p);

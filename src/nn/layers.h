@@ -1,6 +1,6 @@
 // nn/layers.h — the building blocks shared by every model: parameters + forward (backward lands next to
 // each forward when training arrives). Layers own no activations: callers pass buffers (often from an Arena).
-// defines: Param, ParamKind, ParamVisitor, Linear, RMSNorm, Embedding, SwiGLU
+// defines: Param, ParamKind, ParamVisitor, Linear, RMSNorm, LayerNorm, Embedding, SwiGLU
 #pragma once
 #include <functional>
 #include <string>
@@ -48,6 +48,17 @@ struct RMSNorm {
 
   void init(int64_t d, double epsilon) { dim = d; eps = float(epsilon); }
   void visit(const std::string& name, const ParamVisitor& v);
+  void forward(float* y, const float* x, int64_t rows, int64_t ldy = 0, int64_t ldx = 0) const;
+};
+
+// LayerNorm with weight and bias (the DSA indexer's key norm): `prefix`.weight and `prefix`.bias.
+struct LayerNorm {
+  Tensor weight, bias;  // [dim] f32
+  int64_t dim = 0;
+  float eps = 1e-6f;
+
+  void init(int64_t d, double epsilon) { dim = d; eps = float(epsilon); }
+  void visit(const std::string& prefix, const ParamVisitor& v);
   void forward(float* y, const float* x, int64_t rows, int64_t ldy = 0, int64_t ldx = 0) const;
 };
 

@@ -140,6 +140,7 @@ TEST_P(GgufParity, RoundTripToHfIsBitExact) {
 TEST_P(GgufParity, LegacyKvBEqualsSplitKbVb) {
   const std::string name = GetParam();
   if (name == "qwen2" || name == "llama") GTEST_SKIP() << "MLA only";
+  if (name == "v32") GTEST_SKIP() << "the pre-MLA attn_kv_b layout predates llama.cpp's deepseek32";
   TempDir dir;
   auto hf = load_model(kParity + "/" + name);
   GgufWriteOptions legacy;
@@ -157,7 +158,42 @@ TEST_P(GgufParity, LegacyKvBEqualsSplitKbVb) {
   EXPECT_EQ(std::memcmp(la.raw(), lb.raw(), la.nbytes()), 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, GgufParity, ::testing::Values("v3", "v2_lite", "v2", "qwen2", "llama"));
+INSTANTIATE_TEST_SUITE_P(Fixtures, GgufParity, ::testing::Values("v3", "v2_lite", "v2", "qwen2", "llama", "v32"));
+
+// DeepSeek-V3.2 files use llama.cpp's deepseek32 architecture: its indexer keys and tensor names, and a file that
+// lacks either gives a one-line error naming the file and the field.
+TEST(GgufModel, DeepSeek32IndexerKeysAndTensors) {
+  TempDir dir;
+  auto hf = load_model(kParity + "/v32");
+  write_gguf_model(*hf, dir.file("m.gguf"));
+  GgufFile f = GgufFile::open(dir.file("m.gguf"));
+  EXPECT_EQ(f.get_string("general.architecture", ""), "deepseek32");
+  EXPECT_EQ(f.get_int("deepseek32.attention.indexer.head_count", -1), 8);
+  EXPECT_EQ(f.get_int("deepseek32.attention.indexer.key_length", -1), 16);
+  EXPECT_EQ(f.get_int("deepseek32.attention.indexer.top_k", -1), 4);
+  EXPECT_EQ(f.get_int("deepseek32.expert_gating_func", -1), 2);
+  EXPECT_EQ(f.get_int("deepseek32.nextn_predict_layers", -1), 1);
+  for (const char* t : {"indexer.attn_q_b.weight", "indexer.attn_k.weight", "indexer.k_norm.weight", "indexer.k_norm.bias",
+                        "indexer.proj.weight"})
+    for (int layer : {0, 1, 2}) EXPECT_TRUE(f.contains("blk." + std::to_string(layer) + "." + t)) << layer << " " << t;
+  // ggml order: ne = [in, out] for the projections, as llama.cpp's create_tensor expects.
+  EXPECT_EQ(f.info("blk.0.indexer.attn_q_b.weight").ne, (std::vector<int64_t>{24, 8 * 16}));
+  EXPECT_EQ(f.info("blk.0.indexer.proj.weight").ne, (std::vector<int64_t>{32, 8}));
+
+  rewrite(dir.file("m.gguf"), dir.file("no_k.gguf"), {}, "blk.1.indexer.attn_k.weight");
+  std::string e = error_of([&] { load_model(dir.file("no_k.gguf")); });
+  EXPECT_NE(e.find("no_k.gguf"), std::string::npos) << e;
+  EXPECT_NE(e.find("blk.1.indexer.attn_k.weight"), std::string::npos) << e;
+  EXPECT_EQ(e.find('\n'), std::string::npos) << e;
+  rewrite(dir.file("m.gguf"), dir.file("no_topk.gguf"), {}, "", "", {}, "deepseek32.attention.indexer.top_k");
+  e = error_of([&] { load_model(dir.file("no_topk.gguf")); });
+  EXPECT_NE(e.find("deepseek32.attention.indexer.top_k"), std::string::npos) << e;
+  rewrite(dir.file("m.gguf"), dir.file("big_topk.gguf"),
+          {{"deepseek32.attention.indexer.top_k", GgufValue::of_u32(1u << 30)}});
+  e = error_of([&] { load_model(dir.file("big_topk.gguf")); });
+  EXPECT_NE(e.find("index_topk"), std::string::npos) << e;
+  EXPECT_NE(e.find("exceeds the context"), std::string::npos) << e;
+}
 
 }  // namespace
 

@@ -101,12 +101,14 @@ TEST_P(Parity, IncrementalDecodeEqualsFullSequence) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Models, Parity, ::testing::Values("v3", "v2_lite", "v2", "qwen2", "llama"));
+INSTANTIATE_TEST_SUITE_P(Models, Parity, ::testing::Values("v3", "v2_lite", "v2", "qwen2", "llama", "v32"));
 
-TEST(ParityMtp, V3MtpLogitsMatchPyTorch) {
-  Fixture f = load_fixture("v3");
+class ParityMtp : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ParityMtp, MtpLogitsMatchPyTorch) {
+  Fixture f = load_fixture(GetParam());
   ASSERT_FALSE(f.mtp_logits.empty());
-  auto model = load_model(kParity + "/v3");
+  auto model = load_model(kParity + "/" + GetParam());
   ASSERT_TRUE(model->has_mtp());
   for (MlaMode mode : {MlaMode::Naive, MlaMode::Absorbed}) {
     Tensor m = model->mtp_logits(f.tokens, mode);
@@ -115,8 +117,9 @@ TEST(ParityMtp, V3MtpLogitsMatchPyTorch) {
     EXPECT_LE(max_rel_diff(m.f32(), f.mtp_logits.data(), f.mtp_logits.size()), kLogitTolerance);
   }
 }
+INSTANTIATE_TEST_SUITE_P(Models, ParityMtp, ::testing::Values("v3", "v32"));
 
-TEST(ParityMtp, ModelWithoutMtpSaysSo) {
+TEST(ParityMtpErrors, ModelWithoutMtpSaysSo) {
   auto model = load_model(kParity + "/v2_lite");
   EXPECT_FALSE(model->has_mtp());
   std::vector<int32_t> toks{1, 2, 3};
@@ -155,6 +158,38 @@ TEST_F(BadCheckpoint, MissingTensor) {
   std::string e = load_error();
   EXPECT_NE(e.find("missing tensor 'model.layers.1.self_attn.kv_b_proj.weight'"), std::string::npos) << e;
   EXPECT_NE(e.find("model.safetensors"), std::string::npos) << e;
+}
+
+TEST(BadDsaCheckpoint, MissingIndexerTensorAndBadTopk) {
+  const fs::path dir = fs::temp_directory_path() / ("baleine_bad_dsa_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  auto r = io::SafetensorsReader::open(kParity + "/v32/model.safetensors");
+  std::vector<std::pair<std::string, Tensor>> tensors;
+  for (const auto& n : r.names())
+    if (n != "model.layers.1.self_attn.indexer.weights_proj.weight") tensors.emplace_back(n, r.tensor(n));
+  io::safetensors_write((dir / "model.safetensors").string(), tensors);
+  auto cfg = nlohmann::json::parse(std::ifstream(kParity + "/v32/config.json"));
+  std::ofstream(dir / "config.json") << cfg.dump();
+  std::string e;
+  try {
+    load_model(dir.string());
+  } catch (const Error& err) {
+    e = err.what();
+  }
+  EXPECT_NE(e.find("missing tensor 'model.layers.1.self_attn.indexer.weights_proj.weight'"), std::string::npos) << e;
+  EXPECT_NE(e.find("model.safetensors"), std::string::npos) << e;
+  cfg["index_topk"] = cfg["max_position_embeddings"].get<int64_t>() + 1;
+  std::ofstream(dir / "config.json") << cfg.dump();
+  e.clear();
+  try {
+    load_model(dir.string());
+  } catch (const Error& err) {
+    e = err.what();
+  }
+  EXPECT_NE(e.find("config.json"), std::string::npos) << e;
+  EXPECT_NE(e.find("'index_topk'"), std::string::npos) << e;
+  fs::remove_all(dir);
 }
 
 TEST_F(BadCheckpoint, MisShapedTensor) {

@@ -43,6 +43,43 @@ nlohmann::json v3_json() {
 }
 }  // namespace
 
+// DeepSeek-V3.2-Exp: V3's config with the DSA keys of DeepSeek's inference/config_671B_v3.2.json (64 indexer
+// heads of 128, top-2048). The indexer adds 61 × (64·128·1536 + 128·7168 + 2·128 + 64·7168) = 851.5M parameters.
+TEST(Config, DeepSeekV32ExpCountsTheIndexer) {
+  ModelConfig c = load_model_config(kData + "/configs/deepseek-v3.2-exp");
+  ModelConfig v3 = load_model_config(kData + "/configs/deepseek-v3");
+  EXPECT_EQ(c.architecture, Architecture::DeepSeekV32);
+  EXPECT_TRUE(c.has_indexer() && !v3.has_indexer());
+  EXPECT_EQ(c.index_n_heads, 64);
+  EXPECT_EQ(c.index_head_dim, 128);
+  EXPECT_EQ(c.index_topk, 2048);
+  EXPECT_FALSE(c.indexer_rope_interleave);
+  ModelStats s = model_stats(c), s3 = model_stats(v3);
+  EXPECT_DOUBLE_EQ(s.indexer_params, 61.0 * (64 * 128 * 1536 + 128 * 7168 + 2 * 128 + 64 * 7168));
+  EXPECT_DOUBLE_EQ(s.total_params - s3.total_params, s.indexer_params);
+  EXPECT_DOUBLE_EQ(s.active_params - s3.active_params, s.indexer_params);
+  EXPECT_DOUBLE_EQ(s.kv_bytes_per_token, (576.0 + 128) * 61 * 2);  // latent + one indexer key per token and layer
+  // Bad DSA configs name the file and the key.
+  nlohmann::json j = v3_json();
+  j["model_type"] = "deepseek_v32";
+  j["index_n_heads"] = 64, j["index_head_dim"] = 128;
+  auto err = [&](const nlohmann::json& x) {
+    try {
+      parse_model_config(x, "v32.json");
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(err(j).find("missing required key 'index_topk'"), std::string::npos) << err(j);
+  j["index_topk"] = 163841;
+  EXPECT_NE(err(j).find("'index_topk' (163841) exceeds the context"), std::string::npos) << err(j);
+  j["index_topk"] = 2048, j["index_head_dim"] = 32;
+  EXPECT_NE(err(j).find("'index_head_dim' (32) must be at least qk_rope_head_dim (64)"), std::string::npos) << err(j);
+  j["index_head_dim"] = 128, j["q_lora_rank"] = nullptr;
+  EXPECT_NE(err(j).find("needs 'q_lora_rank'"), std::string::npos) << err(j);
+}
+
 TEST(Config, DeepSeekV3MatchesPublishedCounts) {
   ModelConfig c = load_model_config(kData + "/configs/deepseek-v3");
   EXPECT_EQ(c.architecture, Architecture::DeepSeekV3);
