@@ -10,8 +10,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "core/check.h"
+#include "core/threadpool.h"
 #include "models/deepseek.h"
 
 namespace baleine {
@@ -40,39 +42,76 @@ bool DeepSeekModel::indexer_select(const Attention& a, const float* x, const flo
   const float w_scale = float(1.0 / std::sqrt(double(Hi) * double(Di)));  // Hi^-1/2 · Di^-1/2
 
   // The sequence's indexer keys [S, Di] out of its paged rows (the new rows were written before this call).
+  // f32 and bf16 rows are read in place at the key's offset (decode reads Di values per position, not the row);
+  // int8 rows share scales across the row boundary, so they are decoded whole.
   float* keys = arena_.alloc<float>(size_t(S * Di));
+  const KvPool& pool = sg.seq->pool();
+  const ops::KvDType dt = pool.dtype();
+  std::vector<const void*> blocks;
+  sg.seq->layer_blocks(layer, blocks);
   float* row = arena_.alloc<float>(size_t(W));
   for (int64_t s = 0; s < S; ++s) {
-    sg.seq->read_row(layer, s, row);
-    std::memcpy(keys + s * Di, row + C, size_t(Di) * sizeof(float));
+    const char* src = static_cast<const char*>(blocks[size_t(s / pool.block_size())]) +
+                      (s % pool.block_size()) * pool.row_bytes();
+    if (dt == ops::KvDType::F32) {
+      std::memcpy(keys + s * Di, src + C * int64_t(sizeof(float)), size_t(Di) * sizeof(float));
+    } else if (dt == ops::KvDType::BF16) {
+      ops::kv_decode_row(dt, src + C * 2, Di, keys + s * Di);
+    } else {
+      ops::kv_decode_row(dt, src, W, row);
+      std::memcpy(keys + s * Di, row + C, size_t(Di) * sizeof(float));
+    }
   }
 
-  // Scores in chunks of queries: logits [chunk·Hi, S] = q · keysᵀ, then I(t, s) = Σ_j w_tj · ReLU(logit).
-  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(T, (int64_t(1) << 22) / std::max<int64_t>(1, Hi * S)));
+  // Scores in chunks of queries small enough for the logits to stay in cache: logits [chunk·Hi, cols] = q · keysᵀ
+  // over the positions the chunk's last query sees (causal: no column past it), then, query by query on the pool,
+  // I(t, s) = Σ_j w_tj · ReLU(logit) and the selection.
+  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(T, (int64_t(1) << 18) / std::max<int64_t>(1, Hi * S)));
   float* logits = arena_.alloc<float>(size_t(chunk * Hi * S));
-  float* score = arena_.alloc<float>(size_t(S));
-  float* top_val = arena_.alloc<float>(size_t(K));
   for (int64_t t0 = 0; t0 < T; t0 += chunk) {
-    const int64_t n = std::min(chunk, T - t0);
-    ops::matmul_f32(logits, q + t0 * Hi * Di, keys, n * Hi, S, Di, true, Di, Di, S);
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t t = t0 + i, visible = sg.p0 + t + 1;
-      int32_t* idx = index + t * K;
-      if (visible <= K) {  // this query keeps everything it sees
-        for (int64_t s = 0; s < visible; ++s) idx[s] = int32_t(s);
-        count[t] = int32_t(visible);
-        continue;
-      }
-      std::fill(score, score + visible, 0.0f);
-      for (int64_t j = 0; j < Hi; ++j) {
-        const float wj = w[t * Hi + j] * w_scale;
-        const float* l = logits + (i * Hi + j) * S;
-        for (int64_t s = 0; s < visible; ++s) score[s] += wj * std::max(l[s], 0.0f);
-      }
-      ops::topk(score, visible, K, idx, top_val);
-      std::sort(idx, idx + K);  // attention sums in position order, whatever order the selection came in
-      count[t] = int32_t(K);
-    }
+    const int64_t n = std::min(chunk, T - t0), cols = sg.p0 + t0 + n;
+    ops::matmul_f32(logits, q + t0 * Hi * Di, keys, n * Hi, cols, Di, true, Di, Di, cols);
+    parallel_for(
+        n,
+        [&](int64_t i0, int64_t i1) {
+          thread_local std::vector<float> score_buf;
+          thread_local std::vector<int32_t> order_buf;
+          score_buf.resize(size_t(S));
+          order_buf.resize(size_t(S));
+          float* score = score_buf.data();
+          int32_t* order = order_buf.data();
+          // The selection order of ops::topk: larger score first, NaN after every number, ties by lower position.
+          auto before = [score](int32_t a, int32_t b) {
+            const float va = score[a], vb = score[b];
+            const bool na = std::isnan(va), nb = std::isnan(vb);
+            if (na != nb) return nb;
+            if (!na && va != vb) return va > vb;
+            return a < b;
+          };
+          for (int64_t i = i0; i < i1; ++i) {
+            const int64_t t = t0 + i, visible = sg.p0 + t + 1;
+            int32_t* idx = index + t * K;
+            if (visible <= K) {  // this query keeps everything it sees
+              for (int64_t s = 0; s < visible; ++s) idx[s] = int32_t(s);
+              count[t] = int32_t(visible);
+              continue;
+            }
+            std::fill(score, score + visible, 0.0f);
+            for (int64_t j = 0; j < Hi; ++j) {
+              const float wj = w[t * Hi + j] * w_scale;
+              const float* l = logits + (i * Hi + j) * cols;
+              for (int64_t s = 0; s < visible; ++s) score[s] += wj * std::max(l[s], 0.0f);
+            }
+            // The K best in that strict total order: a linear-time partition (the set equals ops::topk's), then
+            // ascending positions so attention sums in position order.
+            for (int64_t s = 0; s < visible; ++s) order[s] = int32_t(s);
+            std::nth_element(order, order + (K - 1), order + visible, before);
+            std::copy(order, order + K, idx);
+            std::sort(idx, idx + K);
+            count[t] = int32_t(K);
+          }
+        },
+        std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, Hi * S)));
   }
   return true;
 }

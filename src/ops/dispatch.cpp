@@ -563,7 +563,8 @@ void sparse_attention_fast(const cpu::Kernels* kt, float* out, const float* q, c
     while (hb > 1 && cpu::attention_items(one, hb) < threads) hb = (hb + 1) / 2;
     const int64_t items = cpu::attention_items(one, hb);
     const int64_t per_item = std::max<int64_t>(1, hb * sel.count[t] * (a.qk_dim + a.v_dim));
-    parallel_for(items, [&](int64_t i0, int64_t i1) { one_query(t, rows.data(), hb, i0, i1); },
+    float* gathered = rows.data();  // the calling thread's buffer (inside the lambda `rows` would name the worker's)
+    parallel_for(items, [&](int64_t i0, int64_t i1) { one_query(t, gathered, hb, i0, i1); },
                  std::max<int64_t>(1, kMinWorkPerPiece / per_item));
   }
 }

@@ -96,7 +96,7 @@ TEST_P(Batch, BatchedStepsEqualOneSequenceAtATime) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Models, Batch, ::testing::Values("v3", "v2_lite", "qwen2", "llama"));
+INSTANTIATE_TEST_SUITE_P(Models, Batch, ::testing::Values("v3", "v2_lite", "qwen2", "llama", "v32"));
 
 TEST(Batch, AllLogitsRowsAndBadBatches) {
   auto model = load_model(kParity + "/qwen2");

@@ -103,7 +103,8 @@ TEST_P(Sparse, SubsetMatchesReferenceContiguousAndPaged) {
   uint32_t seed = 500;
   for (KvDType dt : {KvDType::F32, KvDType::BF16, KvDType::Int8})
     for (int64_t bs : {1, 3, 16})
-      for (auto [n_q, n_kv, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 40, 7}, {9, 33, 4}, {32, 32, 31}, {3, 5, 8}})
+      for (auto [n_q, n_kv, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 40, 7}, {9, 33, 4}, {32, 32, 31}, {3, 5, 8},
+                                     {1, 2000, 1500}})  // the last: one query split across threads (decode)
         for (bool mla : {false, true}) {
           const int64_t H = mla ? 6 : 8, G = mla ? 1 : 2, qk = mla ? 48 : 33, vd = mla ? 40 : 31;
           const int64_t row = mla ? qk : G * (qk + vd), rb = kv_row_bytes(dt, row);
