@@ -70,7 +70,8 @@ bool DeepSeekModel::indexer_select(const Attention& a, const float* x, const flo
   float* logits = arena_.alloc<float>(size_t(chunk * Hi * S));
   for (int64_t t0 = 0; t0 < T; t0 += chunk) {
     const int64_t n = std::min(chunk, T - t0), cols = sg.p0 + t0 + n;
-    ops::matmul_f32(logits, q + t0 * Hi * Di, keys, n * Hi, cols, Di, true, Di, Di, cols);
+    // q · keysᵀ is a linear layer whose "weights" are the keys: the pool-split kernel, not a BLAS call per chunk.
+    ops::linear(logits, q + t0 * Hi * Di, ops::WeightRef{keys, DType::F32, cols, Di, Di}, nullptr, n * Hi, cols, Di);
     parallel_for(
         n,
         [&](int64_t i0, int64_t i1) {

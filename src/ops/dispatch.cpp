@@ -471,22 +471,35 @@ void embedding_gather(float* y, const WeightRef& table, const int32_t* ids, int6
       std::max<int64_t>(1, kMinWorkPerPiece / std::max<int64_t>(1, dim)));
 }
 
-void attention_causal(float* out, const float* q, const float* k, const float* v, const AttentionArgs& a) {
-  const cpu::Kernels* kt = kernels();
-  if (!kt) return reference::attention_causal(out, q, k, v, a);
-  detail::check_attention(out, q, k, v, a);
+namespace {
+
+// The kernel's work items (query × kv head × block of heads) split over the pool, dense or sparse (a.sparse_index).
+void run_attention_items(const cpu::Kernels* kt, float* out, const float* q, const float* k, const float* v,
+                         const AttentionArgs& a) {
   const int64_t hpg = a.n_heads / a.n_kv_heads, threads = ThreadPool::global().size();
   // Largest head block (least K/V traffic) that still leaves an item per thread; results do not depend on it.
   int64_t hb = std::min(cpu::kAttnMaxHeadBlock, hpg);
   while (hb > 1 && cpu::attention_items(a, hb) < threads) hb = (hb + 1) / 2;
   const int64_t items = cpu::attention_items(a, hb);
   if (items == 0) return;
-  // Average multiply-adds per item: a block of heads against about half the keys, scores plus values.
-  const int64_t per_item = std::max<int64_t>(1, hb * (a.kv_offset + a.n_q / 2 + 1) * (a.qk_dim + a.v_dim));
+  // Average multiply-adds per item: a block of heads against about half the keys (or the listed ones), scores
+  // plus values.
+  const int64_t keys = a.sparse_index ? a.sparse_stride : a.kv_offset + a.n_q / 2 + 1;
+  const int64_t per_item = std::max<int64_t>(1, hb * keys * (a.qk_dim + a.v_dim));
+  const int64_t scores = a.sparse_index ? a.sparse_stride : a.n_kv;  // longest row of scores
   parallel_for(
       items,
-      [&](int64_t i0, int64_t i1) { kt->attention(out, q, k, v, a, hb, i0, i1, scratch(size_t(hb * a.n_kv))); },
+      [&](int64_t i0, int64_t i1) { kt->attention(out, q, k, v, a, hb, i0, i1, scratch(size_t(hb * scores))); },
       std::max<int64_t>(1, kMinWorkPerPiece / per_item));
+}
+
+}  // namespace
+
+void attention_causal(float* out, const float* q, const float* k, const float* v, const AttentionArgs& a) {
+  const cpu::Kernels* kt = kernels();
+  if (!kt) return reference::attention_causal(out, q, k, v, a);
+  detail::check_attention(out, q, k, v, a);
+  run_attention_items(kt, out, q, k, v, a);
 }
 
 // The SIMD path gathers the visible rows into one contiguous f32 buffer (decoding bf16 / int8 rows; kept per
@@ -576,15 +589,10 @@ void attention_sparse(float* out, const float* q, const float* k, const float* v
   const cpu::Kernels* kt = kernels();
   if (!kt) return reference::attention_sparse(out, q, k, v, sel, a);
   detail::check_sparse("attention_sparse", out, q, k, v, sel, a);
-  // Keys and values of a position gathered side by side: [k heads ‖ v heads] per row.
-  const int64_t kw = (a.n_kv_heads - 1) * a.k_head_stride + a.qk_dim;
-  const int64_t vw = (a.n_kv_heads - 1) * a.v_head_stride + a.v_dim;
-  sparse_attention_fast(kt, out, q, sel, a, 0, kw, kw + vw, [&](float* dst, const int32_t* idx, int64_t n) {
-    for (int64_t j = 0; j < n; ++j) {
-      std::memcpy(dst + j * (kw + vw), k + idx[j] * a.k_stride, size_t(kw) * sizeof(float));
-      std::memcpy(dst + j * (kw + vw) + kw, v + idx[j] * a.v_stride, size_t(vw) * sizeof(float));
-    }
-  });
+  // The kernel reads the listed rows in place: no gather.
+  AttentionArgs c = a;
+  c.sparse_index = sel.index, c.sparse_count = sel.count, c.sparse_stride = sel.stride;
+  run_attention_items(kt, out, q, k, v, c);
 }
 
 void attention_sparse_paged(float* out, const float* q, const PagedKv& kv, const SparseIndex& sel,
@@ -596,6 +604,27 @@ void attention_sparse_paged(float* out, const float* q, const PagedKv& kv, const
   const float* any = a.n_q > 0 ? &dummy : nullptr;
   detail::check_sparse("attention_sparse_paged", out, q, any, any, sel, a);
   const int64_t rb = kv_row_bytes(kv.dtype, kv.row);
+  int64_t listed = 0;
+  for (int64_t t = 0; t < a.n_q; ++t) listed += sel.count[t];
+  if (listed >= a.n_kv) {
+    // Many queries (prefill): decode every row once, as attention_paged does, and let the kernel read the listed
+    // rows in place — cheaper than gathering k rows per query.
+    thread_local std::vector<float> rows;
+    rows.resize(size_t(a.n_kv * kv.row));
+    for (int64_t s0 = 0; s0 < a.n_kv; s0 += kv.block_size) {
+      const int64_t n = std::min(kv.block_size, a.n_kv - s0);
+      const char* src = static_cast<const char*>(kv.blocks[s0 / kv.block_size]);
+      if (kv.dtype == KvDType::F32) std::memcpy(rows.data() + s0 * kv.row, src, size_t(n * rb));
+      else
+        for (int64_t i = 0; i < n; ++i) kv_decode_row(kv.dtype, src + i * rb, kv.row, rows.data() + (s0 + i) * kv.row);
+    }
+    AttentionArgs c = a;
+    c.k_stride = c.v_stride = kv.row;
+    c.sparse_index = sel.index, c.sparse_count = sel.count, c.sparse_stride = sel.stride;
+    run_attention_items(kt, out, q, rows.data() + kv.k_offset, rows.data() + kv.v_offset, c);
+    return;
+  }
+  // Few queries (decode): gather each query's listed rows (O(k), independent of the context length).
   sparse_attention_fast(kt, out, q, sel, a, kv.k_offset, kv.v_offset, kv.row,
                         [&](float* dst, const int32_t* idx, int64_t n) {
                           for (int64_t j = 0; j < n; ++j) {

@@ -108,6 +108,11 @@ struct AttentionArgs {
   int64_t out_stride = 0, out_head_stride = 0;
   int64_t kv_offset = 0;
   float scale = 1.0f;
+  // Internal to the sparse ops (leave null): query t attends to the sparse_count[t] key rows listed at
+  // sparse_index + t·sparse_stride instead of rows 0 .. kv_offset + t. Set by attention_sparse(_paged).
+  const int32_t* sparse_index = nullptr;
+  const int32_t* sparse_count = nullptr;
+  int64_t sparse_stride = 0;
 };
 void attention_causal(float* out, const float* q, const float* k, const float* v, const AttentionArgs& a);
 

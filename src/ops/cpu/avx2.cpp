@@ -314,15 +314,15 @@ void rope(float* x, int64_t n_heads, int64_t head_stride, const float* cs, const
 // values in column blocks). With 16 registers: KB keys and CB value vectors such that HB·KB, HB·CB <= 12.
 // ---------------------------------------------------------------------------------------------------------
 template <int HB, int KB>
-inline void attn_scores_tile(float* sc, int64_t n_vis, const float* const* qh, const float* ks, int64_t k_stride,
-                             int64_t d, float scale, int64_t s) {
+inline void attn_scores_tile(float* sc, int64_t n_vis, const float* const* qh, const float* const* kp, int64_t d,
+                             float scale, int64_t s) {
   __m256 acc[HB][KB];
   for (int h = 0; h < HB; ++h)
     for (int j = 0; j < KB; ++j) acc[h][j] = _mm256_setzero_ps();
   int64_t i = 0;
   for (; i + V <= d; i += V) {
     __m256 kv[KB];
-    for (int j = 0; j < KB; ++j) kv[j] = _mm256_loadu_ps(ks + j * k_stride + i);
+    for (int j = 0; j < KB; ++j) kv[j] = _mm256_loadu_ps(kp[j] + i);
     for (int h = 0; h < HB; ++h) {
       const __m256 qv = _mm256_loadu_ps(qh[h] + i);
       for (int j = 0; j < KB; ++j) acc[h][j] = _mm256_fmadd_ps(qv, kv[j], acc[h][j]);
@@ -330,7 +330,7 @@ inline void attn_scores_tile(float* sc, int64_t n_vis, const float* const* qh, c
   }
   if (i < d) {
     __m256 kv[KB];
-    for (int j = 0; j < KB; ++j) kv[j] = load_tail(ks + j * k_stride + i, d - i);
+    for (int j = 0; j < KB; ++j) kv[j] = load_tail(kp[j] + i, d - i);
     for (int h = 0; h < HB; ++h) {
       const __m256 qv = load_tail(qh[h] + i, d - i);
       for (int j = 0; j < KB; ++j) acc[h][j] = _mm256_fmadd_ps(qv, kv[j], acc[h][j]);
@@ -340,25 +340,37 @@ inline void attn_scores_tile(float* sc, int64_t n_vis, const float* const* qh, c
     for (int j = 0; j < KB; ++j) sc[h * n_vis + s + j] = hsum(acc[h][j]) * scale;
 }
 
+// Key row of position s: row s, or rows[s] when an index list names them (sparse attention; same arithmetic).
+inline const float* key_row(const float* base, int64_t stride, const int32_t* rows, int64_t s) {
+  return base + (rows ? int64_t(rows[s]) : s) * stride;
+}
+
 template <int HB>
 void attn_scores(float* sc, int64_t n_vis, const float* const* qh, const float* k, int64_t k_stride, int64_t d,
-                 float scale) {
+                 float scale, const int32_t* rows) {
   constexpr int KB = HB <= 6 ? 2 : 1;
+  const float* kp[KB];
   int64_t s = 0;
-  for (; s + KB <= n_vis; s += KB) attn_scores_tile<HB, KB>(sc, n_vis, qh, k + s * k_stride, k_stride, d, scale, s);
-  for (; s < n_vis; ++s) attn_scores_tile<HB, 1>(sc, n_vis, qh, k + s * k_stride, k_stride, d, scale, s);
+  for (; s + KB <= n_vis; s += KB) {
+    for (int j = 0; j < KB; ++j) kp[j] = key_row(k, k_stride, rows, s + j);
+    attn_scores_tile<HB, KB>(sc, n_vis, qh, kp, d, scale, s);
+  }
+  for (; s < n_vis; ++s) {
+    kp[0] = key_row(k, k_stride, rows, s);
+    attn_scores_tile<HB, 1>(sc, n_vis, qh, kp, d, scale, s);
+  }
 }
 
 // Columns [c0, c0 + CB·8) of the outputs; `last` = valid lanes of the final vector (8 when full).
 template <int HB, int CB>
 void attn_values(float* const* oh, const float* p, int64_t n_vis, const float* v, int64_t v_stride, int64_t c0,
-                 int64_t last, const float* inv_sum) {
+                 int64_t last, const float* inv_sum, const int32_t* rows) {
   __m256 acc[HB][CB];
   for (int h = 0; h < HB; ++h)
     for (int c = 0; c < CB; ++c) acc[h][c] = _mm256_setzero_ps();
   const __m256i lm = tail_mask(last);
   for (int64_t s = 0; s < n_vis; ++s) {
-    const float* vs = v + s * v_stride + c0;
+    const float* vs = key_row(v, v_stride, rows, s) + c0;
     __m256 vv[CB];
     for (int c = 0; c < CB; ++c) vv[c] = c == CB - 1 ? _mm256_maskload_ps(vs + c * V, lm) : _mm256_loadu_ps(vs + c * V);
     for (int h = 0; h < HB; ++h) {
@@ -378,8 +390,8 @@ void attn_values(float* const* oh, const float* p, int64_t n_vis, const float* v
 
 template <int HB>
 void attn_block(float* const* oh, const float* const* qh, const float* k, const float* v, const AttentionArgs& a,
-                int64_t n_vis, float* sc) {
-  attn_scores<HB>(sc, n_vis, qh, k, a.k_stride, a.qk_dim, a.scale);
+                int64_t n_vis, const int32_t* rows, float* sc) {
+  attn_scores<HB>(sc, n_vis, qh, k, a.k_stride, a.qk_dim, a.scale, rows);
   float inv_sum[HB];
   for (int h = 0; h < HB; ++h) {
     float* row = sc + h * n_vis;
@@ -387,8 +399,8 @@ void attn_block(float* const* oh, const float* const* qh, const float* k, const 
   }
   constexpr int CB = HB <= 6 ? 2 : 1;
   int64_t c = 0;
-  for (; c + CB * V <= a.v_dim; c += CB * V) attn_values<HB, CB>(oh, sc, n_vis, v, a.v_stride, c, V, inv_sum);
-  for (; c < a.v_dim; c += V) attn_values<HB, 1>(oh, sc, n_vis, v, a.v_stride, c, a.v_dim - c, inv_sum);
+  for (; c + CB * V <= a.v_dim; c += CB * V) attn_values<HB, CB>(oh, sc, n_vis, v, a.v_stride, c, V, inv_sum, rows);
+  for (; c < a.v_dim; c += V) attn_values<HB, 1>(oh, sc, n_vis, v, a.v_stride, c, a.v_dim - c, inv_sum, rows);
 }
 
 // Query order 0, n−1, 1, n−2, ...: contiguous item ranges mix short and long causal rows (thread balance).
@@ -402,7 +414,9 @@ void attention(float* out, const float* q, const float* k, const float* v, const
     const int64_t g = item / bpg % a.n_kv_heads, b = item % bpg;
     const int64_t h0 = g * hpg + b * head_block;
     const int64_t hb = hpg - b * head_block < head_block ? hpg - b * head_block : head_block;
-    const int64_t n_vis = a.kv_offset + t + 1;
+    // Dense: keys 0 .. kv_offset + t. Sparse (a.sparse_index set): the count[t] rows the query's index list names.
+    const int32_t* rows = a.sparse_index ? a.sparse_index + t * a.sparse_stride : nullptr;
+    const int64_t n_vis = a.sparse_index ? int64_t(a.sparse_count[t]) : a.kv_offset + t + 1;
     const float* qh[kAttnMaxHeadBlock];
     float* oh[kAttnMaxHeadBlock];
     for (int64_t h = 0; h < hb; ++h) {
@@ -412,14 +426,14 @@ void attention(float* out, const float* q, const float* k, const float* v, const
     const float* kg = k + g * a.k_head_stride;
     const float* vg = v + g * a.v_head_stride;
     switch (hb) {
-      case 8: attn_block<8>(oh, qh, kg, vg, a, n_vis, scratch); break;
-      case 7: attn_block<7>(oh, qh, kg, vg, a, n_vis, scratch); break;
-      case 6: attn_block<6>(oh, qh, kg, vg, a, n_vis, scratch); break;
-      case 5: attn_block<5>(oh, qh, kg, vg, a, n_vis, scratch); break;
-      case 4: attn_block<4>(oh, qh, kg, vg, a, n_vis, scratch); break;
-      case 3: attn_block<3>(oh, qh, kg, vg, a, n_vis, scratch); break;
-      case 2: attn_block<2>(oh, qh, kg, vg, a, n_vis, scratch); break;
-      default: attn_block<1>(oh, qh, kg, vg, a, n_vis, scratch); break;
+      case 8: attn_block<8>(oh, qh, kg, vg, a, n_vis, rows, scratch); break;
+      case 7: attn_block<7>(oh, qh, kg, vg, a, n_vis, rows, scratch); break;
+      case 6: attn_block<6>(oh, qh, kg, vg, a, n_vis, rows, scratch); break;
+      case 5: attn_block<5>(oh, qh, kg, vg, a, n_vis, rows, scratch); break;
+      case 4: attn_block<4>(oh, qh, kg, vg, a, n_vis, rows, scratch); break;
+      case 3: attn_block<3>(oh, qh, kg, vg, a, n_vis, rows, scratch); break;
+      case 2: attn_block<2>(oh, qh, kg, vg, a, n_vis, rows, scratch); break;
+      default: attn_block<1>(oh, qh, kg, vg, a, n_vis, rows, scratch); break;
     }
   }
 }
