@@ -1,5 +1,5 @@
 // bench_dsa — DeepSeek Sparse Attention (V3.2) against dense MLA on the same weights, in the same run: prefill of
-// a context of L tokens (one forward pass, absorbed MLA) and then decoding 16 tokens after it, at L = 4096 and
+// a context of L tokens (one forward pass, absorbed MLA) and then decoding 64 tokens after it, at L = 4096 and
 // 16384 by default. The DSA model keeps index_topk = 2048 positions per query; the dense model is the same
 // checkpoint as deepseek_v3 (no indexer), weights copied by name. Runs are interleaved (dense, DSA, dense, DSA, ...)
 // and the median of each is printed with the machine and the load average. Random weights: only the cost is
@@ -36,7 +36,7 @@ nlohmann::json config(bool sparse, int64_t context) {
       {"kv_lora_rank", 128}, {"qk_nope_head_dim", 64}, {"qk_rope_head_dim", 32}, {"v_head_dim", 64},
       {"n_routed_experts", 16}, {"num_experts_per_tok", 2}, {"n_shared_experts", 1}, {"moe_intermediate_size", 256},
       {"first_k_dense_replace", 1}, {"scoring_func", "sigmoid"}, {"topk_method", "noaux_tc"}, {"norm_topk_prob", true},
-      {"max_position_embeddings", context + 64}, {"rope_theta", 10000.0}};
+      {"max_position_embeddings", context + 128}, {"rope_theta", 10000.0}};
   if (sparse) j.update({{"index_n_heads", 4}, {"index_head_dim", 64}, {"index_topk", 2048}});
   return j;
 }
@@ -66,14 +66,14 @@ struct Timing {
 };
 
 Timing run(CausalLM& m, const std::vector<int32_t>& prompt) {
-  auto seq = m.new_sequence(int64_t(prompt.size()) + 16);
+  auto seq = m.new_sequence(int64_t(prompt.size()) + 64);
   auto t0 = Clock::now();
   Tensor l = m.forward(*seq, prompt, MlaMode::Absorbed);
   auto t1 = Clock::now();
   int32_t next = 7;
-  for (int i = 0; i < 16; ++i) m.forward(*seq, std::span<const int32_t>(&next, 1), MlaMode::Absorbed);
+  for (int i = 0; i < 64; ++i) m.forward(*seq, std::span<const int32_t>(&next, 1), MlaMode::Absorbed);
   auto t2 = Clock::now();
-  return {std::chrono::duration<double>(t1 - t0).count(), std::chrono::duration<double, std::milli>(t2 - t1).count() / 16};
+  return {std::chrono::duration<double>(t1 - t0).count(), std::chrono::duration<double, std::milli>(t2 - t1).count() / 64};
 }
 
 }  // namespace
