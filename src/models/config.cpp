@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/check.h"
+#include "models/config_reader.h"
 
 namespace baleine {
 
@@ -24,52 +25,9 @@ const char* architecture_name(Architecture a) {
   return "?";
 }
 
+using detail::Reader;
+
 namespace {
-
-// Small typed readers: every error names the file and the key.
-struct Reader {
-  const json& j;
-  const std::string& source;
-
-  bool has(const char* key) const { return j.contains(key) && !j[key].is_null(); }
-
-  int64_t integer(const char* key, int64_t fallback, bool required, int64_t min_value = 0) const {
-    if (!has(key)) {
-      BALEINE_CHECK(!required, "{}: missing required key '{}'", source, key);
-      return fallback;
-    }
-    const json& v = j[key];
-    BALEINE_CHECK(v.is_number_integer() || (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>()),
-                  "{}: key '{}' must be an integer, got {}", source, key, v.dump());
-    int64_t x = v.is_number_integer() ? v.get<int64_t>() : int64_t(v.get<double>());
-    BALEINE_CHECK(x >= min_value, "{}: key '{}' must be >= {}, got {}", source, key, min_value, x);
-    BALEINE_CHECK(x <= (int64_t(1) << 40), "{}: key '{}' is implausibly large: {}", source, key, x);
-    return x;
-  }
-  double number(const char* key, double fallback, bool required = false) const {
-    if (!has(key)) {
-      BALEINE_CHECK(!required, "{}: missing required key '{}'", source, key);
-      return fallback;
-    }
-    BALEINE_CHECK(j[key].is_number(), "{}: key '{}' must be a number, got {}", source, key, j[key].dump());
-    double x = j[key].get<double>();
-    BALEINE_CHECK(std::isfinite(x), "{}: key '{}' must be finite", source, key);
-    return x;
-  }
-  bool boolean(const char* key, bool fallback) const {
-    if (!has(key)) return fallback;
-    BALEINE_CHECK(j[key].is_boolean(), "{}: key '{}' must be true or false, got {}", source, key, j[key].dump());
-    return j[key].get<bool>();
-  }
-  std::string string(const char* key, const std::string& fallback, bool required = false) const {
-    if (!has(key)) {
-      BALEINE_CHECK(!required, "{}: missing required key '{}'", source, key);
-      return fallback;
-    }
-    BALEINE_CHECK(j[key].is_string(), "{}: key '{}' must be a string, got {}", source, key, j[key].dump());
-    return j[key].get<std::string>();
-  }
-};
 
 // bos/eos ids may be an integer or a list (Llama-3.1 has several eos ids: take the first).
 int64_t token_id(const Reader& r, const char* key) {
@@ -222,7 +180,7 @@ ModelConfig parse_model_config(const json& j, const std::string& source) {
   return c;
 }
 
-ModelConfig load_model_config(const std::string& path) {
+std::pair<nlohmann::json, std::string> detail::read_config_json(const std::string& path) {
   namespace fs = std::filesystem;
   fs::path p = path;
   if (fs::is_directory(p)) p /= "config.json";
@@ -236,7 +194,16 @@ ModelConfig load_model_config(const std::string& path) {
   } catch (const json::parse_error& e) {
     BALEINE_FAIL("{}: invalid JSON at byte {}: {}", p.string(), e.byte, e.what());
   }
-  return parse_model_config(j, p.string());
+  BALEINE_CHECK(j.is_object(), "{}: a model config must be a JSON object", p.string());
+  return {std::move(j), p.string()};
+}
+
+ModelConfig load_model_config(const std::string& path) {
+  auto [j, source] = detail::read_config_json(path);
+  BALEINE_CHECK(j.value("model_type", std::string()) != "multi_modality",
+                "{}: this is a Janus-Pro model (model_type multi_modality): `baleine imagine` draws with it; text "
+                "chat with Janus is not supported yet", source);
+  return parse_model_config(j, source);
 }
 
 double ModelConfig::attention_scale() const {

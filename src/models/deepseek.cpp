@@ -474,13 +474,14 @@ float* DeepSeekModel::forward_hidden(std::span<const BatchItem> items, std::vect
   segs.clear();
   int64_t N = 0;
   for (const BatchItem& it : items) {
-    segs.push_back({it.seq, N, int64_t(it.tokens.size()), it.seq->length()});
-    N += int64_t(it.tokens.size());
+    segs.push_back({it.seq, N, it.length(d), it.seq->length()});
+    N += it.length(d);
   }
   float* x = arena_.alloc<float>(size_t(N * d));  // [N, d] residual stream
   int32_t* positions = arena_.alloc<int32_t>(size_t(N));
   for (size_t i = 0; i < items.size(); ++i) {
-    embed_tokens_.forward(x + segs[i].row0 * d, items[i].tokens.data(), segs[i].T);
+    if (items[i].input_embeds.empty()) embed_tokens_.forward(x + segs[i].row0 * d, items[i].tokens.data(), segs[i].T);
+    else std::memcpy(x + segs[i].row0 * d, items[i].input_embeds.data(), size_t(segs[i].T * d) * 4);
     std::iota(positions + segs[i].row0, positions + segs[i].row0 + segs[i].T, int32_t(segs[i].p0));
   }
   for (size_t l = 0; l < layers_.size(); ++l) block_forward(layers_[l], x, N, positions, segs, int64_t(l), mode);
@@ -499,12 +500,12 @@ Tensor DeepSeekModel::forward_batch(std::span<const BatchItem> items, MlaMode mo
     std::memcpy(hidden->f32(), x, size_t(N * d) * 4);
   }
   int64_t rows = 0;
-  for (size_t i = 0; i < items.size(); ++i) rows += items[i].all_logits ? segs[i].T : 1;
+  for (const BatchItem& it : items) rows += it.logit_rows(d);
+  if (rows == 0) return Tensor::empty(DType::F32, {0, cfg_.vocab_size});
   float* h = arena_.alloc<float>(size_t(rows * d));  // [rows, d]
   int64_t r = 0;
   for (size_t i = 0; i < items.size(); ++i) {
-    const int64_t first = items[i].all_logits ? 0 : segs[i].T - 1;
-    const int64_t n = segs[i].T - first;
+    const int64_t n = items[i].logit_rows(d), first = segs[i].T - n;
     std::memcpy(h + r * d, x + (segs[i].row0 + first) * d, size_t(n * d) * 4);
     r += n;
   }

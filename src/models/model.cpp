@@ -48,9 +48,18 @@ void check_batch(const ModelConfig& config, std::span<const BatchItem> items, in
                   pool.layers(), pool.row(), layers, row);
     for (size_t j = 0; j < i; ++j)
       BALEINE_CHECK(items[j].seq != items[i].seq, "batch items {} and {} are the same sequence", j, i);
-    check_forward_input(config, *items[i].seq, items[i].tokens);
+    if (items[i].input_embeds.empty()) {
+      check_forward_input(config, *items[i].seq, items[i].tokens);
+    } else {
+      const BatchItem& it = items[i];
+      const int64_t d = config.hidden_size, n = int64_t(it.input_embeds.size()), p0 = it.seq->length();
+      BALEINE_CHECK(it.tokens.empty(), "batch item {} gives both tokens and input embeddings", i);
+      BALEINE_CHECK(n > 0 && n % d == 0, "batch item {}: {} input-embedding values are not rows of hidden_size {}", i, n, d);
+      BALEINE_CHECK(p0 + n / d <= it.seq->capacity(), "{} rows at position {} exceed the sequence capacity of {}", n / d,
+                    p0, it.seq->capacity());
+    }
   }
-  for (const BatchItem& it : items) it.seq->reserve(it.seq->length() + int64_t(it.tokens.size()));
+  for (const BatchItem& it : items) it.seq->reserve(it.seq->length() + it.length(config.hidden_size));
 }
 
 Tensor CausalLM::logits(std::span<const int32_t> tokens, MlaMode mode) {

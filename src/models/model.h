@@ -30,6 +30,15 @@ struct BatchItem {
   Sequence* seq = nullptr;
   std::span<const int32_t> tokens;
   bool all_logits = false;  // logits of every token (prompt logprobs), else of the last one only
+  // Instead of token ids (tokens then empty): the input rows [T, hidden_size] themselves, in place of the token
+  // embedding (Janus feeds its image tokens this way).
+  std::span<const float> input_embeds = {};
+  bool no_logits = false;  // no logits rows for this item (callers that read forward_batch's `hidden`)
+  // T: the number of positions this item appends.
+  int64_t length(int64_t hidden_size) const {
+    return input_embeds.empty() ? int64_t(tokens.size()) : int64_t(input_embeds.size()) / hidden_size;
+  }
+  int64_t logit_rows(int64_t hidden_size) const { return no_logits ? 0 : all_logits ? length(hidden_size) : 1; }
 };
 
 // Where one item's rows sit in a batched step (internal to the models): rows [row0, row0 + T) of the step,

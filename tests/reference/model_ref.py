@@ -426,16 +426,16 @@ def deepseek_forward(p, cfg, tokens, trace=None, attn=mla_naive, with_mtp=True):
 # Qwen2 / Llama (dense GQA)
 # ----------------------------------------------------------------------------------------------------------------------
 
-def dense_forward(p, cfg, tokens, trace=None):
-    T = len(tokens)
-    tok = torch.tensor(tokens, dtype=torch.long)
+def dense_forward(p, cfg, tokens, trace=None, x0=None):
+    """x0 [T, d], when given, replaces the token embeddings (multimodal inputs such as Janus's image tokens)."""
+    T = len(tokens) if x0 is None else x0.shape[0]
     eps = cfg["rms_norm_eps"]
     H = cfg["num_attention_heads"]
     KV = cfg.get("num_key_value_heads", H)
     hd = cfg.get("head_dim") or cfg["hidden_size"] // H
     bias = cfg["model_type"] == "qwen2" or bool(cfg.get("attention_bias"))
     cos, sin = rope_tables(cfg, hd, torch.arange(T))
-    x = p["model.embed_tokens.weight"][tok]
+    x = p["model.embed_tokens.weight"][torch.tensor(tokens, dtype=torch.long)] if x0 is None else x0
     for L in range(cfg["num_hidden_layers"]):
         pre = f"model.layers.{L}."
         a = pre + "self_attn."

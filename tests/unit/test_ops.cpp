@@ -24,6 +24,7 @@
 #include "core/threadpool.h"
 #include "ops/cpu/kernels.h"
 #include "ops/ops.h"
+#include "ops_test_util.h"
 
 using namespace baleine;
 using namespace baleine::ops;
@@ -34,13 +35,7 @@ constexpr double kRtol = 1e-5;
 constexpr float kInf = std::numeric_limits<float>::infinity();
 constexpr float kSentinel = 12345.0f;  // fills padding that no op may write
 
-std::vector<float> randv(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> d(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
+using test::randv;
 
 bool close_elem(double fast, double ref) {
   if (std::isnan(ref)) return std::isnan(fast);

@@ -11,40 +11,17 @@
 #include "core/check.h"
 #include "core/threadpool.h"
 #include "ops/ops.h"
+#include "ops_test_util.h"
 
 using namespace baleine;
 using namespace baleine::ops;
 
 namespace {
 
-std::vector<float> randv(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> d(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
+using test::randv;
 
-std::vector<Backend> backends() {
-  std::vector<Backend> out{Backend::Reference};
-  for (Backend b : {Backend::AVX2, Backend::AVX512}) {
-    try {
-      set_backend(b);
-      out.push_back(b);
-    } catch (const Error&) {
-    }
-  }
-  set_backend(best_backend());
-  return out;
-}
-
-class Sparse : public ::testing::TestWithParam<Backend> {
- protected:
-  void SetUp() override { set_backend(GetParam()); }
-  void TearDown() override { set_backend(best_backend()); }
-};
-INSTANTIATE_TEST_SUITE_P(Backends, Sparse, ::testing::ValuesIn(backends()),
-                         [](const ::testing::TestParamInfo<Backend>& i) { return std::string(backend_name(i.param)); });
+class Sparse : public test::BackendTest {};
+INSTANTIATE_TEST_SUITE_P(Backends, Sparse, ::testing::ValuesIn(test::backends()), test::backend_param_name);
 
 AttentionArgs gqa_args(int64_t n_q, int64_t n_kv, int64_t H, int64_t G, int64_t qk, int64_t vd) {
   AttentionArgs a;
