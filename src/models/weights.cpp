@@ -3,7 +3,7 @@
 #include <cmath>
 #include <random>
 
-#include "io/safetensors.h"
+#include "io/checkpoint.h"
 
 namespace baleine {
 
@@ -16,8 +16,12 @@ std::string shape_str(const std::vector<int64_t>& s) {
 }  // namespace
 
 void load_params(CausalLM& model, const std::string& path) {
-  io::SafetensorsReader reader = io::SafetensorsReader::open(path);
-  model.for_each_param([&](nn::Param& p) {
+  load_params([&](const nn::ParamVisitor& v) { model.for_each_param(v); }, path);
+}
+
+void load_params(const std::function<void(const nn::ParamVisitor&)>& for_each_param, const std::string& path) {
+  io::CheckpointReader reader = io::CheckpointReader::open(path);  // safetensors, or PyTorch .bin
+  for_each_param([&](nn::Param& p) {
     if (!reader.contains(p.name)) {
       if (p.optional) return;
       BALEINE_FAIL("{}: missing tensor '{}' (expected shape {})", reader.path(), p.name, shape_str(p.shape));
