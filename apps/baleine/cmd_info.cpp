@@ -6,6 +6,7 @@
 #include "apps/baleine/command.h"
 #include "apps/baleine/model_files.h"
 #include "models/config.h"
+#include "models/janus.h"
 
 namespace baleine::app {
 namespace {
@@ -23,7 +24,41 @@ std::string human_bytes(double b) {
   return fmt::format("{:.0f} B", b);
 }
 
+// Janus-Pro: the language model plus the image components, counted from the config.
+int run_janus_info(const std::string& model_path, bool as_json) {
+  const JanusConfig c = load_janus_config(model_path);
+  const JanusStats s = janus_stats(c);
+  const ModelConfig& l = c.language;
+  if (as_json) {
+    nlohmann::json j = {{"architecture", "janus"},
+                        {"language_model", {{"architecture", architecture_name(l.architecture)}, {"layers", l.num_hidden_layers},
+                                            {"hidden_size", l.hidden_size}, {"vocab_size", l.vocab_size}, {"params", s.language}}},
+                        {"image_tokens", c.image_tokens()}, {"image_size", c.image_size},
+                        {"codebook_size", c.image_token_size},
+                        {"params", {{"gen_head", s.gen_head}, {"gen_embed", s.gen_embed}, {"gen_aligner", s.gen_aligner},
+                                    {"vq_decoder", s.vq_decoder}, {"vq_encoder", s.vq_encoder}, {"vision", s.vision},
+                                    {"aligner", s.aligner}}},
+                        {"total_params", s.total()}};
+    fmt::print("{}\n", j.dump());
+    return 0;
+  }
+  fmt::print("architecture  janus (Janus-Pro: one transformer that reads and draws images)\n");
+  fmt::print("language      {}, {} layers, hidden {}, {} heads, vocab {}, context {}: {}\n", architecture_name(l.architecture),
+             l.num_hidden_layers, l.hidden_size, l.num_attention_heads, l.vocab_size, l.max_position_embeddings,
+             human_params(s.language));
+  fmt::print("drawing       {}x{} pictures of {} codes from a VQ codebook of {} x {}: gen_head {}, gen_aligner {}, "
+             "gen_embed {}, VQ decoder {} (encoder {})\n", c.image_size, c.image_size, c.image_tokens(),
+             c.image_token_size, c.gen_embed_dim, human_params(s.gen_head), human_params(s.gen_aligner),
+             human_params(s.gen_embed), human_params(s.vq_decoder), human_params(s.vq_encoder));
+  if (!c.vision_model_name.empty())
+    fmt::print("reading       {} at {} px: {}, aligner {} (counted, not run yet)\n", c.vision_model_name, c.vision_image_size,
+               s.vision > 0 ? human_params(s.vision) : std::string("unknown encoder"), human_params(s.aligner));
+  fmt::print("parameters    {} total\n", human_params(s.total()));
+  return 0;
+}
+
 int run_info(const std::string& model_path, bool as_json) {
+  if (is_janus_model_dir(model_path)) return run_janus_info(model_path, as_json);
   ModelConfig c = model_config_for(model_path);
   ModelStats s = model_stats(c);
   int64_t moe_layers = 0;

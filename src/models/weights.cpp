@@ -41,8 +41,12 @@ void load_params(const std::function<void(const nn::ParamVisitor&)>& for_each_pa
 }
 
 void init_params_random(CausalLM& model, uint64_t seed, float std) {
+  init_params_random([&](const nn::ParamVisitor& v) { model.for_each_param(v); }, seed, std);
+}
+
+void init_params_random(const std::function<void(const nn::ParamVisitor&)>& for_each_param, uint64_t seed, float std) {
   std::mt19937_64 rng(seed);
-  model.for_each_param([&](nn::Param& p) {
+  for_each_param([&](nn::Param& p) {
     Tensor t = Tensor::empty(DType::F32, p.shape);
     float* d = t.f32();
     std::normal_distribution<float> normal(0.0f, std);

@@ -17,5 +17,7 @@ void load_params(const std::function<void(const nn::ParamVisitor&)>& for_each_pa
 
 // Fills every parameter with N(0, std) (norm weights 1), deterministic in `seed`; for tests and training.
 void init_params_random(CausalLM& model, uint64_t seed, float std = 0.02f);
+void init_params_random(const std::function<void(const nn::ParamVisitor&)>& for_each_param, uint64_t seed,
+                        float std = 0.02f);
 
 }  // namespace baleine

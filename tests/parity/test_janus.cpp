@@ -12,6 +12,7 @@
 
 #include "core/check.h"
 #include "infer/image_generation.h"
+#include "io/png.h"
 #include "models/janus.h"
 
 using namespace baleine;
@@ -199,6 +200,54 @@ TEST(Janus, RealConfigsCountParameters) {
   EXPECT_NEAR(s1.language / 1e9, 1.65, 0.01);
   EXPECT_GT(s1.vq_decoder, 30e6);
   EXPECT_GT(s1.vision, 250e6);
+}
+
+}  // namespace
+
+namespace {
+
+TEST(Png, RoundTripAndBadFiles) {
+  std::vector<uint8_t> rgb(5 * 3 * 3);
+  for (size_t i = 0; i < rgb.size(); ++i) rgb[i] = uint8_t(i * 37 + 11);
+  auto bytes = io::png_encode(rgb, 5, 3);
+  io::RgbImage back = io::png_decode(bytes, "mem");
+  EXPECT_EQ(back.width, 5);
+  EXPECT_EQ(back.height, 3);
+  EXPECT_EQ(back.rgb, rgb);
+  EXPECT_THROW(io::png_decode(std::vector<uint8_t>{1, 2, 3}, "mem"), Error);
+  auto cut = bytes;
+  cut.resize(cut.size() / 2);  // truncated: libpng reports it, we throw
+  EXPECT_THROW(io::png_decode(cut, "mem"), Error);
+  try {
+    io::png_decode(bytes, "big.png", 10);  // 15 pixels > 10 allowed
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("big.png"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(io::png_encode(rgb, 4, 3), Error);  // size mismatch
+}
+
+// The CLI end to end: `baleine imagine` writes the greedy CFG picture, identical to the library's.
+TEST(Janus, ImagineCommandWritesThePicture) {
+  const json f = fixture();
+  std::string ids;
+  for (int32_t t : f["prompt"].get<std::vector<int32_t>>()) ids += (ids.empty() ? "" : ",") + std::to_string(t);
+  const std::string out = (std::filesystem::temp_directory_path() / ("janus_cli_" + std::to_string(::getpid()) + ".png")).string();
+  const std::string cmd = std::string(BALEINE_BINARY) + " imagine --quiet --model " + kDir + " --prompt-ids " + ids +
+                          " --pad-id 1 --temperature 0 --out " + out + " > /dev/null";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  io::RgbImage img = io::read_png(out);
+  auto m = load_janus(kDir);
+  ImageGenOptions o;
+  o.temperature = 0;
+  GeneratedImages g = generate_images(*m, f["prompt"].get<std::vector<int32_t>>(), 1, o);
+  EXPECT_EQ(img.width, 16);
+  EXPECT_EQ(img.rgb, to_rgb8(g.pixels, 0));
+  std::filesystem::remove(out);
+  // A Janus command on a model that is not Janus fails with a clear message, not a crash.
+  const std::string bad = std::string(BALEINE_BINARY) + " imagine --model " + std::string(BALEINE_TEST_DATA) +
+                          "/parity/llama --prompt-ids 1,2 --pad-id 0 --out " + out + " 2>&1 | grep -q 'not a Janus-Pro'";
+  EXPECT_EQ(std::system(bad.c_str()), 0);
 }
 
 }  // namespace
