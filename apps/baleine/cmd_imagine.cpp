@@ -36,7 +36,7 @@ int run_imagine(ImagineArgs& a) {
   int32_t pad = a.pad_id;
   if (!a.prompt.empty()) {
     Tokenizer tok = load_tokenizer_for(a.model);
-    ids = tok.encode(janus_image_prompt(a.prompt), tok.bos_id() >= 0);
+    ids = janus_prompt_ids(tok, a.prompt);
     if (pad < 0) {
       auto p = tok.token_id("<｜▁pad▁｜>");
       BALEINE_CHECK(p.has_value(), "{}: the tokenizer has no <｜▁pad▁｜> token for the unconditional row; pass --pad-id",

@@ -15,6 +15,8 @@
 #include "apps/baleine/model_files.h"
 #include "core/check.h"
 #include "infer/engine.h"
+#include "infer/image_engine.h"
+#include "models/janus.h"
 #include "models/default_model.h"
 #include "models/model.h"
 #include "server/server.h"
@@ -27,6 +29,8 @@ std::atomic<int> g_signal{0};
 
 struct ServeArgs {
   std::string model, prices, chat_format = "auto", model_id;
+  std::string image_model, image_model_id = "janus-pro";
+  ImageEngineOptions images;
   server::ServerOptions server;
   EngineOptions engine;
 };
@@ -100,6 +104,12 @@ int run_serve(ServeArgs& a) {
   if (!a.engine.disk_cache.dir.empty()) a.engine.disk_cache.model_key = model_files_key(a.model);
   auto engine = std::make_shared<Engine>(model, tok, a.engine);
   server::Server srv(engine, a.server);
+  if (!a.image_model.empty()) {
+    BALEINE_CHECK(is_janus_model_dir(a.image_model), "{}: --image-model must be a Janus-Pro model directory", a.image_model);
+    auto image_tok = std::make_shared<const Tokenizer>(load_tokenizer_for(a.image_model));
+    srv.set_image_engine(std::make_shared<ImageEngine>(load_janus(a.image_model), image_tok, a.images), a.image_model_id);
+    fmt::print("baleine serve: images from {} as '{}' (POST /v1/images/generations)\n", a.image_model, a.image_model_id);
+  }
   srv.bind();
   const std::string shown_host = a.server.host == "0.0.0.0" ? "127.0.0.1" : a.server.host;
   fmt::print("baleine serve: model {} ({} context), database {}\n", a.server.model_id, engine->context(), a.server.db_path);
@@ -126,6 +136,10 @@ CommandRegistration reg{{"serve", "Serve the OpenAI/DeepSeek-compatible API and 
                            auto& s = a->server;
                            sub.add_option("--model", a->model, "Model directory (config.json, safetensors, tokenizer.json); default: the embedded models/default");
                            sub.add_option("--host", s.host, "Address to listen on")->capture_default_str();
+                           sub.add_option("--image-model", a->image_model, "A Janus-Pro model directory: serves POST /v1/images/generations");
+                           sub.add_option("--image-model-id", a->image_model_id, "Its model id in the images API")->capture_default_str();
+                           sub.add_option("--max-images", a->images.max_images, "Pictures per images request at most")->check(CLI::Range(int64_t(1), int64_t(64)))->capture_default_str();
+                           sub.add_option("--image-queue", a->images.max_queue, "Image requests waiting at most (more get 503)")->check(CLI::Range(int64_t(1), int64_t(4096)))->capture_default_str();
                            sub.add_option("--port", s.port, "Port (0: any free port)")->check(CLI::Range(0, 65535))->capture_default_str();
                            s.db_path.clear();
                            sub.add_option("--db", s.db_path, "SQLite database: keys, usage ledger, conversations (default: $BALEINE_DB, else ~/.local/share/baleine/baleine.db, the one `baleine keys` uses)");

@@ -14,6 +14,18 @@ std::string janus_image_prompt(const std::string& caption) {
   return "<|User|>: " + caption + "\n\n<|Assistant|>:<begin_of_image>";
 }
 
+std::vector<int32_t> janus_prompt_ids(const Tokenizer& tok, const std::string& caption) {
+  const std::string text = "<|User|>: " + caption + "\n\n<|Assistant|>:";
+  std::vector<int32_t> ids = tok.encode(text, tok.bos_id() >= 0, /*allow_special=*/false);
+  if (auto boi = tok.token_id("<begin_of_image>")) {
+    ids.push_back(*boi);
+  } else {
+    const std::vector<int32_t> tag = tok.encode("<begin_of_image>", false, false);
+    ids.insert(ids.end(), tag.begin(), tag.end());
+  }
+  return ids;
+}
+
 namespace {
 
 // Guided logits → one code. Greedy takes the first maximum; sampling draws from softmax(l / T) in double.

@@ -15,10 +15,14 @@
 #include <vector>
 
 #include "models/janus.h"
+#include "tokenizer/tokenizer.h"
 
 namespace baleine {
 
 std::string janus_image_prompt(const std::string& caption);
+// The prompt's ids: BOS (when the tokenizer has one), the template text with the caption as plain text (special-token
+// spellings inside it are not specials), then the <begin_of_image> token (its text when the tokenizer lacks it).
+std::vector<int32_t> janus_prompt_ids(const Tokenizer& tok, const std::string& caption);
 
 struct ImageGenOptions {
   int64_t parallel = 1;      // images drawn at once (2× that many rows in the batch)

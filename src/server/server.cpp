@@ -128,6 +128,7 @@ void Server::drain_and_stop() {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   http_->stop();
   engine_->shutdown(/*drain=*/metrics_.in_flight.load() == 0);
+  if (images_) images_->shutdown();
 }
 
 Server::Auth Server::authenticate(const httplib::Request& req) {
@@ -247,6 +248,7 @@ void Server::routes() {
     s.Post(prefix + "/completions", wrap("completions", [this](auto& q, auto& r) { completions(q, r); }));
     s.Post(prefix + "/responses", wrap("responses", [this](auto& q, auto& r) { responses(q, r); }));
     s.Post(prefix + "/embeddings", wrap("embeddings", [this](auto& q, auto& r) { embeddings(q, r); }));
+    s.Post(prefix + "/images/generations", wrap("images", [this](auto& q, auto& r) { images(q, r); }));
     const std::string assistants_path = prefix + R"(/assistants(/[^/]+(/documents(/[^/]+)?)?)?)";
     auto assistants = wrap("assistants", [this](auto& q, auto& r) { assistants_api(q, r); });
     s.Get(assistants_path, assistants);

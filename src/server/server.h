@@ -15,6 +15,7 @@
 #include "agent/retrieval.h"
 #include "agent/stores.h"
 #include "infer/engine.h"
+#include "infer/image_engine.h"
 #include "server/mcp_hub.h"
 #include "server/metrics.h"
 #include "server/openai_api.h"
@@ -60,6 +61,8 @@ class Server {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
+  // Serves POST /v1/images/generations with this Janus-Pro worker under `model_id` (call before bind()).
+  void set_image_engine(std::shared_ptr<ImageEngine> images, std::string model_id);
   void bind();          // throws baleine::Error when the address cannot be bound
   int port() const { return port_; }
   void run();           // serves until stop(); returns after the listener closed
@@ -94,6 +97,7 @@ class Server {
   void assistants_api(const httplib::Request& req, httplib::Response& res);  // agent_api.cpp
   void responses(const httplib::Request& req, httplib::Response& res);       // agent_api.cpp
   void embeddings(const httplib::Request& req, httplib::Response& res);      // embeddings_api.cpp
+  void images(const httplib::Request& req, httplib::Response& res);          // images_api.cpp
   // /v1/embeddings' 'input' as token ids (validated against the tokenizer and limits; fuzzed).
  public:
   static std::vector<std::vector<int32_t>> embedding_inputs(const json& input, const Tokenizer& tok, const Limits& limits);
@@ -126,6 +130,8 @@ class Server {
   void routes();
 
   std::shared_ptr<Engine> engine_;
+  std::shared_ptr<ImageEngine> images_;  // null: no image model
+  std::string image_model_id_;
   ServerOptions opt_;
   std::unique_ptr<GuardedHttpServer> http_;
   std::unique_ptr<Store> store_;

@@ -109,7 +109,7 @@ TEST(Janus, BadInputsGiveClearErrors) {
   const std::vector<int32_t> prompt{3, 4, 5};
   ImageGenOptions o;
   EXPECT_THROW(generate_images(*m, std::vector<int32_t>{}, 1, o), Error);
-  EXPECT_THROW(generate_images(*m, prompt, 64, o), Error);  // pad id outside the vocabulary
+  EXPECT_THROW(generate_images(*m, prompt, int32_t(m->config().language.vocab_size), o), Error);  // pad outside the vocabulary
   o.parallel = 0;
   EXPECT_THROW(generate_images(*m, prompt, 1, o), Error);
   o.parallel = 1;

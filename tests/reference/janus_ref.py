@@ -32,9 +32,15 @@ import model_ref as mr  # noqa: E402
 DT = torch.float64
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "parity", "janus")
 
-LANG = {"model_type": "llama", "vocab_size": 64, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+# The language model uses the default model's tokenizer (copied next to the weights), so `serve --image-model` and
+# `imagine --prompt` run on this fixture with real text.
+TOKENIZER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "models", "default", "tokenizer.json")
+with open(TOKENIZER, encoding="utf-8") as _f:
+    _tj = json.load(_f)
+VOCAB = 1 + max(list(_tj["model"]["vocab"].values()) + [t["id"] for t in _tj.get("added_tokens", [])])
+LANG = {"model_type": "llama", "vocab_size": VOCAB, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
         "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 256, "rms_norm_eps": 1e-6,
-        "rope_theta": 10000.0, "tie_word_embeddings": False, "torch_dtype": "float32"}
+        "rope_theta": 10000.0, "tie_word_embeddings": True, "torch_dtype": "float32"}
 VQ = {"image_token_size": 40, "n_embed": 8, "ch": 16, "ch_mult": [1, 1, 2], "z_channels": 16, "num_res_blocks": 1,
       "norm_groups": 4, "image_size": 16}
 CONFIG = {
@@ -230,7 +236,7 @@ def main():
     for seed in range(1, 40):  # the first weights whose greedy choices are all clear (margin >= 2e-3)
         p32 = init_params(seed)
         p = {k: v.to(DT) for k, v in p32.items()}
-        prompt = [int(t) for t in rng.integers(2, 64, size=7)]
+        prompt = [int(t) for t in rng.integers(2, VOCAB, size=7)]
         codes, guided, margins = generate_greedy(p, prompt, 1, 5.0, 16)
         if min(margins) >= 2e-3 and len(set(codes)) >= 4:
             best = (seed, p32, p, prompt, codes, guided, margins)
@@ -251,6 +257,9 @@ def main():
     assert c1 != codes, "cfg weight 1 (no guidance) should change the greedy picture on this model"
 
     mr.write_safetensors(os.path.join(OUT, "model.safetensors"), p32)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        with open(os.path.join(os.path.dirname(TOKENIZER), name), "rb") as src, open(os.path.join(OUT, name), "wb") as dst:
+            dst.write(src.read())
     with open(os.path.join(OUT, "config.json"), "w") as f:
         json.dump(CONFIG, f, indent=2)
         f.write("\n")
