@@ -194,7 +194,7 @@ std::pair<nlohmann::json, std::string> detail::read_config_json(const std::strin
   } catch (const json::parse_error& e) {
     BALEINE_FAIL("{}: invalid JSON at byte {}: {}", p.string(), e.byte, e.what());
   }
-  BALEINE_CHECK(j.is_object(), "{}: a model config must be a JSON object", p.string());
+  BALEINE_CHECK(j.is_object(), "{}: expected a JSON object (a model config)", p.string());
   return {std::move(j), p.string()};
 }
 
