@@ -48,7 +48,7 @@ await t.check("ai-sdk: providerOptions.deepseek.thinking disabled sends thinking
 });
 
 await t.check("ai-sdk streamText: reasoning deltas first, then text deltas; the joined parts are the final texts", async () => {
-  const r = streamText({ model: deepseek("deepseek-flash"), prompt, maxOutputTokens: 40, maxRetries: 0 });
+  const r = streamText({ model: deepseek("deepseek-flash"), prompt, maxOutputTokens: 40, temperature: 0, maxRetries: 0 });
   const order = [];
   let reasoning = "", text = "";
   for await (const part of r.fullStream) {
