@@ -13,21 +13,6 @@ namespace baleine::server {
 
 namespace {
 
-std::string base64(const std::vector<uint8_t>& p) {
-  static const char* kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  const size_t n = p.size();
-  std::string out;
-  out.reserve((n + 2) / 3 * 4);
-  for (size_t i = 0; i < n; i += 3) {
-    const uint32_t v = uint32_t(p[i]) << 16 | (i + 1 < n ? uint32_t(p[i + 1]) << 8 : 0) | (i + 2 < n ? uint32_t(p[i + 2]) : 0);
-    out += kAlphabet[(v >> 18) & 63];
-    out += kAlphabet[(v >> 12) & 63];
-    out += i + 1 < n ? kAlphabet[(v >> 6) & 63] : '=';
-    out += i + 2 < n ? kAlphabet[v & 63] : '=';
-  }
-  return out;
-}
-
 ApiError bad(const std::string& message, const std::string& param) {
   return ApiError(400, message, "invalid_request_error", param);
 }
@@ -111,7 +96,8 @@ void Server::images(const httplib::Request& req, httplib::Response& res) {
   if (!out->ok) throw ApiError(500, "image generation failed: " + out->error, "server_error");
   json data = json::array();
   for (const auto& rgb : out->rgb) {
-    const std::string png = base64(io::png_encode(rgb, out->size, out->size));
+    const std::vector<uint8_t> bytes = io::png_encode(rgb, out->size, out->size);
+    const std::string png = base64(bytes.data(), bytes.size());
     if (format == "url") data.push_back({{"url", "data:image/png;base64," + png}});
     else data.push_back({{"b64_json", png}});
   }

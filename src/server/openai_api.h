@@ -37,6 +37,8 @@ struct ApiError : std::runtime_error {
 std::string error_body(const ApiError& e);
 // json::dump that never throws on invalid UTF-8 from a model (bytes replaced by U+FFFD).
 std::string dump(const json& j);
+// Standard base64 with padding (embeddings' base64 vectors, generated PNGs).
+std::string base64(const void* data, size_t n);
 
 // USD per million tokens.
 struct Prices {
