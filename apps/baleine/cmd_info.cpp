@@ -50,9 +50,10 @@ int run_janus_info(const std::string& model_path, bool as_json) {
              "gen_embed {}, VQ decoder {} (encoder {})\n", c.image_size, c.image_size, c.image_tokens(),
              c.image_token_size, c.gen_embed_dim, human_params(s.gen_head), human_params(s.gen_aligner),
              human_params(s.gen_embed), human_params(s.vq_decoder), human_params(s.vq_encoder));
-  if (!c.vision_model_name.empty())
-    fmt::print("reading       {} at {} px: {}, aligner {} (counted, not run yet)\n", c.vision_model_name, c.vision_image_size,
-               s.vision > 0 ? human_params(s.vision) : std::string("unknown encoder"), human_params(s.aligner));
+  if (c.has_vision)
+    fmt::print("reading       {} at {} px ({} blocks, width {}, {} tokens per image): {}, aligner {}\n",
+               c.vision_model_name, c.vision_image_size, c.vision.layers, c.vision.width, c.vision.tokens(),
+               human_params(s.vision), human_params(s.aligner));
   fmt::print("parameters    {} total\n", human_params(s.total()));
   return 0;
 }

@@ -3,6 +3,8 @@
 
 #include <filesystem>
 
+#include <fmt/format.h>
+
 #include <nlohmann/json.hpp>
 
 #include "models/config_reader.h"
@@ -116,9 +118,25 @@ JanusConfig parse_janus_config(const json& j, const std::string& source) {
 
   if (j.contains("vision_config")) {
     const json& vp = sub_params(j, "vision_config", source, &cls);
-    Reader v{vp, source + " (vision_config.params)"};
+    const std::string vw = source + " (vision_config.params)";
+    Reader v{vp, vw};
     c.vision_model_name = v.string("model_name", "siglip_large_patch16_384");
     c.vision_image_size = v.integer("image_size", 384, false, 1);
+    const std::string feature = v.string("select_feature", "same");
+    BALEINE_CHECK(feature == "same", "{}: select_feature '{}' is not supported (SigLIP uses 'same')", vw, feature);
+    SiglipOverrides tiny;  // baleine's extension keys for tiny test models
+    tiny.width = v.integer("width", 0, false, 1);
+    tiny.layers = v.integer("layers", 0, false, 1);
+    tiny.heads = v.integer("heads", 0, false, 1);
+    tiny.patch = v.integer("patch_size", 0, false, 1);
+    tiny.mlp_ratio = v.number("mlp_ratio", 0.0);
+    const int64_t select_layer = v.integer("select_layer", -1, false, -1000);
+    try {
+      c.vision = siglip_config(c.vision_model_name, c.vision_image_size, select_layer, tiny);
+    } catch (const Error& e) {
+      throw Error(fmt::format("{}: {}", vw, e.what()));
+    }
+    c.has_vision = true;
   }
   if (j.contains("aligner_config")) {
     const json& ap = sub_params(j, "aligner_config", source, &cls);
@@ -126,13 +144,45 @@ JanusConfig parse_janus_config(const json& j, const std::string& source) {
     c.aligner_in = al.integer("input_dim", 1024, false, 1);
     c.aligner_width = al.integer("n_embed", d, false, 1);
     c.aligner_depth = al.integer("depth", 2, false, 1);
+    check_mlp_gelu(ap, source + " (aligner_config.params)");
+  }
+  if (c.has_vision) {
+    BALEINE_CHECK(j.contains("aligner_config"), "{}: vision_config needs an aligner_config", source);
+    BALEINE_CHECK(c.aligner_in == c.vision.width, "{}: aligner_config input_dim {} must equal the vision width {}", source,
+                  c.aligner_in, c.vision.width);
+    BALEINE_CHECK(c.aligner_width == d, "{}: aligner_config n_embed {} must equal the language model's hidden_size {}",
+                  source, c.aligner_width, d);
   }
   return c;
 }
 
 JanusConfig load_janus_config(const std::string& path) {
   auto [j, source] = detail::read_config_json(path);
-  return parse_janus_config(j, source);
+  JanusConfig c = parse_janus_config(j, source);
+  // VLMImageProcessor's settings, when the checkpoint ships them (Janus-Pro: image_size 384, min_size 14, mean and
+  // std 0.5); the processor's image_size must match the vision tower's.
+  namespace fs = std::filesystem;
+  const fs::path pre = fs::path(source).parent_path() / "preprocessor_config.json";
+  std::error_code ec;
+  if (c.has_vision && fs::is_regular_file(pre, ec)) {
+    auto [pj, psource] = detail::read_config_json(pre.string());
+    Reader r{pj, psource};
+    c.image_min_size = r.integer("min_size", 14, false, 1);
+    const int64_t size = r.integer("image_size", c.vision_image_size, false, 1);
+    BALEINE_CHECK(size == c.vision_image_size, "{}: image_size {} differs from the vision tower's {}", psource, size,
+                  c.vision_image_size);
+    for (const char* key : {"image_mean", "image_std"}) {
+      if (!pj.contains(key) || pj[key].is_null()) continue;
+      BALEINE_CHECK(pj[key].is_array() && pj[key].size() == 3, "{}: key '{}' must be a list of 3 numbers", psource, key);
+      std::array<float, 3>& dst = std::string(key) == "image_mean" ? c.image_mean : c.image_std;
+      for (size_t i = 0; i < 3; ++i) {
+        BALEINE_CHECK(pj[key][i].is_number(), "{}: key '{}' must be a list of 3 numbers", psource, key);
+        dst[i] = pj[key][i].get<float>();
+      }
+    }
+    for (float s : c.image_std) BALEINE_CHECK(s > 0, "{}: image_std values must be positive", psource);
+  }
+  return c;
 }
 
 bool is_janus_model_dir(const std::string& path) {
@@ -178,18 +228,6 @@ double vq_encoder_params(const VqConfig& v) {
   return n + conv_params(v.z_channels, v.codebook_dim, 1);
 }
 
-// SigLIP ViTs by the name Janus's siglip_vit.py gives them: {width, layers, mlp width, patch}.
-struct SiglipShape {
-  const char* name;
-  int64_t width, layers, mlp, patch;
-};
-constexpr SiglipShape kSiglip[] = {
-    {"siglip_so400m_patch14_384", 1152, 27, 4304, 14},
-    {"siglip_so400m_patch14_224", 1152, 27, 4304, 14},
-    {"siglip_large_patch16_384", 1024, 24, 4096, 16},
-    {"siglip_large_patch16_256", 1024, 24, 4096, 16},
-};
-
 }  // namespace
 
 JanusStats janus_stats(const JanusConfig& c) {
@@ -211,12 +249,15 @@ JanusStats janus_stats(const JanusConfig& c) {
     s.vq_decoder += n;
   });
   s.vq_encoder = vq_encoder_params(c.vq);
-  for (const SiglipShape& v : kSiglip)
-    if (c.vision_model_name == v.name) {
-      const double w = double(v.width), tokens = double((c.vision_image_size / v.patch) * (c.vision_image_size / v.patch));
-      const double block = 4 * w + (3 * w * w + 3 * w) + (w * w + w) + (w * v.mlp + v.mlp) + (v.mlp * w + w);
-      s.vision = conv_params(3, v.width, v.patch) + tokens * w + double(v.layers) * block + 2 * w;
-    }
+  if (c.has_vision) {
+    SiglipEncoder enc;
+    enc.init(c.vision);
+    enc.visit("vision", [&](nn::Param& p) {
+      double n = 1;
+      for (int64_t x : p.shape) n *= double(x);
+      s.vision += n;
+    });
+  }
   if (c.aligner_width > 0) s.aligner = mlp_params(c.aligner_in, c.aligner_width, c.aligner_depth);
   return s;
 }
@@ -227,6 +268,10 @@ JanusModel::JanusModel(const JanusConfig& config) : cfg_(config), arena_(1 << 20
   gen_aligner_.init_sequential(cfg_.gen_aligner_in, cfg_.gen_aligner_width, cfg_.gen_aligner_depth);
   gen_head_.init_named(cfg_.gen_head_in, cfg_.gen_head_mid, cfg_.gen_head_out, "output_mlp_projector", "vision_head");
   vq_.init(cfg_.vq);
+  if (cfg_.has_vision) {
+    vision_.init(cfg_.vision);
+    aligner_.init_sequential(cfg_.aligner_in, cfg_.aligner_width, cfg_.aligner_depth);
+  }
 }
 
 void JanusModel::for_each_param(const nn::ParamVisitor& v) {
@@ -238,11 +283,26 @@ void JanusModel::for_each_param(const nn::ParamVisitor& v) {
   gen_aligner_.visit("gen_aligner", v);
   gen_head_.visit("gen_head", v);
   vq_.visit("gen_vision_model", v);
+  if (cfg_.has_vision) {
+    vision_.visit("vision_model.vision_tower", v);
+    aligner_.visit("aligner", v);
+  }
 }
 
 void JanusModel::prepare() {
   lm_->prepare();
   vq_.prepare();
+  if (cfg_.has_vision) vision_.prepare();
+}
+
+Tensor JanusModel::image_rows(const float* pixels, int64_t N) {
+  BALEINE_CHECK(cfg_.has_vision, "this Janus checkpoint has no vision tower (vision_config): it cannot read images");
+  arena_.reset();
+  Tensor feats = vision_.forward(pixels, N, arena_);  // [N, T, W]
+  const int64_t T = cfg_.vision.tokens();
+  Tensor rows = Tensor::empty(DType::F32, {N, T, cfg_.language.hidden_size});
+  aligner_.forward(rows.f32(), feats.f32(), N * T, arena_);
+  return rows;
 }
 
 void JanusModel::image_embeddings(float* out, const int32_t* ids, int64_t n) {

@@ -2,10 +2,12 @@
 // draws images. Generation: the LM's final-normed hidden state goes through gen_head (Linear, GELU, Linear) to
 // logits over the 16,384 VQ codes; a drawn code re-enters the LM as gen_aligner(gen_embed(code)) (an 8-d
 // codebook-index embedding lifted by a GELU MLP); the 576 codes of a 384×384 picture are decoded by the VQ-16
-// decoder (models/janus_vq.h). Understanding (SigLIP + aligner) is parsed and counted, not run yet.
+// decoder (models/janus_vq.h). Understanding: SigLIP (models/siglip.h) + the aligner MLP give the rows that
+// replace the <image_placeholder> embeddings of a prompt.
 // defines: JanusConfig, parse_janus_config, load_janus_config, is_janus_config, JanusStats, janus_stats,
 //          JanusModel, load_janus
 #pragma once
+#include <array>
 #include <memory>
 #include <string>
 
@@ -15,6 +17,7 @@
 #include "models/config.h"
 #include "models/janus_vq.h"
 #include "models/model.h"
+#include "models/siglip.h"
 #include "nn/vision_layers.h"
 
 namespace baleine {
@@ -28,10 +31,15 @@ struct JanusConfig {
   int64_t gen_head_in = 0, gen_head_mid = 0, gen_head_out = 16384;           // gen_head_config.params
   VqConfig vq;                       // "VQ-16" (+ baleine's extension keys)
   int64_t image_size = 384;          // pixels per side of a generated picture (generation_inference.py: img_size)
-  // Understanding side (parsed for info; not run yet).
+  // Understanding side: SigLIP (vision_config) + aligner (aligner_config) feeding the LM at <image_placeholder> rows.
+  bool has_vision = false;           // vision_config present
   std::string vision_model_name;     // vision_config.params.model_name, e.g. siglip_large_patch16_384
   int64_t vision_image_size = 384;
+  SiglipConfig vision;
   int64_t aligner_in = 1024, aligner_width = 0, aligner_depth = 2;
+  // preprocessor_config.json (VLMImageProcessor) next to config.json; Janus-Pro's values as defaults.
+  int64_t image_min_size = 14;
+  std::array<float, 3> image_mean{0.5f, 0.5f, 0.5f}, image_std{0.5f, 0.5f, 0.5f};
 
   int64_t tokens_per_side() const { return image_size / vq.downsample(); }
   int64_t image_tokens() const { return tokens_per_side() * tokens_per_side(); }
@@ -65,6 +73,9 @@ class JanusModel {
   void image_embeddings(float* out, const int32_t* ids, int64_t n);
   // logits [n, image_token_size] = gen_head(h) for final-normed hidden rows h [n, hidden].
   void image_logits(float* out, const float* h, int64_t n);
+  // Understanding: rows [N, T, hidden] = aligner(SigLIP(pixels [N, S, S, 3])), S = config().vision.image_size,
+  // pixels preprocessed (io/image_resize.h janus_preprocess). Throws when the checkpoint has no vision tower.
+  Tensor image_rows(const float* pixels, int64_t N);
   // codes [N, image_tokens] → pixels [N, image_size, image_size, 3] f32 in about [-1, 1].
   Tensor decode_images(const int32_t* codes, int64_t N) const;
 
@@ -74,6 +85,8 @@ class JanusModel {
   nn::Embedding gen_embed_;
   nn::GeluMlp gen_aligner_, gen_head_;
   VqDecoder vq_;
+  SiglipEncoder vision_;
+  nn::GeluMlp aligner_;
   Arena arena_;
 };
 
