@@ -1,4 +1,5 @@
 // baleine generate [--model PATH] --prompt TEXT --max-tokens N: prints the continuation as it is generated.
+// With a Janus-Pro model: the prompt is a question in Janus's chat format, about the --image files if any.
 #include <fmt/format.h>
 
 #include <chrono>
@@ -7,7 +8,11 @@
 
 #include "apps/baleine/command.h"
 #include "core/check.h"
+#include "infer/image_understanding.h"
 #include "infer/sampler.h"
+#include "io/image.h"
+#include "io/image_resize.h"
+#include "models/janus.h"
 #include "models/default_model.h"
 #include "models/model.h"
 #include "apps/baleine/model_files.h"
@@ -17,13 +22,59 @@ namespace baleine::app {
 namespace {
 
 struct GenerateArgs {
-  std::string model, prompt;
+  std::string model, prompt, system;
+  std::vector<std::string> images;
+  bool system_set = false;
   int64_t max_tokens = 64;
   SamplingParams sampling;
   bool bos = true, stats = false, ignore_eos = false;
 };
 
+// Janus-Pro reads the pictures (SigLIP + aligner) and answers the prompt about them.
+int run_generate_janus(const GenerateArgs& a) {
+  auto model = load_janus(a.model);
+  const JanusConfig& c = model->config();
+  BALEINE_CHECK(a.images.empty() || c.has_vision, "{}: this Janus checkpoint has no vision tower; it cannot read --image",
+                a.model);
+  Tokenizer tok = load_tokenizer_for(a.model);
+  std::vector<float> pixels;
+  for (const std::string& path : a.images) {
+    io::RgbImage img = io::read_image_file(path);
+    std::vector<float> px = io::janus_preprocess(img, c.vision.image_size, c.image_min_size, c.image_mean, c.image_std);
+    pixels.insert(pixels.end(), px.begin(), px.end());
+  }
+  std::vector<JanusMessage> msgs = {{"user", a.prompt, int64_t(a.images.size())}};
+  JanusPrompt prompt = janus_understanding_prompt(tok, msgs, a.system_set ? a.system : janus_system_prompt(),
+                                                  c.has_vision ? c.vision.tokens() : 1);
+  auto t0 = std::chrono::steady_clock::now();
+  Tensor rows;
+  if (!a.images.empty()) rows = model->image_rows(pixels.data(), int64_t(a.images.size()));
+  UnderstandOptions o;
+  o.sampling = a.sampling;
+  o.max_tokens = a.max_tokens;
+  if (!a.ignore_eos && tok.eos_id() >= 0) o.stop_tokens = {tok.eos_id()};
+  StreamDecoder out(tok, /*skip_special=*/true);
+  o.on_token = [&](int32_t id) {
+    std::string text = out.push(id);
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+    return true;
+  };
+  UnderstandResult r = understand_images(*model, prompt, rows, o);
+  std::string rest = out.flush();
+  std::fwrite(rest.data(), 1, rest.size(), stdout);
+  std::fputc('\n', stdout);
+  if (a.stats) {
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    fmt::print(stderr, "{} image(s), prompt {} tokens, generated {} tokens in {:.3f} s\n", a.images.size(),
+               r.prompt_tokens, r.tokens.size(), s);
+  }
+  return 0;
+}
+
 int run_generate(const GenerateArgs& a) {
+  if (!a.model.empty() && is_janus_model_dir(a.model)) return run_generate_janus(a);
+  BALEINE_CHECK(a.images.empty(), "--image needs a Janus-Pro model (--model DIR with model_type multi_modality)");
   // Without --model: the model committed under models/default (or $BALEINE_DEFAULT_MODEL).
   const std::string path = a.model.empty() ? default_model_path() : a.model;
   Tokenizer tok = load_tokenizer_for(path);
@@ -76,6 +127,9 @@ CommandRegistration reg{{"generate", "Continue a prompt with a model (streams th
                            sub.add_option("--top-p", a->sampling.top_p, "Nucleus sampling mass")->check(CLI::Range(0.0f, 1.0f));
                            sub.add_option("--min-p", a->sampling.min_p, "Drop tokens below min_p x the best")->check(CLI::Range(0.0f, 1.0f));
                            sub.add_option("--seed", a->sampling.seed, "Random seed");
+                           sub.add_option("--image", a->images, "A PNG or JPEG picture the prompt asks about (repeatable; Janus-Pro models)");
+                           sub.add_option("--system", a->system, "System prompt for Janus-Pro (default: Janus's own)")
+                               ->each([a](const std::string&) { a->system_set = true; });
                            sub.add_flag("--stats", a->stats, "Print prefill/decode speed on stderr");
                            sub.add_flag("--ignore-eos", a->ignore_eos, "Keep generating past the end-of-sequence token");
                            return [a] { return run_generate(*a); };

@@ -73,6 +73,39 @@ void ImageEngine::shutdown() {
   queue_.clear();
 }
 
+bool ImageEngine::can_read_images() const { return model_->config().has_vision; }
+int64_t ImageEngine::vision_image_size() const { return model_->config().vision.image_size; }
+const JanusConfig& ImageEngine::config() const { return model_->config(); }
+
+std::shared_ptr<ImageHandle> ImageEngine::submit_chat(VisionChatRequest r) {
+  const JanusConfig& c = model_->config();
+  BALEINE_CHECK(c.has_vision || r.n_images == 0, "this Janus checkpoint has no vision tower: it cannot read images");
+  const int64_t S = c.has_vision ? c.vision.image_size : 0;
+  BALEINE_CHECK(int64_t(r.pixels.size()) == r.n_images * S * S * 3, "vision chat: pixels do not match {} images", r.n_images);
+  BALEINE_CHECK(r.max_tokens >= 1, "'max_tokens' must be at least 1");
+  Job j;
+  j.prompt = janus_understanding_prompt(*tok_, r.messages, r.has_system ? r.system : janus_system_prompt(),
+                                        c.has_vision ? c.vision.tokens() : 1);
+  BALEINE_CHECK(int64_t(j.prompt.image_offsets.size()) == r.n_images, "vision chat: {} images for {} image slots",
+                r.n_images, j.prompt.image_offsets.size());
+  for (int32_t id : j.prompt.ids)
+    BALEINE_CHECK(id >= 0 && id < c.language.vocab_size, "the prompt's token {} is outside the model's vocabulary", id);
+  BALEINE_CHECK(int64_t(j.prompt.ids.size()) < context_,
+                "the conversation has {} tokens ({} per image); the model's context is {}", j.prompt.ids.size(),
+                c.has_vision ? c.vision.tokens() + 2 : 0, context_);
+  j.chat = std::move(r);
+  j.handle = std::make_shared<ImageHandle>();
+  auto h = j.handle;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    BALEINE_CHECK(!stop_, "the image engine is shut down");
+    if (int64_t(queue_.size()) >= opt_.max_queue) throw QueueFullError("the image queue is full");
+    queue_.push_back(std::move(j));
+  }
+  cv_.notify_one();
+  return h;
+}
+
 std::shared_ptr<ImageHandle> ImageEngine::submit(ImageRequest r) {
   BALEINE_CHECK(!r.caption.empty(), "'prompt' must not be empty");
   BALEINE_CHECK(r.n >= 1 && r.n <= opt_.max_images, "'n' must be in [1, {}] on this server, got {}", opt_.max_images, r.n);
@@ -116,6 +149,25 @@ void ImageEngine::loop() {
     ImageResult r;
     const auto t0 = std::chrono::steady_clock::now();
     try {
+      if (j.chat) {
+        const VisionChatRequest& q = *j.chat;
+        Tensor rows;
+        if (q.n_images > 0) rows = model_->image_rows(q.pixels.data(), q.n_images);
+        UnderstandOptions o;
+        o.sampling = q.sampling;
+        o.max_tokens = q.max_tokens;
+        if (tok_->eos_id() >= 0) o.stop_tokens = {tok_->eos_id()};
+        o.on_token = [&](int32_t) { return !j.handle->cancelled(); };
+        UnderstandResult u = understand_images(*model_, j.prompt, rows, o);
+        r.text = tok_->decode(u.tokens, /*skip_special=*/true);
+        r.completion_tokens = int64_t(u.tokens.size());
+        r.stopped = u.stopped;
+        r.prompt_tokens = u.prompt_tokens;
+        r.ok = true;
+        r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        j.handle->finish(std::move(r));
+        continue;
+      }
       ImageGenOptions o;
       o.parallel = j.req.n;
       o.cfg_weight = j.req.cfg_weight;

@@ -16,6 +16,7 @@
 
 #include "infer/engine.h"
 #include "infer/image_generation.h"
+#include "infer/image_understanding.h"
 #include "tokenizer/tokenizer.h"
 
 namespace baleine {
@@ -27,6 +28,18 @@ struct ImageRequest {
   uint64_t seed = 0;
 };
 
+// A chat turn about pictures (chat completions with image_url parts): the conversation and its pictures, already
+// decoded and preprocessed by the HTTP thread ([n, S, S, 3] channels-last, in order of appearance).
+struct VisionChatRequest {
+  std::vector<JanusMessage> messages;
+  std::string system;  // empty: Janus's own system prompt
+  bool has_system = false;
+  std::vector<float> pixels;
+  int64_t n_images = 0;
+  SamplingParams sampling;
+  int64_t max_tokens = 256;
+};
+
 struct ImageResult {
   bool ok = false;
   std::string error;                      // when !ok
@@ -34,6 +47,10 @@ struct ImageResult {
   std::vector<std::vector<uint8_t>> rgb;  // n images [size, size, 3]
   int64_t prompt_tokens = 0;
   double seconds = 0;
+  // vision chat
+  std::string text;
+  int64_t completion_tokens = 0;
+  bool stopped = false;  // ended on end-of-sentence (finish_reason stop), else length
 };
 
 class ImageHandle {
@@ -66,6 +83,11 @@ class ImageEngine {
   // Validates (non-empty caption that fits the context with the image tokens, 1 <= n <= max_images, finite
   // cfg/temperature) and queues; throws Error (a 400) or QueueFullError (a 503). Thread-safe.
   std::shared_ptr<ImageHandle> submit(ImageRequest r);
+  // Validates (roles, image count against the placeholders, context) and queues a vision chat; same errors.
+  std::shared_ptr<ImageHandle> submit_chat(VisionChatRequest r);
+  bool can_read_images() const;
+  int64_t vision_image_size() const;  // S: pixels per side SigLIP reads
+  const JanusConfig& config() const;
   int64_t image_size() const { return size_; }
   int64_t image_tokens() const { return image_tokens_; }  // codes drawn per picture
   int64_t max_images() const { return opt_.max_images; }
@@ -74,6 +96,8 @@ class ImageEngine {
  private:
   struct Job {
     ImageRequest req;
+    std::optional<VisionChatRequest> chat;
+    JanusPrompt prompt;
     std::vector<int32_t> ids;
     std::shared_ptr<ImageHandle> handle;
   };

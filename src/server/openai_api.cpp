@@ -208,6 +208,33 @@ std::string base64(const void* data, size_t n) {
   return out;
 }
 
+std::optional<std::vector<uint8_t>> base64_decode(std::string_view s) {
+  auto value = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  if (s.size() % 4 != 0) return std::nullopt;
+  std::vector<uint8_t> out;
+  out.reserve(s.size() / 4 * 3);
+  for (size_t i = 0; i < s.size(); i += 4) {
+    const bool last = i + 4 == s.size();
+    const int pad = last ? (s[i + 3] == '=') + (s[i + 2] == '=' && s[i + 3] == '=') : 0;
+    int v[4];
+    for (int k = 0; k < 4 - pad; ++k)
+      if ((v[k] = value(s[i + size_t(k)])) < 0) return std::nullopt;
+    for (int k = 4 - pad; k < 4; ++k) v[k] = 0;
+    const uint32_t w = uint32_t(v[0]) << 18 | uint32_t(v[1]) << 12 | uint32_t(v[2]) << 6 | uint32_t(v[3]);
+    out.push_back(uint8_t(w >> 16));
+    if (pad < 2) out.push_back(uint8_t(w >> 8));
+    if (pad < 1) out.push_back(uint8_t(w));
+  }
+  return out;
+}
+
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 std::string error_body(const ApiError& e) {

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <string_view>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -39,6 +40,8 @@ std::string error_body(const ApiError& e);
 std::string dump(const json& j);
 // Standard base64 with padding (embeddings' base64 vectors, generated PNGs).
 std::string base64(const void* data, size_t n);
+// Strict standard base64 (padding required, no whitespace); nullopt when malformed.
+std::optional<std::vector<uint8_t>> base64_decode(std::string_view s);
 
 // USD per million tokens.
 struct Prices {

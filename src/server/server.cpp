@@ -625,6 +625,7 @@ std::shared_ptr<Server::ChatRun> Server::start_chat(const Auth& auth, ChatTask& 
 void Server::chat(const httplib::Request& req, httplib::Response& res) {
   const Auth auth = authenticate(req);
   const json body = parse_json_body(req.body, opt_.max_body_bytes);
+  if (is_vision_chat(body)) return vision_chat(auth, body, res);  // the Janus image model reads pictures
   if (has_server_tools(body)) return chat_with_server_tools(auth, body, res);
   ChatTask task = parse_chat_request(body, routes_, limits_);
   std::vector<int32_t> prompt = chat_prompt(task);

@@ -98,6 +98,8 @@ class Server {
   void responses(const httplib::Request& req, httplib::Response& res);       // agent_api.cpp
   void embeddings(const httplib::Request& req, httplib::Response& res);      // embeddings_api.cpp
   void images(const httplib::Request& req, httplib::Response& res);          // images_api.cpp
+  bool is_vision_chat(const json& body) const;                               // vision_chat_api.cpp
+  void vision_chat(const Auth& auth, const json& body, httplib::Response& res);
   // /v1/embeddings' 'input' as token ids (validated against the tokenizer and limits; fuzzed).
  public:
   static std::vector<std::vector<int32_t>> embedding_inputs(const json& input, const Tokenizer& tok, const Limits& limits);

@@ -23,6 +23,15 @@ function pngSize(buf) {
   return [buf.readUInt32BE(16), buf.readUInt32BE(20)];
 }
 
+function crc32(buf) {
+  let c = ~0;
+  for (const b of buf) {
+    c ^= b;
+    for (let k = 0; k < 8; ++k) c = (c >>> 1) ^ (0xedb88320 & -(c & 1));
+  }
+  return ~c >>> 0;
+}
+
 let first;
 await t.check("n pictures as base64 PNGs of the model's size, with usage", async () => {
   const r = await client.images.generate({ model: "janus-pro", prompt: "a red circle on a white background", n: 2, size: "16x16", response_format: "b64_json", seed: 3 });
@@ -69,6 +78,49 @@ await t.check("bad requests get OpenAI errors", async () => {
   const raw = await fetch(server.url + "/v1/images/generations", { method: "POST", headers: { "Content-Type": "application/json" }, body: "{not json" });
   assert.equal(raw.status, 400);
   assert.ok((await raw.json()).error.message);
+});
+
+const picture = fs.readFileSync(path.join(janus, "picture.png")).toString("base64");
+const ask = (content, extra = {}) => client.chat.completions.create({ model: "janus-pro", messages: [{ role: "user", content }], max_tokens: 6, temperature: 0, ...extra });
+await t.check("chat about a picture (image_url data URL) answers as `baleine generate --image` does", async () => {
+  const r = await ask([{ type: "text", text: "What is in this picture?" }, { type: "image_url", image_url: { url: "data:image/png;base64," + picture } }]);
+  assert.equal(r.object, "chat.completion");
+  assert.equal(r.model, "janus-pro");
+  const { execFileSync } = await import("node:child_process");
+  const cli = execFileSync(bin, ["generate", "--model", janus, "--image", path.join(janus, "picture.png"), "--prompt", "What is in this picture?", "--max-tokens", "6"]).toString();
+  assert.equal(r.choices[0].message.content + "\n", cli);
+  assert.ok(["stop", "length"].includes(r.choices[0].finish_reason));
+  assert.ok(r.usage.prompt_tokens > 16 + 2, JSON.stringify(r.usage));  // 16 placeholders + the two image tags + text
+  const s = await ask([{ type: "text", text: "What is in this picture?" }, { type: "image_url", image_url: { url: "data:image/png;base64," + picture } }], { stream: true });
+  let text = "";
+  for await (const c of s) text += c.choices[0]?.delta?.content ?? "";
+  assert.equal(text, r.choices[0].message.content);
+});
+
+await t.check("bad pictures get 400s naming the part", async () => {
+  const bad = async (content, param, re) => {
+    try {
+      await ask(content);
+      assert.fail("no error for " + JSON.stringify(content).slice(0, 200));
+    } catch (e) {
+      assert.equal(e.status, 400, e.message);
+      assert.equal(e.param, param, e.message);
+      if (re) assert.match(e.message, re);
+    }
+  };
+  await bad([{ type: "image_url", image_url: { url: "https://example.com/a.png" } }], "messages[0].content[0].image_url", /does not fetch/);
+  await bad([{ type: "image_url", image_url: { url: "data:image/png;base64,!!!!" } }], "messages[0].content[0].image_url", /malformed/);
+  const corrupt = Buffer.from(picture, "base64").subarray(0, 60).toString("base64");
+  await bad([{ type: "image_url", image_url: { url: "data:image/png;base64," + corrupt } }], "messages[0].content[0].image_url");
+  // A 10000 x 5000 PNG header (50 megapixels): refused before any pixel is decoded.
+  const big = Buffer.from(picture, "base64");
+  big.writeUInt32BE(10000, 16);
+  big.writeUInt32BE(5000, 20);
+  big.writeUInt32BE(crc32(big.subarray(12, 29)), 29);  // a valid IHDR: the size guard, not the CRC, must refuse it
+  await bad([{ type: "image_url", image_url: { url: "data:image/png;base64," + big.toString("base64") } }], "messages[0].content[0].image_url", /too large|large/);
+  const four = Array(4).fill({ type: "image_url", image_url: { url: "data:image/png;base64," + picture } });
+  await bad(four, "messages[0].content[3]", /at most 3/);  // --max-images 3
+  await bad([{ type: "input_audio", input_audio: {} }], "messages[0].content[0]");
 });
 
 await t.check("chat still works next to the image model", async () => {

@@ -6,12 +6,16 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <fstream>
+#include <memory>
 
 #include <nlohmann/json.hpp>
 
 #include "core/check.h"
 #include "infer/image_understanding.h"
+#include "io/image.h"
+#include "io/image_resize.h"
 #include "models/janus.h"
 #include "tokenizer/tokenizer.h"
 
@@ -111,6 +115,52 @@ TEST(JanusUnderstanding, PromptLayoutFollowsTheProcessor) {
   EXPECT_EQ(std::count(t.ids.begin(), t.ids.end(), tok.eos_id()), 1);
   std::vector<JanusMessage> bad = {{"tool", "x", 0}};
   EXPECT_THROW(janus_understanding_prompt(tok, bad, "", 16), Error);
+}
+
+// picture.png through baleine's decoder and Janus preprocessing equals what PIL + image_processing_vlm.py gave the
+// reference (the first image of vision_pixels), so the whole path file → answer is covered.
+TEST(JanusUnderstanding, PictureThroughTheProcessorMatchesThePythonOne) {
+  auto m = load_janus(kDir);
+  const JanusConfig& c = m->config();
+  EXPECT_EQ(c.image_min_size, 14);
+  io::RgbImage img = io::read_image_file(kDir + "/picture.png");
+  ASSERT_EQ(img.width, 40);
+  ASSERT_EQ(img.height, 24);
+  std::vector<float> px = io::janus_preprocess(img, c.vision.image_size, c.image_min_size, c.image_mean, c.image_std);
+  const auto want = fixture()["vision_pixels"].get<std::vector<float>>();
+  ASSERT_EQ(px.size(), size_t(32 * 32 * 3));
+  double worst = 0;
+  for (size_t i = 0; i < px.size(); ++i) worst = std::max(worst, std::fabs(double(px[i]) - double(want[i])));
+  EXPECT_LT(worst, 1e-6);
+}
+
+// `baleine generate --image` prints what understand_images gives in process for the same conversation.
+TEST(JanusUnderstanding, GenerateCommandAnswersAboutThePicture) {
+  const std::string cmd = std::string(BALEINE_BINARY) + " generate --model " + kDir + " --image " + kDir +
+                          "/picture.png --prompt 'What is in this picture?' --max-tokens 6 --ignore-eos";
+  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(cmd.c_str(), "r"), pclose);
+  ASSERT_TRUE(pipe);
+  std::string out;
+  char buf[256];
+  while (size_t n = fread(buf, 1, sizeof buf, pipe.get())) out.append(buf, n);
+  ASSERT_EQ(pclose(pipe.release()), 0) << cmd;
+
+  auto m = load_janus(kDir);
+  const JanusConfig& c = m->config();
+  Tokenizer tok = Tokenizer::load(kDir + "/tokenizer.json");
+  std::vector<JanusMessage> msgs = {{"user", "What is in this picture?", 1}};
+  JanusPrompt p = janus_understanding_prompt(tok, msgs, janus_system_prompt(), c.vision.tokens());
+  std::vector<float> px = io::janus_preprocess(io::read_image_file(kDir + "/picture.png"), c.vision.image_size,
+                                               c.image_min_size, c.image_mean, c.image_std);
+  UnderstandOptions o;
+  o.max_tokens = 6;
+  UnderstandResult r = understand_images(*m, p, m->image_rows(px.data(), 1), o);
+  ASSERT_EQ(r.tokens.size(), 6u);
+  EXPECT_EQ(out, tok.decode(r.tokens, true) + "\n");
+  // A file that is not a picture: a clear error, exit status 1.
+  const std::string bad = std::string(BALEINE_BINARY) + " generate --model " + kDir + " --image " + kDir +
+                          "/config.json --prompt x 2>&1 | grep -q 'unsupported image format'";
+  EXPECT_EQ(std::system(bad.c_str()), 0);
 }
 
 TEST(JanusUnderstanding, Errors) {

@@ -761,3 +761,18 @@ TEST(Api, NonStringTypesInToolDefinitionsAre400s) {
     }
   }
 }
+
+// base64_decode (image_url data URLs) inverts base64 on every length mod 3 and refuses malformed payloads.
+TEST(Api, Base64DecodeRoundTripsAndRefusesMalformed) {
+  std::mt19937 rng(5);
+  for (size_t n : {0u, 1u, 2u, 3u, 4u, 5u, 31u, 32u, 33u, 1000u}) {
+    std::vector<uint8_t> bytes(n);
+    for (auto& b : bytes) b = uint8_t(rng());
+    auto back = baleine::server::base64_decode(baleine::server::base64(bytes.data(), bytes.size()));
+    ASSERT_TRUE(back.has_value()) << n;
+    EXPECT_EQ(*back, bytes) << n;
+  }
+  EXPECT_EQ(baleine::server::base64_decode("aGk=")->size(), 2u);
+  for (const char* s : {"aGk", "a=Gk", "aG!k", "aGk=\n", "====", "aGk=aGk="})
+    EXPECT_FALSE(baleine::server::base64_decode(s).has_value()) << s;
+}
