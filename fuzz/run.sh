@@ -19,7 +19,7 @@ while (( $# )); do
     *) TARGETS+=("$1"); shift ;;
   esac
 done
-ALL=(gguf safetensors torch_checkpoint png tokenizer_json tokenizer requests json_schema chat_template data_filters)
+ALL=(gguf safetensors torch_checkpoint png image tokenizer_json tokenizer requests json_schema chat_template data_filters)
 (( ${#TARGETS[@]} )) || TARGETS=("${ALL[@]}")
 CXX=$(command -v clang++-14 || command -v clang++ || true)
 [[ -n "$CXX" ]] || { echo "fuzz: clang is not installed (scripts/setup.sh installs clang-14)" >&2; exit 1; }

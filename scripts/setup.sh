@@ -9,7 +9,8 @@ PACKAGES=(
   libpcre2-dev libsqlite3-dev libcpp-httplib-dev
   libopenmpi-dev openmpi-bin   # the MPI communicator: mpirun -np N baleine train|sft|grpo|distill
   zlib1g-dev libicu-dev python3 libssl-dev
-  libpng-dev   # Janus-Pro pictures (io/png)
+  libpng-dev   # Janus-Pro pictures (io/png, io/image)
+  libjpeg-dev  # JPEG pictures for Janus-Pro understanding (io/image: libjpeg62-turbo, the library PIL uses)
   chromium
   clang-14 libclang-rt-14-dev   # libFuzzer + sanitizers for fuzz/run.sh (./test runs every target briefly)
 )
