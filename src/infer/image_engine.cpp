@@ -73,6 +73,19 @@ void ImageEngine::shutdown() {
   queue_.clear();
 }
 
+std::shared_ptr<ImageHandle> ImageEngine::enqueue(Job j) {
+  j.handle = std::make_shared<ImageHandle>();
+  auto h = j.handle;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    BALEINE_CHECK(!stop_, "the image engine is shut down");
+    if (int64_t(queue_.size()) >= opt_.max_queue) throw QueueFullError("the image queue is full");
+    queue_.push_back(std::move(j));
+  }
+  cv_.notify_one();
+  return h;
+}
+
 bool ImageEngine::can_read_images() const { return model_->config().has_vision; }
 int64_t ImageEngine::vision_image_size() const { return model_->config().vision.image_size; }
 const JanusConfig& ImageEngine::config() const { return model_->config(); }
@@ -94,16 +107,7 @@ std::shared_ptr<ImageHandle> ImageEngine::submit_chat(VisionChatRequest r) {
                 "the conversation has {} tokens ({} per image); the model's context is {}", j.prompt.ids.size(),
                 c.has_vision ? c.vision.tokens() + 2 : 0, context_);
   j.chat = std::move(r);
-  j.handle = std::make_shared<ImageHandle>();
-  auto h = j.handle;
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    BALEINE_CHECK(!stop_, "the image engine is shut down");
-    if (int64_t(queue_.size()) >= opt_.max_queue) throw QueueFullError("the image queue is full");
-    queue_.push_back(std::move(j));
-  }
-  cv_.notify_one();
-  return h;
+  return enqueue(std::move(j));
 }
 
 std::shared_ptr<ImageHandle> ImageEngine::submit(ImageRequest r) {
@@ -120,16 +124,7 @@ std::shared_ptr<ImageHandle> ImageEngine::submit(ImageRequest r) {
                 "'prompt' has {} tokens; with the {} image tokens that exceeds the image model's context of {}",
                 j.ids.size(), image_tokens_, context_);
   j.req = std::move(r);
-  j.handle = std::make_shared<ImageHandle>();
-  auto h = j.handle;
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    BALEINE_CHECK(!stop_, "the image engine is shut down");
-    if (int64_t(queue_.size()) >= opt_.max_queue) throw QueueFullError("the image queue is full");
-    queue_.push_back(std::move(j));
-  }
-  cv_.notify_one();
-  return h;
+  return enqueue(std::move(j));
 }
 
 void ImageEngine::loop() {

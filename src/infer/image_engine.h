@@ -101,6 +101,7 @@ class ImageEngine {
     std::vector<int32_t> ids;
     std::shared_ptr<ImageHandle> handle;
   };
+  std::shared_ptr<ImageHandle> enqueue(Job j);  // gives the job its handle; QueueFullError when full
   void loop();
 
   std::unique_ptr<JanusModel> model_;

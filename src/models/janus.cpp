@@ -230,33 +230,32 @@ double vq_encoder_params(const VqConfig& v) {
 
 }  // namespace
 
+namespace {
+// A visitor adding each parameter's element count to `total`.
+nn::ParamVisitor counter(double& total) {
+  return [&total](nn::Param& p) {
+    double n = 1;
+    for (int64_t x : p.shape) n *= double(x);
+    total += n;
+  };
+}
+}  // namespace
+
 JanusStats janus_stats(const JanusConfig& c) {
   JanusStats s;
   auto lm = create_model(c.language);
-  lm->for_each_param([&](nn::Param& p) {
-    double n = 1;
-    for (int64_t x : p.shape) n *= double(x);
-    s.language += n;
-  });
+  lm->for_each_param(counter(s.language));
   s.gen_embed = double(c.image_token_size) * double(c.gen_embed_dim);
   s.gen_aligner = mlp_params(c.gen_aligner_in, c.gen_aligner_width, c.gen_aligner_depth);
   s.gen_head = double(c.gen_head_in) * c.gen_head_mid + c.gen_head_mid + double(c.gen_head_mid) * c.gen_head_out + c.gen_head_out;
   VqDecoder dec;
   dec.init(c.vq);
-  dec.visit("vq", [&](nn::Param& p) {
-    double n = 1;
-    for (int64_t x : p.shape) n *= double(x);
-    s.vq_decoder += n;
-  });
+  dec.visit("vq", counter(s.vq_decoder));
   s.vq_encoder = vq_encoder_params(c.vq);
   if (c.has_vision) {
     SiglipEncoder enc;
     enc.init(c.vision);
-    enc.visit("vision", [&](nn::Param& p) {
-      double n = 1;
-      for (int64_t x : p.shape) n *= double(x);
-      s.vision += n;
-    });
+    enc.visit("vision", counter(s.vision));
   }
   if (c.aligner_width > 0) s.aligner = mlp_params(c.aligner_in, c.aligner_width, c.aligner_depth);
   return s;

@@ -24,6 +24,35 @@ void Server::set_image_engine(std::shared_ptr<ImageEngine> images, std::string m
   image_model_id_ = std::move(model_id);
 }
 
+ImageResult Server::run_image_job(const Auth& auth, const std::function<std::shared_ptr<ImageHandle>()>& submit,
+                                  const char* endpoint, const std::string& param, const std::string& failure) {
+  check_admission(auth);
+  std::shared_ptr<ImageHandle> h;
+  try {
+    h = submit();
+  } catch (const QueueFullError&) {
+    ApiError err(503, "The image queue is full; retry later", "server_error", "", "queue_full");
+    err.retry_after = 5;
+    throw err;
+  } catch (const Error& e) {
+    throw bad(e.what(), param);
+  }
+  const int64_t ledger = store_->ledger_begin(auth.key_id, endpoint, image_model_id_, 0);
+  ++metrics_.in_flight;
+  std::optional<ImageResult> out;
+  while (!(out = h->wait(std::chrono::milliseconds(1000)))) {
+  }
+  --metrics_.in_flight;
+  LedgerEntry le;
+  le.prompt_tokens = out->prompt_tokens;
+  le.completion_tokens = out->completion_tokens;
+  le.status = out->ok ? "done" : "error";
+  store_->ledger_end(ledger, le);
+  if (auth.tpm > 0) limiter_.add_tokens(auth.key_id, out->prompt_tokens + out->completion_tokens);
+  if (!out->ok) throw ApiError(500, failure + out->error, "server_error");
+  return std::move(*out);
+}
+
 // {prompt, model?, n?, size?, response_format?: b64_json|url, seed?, user?, quality?, style?}
 void Server::images(const httplib::Request& req, httplib::Response& res) {
   const Auth auth = authenticate(req);
@@ -71,32 +100,11 @@ void Server::images(const httplib::Request& req, httplib::Response& res) {
   for (const char* k : {"user", "quality", "style"})
     if (b.contains(k) && !b[k].is_null() && !b[k].is_string()) throw bad(fmt::format("'{}' must be a string", k), k);
 
-  check_admission(auth);
-  std::shared_ptr<ImageHandle> h;
-  try {
-    h = images_->submit(r);
-  } catch (const QueueFullError&) {
-    ApiError err(503, "The image queue is full; retry later", "server_error", "", "queue_full");
-    err.retry_after = 5;
-    throw err;
-  } catch (const Error& e) {
-    throw bad(e.what(), "prompt");
-  }
-  const int64_t ledger = store_->ledger_begin(auth.key_id, "images", model, 0);
-  ++metrics_.in_flight;
-  std::optional<ImageResult> out;
-  while (!(out = h->wait(std::chrono::milliseconds(1000)))) {
-  }
-  --metrics_.in_flight;
-  LedgerEntry le;
-  le.prompt_tokens = out->prompt_tokens;
-  le.status = out->ok ? "done" : "error";
-  store_->ledger_end(ledger, le);
-  if (auth.tpm > 0) limiter_.add_tokens(auth.key_id, out->prompt_tokens);
-  if (!out->ok) throw ApiError(500, "image generation failed: " + out->error, "server_error");
+  const ImageResult out = run_image_job(auth, [&] { return images_->submit(r); }, "images", "prompt",
+                                        "image generation failed: ");
   json data = json::array();
-  for (const auto& rgb : out->rgb) {
-    const std::vector<uint8_t> bytes = io::png_encode(rgb, out->size, out->size);
+  for (const auto& rgb : out.rgb) {
+    const std::vector<uint8_t> bytes = io::png_encode(rgb, out.size, out.size);
     const std::string png = base64(bytes.data(), bytes.size());
     if (format == "url") data.push_back({{"url", "data:image/png;base64," + png}});
     else data.push_back({{"b64_json", png}});
@@ -104,9 +112,9 @@ void Server::images(const httplib::Request& req, httplib::Response& res) {
   const int64_t created = std::chrono::duration_cast<std::chrono::seconds>(
                               std::chrono::system_clock::now().time_since_epoch()).count();
   res.set_content(dump({{"created", created}, {"data", data}, {"size", native}, {"output_format", "png"},
-                        {"usage", {{"input_tokens", out->prompt_tokens},
-                                   {"output_tokens", int64_t(out->rgb.size()) * images_->image_tokens()},
-                                   {"seconds", out->seconds}}}}),
+                        {"usage", {{"input_tokens", out.prompt_tokens},
+                                   {"output_tokens", int64_t(out.rgb.size()) * images_->image_tokens()},
+                                   {"seconds", out.seconds}}}}),
                   "application/json");
 }
 

@@ -3,6 +3,7 @@
 // through submit() and the handles; the engine thread owns the model.
 // defines: ServerOptions, Server
 #pragma once
+#include <functional>
 #include <atomic>
 #include <map>
 #include <memory>
@@ -98,6 +99,10 @@ class Server {
   void responses(const httplib::Request& req, httplib::Response& res);       // agent_api.cpp
   void embeddings(const httplib::Request& req, httplib::Response& res);      // embeddings_api.cpp
   void images(const httplib::Request& req, httplib::Response& res);          // images_api.cpp
+  // Admission, queueing (503 when full, 400 naming `param` for a refused job), ledger and metrics of one image
+  // worker job; a failed job is a 500 starting with `failure`.
+  ImageResult run_image_job(const Auth& auth, const std::function<std::shared_ptr<ImageHandle>()>& submit,
+                            const char* endpoint, const std::string& param, const std::string& failure);
   bool is_vision_chat(const json& body) const;                               // vision_chat_api.cpp
   void vision_chat(const Auth& auth, const json& body, httplib::Response& res);
   // /v1/embeddings' 'input' as token ids (validated against the tokenizer and limits; fuzzed).

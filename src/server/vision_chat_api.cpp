@@ -140,38 +140,16 @@ void Server::vision_chat(const Auth& auth, const json& b, httplib::Response& res
   }
   const bool stream = b.contains("stream") && b["stream"].is_boolean() && b["stream"].get<bool>();
 
-  check_admission(auth);
-  std::shared_ptr<ImageHandle> h;
-  try {
-    h = images_->submit_chat(std::move(r));
-  } catch (const QueueFullError&) {
-    ApiError err(503, "The image queue is full; retry later", "server_error", "", "queue_full");
-    err.retry_after = 5;
-    throw err;
-  } catch (const Error& e) {
-    throw bad(e.what(), "messages");
-  }
-  const int64_t ledger = store_->ledger_begin(auth.key_id, "chat", image_model_id_, 0);
-  ++metrics_.in_flight;
-  std::optional<ImageResult> out;
-  while (!(out = h->wait(std::chrono::milliseconds(1000)))) {
-  }
-  --metrics_.in_flight;
-  LedgerEntry le;
-  le.prompt_tokens = out->prompt_tokens;
-  le.completion_tokens = out->completion_tokens;
-  le.status = out->ok ? "done" : "error";
-  store_->ledger_end(ledger, le);
-  if (auth.tpm > 0) limiter_.add_tokens(auth.key_id, out->prompt_tokens + out->completion_tokens);
-  if (!out->ok) throw ApiError(500, "the image model failed: " + out->error, "server_error");
-  const std::string id = new_id("chatcmpl"), finish = out->stopped ? "stop" : "length";
+  const ImageResult out = run_image_job(auth, [&] { return images_->submit_chat(std::move(r)); }, "chat", "messages",
+                                        "the image model failed: ");
+  const std::string id = new_id("chatcmpl"), finish = out.stopped ? "stop" : "length";
   const int64_t created = unix_now();
-  const json usage = {{"prompt_tokens", out->prompt_tokens}, {"completion_tokens", out->completion_tokens},
-                      {"total_tokens", out->prompt_tokens + out->completion_tokens}};
+  const json usage = {{"prompt_tokens", out.prompt_tokens}, {"completion_tokens", out.completion_tokens},
+                      {"total_tokens", out.prompt_tokens + out.completion_tokens}};
   if (!stream) {
     res.set_content(dump({{"id", id}, {"object", "chat.completion"}, {"created", created}, {"model", image_model_id_},
                           {"choices", json::array({{{"index", 0},
-                                                    {"message", {{"role", "assistant"}, {"content", out->text}}},
+                                                    {"message", {{"role", "assistant"}, {"content", out.text}}},
                                                     {"finish_reason", finish}}})},
                           {"usage", usage}}),
                     "application/json");
@@ -181,7 +159,7 @@ void Server::vision_chat(const Auth& auth, const json& b, httplib::Response& res
     return "data: " + dump({{"id", id}, {"object", "chat.completion.chunk"}, {"created", created}, {"model", image_model_id_},
                             {"choices", json::array({{{"index", 0}, {"delta", delta}, {"finish_reason", fin}}})}}) + "\n\n";
   };
-  std::string body = chunk({{"role", "assistant"}, {"content", ""}}, nullptr) + chunk({{"content", out->text}}, nullptr) +
+  std::string body = chunk({{"role", "assistant"}, {"content", ""}}, nullptr) + chunk({{"content", out.text}}, nullptr) +
                      chunk(json::object(), finish);
   const bool include_usage = b.contains("stream_options") && b["stream_options"].is_object() &&
                              b["stream_options"].value("include_usage", false);

@@ -14,27 +14,15 @@
 #include "infer/image_generation.h"
 #include "io/png.h"
 #include "models/janus.h"
+#include "janus_test_util.h"
 
 using namespace baleine;
 using nlohmann::json;
 
 namespace {
-const std::string kDir = std::string(BALEINE_TEST_DATA) + "/parity/janus";
-
-json fixture() {
-  std::ifstream in(kDir + "/fixture.json");
-  return json::parse(in);
-}
-
-// max |a − b| / max(1, max |b|): errors relative to the output's scale.
-double max_scaled_diff(const float* a, const std::vector<float>& b) {
-  double num = 0, den = 1;
-  for (size_t i = 0; i < b.size(); ++i) {
-    num = std::max(num, std::fabs(double(a[i]) - double(b[i])));
-    den = std::max(den, std::fabs(double(b[i])));
-  }
-  return num / den;
-}
+using janus_test::fixture;
+using janus_test::kDir;
+using janus_test::max_scaled_diff;
 
 TEST(Janus, EmbeddingsHeadAndDecoderMatchPyTorch) {
   auto m = load_janus(kDir);

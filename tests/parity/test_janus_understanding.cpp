@@ -17,27 +17,16 @@
 #include "io/image.h"
 #include "io/image_resize.h"
 #include "models/janus.h"
+#include "janus_test_util.h"
 #include "tokenizer/tokenizer.h"
 
 using namespace baleine;
 using nlohmann::json;
 
 namespace {
-const std::string kDir = std::string(BALEINE_TEST_DATA) + "/parity/janus";
-
-json fixture() {
-  std::ifstream in(kDir + "/fixture.json");
-  return json::parse(in);
-}
-
-double max_scaled_diff(const float* a, const std::vector<float>& b) {
-  double num = 0, den = 1;
-  for (size_t i = 0; i < b.size(); ++i) {
-    num = std::max(num, std::fabs(double(a[i]) - double(b[i])));
-    den = std::max(den, std::fabs(double(b[i])));
-  }
-  return num / den;
-}
+using janus_test::fixture;
+using janus_test::kDir;
+using janus_test::max_scaled_diff;
 
 TEST(JanusUnderstanding, SiglipFeaturesAndAlignerRowsMatchPyTorch) {
   auto m = load_janus(kDir);
